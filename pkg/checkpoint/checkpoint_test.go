@@ -1,0 +1,120 @@
+package checkpoint
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func randomCheckpoint(rng *rand.Rand, tensorLen int) *Checkpoint {
+	c := New()
+	for i := 0; i < 3; i++ {
+		data := make([]float32, tensorLen+i)
+		for j := range data {
+			data[j] = float32(rng.NormFloat64())
+		}
+		c.PutTensor("layer"+strconv.Itoa(i)+".weight", []int{len(data)}, data)
+	}
+	blob := make([]byte, 17)
+	for i := range blob {
+		blob[i] = byte(rng.IntN(256))
+	}
+	c.PutBlob("rng", blob)
+	c.PutBlob("config", []byte("moco:\n  k: 4096\n"))
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := randomCheckpoint(rng, 100)
+	path := filepath.Join(t.TempDir(), "last.ckpt")
+	if err := Save(path, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("loaded checkpoint differs from the saved one")
+	}
+	if _, err := got.Tensor("missing"); err == nil {
+		t.Fatal("Tensor of a missing name: no error")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("folder holds %d files after Save, want only the checkpoint", len(entries))
+	}
+}
+
+func TestEncodeIsDeterministic(t *testing.T) {
+	a := randomCheckpoint(rand.New(rand.NewPCG(3, 4)), 50)
+	b := randomCheckpoint(rand.New(rand.NewPCG(3, 4)), 50)
+	if string(a.Encode()) != string(b.Encode()) {
+		t.Fatal("equal checkpoints encode to different bytes")
+	}
+}
+
+func TestCorruptFiles(t *testing.T) {
+	good := randomCheckpoint(rand.New(rand.NewPCG(5, 6)), 20).Encode()
+	flipped := append([]byte(nil), good...)
+	flipped[len(flipped)/2] ^= 0x40
+	badMagic := append([]byte("NOTMOCHI"), good[8:]...)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"flipped byte", flipped},
+		{"wrong magic", badMagic},
+	} {
+		if _, err := Decode(tc.data); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", tc.name, err)
+		}
+	}
+	for n := 0; n < len(good); n += 7 {
+		if _, err := Decode(good[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated to %d of %d bytes: err = %v, want ErrCorrupt", n, len(good), err)
+		}
+	}
+}
+
+// TestKillDuringSave kills a process that saves checkpoints in a loop at
+// random moments; whatever is on disk afterwards must load.
+func TestKillDuringSave(t *testing.T) {
+	if path := os.Getenv("MOCHI_CHECKPOINT_SAVE_LOOP"); path != "" {
+		rng := rand.New(rand.NewPCG(7, 8))
+		for {
+			if err := Save(path, randomCheckpoint(rng, 200000)); err != nil {
+				os.Exit(3)
+			}
+		}
+	}
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	path := filepath.Join(t.TempDir(), "last.ckpt")
+	rng := rand.New(rand.NewPCG(9, 10))
+	for round := 0; round < 5; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringSave$")
+		cmd.Env = append(os.Environ(), "MOCHI_CHECKPOINT_SAVE_LOOP="+path)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(50+rng.IntN(300)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			continue
+		}
+		if _, err := Load(path); err != nil {
+			t.Fatalf("round %d: checkpoint left by a killed writer does not load: %v", round, err)
+		}
+	}
+}

@@ -1,0 +1,221 @@
+// Package device defines the compute backend that runs mochi's heavy
+// operators: a small set of layer-level kernels over flat float32 (and int32)
+// buffers that live in the backend's memory (host memory for the CPU backend,
+// GPU memory for the CUDA backend).
+//
+// The rest of the program sees only this interface. The CPU backend
+// (package device/cpu) is the ground truth; every other backend must pass the
+// same conformance suite (package device/devicetest) within a stated tolerance.
+//
+// # Conventions
+//
+// All tensors are dense and row-major; images are NCHW. Shapes are passed
+// explicitly to every kernel and every buffer must hold at least the elements
+// its shape implies. Backward kernels overwrite their gradient outputs (they
+// never accumulate); the graph adds gradients where a value is used twice.
+//
+// # Errors
+//
+// Kernels do not return errors: a backend records the first failure (a
+// failed launch, an out-of-memory allocation) and reports it from Sync, like
+// a CUDA stream's sticky error. Callers check Sync once per step.
+package device
+
+import "fmt"
+
+// DType is the element type of a Buffer.
+type DType int
+
+// The element types a backend stores.
+const (
+	Float32 DType = iota
+	Int32
+)
+
+func (d DType) String() string {
+	switch d {
+	case Float32:
+		return "float32"
+	case Int32:
+		return "int32"
+	}
+	return fmt.Sprintf("DType(%d)", int(d))
+}
+
+// Buffer is a flat array of Len elements of one DType in a backend's memory.
+// Only the backend that allocated a buffer may read or write it.
+type Buffer interface {
+	Len() int
+	DType() DType
+}
+
+// ConvShape describes a 2-D convolution without groups or dilation:
+// input x N×C×H×W, filter w K×C×R×S, output y N×K×OutH()×OutW().
+type ConvShape struct {
+	N, C, H, W  int // input batch, channels, height, width
+	K, R, S     int // output channels, filter height, filter width
+	Stride, Pad int // same in both spatial directions
+}
+
+// OutH is the output height: (H + 2·Pad − R)/Stride + 1.
+func (s ConvShape) OutH() int { return (s.H+2*s.Pad-s.R)/s.Stride + 1 }
+
+// OutW is the output width: (W + 2·Pad − S)/Stride + 1.
+func (s ConvShape) OutW() int { return (s.W+2*s.Pad-s.S)/s.Stride + 1 }
+
+// BNShape describes a batch normalisation over x N×C×HW (HW = H·W, 1 for
+// a fully connected layer). Groups splits the batch into that many equal
+// consecutive groups with their own statistics (split-BN, which stands in
+// for MoCo's ShuffleBN on one device); Groups = 1 is ordinary BatchNorm.
+// N must be a multiple of Groups.
+type BNShape struct {
+	N, C, HW, Groups int
+}
+
+// PoolShape describes a max pooling with a Size×Size window:
+// input N×C×H×W, output N×C×OutH()×OutW(). Padding counts as −∞.
+type PoolShape struct {
+	N, C, H, W        int
+	Size, Stride, Pad int
+}
+
+// OutH is the pooled height: (H + 2·Pad − Size)/Stride + 1.
+func (s PoolShape) OutH() int { return (s.H+2*s.Pad-s.Size)/s.Stride + 1 }
+
+// OutW is the pooled width: (W + 2·Pad − Size)/Stride + 1.
+func (s PoolShape) OutW() int { return (s.W+2*s.Pad-s.Size)/s.Stride + 1 }
+
+// SGDParams are torch.optim.SGD's hyper-parameters for one update:
+// g = grad + WeightDecay·p; v = Momentum·v + g;
+// p = p − LR·(g + Momentum·v) with Nesterov, p − LR·v without.
+type SGDParams struct {
+	LR, Momentum, WeightDecay float32
+	Nesterov                  bool
+}
+
+// MixShape describes the MoCHi synthetic negatives of one step: B queries
+// of dimension D against a queue of K keys, of which each query's top N are
+// mixed into S negative–negative and SPrime query–negative negatives.
+type MixShape struct {
+	B, D, K, N, S, SPrime int
+}
+
+// Backend is a device that stores buffers and runs the kernels.
+//
+// Shapes are listed in each method's comment; "(out)" marks a buffer the
+// kernel writes, everything else is read only. Outputs never alias inputs
+// unless a comment allows it.
+type Backend interface {
+	// Name identifies the backend ("cpu", "cuda").
+	Name() string
+
+	// Alloc returns a zero-filled buffer of n elements.
+	Alloc(dt DType, n int) Buffer
+	// Free releases a buffer; using it afterwards is an error.
+	Free(b Buffer)
+	// View returns elements [off, off+n) of b, sharing its memory.
+	View(b Buffer, off, n int) Buffer
+	// Upload copies host data into dst (len(src) ≤ dst.Len()).
+	Upload(dst Buffer, src []float32)
+	// UploadInt32 copies host data into an Int32 buffer.
+	UploadInt32(dst Buffer, src []int32)
+	// Download copies src into host memory (len(dst) ≤ src.Len()).
+	Download(dst []float32, src Buffer)
+	// DownloadInt32 copies an Int32 buffer into host memory.
+	DownloadInt32(dst []int32, src Buffer)
+	// Sync waits for queued work and returns the first error since the
+	// previous Sync.
+	Sync() error
+
+	// Copy: dst = src, n = src.Len() ≤ dst.Len().
+	Copy(dst, src Buffer)
+	// Fill: x[i] = v for every element.
+	Fill(x Buffer, v float32)
+	// Scale: x = alpha·x.
+	Scale(alpha float32, x Buffer)
+	// Axpy: y = alpha·x + y over x.Len() elements.
+	Axpy(alpha float32, x, y Buffer)
+	// Add: out = a + b elementwise over out.Len() elements (out may alias a or b).
+	Add(a, b, out Buffer)
+	// Sum: out[0] = Σ x.
+	Sum(x, out Buffer)
+
+	// Gemm: c = alpha·op(a)·op(b) + beta·c with op(a) m×k, op(b) k×n, c m×n,
+	// op(x) = xᵀ when the trans flag is set (a is then stored k×m).
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a, b Buffer, beta float32, c Buffer)
+	// AddRowVector: y[r,c] += v[c] for y rows×cols (bias of a linear layer).
+	AddRowVector(rows, cols int, v, y Buffer)
+	// SumRows: out[c] = Σ_r x[r,c] for x rows×cols (bias gradient).
+	SumRows(rows, cols int, x, out Buffer)
+	// RowDot: out[r] = Σ_c a[r,c]·b[r,c] for a, b rows×cols (MoCo's l_pos).
+	RowDot(rows, cols int, a, b, out Buffer)
+
+	// Conv2DForward: y = x ⋆ w. x N×C×H×W, w K×C×R×S, y (out) N×K×OH×OW.
+	Conv2DForward(s ConvShape, x, w, y Buffer)
+	// Conv2DBackwardData: dx (out) = ∂L/∂x given dy N×K×OH×OW and w.
+	Conv2DBackwardData(s ConvShape, dy, w, dx Buffer)
+	// Conv2DBackwardFilter: dw (out) = ∂L/∂w given x and dy.
+	Conv2DBackwardFilter(s ConvShape, x, dy, dw Buffer)
+
+	// BatchNormTrain normalises x with the batch statistics of each group:
+	// y = γ·(x − μ_g)/√(σ²_g + eps) + β, writing y (out), mean (out, Groups×C)
+	// and invStd (out, Groups×C, 1/√(σ²_g+eps) with the biased variance).
+	// The running statistics (C each) are updated in place as in PyTorch,
+	// averaged over the groups: run = (1−momentum)·run + momentum·stat, with the
+	// unbiased variance for runVar.
+	BatchNormTrain(s BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar Buffer, momentum, eps float32)
+	// BatchNormInfer: y (out) = γ·(x − runMean)/√(runVar + eps) + β.
+	BatchNormInfer(s BNShape, x, gamma, beta, runMean, runVar, y Buffer, eps float32)
+	// BatchNormBackward: dx, dgamma, dbeta (out; dgamma, dbeta C each) given
+	// the forward's x, mean and invStd and the upstream dy.
+	BatchNormBackward(s BNShape, x, dy, gamma, mean, invStd, dx, dgamma, dbeta Buffer)
+
+	// ReLU: y (out) = max(x, 0) over x.Len() elements (y may alias x).
+	ReLU(x, y Buffer)
+	// ReLUBackward: dx (out) = dy where y > 0, else 0.
+	ReLUBackward(y, dy, dx Buffer)
+	// MaxPoolForward: y (out) N×C×OH×OW.
+	MaxPoolForward(s PoolShape, x, y Buffer)
+	// MaxPoolBackward: dx (out) routes each dy to the first maximal input of
+	// its window (row-major order), as PyTorch does.
+	MaxPoolBackward(s PoolShape, x, dy, dx Buffer)
+	// GlobalAvgPool: y[n,c] (out) = mean over HW of x[n,c,·].
+	GlobalAvgPool(n, c, hw int, x, y Buffer)
+	// GlobalAvgPoolBackward: dx[n,c,i] (out) = dy[n,c]/hw.
+	GlobalAvgPoolBackward(n, c, hw int, dy, dx Buffer)
+
+	// L2Normalize: y[r] (out) = x[r]/max(‖x[r]‖, 1e-12) for x rows×cols.
+	L2Normalize(rows, cols int, x, y Buffer)
+	// L2NormalizeBackward: dx (out) given x, y = normalize(x) and dy:
+	// dx = (dy − y·(y·dy))/max(‖x‖, 1e-12).
+	L2NormalizeBackward(rows, cols int, x, y, dy, dx Buffer)
+
+	// SoftmaxCrossEntropy over logits rows×cols scaled by 1/tau with integer
+	// labels (Int32, rows): loss[r] (out) = −log softmax(logits[r]/tau)[label[r]],
+	// prob (out, rows×cols) = softmax(logits[r]/tau).
+	SoftmaxCrossEntropy(rows, cols int, tau float32, logits, labels, loss, prob Buffer)
+	// SoftmaxCrossEntropyBackward: dlogits (out) = scale·(prob − onehot(label))/tau.
+	SoftmaxCrossEntropyBackward(rows, cols int, tau, scale float32, prob, labels, dlogits Buffer)
+
+	// TopN: idx (out, Int32 rows×n) holds, for each row of x rows×cols, the
+	// indices of its n largest values ordered by value descending, ties by
+	// index ascending.
+	TopN(rows, cols, n int, x, idx Buffer)
+	// MixLogits writes the MoCHi extra logits out (out, B×(S+SPrime)) in closed
+	// form from the q·n similarities sim (B×K), the queue (K×D), the top-N
+	// indices top (Int32 B×N) and the plan: for query b and mix t < S,
+	// h = normalize(α·n_i + (1−α)·n_j) with i = top[b, pairI[b,t]],
+	// j = top[b, pairJ[b,t]], α = alpha[b,t], and out[b,t] = q_b·h; for
+	// t' < SPrime, h' = normalize(β·q_b + (1−β)·n_j) with j = top[b, negJ[b,t']],
+	// β = beta[b,t'], and out[b,S+t'] = q_b·h'. pairI, pairJ, negJ are Int32
+	// ranks into the top-N list.
+	MixLogits(s MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out Buffer)
+	// MixLogitsBackward: dq (out, B×D) = Σ_t dout[b,t]·h_t with h, h' held
+	// constant; with gradThroughQ the path through q inside h' is added.
+	MixLogitsBackward(s MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta, dout Buffer, gradThroughQ bool, dq Buffer)
+
+	// SGDStep updates param and velocity in place with grad (see SGDParams).
+	SGDStep(p SGDParams, param, grad, velocity Buffer)
+	// MomentumUpdate: dst = m·dst + (1−m)·src (the key encoder's update).
+	MomentumUpdate(m float32, src, dst Buffer)
+}
