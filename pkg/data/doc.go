@@ -1,0 +1,34 @@
+// Package data loads image datasets and turns them into the two augmented views
+// that MoCo-v2 / MoCHi pretraining consumes.
+//
+// # Overview
+//
+// Open reads a dataset described by a Spec into memory as uint8 C×H×W images:
+// MNIST and Fashion-MNIST idx files (gzip or raw), CIFAR-10 and CIFAR-100 binary
+// batches, and ImageFolder trees of PNG/JPEG files resized to a square. Known
+// files are checked against their SHA-256.
+//
+// TwoViewLoader shuffles the dataset once per epoch from (seed, epoch), cuts it
+// into drop-last batches, and for every image draws two independent MoCo-v2
+// augmentations (Chen et al., "Improved Baselines with Momentum Contrastive
+// Learning", arXiv 2003.04297):
+//
+//	RandomResizedCrop(scale 0.2–1, ratio 3/4–4/3) → ColorJitter(0.4,0.4,0.4,0.1) p=0.8
+//	→ RandomGrayscale p=0.2 → GaussianBlur σ∈[0.1,2] p=0.5 → HorizontalFlip p=0.5
+//	→ ToTensor → Normalize(mean, std)
+//
+// The batches come out as float32 NCHW slices (query view, key view) produced by
+// worker goroutines with a bounded prefetch. EvalBatches gives single-view,
+// unaugmented batches for kNN monitoring, linear evaluation and feature extraction.
+//
+// # Invariants
+//
+// A batch depends only on (seed, epoch, step): the shuffle comes from (seed,
+// epoch) and every sample's random numbers from its own stream seeded by (seed,
+// epoch, position in the epoch), never from an RNG shared between workers, so the
+// output is the same whatever the number of workers.
+//
+// Augmentation works in float32 on C×H×W values in [0, 1] with torchvision's
+// semantics; for one-channel images only brightness and contrast jitter apply
+// and RandomGrayscale is the identity.
+package data

@@ -1,0 +1,272 @@
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+)
+
+// Batch is one step's input: two augmented views of the same B images.
+type Batch struct {
+	// Query and Key are the two views, B×C×H×W each, normalised.
+	Query, Key []float32
+	// Index is the dataset index of each image, Label its class; B each.
+	Index, Label []int
+	// B, C, H, W are the batch shape (H = W = CropSize).
+	B, C, H, W int
+}
+
+// TwoViewLoader turns a Dataset into an epoch-by-epoch stream of two-view
+// batches. Epoch e visits a permutation drawn from (seed, e) in
+// len/batch full batches (the remainder is dropped, as MoCo's drop_last).
+type TwoViewLoader struct {
+	ds       Dataset
+	aug      AugmentConfig
+	batch    int
+	seed     uint64
+	workers  int
+	prefetch int
+	free     chan *Batch // recycled batches
+}
+
+// NewTwoViewLoader makes a loader of batch-sized two-view batches; workers
+// goroutines build batches and up to prefetch finished ones wait ahead of the
+// consumer.
+func NewTwoViewLoader(ds Dataset, aug AugmentConfig, batch int, seed uint64, workers, prefetch int) (*TwoViewLoader, error) {
+	if err := aug.Validate(ds.Channels()); err != nil {
+		return nil, fmt.Errorf("%s: %w", ds.Name(), err)
+	}
+	switch {
+	case batch < 1:
+		return nil, fmt.Errorf("two-view loader: batch %d: must be at least 1", batch)
+	case ds.Len() < batch:
+		return nil, fmt.Errorf("two-view loader: %s has %d images, fewer than one batch of %d: lower the batch or use more images", ds.Name(), ds.Len(), batch)
+	case workers < 1:
+		return nil, fmt.Errorf("two-view loader: workers %d: must be at least 1", workers)
+	case prefetch < 0:
+		return nil, fmt.Errorf("two-view loader: prefetch %d: must be ≥ 0", prefetch)
+	}
+	return &TwoViewLoader{
+		ds: ds, aug: aug, batch: batch, seed: seed, workers: workers, prefetch: prefetch,
+		free: make(chan *Batch, workers+prefetch+1),
+	}, nil
+}
+
+// StepsPerEpoch is the number of full batches in an epoch.
+func (l *TwoViewLoader) StepsPerEpoch() int { return l.ds.Len() / l.batch }
+
+// Release hands a batch the consumer is done with back to the loader for reuse.
+// The batch must not be used afterwards.
+func (l *TwoViewLoader) Release(b *Batch) {
+	if b == nil {
+		return
+	}
+	select {
+	case l.free <- b:
+	default:
+	}
+}
+
+// newBatch returns a recycled batch or allocates one.
+func (l *TwoViewLoader) newBatch() *Batch {
+	select {
+	case b := <-l.free:
+		return b
+	default:
+	}
+	c, s := l.ds.Channels(), l.aug.CropSize
+	n := l.batch * c * s * s
+	return &Batch{
+		Query: make([]float32, n), Key: make([]float32, n),
+		Index: make([]int, l.batch), Label: make([]int, l.batch),
+		B: l.batch, C: c, H: s, W: s,
+	}
+}
+
+// splitmix64 is one step of SplitMix64, used to decorrelate seeds.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// EpochPermutation is the order in which epoch e visits the n images, drawn
+// from (seed, e) alone.
+func EpochPermutation(seed uint64, epoch, n int) []int {
+	rng := rand.New(rand.NewPCG(splitmix64(seed), splitmix64(uint64(epoch)^0x5eed5eed5eed5eed)))
+	return rng.Perm(n)
+}
+
+// sampleSeeds are the two PCG seeds of the sample at position pos of epoch e.
+func sampleSeeds(seed uint64, epoch, pos int) (uint64, uint64) {
+	return splitmix64(seed ^ splitmix64(uint64(epoch))), splitmix64(uint64(pos) ^ 0xa0761d6478bd642f)
+}
+
+// EpochIter yields the batches of one epoch in order. Call Close when done,
+// also when stopping early.
+type EpochIter struct {
+	loader  *TwoViewLoader
+	steps   int
+	next    int
+	slots   []chan *Batch // batch t arrives in slots[t % len(slots)]
+	tokens  chan struct{} // one per batch in flight or waiting
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// Epoch starts producing the batches of epoch e.
+func (l *TwoViewLoader) Epoch(e int) *EpochIter {
+	perm := EpochPermutation(l.seed, e, l.ds.Len())
+	inFlight := l.workers + l.prefetch
+	it := &EpochIter{
+		loader: l,
+		steps:  l.StepsPerEpoch(),
+		slots:  make([]chan *Batch, inFlight),
+		tokens: make(chan struct{}, inFlight),
+		done:   make(chan struct{}),
+	}
+	for i := range it.slots {
+		it.slots[i] = make(chan *Batch, 1)
+	}
+	jobs := make(chan int)
+	it.wg.Add(1 + l.workers)
+	go func() { // dispatcher: issues steps in order while tokens last
+		defer it.wg.Done()
+		defer close(jobs)
+		for t := range it.steps {
+			select {
+			case it.tokens <- struct{}{}:
+			case <-it.done:
+				return
+			}
+			select {
+			case jobs <- t:
+			case <-it.done:
+				return
+			}
+		}
+	}()
+	for range l.workers {
+		go func() {
+			defer it.wg.Done()
+			w := newBatchWorker(l)
+			for t := range jobs {
+				b := l.newBatch()
+				w.fill(b, perm, e, t)
+				it.slots[t%len(it.slots)] <- b // never blocks: the token reserved the slot
+			}
+		}()
+	}
+	return it
+}
+
+// Steps is the number of batches the epoch yields.
+func (it *EpochIter) Steps() int { return it.steps }
+
+// Next returns the next batch, or false after the last one.
+func (it *EpochIter) Next() (*Batch, bool) {
+	if it.next >= it.steps {
+		return nil, false
+	}
+	b := <-it.slots[it.next%len(it.slots)]
+	<-it.tokens
+	it.next++
+	return b, true
+}
+
+// Close stops the workers and waits for them; batches not yet taken are
+// recycled.
+func (it *EpochIter) Close() {
+	it.closeMu.Do(func() {
+		close(it.done)
+		it.wg.Wait()
+		for _, s := range it.slots {
+			select {
+			case b := <-s:
+				it.loader.Release(b)
+			default:
+			}
+		}
+	})
+}
+
+// batchWorker owns one goroutine's augmenter and RNG.
+type batchWorker struct {
+	loader *TwoViewLoader
+	aug    *Augmenter
+	pcg    *rand.PCG
+	rng    *rand.Rand
+}
+
+func newBatchWorker(l *TwoViewLoader) *batchWorker {
+	// The config was validated by NewTwoViewLoader, so this cannot fail.
+	aug, err := NewAugmenter(l.aug, l.ds.Channels(), l.ds.Height(), l.ds.Width())
+	if err != nil {
+		panic(err)
+	}
+	pcg := rand.NewPCG(0, 0)
+	return &batchWorker{loader: l, aug: aug, pcg: pcg, rng: rand.New(pcg)}
+}
+
+// fill builds step t of epoch e: images perm[t·B : (t+1)·B], each with its
+// own RNG stream seeded from (seed, e, position), query view first.
+func (w *batchWorker) fill(b *Batch, perm []int, e, t int) {
+	l := w.loader
+	n := w.aug.OutputLen()
+	for i := range l.batch {
+		pos := t*l.batch + i
+		idx := perm[pos]
+		w.pcg.Seed(sampleSeeds(l.seed, e, pos))
+		px := l.ds.Pixels(idx)
+		w.aug.Apply(b.Query[i*n:(i+1)*n], px, w.rng)
+		w.aug.Apply(b.Key[i*n:(i+1)*n], px, w.rng)
+		b.Index[i] = idx
+		b.Label[i] = l.ds.Label(idx)
+	}
+}
+
+// EvalBatches calls fn on every image of ds in order, batch at a time (the last
+// batch may be smaller), with no augmentation: x is n×C×H×W, (pixel/255 −
+// mean[c]) / std[c]. The slices are reused between calls; copy what you keep.
+func EvalBatches(ds Dataset, mean, std []float32, batch int, fn func(x []float32, labels []int, idx []int) error) error {
+	c, h, w := ds.Channels(), ds.Height(), ds.Width()
+	if len(mean) != c || len(std) != c {
+		return fmt.Errorf("eval batches: %s has %d channels but mean/std have %d/%d values: give one per channel", ds.Name(), c, len(mean), len(std))
+	}
+	if batch < 1 {
+		return fmt.Errorf("eval batches: batch %d: must be at least 1", batch)
+	}
+	plane := h * w
+	scale, offset := make([]float32, c), make([]float32, c)
+	for ch := range c {
+		if !(std[ch] > 0) {
+			return fmt.Errorf("eval batches: std[%d] = %v: must be > 0", ch, std[ch])
+		}
+		// (p/255 − m)/s = p·(1/(255 s)) − m/s
+		scale[ch] = 1 / (255 * std[ch])
+		offset[ch] = mean[ch] / std[ch]
+	}
+	x := make([]float32, batch*c*plane)
+	labels, idx := make([]int, batch), make([]int, batch)
+	for start := 0; start < ds.Len(); start += batch {
+		n := min(batch, ds.Len()-start)
+		for i := range n {
+			px := ds.Pixels(start + i)
+			out := x[i*c*plane : (i+1)*c*plane]
+			for ch := range c {
+				sc, of := scale[ch], offset[ch]
+				for p, v := range px[ch*plane : (ch+1)*plane] {
+					out[ch*plane+p] = float32(v)*sc - of
+				}
+			}
+			labels[i] = ds.Label(start + i)
+			idx[i] = start + i
+		}
+		if err := fn(x[:n*c*plane], labels[:n], idx[:n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
