@@ -1,0 +1,196 @@
+package eval
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"os"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// PlotDPI is the resolution of the PNG figures: a W×H-pixel figure is drawn
+// on a canvas of W·72/PlotDPI × H·72/PlotDPI points.
+const PlotDPI = 96
+
+// PlanePoint is one checkpoint on the alignment–uniformity plane.
+type PlanePoint struct {
+	Label      string
+	Uniformity float64 // x axis, lower is better
+	Alignment  float64 // y axis, lower is better
+}
+
+// Colours of the figures' series, fixed so readers (and tests) can tell them apart.
+var (
+	planePointColor    = color.RGBA{R: 220, G: 20, B: 60, A: 255}
+	negativesColor     = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	hardNegativesColor = color.RGBA{R: 255, G: 127, B: 14, A: 255}
+	mixedColor         = color.RGBA{R: 44, G: 160, B: 44, A: 255}
+	queryMixedColor    = color.RGBA{R: 148, G: 103, B: 189, A: 255}
+)
+
+// planePlot builds the alignment–uniformity figure of Wang & Isola (Fig. 2
+// there): one labelled point per checkpoint; the best encoders sit at the
+// bottom left.
+func planePlot(points []PlanePoint) (*plot.Plot, error) {
+	if len(points) == 0 {
+		return nil, fmt.Errorf("eval: the alignment–uniformity plot needs at least one checkpoint")
+	}
+	xys := make(plotter.XYs, len(points))
+	labels := make([]string, len(points))
+	for i, pt := range points {
+		if math.IsNaN(pt.Uniformity) || math.IsInf(pt.Uniformity, 0) || math.IsNaN(pt.Alignment) || math.IsInf(pt.Alignment, 0) {
+			return nil, fmt.Errorf("eval: checkpoint %q has uniformity %v, alignment %v; both must be finite to plot", pt.Label, pt.Uniformity, pt.Alignment)
+		}
+		xys[i] = plotter.XY{X: pt.Uniformity, Y: pt.Alignment}
+		labels[i] = pt.Label
+	}
+	p := plot.New()
+	p.Title.Text = "Alignment vs uniformity (lower is better on both)"
+	p.X.Label.Text = "uniformity: log E exp(−2‖x−y‖²)"
+	p.Y.Label.Text = "alignment: E ‖x−y‖² over positive pairs"
+	sc, err := plotter.NewScatter(xys)
+	if err != nil {
+		return nil, fmt.Errorf("eval: plane plot: %w", err)
+	}
+	sc.GlyphStyle.Color = planePointColor
+	sc.GlyphStyle.Shape = draw.CircleGlyph{}
+	sc.GlyphStyle.Radius = vg.Points(4)
+	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+	if err != nil {
+		return nil, fmt.Errorf("eval: plane plot: %w", err)
+	}
+	for i := range lb.TextStyle {
+		lb.TextStyle[i].XAlign = draw.XCenter
+	}
+	lb.Offset = vg.Point{Y: vg.Points(6)}
+	p.Add(plotter.NewGrid(), sc, lb)
+	// Pad the ranges so that a single point (or points on a line) sit
+	// inside the frame rather than on its edge.
+	p.X.Min, p.X.Max = paddedRange(xys, func(xy plotter.XY) float64 { return xy.X })
+	p.Y.Min, p.Y.Max = paddedRange(xys, func(xy plotter.XY) float64 { return xy.Y })
+	return p, nil
+}
+
+// paddedRange returns [min − pad, max + pad] of coord over xys, pad being
+// 15% of the span or 0.05 when the span is smaller.
+func paddedRange(xys plotter.XYs, coord func(plotter.XY) float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, xy := range xys {
+		lo, hi = math.Min(lo, coord(xy)), math.Max(hi, coord(xy))
+	}
+	pad := math.Max(0.15*(hi-lo), 0.05)
+	return lo - pad, hi + pad
+}
+
+// histogramPlot builds the MoCHi paper's hardness figure (Fig. 3 there): the
+// densities of q·n for all negatives, the top-N hard negatives and the
+// synthetic h and h′, as overlaid step lines on [−1, 1]. Empty series
+// (s = 0 or s′ = 0) are left out.
+func histogramPlot(title string, st HardnessStats) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "similarity q·n"
+	p.Y.Label.Text = "density"
+	p.X.Min, p.X.Max = -1, 1
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	series := []struct {
+		name string
+		h    Histogram
+		c    color.RGBA
+	}{
+		{"all negatives", st.Negatives, negativesColor},
+		{fmt.Sprintf("top-%d hard negatives", st.Config.N), st.HardNegatives, hardNegativesColor},
+		{"synthetic h (neg–neg)", st.Mixed, mixedColor},
+		{"synthetic h′ (query–neg)", st.QueryMixed, queryMixedColor},
+	}
+	drawn := 0
+	for _, s := range series {
+		if s.h.Total == 0 || len(s.h.Counts) == 0 {
+			continue
+		}
+		dens := s.h.Density()
+		width := (s.h.Hi - s.h.Lo) / float64(len(dens))
+		// A pre-step line through the bin edges draws the histogram outline.
+		xys := make(plotter.XYs, 0, len(dens)+1)
+		xys = append(xys, plotter.XY{X: s.h.Lo, Y: 0})
+		for b, v := range dens {
+			xys = append(xys, plotter.XY{X: s.h.Lo + float64(b+1)*width, Y: v})
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("eval: histogram plot %q: %w", s.name, err)
+		}
+		l.StepStyle = plotter.PreStep
+		l.Color = s.c
+		l.Width = vg.Points(2)
+		p.Add(l)
+		p.Legend.Add(s.name, l)
+		drawn++
+	}
+	if drawn == 0 {
+		return nil, fmt.Errorf("eval: histogram plot %q has no data: run AnalyzeHardness first", title)
+	}
+	return p, nil
+}
+
+// renderPNG draws p on a widthPx×heightPx canvas at PlotDPI and writes a PNG.
+func renderPNG(w io.Writer, p *plot.Plot, widthPx, heightPx int) error {
+	if widthPx < 100 || heightPx < 100 {
+		return fmt.Errorf("eval: figure size %d×%d px is too small; use at least 100×100", widthPx, heightPx)
+	}
+	c := vgimg.NewWith(vgimg.UseWH(pxToVG(widthPx), pxToVG(heightPx)), vgimg.UseDPI(PlotDPI))
+	p.Draw(draw.New(c))
+	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(w); err != nil {
+		return fmt.Errorf("eval: encoding PNG: %w", err)
+	}
+	return nil
+}
+
+// pxToVG converts pixels at PlotDPI to vg lengths (points, 1/72 inch).
+func pxToVG(px int) vg.Length { return vg.Length(float64(px) * 72 / PlotDPI) }
+
+// WritePlanePNG writes the alignment–uniformity plane, one labelled point per
+// checkpoint, as a widthPx×heightPx PNG.
+func WritePlanePNG(w io.Writer, points []PlanePoint, widthPx, heightPx int) error {
+	p, err := planePlot(points)
+	if err != nil {
+		return err
+	}
+	return renderPNG(w, p, widthPx, heightPx)
+}
+
+// WriteHistogramsPNG writes one checkpoint's similarity histograms (all
+// negatives, top-N, synthetic h and h′) as a widthPx×heightPx PNG.
+func WriteHistogramsPNG(w io.Writer, title string, st HardnessStats, widthPx, heightPx int) error {
+	p, err := histogramPlot(title, st)
+	if err != nil {
+		return err
+	}
+	return renderPNG(w, p, widthPx, heightPx)
+}
+
+// SavePNG creates path and fills it with write, for the Write…PNG functions:
+//
+//	eval.SavePNG("plane.png", func(w io.Writer) error { return eval.WritePlanePNG(w, pts, 800, 600) })
+func SavePNG(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("eval: creating figure: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("eval: figure %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("eval: writing figure %s: %w", path, err)
+	}
+	return nil
+}

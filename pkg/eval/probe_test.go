@@ -1,0 +1,261 @@
+package eval
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// refCrossEntropy is the float64 reference: mean_r [logsumexp(x_r W + b) − (x_r W + b)_{y_r}].
+func refCrossEntropy(x Matrix, y []int, w, b []float64, classes int) float64 {
+	var loss float64
+	for r := 0; r < x.N; r++ {
+		z := make([]float64, classes)
+		for c := range z {
+			z[c] = b[c]
+			for j, v := range x.Row(r) {
+				z[c] += float64(v) * w[j*classes+c]
+			}
+		}
+		var s float64
+		for _, v := range z {
+			s += math.Exp(v)
+		}
+		loss += math.Log(s) - z[y[r]]
+	}
+	return loss / float64(x.N)
+}
+
+func TestCrossEntropyGradFiniteDifferences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const n, d, classes = 7, 5, 4
+	x := randMatrix(rng, n, d)
+	y := make([]int, n)
+	for i := range y {
+		y[i] = rng.IntN(classes)
+	}
+	m := LinearModel{D: d, Classes: classes, W: make([]float32, d*classes), B: make([]float32, classes)}
+	w64, b64 := make([]float64, d*classes), make([]float64, classes)
+	for i := range m.W {
+		m.W[i] = float32(0.5 * rng.NormFloat64())
+		w64[i] = float64(m.W[i])
+	}
+	for i := range m.B {
+		m.B[i] = float32(0.5 * rng.NormFloat64())
+		b64[i] = float64(m.B[i])
+	}
+	gW, gB := make([]float32, d*classes), make([]float32, classes)
+	loss := m.crossEntropyGrad(x, y, gW, gB, make([]float32, n*classes))
+	if ref := refCrossEntropy(x, y, w64, b64, classes); math.Abs(loss-ref) > 1e-5 {
+		t.Fatalf("loss %v, reference %v", loss, ref)
+	}
+	const h = 1e-5
+	check := func(name string, p []float64, g []float32) {
+		for i := range p {
+			orig := p[i]
+			p[i] = orig + h
+			up := refCrossEntropy(x, y, w64, b64, classes)
+			p[i] = orig - h
+			down := refCrossEntropy(x, y, w64, b64, classes)
+			p[i] = orig
+			fd := (up - down) / (2 * h)
+			if math.Abs(fd-float64(g[i])) > 1e-5+1e-3*math.Abs(fd) {
+				t.Errorf("%s[%d]: analytic %v, finite difference %v", name, i, g[i], fd)
+			}
+		}
+	}
+	check("dW", w64, gW)
+	check("db", b64, gB)
+}
+
+func TestSGDMomentumStepMatchesPyTorchForm(t *testing.T) {
+	w := []float32{1, -2}
+	v := []float32{0, 0}
+	g := []float32{0.5, 0.25}
+	const lr, mu, wd = 0.1, 0.9, 0.01
+	w64, v64 := []float64{1, -2}, []float64{0, 0}
+	for range 3 {
+		sgdMomentumStep(w, g, v, lr, mu, wd)
+		for i := range w64 {
+			gi := float64(g[i]) + wd*w64[i]
+			v64[i] = mu*v64[i] + gi
+			w64[i] -= lr * v64[i]
+		}
+	}
+	for i := range w {
+		if math.Abs(float64(w[i])-w64[i]) > 1e-6 {
+			t.Fatalf("w[%d] = %v, reference %v", i, w[i], w64[i])
+		}
+	}
+}
+
+// shortProbe is the MoCo recipe shrunk to 20 epochs with the same step
+// positions (60%, 80%), to keep the tests fast.
+func shortProbe() ProbeConfig {
+	cfg := DefaultProbeConfig()
+	cfg.Epochs, cfg.Milestones = 20, []int{12, 16}
+	return cfg
+}
+
+func split(x Matrix, y []int, nTrain int) (Matrix, []int, Matrix, []int) {
+	return Matrix{N: nTrain, D: x.D, Data: x.Data[:nTrain*x.D]}, y[:nTrain],
+		Matrix{N: x.N - nTrain, D: x.D, Data: x.Data[nTrain*x.D:]}, y[nTrain:]
+}
+
+func TestLinearProbeSeparable(t *testing.T) {
+	for _, standardize := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(13, 14))
+		x, y := clusters(rng, 3000, 32, 10, 1, 0.3)
+		trX, trY, teX, teY := split(x, y, 2000)
+		cfg := shortProbe()
+		cfg.Standardize = standardize
+		res, err := LinearProbe(trX, trY, teX, teY, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Top1 < 0.99 || res.Top5 < res.Top1 {
+			t.Fatalf("standardize %v: top1 %v top5 %v on separable features, want ≥ 0.99 and top5 ≥ top1", standardize, res.Top1, res.Top5)
+		}
+		if first, last := res.LossCurve[0], res.LossCurve[len(res.LossCurve)-1]; !(last < first) || last > 0.05 {
+			t.Fatalf("standardize %v: loss went %v → %v, want a decrease to < 0.05", standardize, first, last)
+		}
+	}
+}
+
+func TestLinearProbeShuffledLabelsNearChance(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	const classes = 10
+	x, y := clusters(rng, 3000, 32, 10, 1, 0.3)
+	for i := range y {
+		y[i] = rng.IntN(classes)
+	}
+	trX, trY, teX, teY := split(x, y, 2000)
+	res, err := LinearProbe(trX, trY, teX, teY, shortProbe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Top1 >= 2.0/classes || res.Top5 < res.Top1 {
+		t.Fatalf("top1 %v top5 %v on shuffled labels, want < 2× chance (0.2) and top5 ≥ top1", res.Top1, res.Top5)
+	}
+}
+
+func TestLinearProbeDeterministicAndProgress(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	x, y := clusters(rng, 600, 8, 5, 0.5, 1)
+	trX, trY, teX, teY := split(x, y, 400)
+	run := func(seed uint64) (ProbeResult, []ProbeEpoch) {
+		cfg := shortProbe()
+		cfg.Seed = seed
+		cfg.BatchSize = 64 // several batches and a partial last one
+		var epochs []ProbeEpoch
+		cfg.Progress = func(e ProbeEpoch) { epochs = append(epochs, e) }
+		res, err := LinearProbe(trX, trY, teX, teY, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, epochs
+	}
+	a, epochs := run(3)
+	b, _ := run(3)
+	c, _ := run(4)
+	if !slices.Equal(a.LossCurve, b.LossCurve) || !slices.Equal(a.Model.W, b.Model.W) {
+		t.Fatal("two runs with the same seed differ")
+	}
+	if slices.Equal(a.LossCurve, c.LossCurve) {
+		t.Fatal("runs with seeds 3 and 4 are identical: the seed is not used")
+	}
+	if len(epochs) != 20 {
+		t.Fatalf("progress called %d times, want 20", len(epochs))
+	}
+	for _, e := range epochs {
+		want := 30.0
+		if e.Epoch >= 12 {
+			want = 3
+		}
+		if e.Epoch >= 16 {
+			want = 0.3
+		}
+		if math.Abs(e.LR-want) > 1e-12 || e.Loss != a.LossCurve[e.Epoch] {
+			t.Fatalf("epoch %d: lr %v loss %v, want lr %v loss %v", e.Epoch, e.LR, e.Loss, want, a.LossCurve[e.Epoch])
+		}
+	}
+}
+
+func TestLinearProbeStandardizeRawPixels(t *testing.T) {
+	// Pixel-like inputs: values in [0, 255] with a large common offset; the
+	// class shows in a few pixels only.
+	rng := rand.New(rand.NewPCG(19, 20))
+	const n, d, classes = 1500, 64, 4
+	x := Matrix{N: n, D: d, Data: make([]float32, n*d)}
+	y := make([]int, n)
+	for i := 0; i < n; i++ {
+		y[i] = rng.IntN(classes)
+		for j := 0; j < d; j++ {
+			v := 120 + 30*rng.NormFloat64()
+			if j%classes == y[i] && j < 16 {
+				v += 80
+			}
+			x.Data[i*d+j] = float32(min(max(v, 0), 255))
+		}
+	}
+	trX, trY, teX, teY := split(x, y, 1000)
+	cfg := shortProbe()
+	cfg.Standardize = true
+	res, err := LinearProbe(trX, trY, teX, teY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Top1 < 0.95 {
+		t.Fatalf("standardized probe on pixels: top1 %v, want ≥ 0.95", res.Top1)
+	}
+	pred, err := res.Model.Predict(teX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := 0
+	for i, p := range pred {
+		if p == teY[i] {
+			hits++
+		}
+	}
+	if got := float64(hits) / float64(len(pred)); got != res.Top1 {
+		t.Fatalf("Predict accuracy %v, LinearProbe top1 %v", got, res.Top1)
+	}
+}
+
+func TestFeatureStats(t *testing.T) {
+	x := Matrix{N: 3, D: 2, Data: []float32{1, 5, 2, 5, 6, 5}}
+	mean, std := featureStats(x)
+	// Column 0: mean 3, population std sqrt((4+1+9)/3); column 1 constant → std 1.
+	if math.Abs(float64(mean[0])-3) > 1e-6 || math.Abs(float64(std[0])-math.Sqrt(14.0/3)) > 1e-6 || mean[1] != 5 || std[1] != 1 {
+		t.Fatalf("mean %v std %v", mean, std)
+	}
+}
+
+func TestLinearProbeErrors(t *testing.T) {
+	good := Matrix{N: 2, D: 2, Data: []float32{1, 0, 0, 1}}
+	bad := DefaultProbeConfig()
+	bad.LR = 0
+	if _, err := LinearProbe(good, []int{0, 1}, good, []int{0, 1}, bad); err == nil {
+		t.Fatal("lr 0 accepted")
+	}
+	if _, err := LinearProbe(good, []int{0, 1}, Matrix{N: 1, D: 3, Data: []float32{1, 2, 3}}, []int{0}, DefaultProbeConfig()); err == nil {
+		t.Fatal("dimension mismatch accepted")
+	}
+	if _, err := LinearProbe(good, []int{0, 2}, good, []int{0, 1}, ProbeConfig{Epochs: 1, LR: 1, BatchSize: 1, Classes: 2}); err == nil {
+		t.Fatal("label ≥ Classes accepted")
+	}
+}
+
+func BenchmarkLinearProbeEpoch(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x, y := clusters(rng, 10000, 512, 10, 1, 1)
+	cfg := DefaultProbeConfig()
+	cfg.Epochs = 1
+	for b.Loop() {
+		if _, err := LinearProbe(x, y, x, y, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

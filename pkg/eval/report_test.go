@@ -1,0 +1,67 @@
+package eval
+
+import (
+	"bytes"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleReport() Report {
+	h := HardnessStats{Config: DefaultHardnessConfig(), Negatives: NewHistogram(-1, 1, 4), HardNegatives: NewHistogram(-1, 1, 4),
+		Mixed: NewHistogram(-1, 1, 4), QueryMixed: NewHistogram(-1, 1, 4), Positives: NewHistogram(-1, 1, 4), NegligibleShare: 0.875}
+	h.Negatives.Add(0.1)
+	h.Negatives.Add(0.3)
+	h.HardNegatives.Add(0.7)
+	return Report{Checkpoints: []CheckpointReport{
+		{Name: "runs/mochi/last.ckpt", KNNTop1: Float(0.8512), KNNTop5: Float(0.99), LinearTop1: Float(0.8876), LinearTop5: Float(0.995),
+			LinearLoss: []float64{1.2, 0.4}, Alignment: Float(0.41), Uniformity: Float(-3.52), Hardness: &h},
+		{Name: "pixels", LinearTop1: Float(0.84)},
+	}}
+}
+
+func TestReportJSONRoundTrip(t *testing.T) {
+	r := sampleReport()
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The histograms' running sums are internal; compare what JSON carries.
+	for _, c := range r.Checkpoints {
+		if c.Hardness != nil {
+			for _, h := range []*Histogram{&c.Hardness.Negatives, &c.Hardness.HardNegatives, &c.Hardness.Mixed, &c.Hardness.QueryMixed, &c.Hardness.Positives} {
+				h.sum = 0
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
+	}
+	if got.Checkpoints[1].KNNTop1 != nil {
+		t.Fatal("unmeasured kNN came back as a value")
+	}
+}
+
+func TestReportTable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := sampleReport().Table(&buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("table has %d lines, want header + 2:\n%s", len(lines), buf.String())
+	}
+	for _, want := range []string{"85.12%", "88.76%", "0.4100", "-3.5200", "0.2000", "0.7000", "87.5%"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
+	}
+	if f := strings.Fields(lines[2]); len(f) != 10 || f[0] != "pixels" || f[3] != "84.00%" || f[1] != "-" {
+		t.Errorf("pixels row %q, want 10 columns with linear top-1 84.00%% and dashes", lines[2])
+	}
+}
