@@ -1,0 +1,195 @@
+package graph
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// BNState is the state of one BatchNorm node: its running statistics, its
+// hyper-parameters, and the batch statistics that the forward saves for the
+// backward. Its buffers live on the backend given to NewBNState, which must
+// be of the same kind ("cpu", "cuda") as the backend that runs the graph.
+type BNState struct {
+	C        int     // channels (features for N×C input)
+	Momentum float32 // weight of the batch statistic in the running average (PyTorch's momentum, 0.1)
+	Eps      float32 // added to the variance (1e-5)
+	// Groups splits the batch into that many consecutive groups normalised
+	// separately (split-BN); it is read when the BatchNorm node is built.
+	Groups int
+	// Training is read at every execution: true normalises with the batch
+	// statistics and updates the running ones, false uses the running ones.
+	Training bool
+
+	RunMean, RunVar device.Buffer // C each: PyTorch's running_mean, running_var
+
+	be          device.Backend
+	mean, inv   device.Buffer // Groups×C: batch mean and 1/√(σ²+eps) of the last training forward
+	statsGroups int           // Groups the saved statistics were allocated for
+}
+
+// NewBNState returns the state of a BatchNorm over c channels on be, with
+// PyTorch's defaults: running mean 0, running variance 1, momentum 0.1,
+// eps 1e-5, one group, training mode.
+func NewBNState(be device.Backend, c int) *BNState {
+	st := &BNState{C: c, Momentum: 0.1, Eps: 1e-5, Groups: 1, Training: true, be: be,
+		RunMean: be.Alloc(device.Float32, c), RunVar: be.Alloc(device.Float32, c)}
+	be.Fill(st.RunVar, 1)
+	return st
+}
+
+// RunningStats copies the running mean and variance to the host.
+func (st *BNState) RunningStats() (mean, variance []float32) {
+	mean, variance = make([]float32, st.C), make([]float32, st.C)
+	st.be.Download(mean, st.RunMean)
+	st.be.Download(variance, st.RunVar)
+	return mean, variance
+}
+
+// SetRunningStats uploads a running mean and variance (from a checkpoint).
+func (st *BNState) SetRunningStats(mean, variance []float32) error {
+	if len(mean) != st.C || len(variance) != st.C {
+		return fmt.Errorf("BatchNorm running statistics: got %d means and %d variances for %d channels", len(mean), len(variance), st.C)
+	}
+	st.be.Upload(st.RunMean, mean)
+	st.be.Upload(st.RunVar, variance)
+	return nil
+}
+
+// BatchNorm returns γ·(x − μ)/√(σ² + eps) + β per channel for x N×C×H×W or
+// N×C, with γ, β of C elements, as torch.nn.BatchNorm2d/1d: in training mode
+// μ, σ² are the (biased) statistics of each of st.Groups consecutive groups
+// of the batch and the running statistics are updated; in evaluation mode
+// they are st's running statistics. Each BatchNorm node needs its own st.
+func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
+	xs := x.Shape()
+	if len(xs) != 2 && len(xs) != 4 {
+		return nil, fmt.Errorf("BatchNorm: x must be N×C or N×C×H×W, got shape %v", xs)
+	}
+	s := device.BNShape{N: xs[0], C: xs[1], HW: 1, Groups: st.Groups}
+	if len(xs) == 4 {
+		s.HW = xs[2] * xs[3]
+	}
+	if s.C != st.C || gamma.Dims() != 1 || beta.Dims() != 1 || gamma.Shape()[0] != s.C || beta.Shape()[0] != s.C {
+		return nil, fmt.Errorf("BatchNorm: x %v, γ %v, β %v and a state of %d channels disagree (γ, β must be vectors of C)", xs, gamma.Shape(), beta.Shape(), st.C)
+	}
+	if s.Groups < 1 || s.N%s.Groups != 0 {
+		return nil, fmt.Errorf("BatchNorm: batch %d is not a multiple of Groups %d", s.N, s.Groups)
+	}
+	if st.mean == nil || st.statsGroups != s.Groups {
+		st.mean, st.inv, st.statsGroups = st.be.Alloc(device.Float32, s.Groups*s.C), st.be.Alloc(device.Float32, s.Groups*s.C), s.Groups
+	}
+	return apply(&bnOp{base: base{out: xs}, x: xs, s: s, st: st}, x, gamma, beta)
+}
+
+// bnOp is (x, γ, β) → y, or with backward set (x, y, dy, γ) → [dx | dγ | dβ]
+// flattened into one vector (an op has one output; slice nodes take the
+// three apart). The backward takes y only to be ordered after the forward
+// whose statistics it reads.
+type bnOp struct {
+	base
+	x        tensor.Shape
+	s        device.BNShape
+	st       *BNState
+	backward bool
+}
+
+func (op *bnOp) Arity() int {
+	if op.backward {
+		return 4
+	}
+	return 3
+}
+
+func (op *bnOp) Type() hm.Type {
+	r := len(op.x)
+	if op.backward {
+		return fnType(r, r, r, 1, 1)
+	}
+	return fnType(r, 1, 1, r)
+}
+
+func (op *bnOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
+func (op *bnOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
+func (op *bnOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *bnOp) DiffWRT(int) []bool                             { return []bool{true, true, true} }
+func (op *bnOp) orderingOnly(i int) bool                        { return op.backward && i == 1 }
+func (op *bnOp) String() string {
+	name := "BatchNorm"
+	if op.backward {
+		name += "Backward"
+	}
+	return fmt.Sprintf("%s{%+v state=%p}", name, op.s, op.st)
+}
+
+// Exec normalises with batch or running statistics, or runs the backward.
+func (op *bnOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	return op.prepare(be, in, out)()
+}
+
+// prepare binds the kernel call to its buffers once; the backward's three
+// outputs are views of out, made here so that a Plan's Run allocates nothing.
+func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer) func() error {
+	st := op.st
+	check := func() error {
+		if be.Name() != st.be.Name() {
+			return fmt.Errorf("%v: state allocated on backend %q, graph run on %q: create the BNState on the backend that runs the graph", op, st.be.Name(), be.Name())
+		}
+		if op.backward && !st.Training {
+			return fmt.Errorf("%v: the backward needs batch statistics: differentiate BatchNorm only with Training = true", op)
+		}
+		return nil
+	}
+	if !op.backward {
+		return func() error {
+			if err := check(); err != nil {
+				return err
+			}
+			if st.Training {
+				be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+			} else {
+				be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+			}
+			return nil
+		}
+	}
+	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
+	dx, dgamma, dbeta := be.View(out, 0, n), be.View(out, n, c), be.View(out, n+c, c)
+	return func() error {
+		if err := check(); err != nil {
+			return err
+		}
+		// in: x, y (ordering only), dy, γ
+		be.BatchNormBackward(op.s, in[0], in[2], in[3], st.mean, st.inv, dx, dgamma, dbeta)
+		return nil
+	}
+}
+
+// SymDiff: one backward node computes dx, dγ, dβ; three slices take them apart.
+func (op *bnOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Nodes, error) {
+	if op.backward {
+		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
+	}
+	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
+	b := *op
+	b.backward, b.out = true, tensor.Shape{n + 2*c}
+	all, err := apply(&b, in[0], y, dy, in[1])
+	if err != nil {
+		return nil, err
+	}
+	dx, err := slice(all, 0, op.x)
+	if err != nil {
+		return nil, err
+	}
+	dgamma, err := slice(all, n, tensor.Shape{c})
+	if err != nil {
+		return nil, err
+	}
+	dbeta, err := slice(all, n+c, tensor.Shape{c})
+	return gorgonia.Nodes{dx, dgamma, dbeta}, err
+}

@@ -1,0 +1,156 @@
+package graph
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"runtime"
+	"sync"
+
+	"github.com/chewxy/hm"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+)
+
+// Kernel is an operator that runs on a device.Backend: it reads the
+// buffers of its inputs (in the order of the node's children) and writes
+// its output buffer, whose size is the node's shape. Every op of this
+// package implements it; Compile requires it of every node it executes.
+type Kernel interface {
+	Exec(be device.Backend, in []device.Buffer, out device.Buffer) error
+}
+
+// orderingInputs is implemented by kernels that take an input only to be
+// ordered after the node that produces it (BatchNorm's backward reads the
+// statistics its forward saved): the plan does not keep those buffers alive.
+type orderingInputs interface {
+	orderingOnly(i int) bool
+}
+
+var (
+	hostOnce sync.Once
+	host     *cpu.Backend
+)
+
+// Host is the CPU backend that every op's Do (the TapeMachine path) runs on,
+// with one thread per available core.
+func Host() device.Backend {
+	hostOnce.Do(func() { host = cpu.New(runtime.GOMAXPROCS(0)) })
+	return host
+}
+
+// hashOf is every op's Hashcode: the FNV hash of what WriteHash writes.
+func hashOf(op gorgonia.Op) uint32 {
+	h := fnv.New32a()
+	op.WriteHash(h)
+	return h.Sum32()
+}
+
+// writeHash writes an op's String, which names every parameter of the op.
+func writeHash(h hash.Hash, op fmt.Stringer) { fmt.Fprint(h, op.String()) }
+
+// fnType is the hm type of an op over float tensors of the given ranks,
+// inputs first, output last; rank 0 is a scalar.
+func fnType(ranks ...int) hm.Type {
+	a := hm.TypeVariable('a')
+	ts := make([]hm.Type, len(ranks))
+	for i, r := range ranks {
+		ts[i] = rankType(r, a)
+	}
+	return hm.NewFnType(ts...)
+}
+
+func rankType(r int, of hm.Type) hm.Type {
+	if r == 0 {
+		return of
+	}
+	return gorgonia.TensorType{Dims: r, Of: of}
+}
+
+// execDo is every op's Do: it wraps the input values' backing slices as host
+// buffers, allocates the output value and runs the kernel on Host.
+func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value, error) {
+	be := Host()
+	in := make([]device.Buffer, len(inputs))
+	for i, v := range inputs {
+		b, err := hostBuffer(v)
+		if err != nil {
+			return nil, fmt.Errorf("%v: input %d: %w", k, i, err)
+		}
+		in[i] = b
+	}
+	if out.IsScalar() {
+		y := make([]float32, 1)
+		if err := k.Exec(be, in, cpu.Wrap(y)); err != nil {
+			return nil, err
+		}
+		return gorgonia.NewF32(y[0]), be.Sync()
+	}
+	y := tensor.New(tensor.WithShape(out.Clone()...), tensor.Of(tensor.Float32))
+	if err := k.Exec(be, in, cpu.Wrap(y.Data().([]float32))); err != nil {
+		return nil, err
+	}
+	return y, be.Sync()
+}
+
+func hostBuffer(v gorgonia.Value) (device.Buffer, error) {
+	switch d := v.Data().(type) {
+	case []float32:
+		return cpu.Wrap(d), nil
+	case float32:
+		return cpu.Wrap([]float32{d}), nil
+	case []int32:
+		return cpu.WrapInt32(d), nil
+	case int32:
+		return cpu.WrapInt32([]int32{d}), nil
+	}
+	return nil, fmt.Errorf("value of type %v: mochi's ops take float32 (labels int32) tensors", v.Dtype())
+}
+
+// checkRank returns an error naming the op when n is not of rank r.
+func checkRank(op string, what string, n *gorgonia.Node, r int) error {
+	if n.Dims() != r {
+		return fmt.Errorf("%s: %s must have %d dimensions, got shape %v", op, what, r, n.Shape())
+	}
+	return nil
+}
+
+// apply adds the op to the graph of its children.
+func apply(op gorgonia.Op, children ...*gorgonia.Node) (*gorgonia.Node, error) {
+	return gorgonia.ApplyOp(op, children...)
+}
+
+// shapeString writes a shape as 2×3×4.
+func shapeString(s tensor.Shape) string {
+	if len(s) == 0 {
+		return "()"
+	}
+	str := ""
+	for i, d := range s {
+		if i > 0 {
+			str += "×"
+		}
+		str += fmt.Sprint(d)
+	}
+	return str
+}
+
+// base holds what every op of this package shares: the static output shape
+// (graphs are built with known shapes) and the answers of the analysis
+// methods of gorgonia.Op.
+type base struct{ out tensor.Shape }
+
+// InferShape returns the output shape computed when the node was built.
+func (b base) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+
+// ReturnsPtr is false: Do returns a fresh value.
+func (base) ReturnsPtr() bool { return false }
+
+// CallsExtern is false: the kernels run in the Go process.
+func (base) CallsExtern() bool { return false }
+
+// OverwritesInput is -1: no op writes into an input.
+func (base) OverwritesInput() int { return -1 }

@@ -1,0 +1,209 @@
+package graph
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+)
+
+// smallNet is a residual conv net with every op of the package:
+// conv-BN-ReLU, a residual block (so Grad inserts its + to sum the two
+// gradients of r1), max pooling, a strided conv, global average pooling, an
+// MLP head with a 1-d BatchNorm, L2 normalisation, logits against a fixed
+// "queue" and the softmax cross-entropy.
+type smallNet struct {
+	g      *gorgonia.ExprGraph
+	loss   *gorgonia.Node
+	params []*gorgonia.Node
+	grads  []*gorgonia.Node
+}
+
+func newSmallNet(tb testing.TB, rng *rand.Rand, n, hw, width int) *smallNet {
+	tb.Helper()
+	g := gorgonia.NewGraph()
+	net := &smallNet{g: g}
+	param := func(name string, shape ...int) *gorgonia.Node {
+		size := 1
+		for _, d := range shape {
+			size *= d
+		}
+		// Names must be unique: Gorgonia merges input nodes of equal name and shape.
+		p := input(g, fmt.Sprintf("%s%d", name, len(net.params)), randomAwayFromZero(rng, size), shape...)
+		net.params = append(net.params, p)
+		return p
+	}
+	must := func(y *gorgonia.Node, err error) *gorgonia.Node {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return y
+	}
+	bn := func(x *gorgonia.Node, c, groups int) *gorgonia.Node {
+		st := NewBNState(Host(), c)
+		st.Groups = groups
+		return must(BatchNorm(x, param("γ", c), param("β", c), st))
+	}
+	const queue, dim = 10, 8
+	labels := make([]int32, n)
+	for i := range labels {
+		labels[i] = int32(rng.Intn(queue))
+	}
+	x := input(g, "x", randomAwayFromZero(rng, n*3*hw*hw), n, 3, hw, hw) // x: N×3×H×W
+	r1 := must(ReLU(bn(must(Conv2D(x, param("w1", width, 3, 3, 3), 1, 1)), width, 2)))
+	b2 := bn(must(Conv2D(r1, param("w2", width, width, 3, 3), 1, 1)), width, 2)
+	r2 := must(ReLU(must(Add(b2, r1))))                                        // residual
+	p := must(MaxPool2D(r2, 2, 2, 0))                                          // N×W×H/2×W/2
+	r3 := must(ReLU(must(Conv2D(p, param("w3", 2*width, width, 3, 3), 2, 1)))) // N×2W×H/4×W/4
+	f := must(GlobalAvgPool(r3))                                               // N×2W
+	h := must(ReLU(bn(must(Linear(f, param("fc1", 2*width, 2*width), param("b1", 2*width))), 2*width, 1)))
+	q := must(L2Normalize(must(Linear(h, param("fc2", dim, 2*width), nil))))                          // q: N×D
+	logits := must(Linear(q, input(g, "queue", randomAwayFromZero(rng, queue*dim), queue, dim), nil)) // N×K
+	net.loss = must(SoftmaxCrossEntropy(logits, labelsNode(g, labels), 0.2))
+	net.grads = must2(gorgonia.Grad(net.loss, net.params...))(tb)
+	return net
+}
+
+func must2(ns gorgonia.Nodes, err error) func(testing.TB) gorgonia.Nodes {
+	return func(tb testing.TB) gorgonia.Nodes {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return ns
+	}
+}
+
+// TestPlanMatchesTapeMachine runs the small net's loss and every gradient
+// through Gorgonia's TapeMachine and through a compiled plan.
+func TestPlanMatchesTapeMachine(t *testing.T) {
+	net := newSmallNet(t, rand.New(rand.NewSource(5)), 4, 8, 4)
+	runTape(t, net.g)
+	want := [][]float64{values(t, net.loss)}
+	for _, gn := range net.grads {
+		want = append(want, values(t, gn))
+	}
+
+	be := cpu.New(2)
+	plan, err := Compile(net.g, be, append(gorgonia.Nodes{net.loss}, net.grads...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Free()
+	adds, total := 0, 0
+	for _, s := range plan.steps {
+		if _, ok := s.k.(gorgoniaAdd); ok {
+			adds++
+		}
+	}
+	for _, n := range net.g.AllNodes() {
+		total += n.Shape().TotalSize()
+	}
+	if adds != 1 {
+		t.Fatalf("the plan ran %d gradient accumulations, want 1 (r1 feeds conv2 and the residual Add)", adds)
+	}
+	if plan.Elements() >= total {
+		t.Fatalf("the plan allocated %d elements, no fewer than the graph's %d: buffers are not reused", plan.Elements(), total)
+	}
+	t.Logf("%d steps (%d Gorgonia +), %d of %d elements allocated", plan.Steps(), adds, plan.Elements(), total)
+
+	for run := 0; run < 2; run++ { // the second run checks that reused buffers start clean
+		if err := plan.Run(); err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range append(gorgonia.Nodes{net.loss}, net.grads...) {
+			got := make([]float32, n.Shape().TotalSize())
+			be.Download(got, plan.Buffer(n))
+			closeTo(t, "run "+string(rune('1'+run))+" "+n.Name(), f64(got), want[i], 1e-4)
+		}
+	}
+}
+
+// TestCompileRejectsForeignOps checks that an op without a kernel is named
+// at compile time.
+func TestCompileRejectsForeignOps(t *testing.T) {
+	g := gorgonia.NewGraph()
+	x := input(g, "x", []float32{0.5, -0.25}, 2)
+	y := gorgonia.Must(gorgonia.Tanh(x))
+	_, err := Compile(g, cpu.New(1), y)
+	if err == nil || !strings.Contains(err.Error(), "tanh") {
+		t.Fatalf("Compile of a tanh node: error %v, want one naming tanh", err)
+	}
+}
+
+// The benchmark net: batch 16 of 16×16 images, width 16.
+const benchN, benchHW, benchWidth = 16, 16, 16
+
+// BenchmarkStep measures one forward+backward of the small net with the
+// compiled plan and with Gorgonia's TapeMachine (both on the CPU backend).
+func BenchmarkStep(b *testing.B) {
+	b.Run("plan", func(b *testing.B) {
+		net := newSmallNet(b, rand.New(rand.NewSource(6)), benchN, benchHW, benchWidth)
+		plan, err := Compile(net.g, Host(), append(gorgonia.Nodes{net.loss}, net.grads...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := plan.Run(); err != nil { // warm-up: workspaces
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := plan.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tape", func(b *testing.B) {
+		net := newSmallNet(b, rand.New(rand.NewSource(6)), benchN, benchHW, benchWidth)
+		m := gorgonia.NewTapeMachine(net.g)
+		defer m.Close()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			m.Reset()
+			if err := m.RunAll(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestBatchNormBackwardNeedsTraining checks that differentiating a BatchNorm
+// in evaluation mode is an error that says what to do, not a wrong gradient.
+func TestBatchNormBackwardNeedsTraining(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	g := gorgonia.NewGraph()
+	x := input(g, "x", randomAwayFromZero(rng, 4*2), 4, 2)
+	gamma, beta := input(g, "γ", randomAwayFromZero(rng, 2), 2), input(g, "β", randomAwayFromZero(rng, 2), 2)
+	st := NewBNState(Host(), 2)
+	y, err := BatchNorm(x, gamma, beta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := Dot(y, input(g, "R", randomAwayFromZero(rng, 4*2), 4, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grads, err := gorgonia.Grad(loss, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Compile(g, cpu.New(1), append(grads, loss)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Training = false
+	if err := plan.Run(); err == nil || !strings.Contains(err.Error(), "Training = true") {
+		t.Fatalf("backward in evaluation mode: error %v, want one asking for Training = true", err)
+	}
+	st.Training = true
+	if err := plan.Run(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,42 @@
+package graph
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// slice returns elements [off, off+shape.TotalSize()) of the vector v,
+// reshaped to shape. Under a Plan it is a view of v's buffer (no copy).
+func slice(v *gorgonia.Node, off int, shape tensor.Shape) (*gorgonia.Node, error) {
+	return apply(&sliceOp{base: base{out: shape}, off: off, from: v.Shape().TotalSize()}, v)
+}
+
+// sliceOp is y = v[off : off+|y|] of a vector of from elements.
+type sliceOp struct {
+	base
+	off, from int
+}
+
+func (op *sliceOp) Arity() int                                     { return 1 }
+func (op *sliceOp) Type() hm.Type                                  { return fnType(1, len(op.out)) }
+func (op *sliceOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
+func (op *sliceOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
+func (op *sliceOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *sliceOp) String() string {
+	return fmt.Sprintf("Slice{[%d:%d] of %d as %s}", op.off, op.off+op.out.TotalSize(), op.from, shapeString(op.out))
+}
+
+// Exec copies the slice (the TapeMachine path; a Plan aliases it instead).
+func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.Copy(out, be.View(in[0], op.off, op.out.TotalSize()))
+	return nil
+}
+
+// viewOf tells the plan that this node is a view of input 0 at offset off.
+func (op *sliceOp) viewOf() (input, off int) { return 0, op.off }
