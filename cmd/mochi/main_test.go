@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
+)
+
+// run executes the command tree in-process and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// writeConfig writes a config file into a fresh temporary directory.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustContain(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, text)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	out, _, err := run(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
+		"pretrain", "linear-eval", "analyze-uniformity", "config", "version")
+	for _, k := range config.Keys() {
+		mustContain(t, "help", out, k.Env)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := run(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu")
+}
+
+func TestConfigProvenance(t *testing.T) {
+	path := writeConfig(t, "moco:\n  k: 8192\n")
+	t.Setenv("MOCHI_OPTIM_LR", "0.05")
+	out, _, err := run(t, "config", "--config", path, "--seed", "3", "--set", "mochi.n=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "config output", out,
+		"k: 8192", "# file "+path+":2",
+		"lr: 0.05", "# env MOCHI_OPTIM_LR",
+		"seed: 3", "# flag --seed",
+		"n: 100", "# flag --set mochi.n",
+		"tau: 0.2", "# default")
+	// Every key is printed with its origin.
+	for _, k := range config.Keys() {
+		_, name, _ := strings.Cut(k.Name, ".")
+		mustContain(t, "config output", out, "  "+name+": ")
+	}
+}
+
+func TestConfigReference(t *testing.T) {
+	out, _, err := run(t, "config", "--reference")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		args []string
+		want []string
+	}{
+		{name: "unknown key", file: "mochi:\n  sprime: 3\n",
+			want: []string{"run.yaml:2", "unknown key mochi.sprime", "did you mean mochi.s_prime?"}},
+		{name: "invalid value names key and origin", file: "moco:\n  tau: 0\n",
+			want: []string{"moco.tau = 0: must be > 0", "from file", "run.yaml:2"}},
+		{name: "N above K from flags", args: []string{"--k", "512", "--n", "1024"},
+			want: []string{"mochi.n = 1024: must be ≤ moco.k (512)", "from flag --n"}},
+		{name: "wrong type", args: []string{"--epochs", "ten"},
+			want: []string{"optim.epochs (from flag --epochs)", `"ten" is not an integer`}},
+		{name: "missing file", args: []string{"--config", "/nonexistent/x.yaml"},
+			want: []string{"config file /nonexistent/x.yaml does not exist"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"config"}, tt.args...)
+			if tt.file != "" {
+				args = append(args, "--config", writeConfig(t, tt.file))
+			}
+			_, _, err := run(t, args...)
+			if err == nil {
+				t.Fatalf("mochi %v succeeded, want an error", args)
+			}
+			mustContain(t, "error", err.Error(), tt.want...)
+		})
+	}
+}
+
+func TestNotBuiltCommandsFail(t *testing.T) {
+	dataDir := t.TempDir()
+	fakeDataset(t, 64, 1, 28)
+	for _, args := range [][]string{
+		{"linear-eval"},
+		{"analyze-uniformity"},
+		{"pretrain", "--set", "data.path=" + dataDir, "--batch", "32", "--k", "256", "--n", "64"},
+	} {
+		_, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "not built yet: "+args[0]) {
+			t.Errorf("mochi %v: error %v, want \"not built yet\"", args, err)
+		}
+	}
+}
+
+// fakeDataset points openDataset at random in-memory datasets of n images.
+func fakeDataset(t *testing.T, n, channels, side int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	pixels := make([]uint8, n*channels*side*side)
+	for i := range pixels {
+		pixels[i] = uint8(rng.IntN(256))
+	}
+	labels := make([]int, n)
+	for i := range labels {
+		labels[i] = rng.IntN(10)
+	}
+	old := openDataset
+	t.Cleanup(func() { openDataset = old })
+	openDataset = func(spec data.Spec) (data.Dataset, error) {
+		return data.NewInMemory(spec.Kind+"/"+spec.Split, channels, side, side, 10, pixels, labels)
+	}
+}
+
+func TestDryRunPlan(t *testing.T) {
+	fakeDataset(t, 1000, 3, 32)
+	path := writeConfig(t, `model: {width: 8, bn_splits: 2}
+moco: {k: 1000, symmetric: true}
+mochi: {n: 100, s: 20, s_prime: 10, mix_start_epoch: 2}
+optim: {batch: 96, epochs: 4, lr: 0.06}
+data: {kind: cifar10, path: `+t.TempDir()+`}
+eval: {knn_every: 0}
+`)
+	out, _, err := run(t, "pretrain", "--config", path, "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "plan", out,
+		"cifar10/train: 1000 images, 3×32×32, 10 classes",
+		"10 per epoch (batch 96, drop-last leaves out 40 images), 4 epochs = 40 steps",
+		"feature 64 → MLP 64 → ReLU → D = 128; split-BN 2 groups of 48",
+		"192 keys enqueued per step (K is not a multiple of the 192 keys per step: writes wrap around the end), refilled every 6 steps",
+		"InfoNCE (symmetric)",
+		"MoCHi(N = 100, s = 20, s′ = 10) from epoch 2 (step 20)",
+		"logits per query 1 + K + s + s′ = 1031",
+		"B·(s+s′)·D = 368640",
+		"SGD lr 0.06·96/256 = 0.0225",
+		"two views of 32×32",
+		"kNN monitor off")
+}
+
+func TestDryRunErrors(t *testing.T) {
+	fakeDataset(t, 20, 1, 28)
+	dataDir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{name: "fewer images than a batch", args: []string{"--batch", "32", "--k", "256", "--n", "64"},
+			want: []string{"has 20 images, fewer than optim.batch 32: no full batch"}},
+		{name: "device not built in", args: []string{"--batch", "16", "--k", "256", "--n", "64", "--device", "cuda"},
+			want: []string{"run.device = cuda (from flag --device)", "backends cpu"}},
+		{name: "invalid value", args: []string{"--set", "moco.m=1"},
+			want: []string{"moco.m = 1: must be in [0, 1)", "from flag --set moco.m"}},
+		{name: "missing data", args: []string{"--set", "data.path=" + filepath.Join(dataDir, "absent")},
+			want: []string{"data.path = " + filepath.Join(dataDir, "absent") + ": directory not found"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"pretrain", "--dry-run", "--set", "data.path=" + dataDir}, tt.args...)
+			_, _, err := run(t, args...)
+			if err == nil {
+				t.Fatalf("mochi %v succeeded, want an error", args)
+			}
+			mustContain(t, "error", err.Error(), tt.want...)
+		})
+	}
+}
+
+// TestDryRunCI plans the CI config on the real Fashion-MNIST files.
+func TestDryRunCI(t *testing.T) {
+	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
+		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+	}
+	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "plan", out,
+		"fashion-mnist/train: 512 images, 1×28×28, 10 classes (data.limit 512)",
+		"fashion-mnist/test: 512 images for the kNN monitor",
+		"16 per epoch (batch 32, drop-last leaves out 0 images), 2 epochs = 32 steps",
+		"K = 256 keys × D = 32",
+		"MoCHi(N = 64, s = 32, s′ = 16) from epoch 1 (step 16)",
+		"SGD lr 0.03·32/256 = 0.00375")
+}
+
+// TestReadmeReference keeps the README's key table equal to the code's.
+func TestReadmeReference(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "config", "--reference")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), out) {
+		t.Fatal("README.md's config reference differs from `mochi config --reference`: paste the command's output into the README")
+	}
+}

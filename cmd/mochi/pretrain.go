@@ -1,0 +1,253 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
+)
+
+// openDataset opens a dataset split; tests replace it to plan runs on
+// synthetic datasets of any size.
+var openDataset = data.Open
+
+func newPretrainCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pretrain",
+		Short: "MoCo-v2 / MoCHi pretraining of an encoder",
+		Long: `Pretrain a ResNet encoder with MoCo-v2, mixing hard negatives with MoCHi(N, s, s′)
+from mochi.mix_start_epoch on (s = s′ = 0 is plain MoCo-v2).
+
+--dry-run loads and validates the config, opens the dataset and prints the plan
+(images, steps per epoch, queue, mixing, learning rate, augmentation) without
+training.`,
+		Example: `  mochi pretrain --config configs/fashion-mnist.yaml --dry-run
+  mochi pretrain --config configs/fashion-mnist.yaml --epochs 1 --s 0 --s-prime 0`,
+		Args: cobra.NoArgs,
+		RunE: runPretrain,
+	}
+	addConfigFlags(cmd)
+	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
+	return cmd
+}
+
+func runPretrain(cmd *cobra.Command, _ []string) error {
+	cfg, prov, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	if err := cfg.CheckValues(); err != nil {
+		return explain(err, prov)
+	}
+	if err := cfg.CheckData(); err != nil {
+		return err
+	}
+	if !hasBackend(cfg.Run.Device) {
+		return fmt.Errorf("run.device = %s (from %s): this binary has the backends %s; pass --device cpu or build the GPU binary",
+			cfg.Run.Device, prov.Of("run.device"), strings.Join(backends, ", "))
+	}
+	p, err := makePlan(cfg)
+	if err != nil {
+		return err
+	}
+	if dry, _ := cmd.Flags().GetBool("dry-run"); !dry {
+		return notBuilt("pretrain", "training is not wired into the CLI yet; `mochi pretrain --dry-run` shows the plan")
+	}
+	return p.write(cmd.OutOrStdout(), cfg, prov)
+}
+
+// plan is what a pretraining run will do, worked out from the config and the
+// dataset.
+type plan struct {
+	train, test       data.Dataset // test is nil when the kNN monitor is off
+	cropSize          int
+	stepsPerEpoch     int
+	dropped           int // images left out of each epoch by drop-last batching
+	featureDim        int // backbone output width
+	hiddenDim         int // MLP head hidden width
+	augment           data.AugmentConfig
+	queueWraps        bool // K is not a multiple of the keys enqueued per step
+	stepsToFillQueue  int
+	firstMixStep      int
+	logitsPerQuery    int // 1 + K (+ s + s′ once mixing)
+	extraMultiplyAdds int // B·(s+s′)·D per step for the synthetic logits
+}
+
+// makePlan opens the dataset and derives the run's figures.
+func makePlan(cfg *config.Config) (*plan, error) {
+	d := cfg.Data
+	train, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+	if err != nil {
+		return nil, fmt.Errorf("data (data.kind %s, data.path %s, data.train_split %s): %w", d.Kind, d.Path, d.TrainSplit, err)
+	}
+	p := &plan{train: train}
+	if cfg.Eval.KNNEvery > 0 {
+		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+		if err != nil {
+			return nil, fmt.Errorf("kNN monitor data (data.test_split %s; set eval.knn_every 0 to turn the monitor off): %w", d.TestSplit, err)
+		}
+	}
+	n, b := train.Len(), cfg.Optim.Batch
+	p.stepsPerEpoch, p.dropped = n/b, n%b
+	if p.stepsPerEpoch == 0 {
+		return nil, fmt.Errorf("%s has %d images, fewer than optim.batch %d: no full batch (the last partial batch is dropped); lower optim.batch or raise data.limit", train.Name(), n, b)
+	}
+	p.cropSize = d.ImageSize
+	if p.cropSize == 0 {
+		if train.Height() != train.Width() {
+			return nil, fmt.Errorf("%s has %d×%d images: set data.image_size to crop them square", train.Name(), train.Height(), train.Width())
+		}
+		p.cropSize = train.Height()
+	}
+	p.augment = augmentConfig(cfg, train.Channels(), p.cropSize)
+	if err := p.augment.Validate(train.Channels()); err != nil {
+		return nil, fmt.Errorf("augment: %w", err)
+	}
+
+	m := cfg.Model
+	p.featureDim = 8 * m.Width // the last stage of ResNet-18/34 has 8× the first stage's channels
+	if m.Backbone == "resnet50" {
+		p.featureDim = 32 * m.Width // bottleneck blocks expand the last stage 4× more
+	}
+	p.hiddenDim = m.MLPHidden
+	if p.hiddenDim == 0 {
+		p.hiddenDim = p.featureDim
+	}
+
+	keys := cfg.KeysPerStep()
+	p.queueWraps = cfg.MoCo.K%keys != 0
+	p.stepsToFillQueue = (cfg.MoCo.K + keys - 1) / keys
+	p.firstMixStep = cfg.MoCHi.MixStartEpoch * p.stepsPerEpoch
+	p.logitsPerQuery = 1 + cfg.MoCo.K
+	if cfg.Mixing() {
+		p.logitsPerQuery += cfg.MoCHi.S + cfg.MoCHi.SPrime
+		p.extraMultiplyAdds = b * (cfg.MoCHi.S + cfg.MoCHi.SPrime) * m.EmbedDim
+	}
+	return p, nil
+}
+
+// augmentConfig maps the augment section onto the data package's augmentation,
+// normalised with the dataset's own statistics where it has known ones.
+func augmentConfig(cfg *config.Config, channels, size int) data.AugmentConfig {
+	a := data.MoCoV2Augment(channels, size)
+	if mean, std, ok := data.DatasetStats(cfg.Data.Kind); ok && len(mean) == channels {
+		a.Mean, a.Std = mean, std
+	}
+	c := cfg.Augment
+	a.ScaleMin, a.ScaleMax = c.CropScaleMin, c.CropScaleMax
+	a.Brightness, a.Contrast, a.Saturation, a.Hue, a.JitterProb = c.Brightness, c.Contrast, c.Saturation, c.Hue, c.JitterProb
+	a.GrayProb = c.GrayProb
+	a.BlurProb, a.BlurSigmaMin, a.BlurSigmaMax = c.BlurProb, c.BlurSigmaMin, c.BlurSigmaMax
+	a.FlipProb = c.FlipProb
+	return a
+}
+
+// write prints the plan, one aspect per line.
+func (p *plan) write(w io.Writer, cfg *config.Config, prov *config.Provenance) error {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-10s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	src := prov.File()
+	if src == "" {
+		src = "built-in defaults"
+	}
+	fmt.Fprintf(&b, "mochi pretrain plan (dry run: nothing is trained)\n")
+	line("config", "%s: valid", src)
+
+	tr := p.train
+	line("data", "%s: %d images, %d×%d×%d, %d classes%s", tr.Name(), tr.Len(), tr.Channels(), tr.Height(), tr.Width(), tr.NumClasses(), limitNote(cfg.Data.Limit))
+	if p.test != nil {
+		line("", "%s: %d images for the kNN monitor", p.test.Name(), p.test.Len())
+	}
+	o := cfg.Optim
+	line("steps", "%d per epoch (batch %d, drop-last leaves out %d images), %d epochs = %d steps",
+		p.stepsPerEpoch, o.Batch, p.dropped, o.Epochs, p.stepsPerEpoch*o.Epochs)
+
+	m := cfg.Model
+	line("model", "%s, %s stem, width %d: feature %d → MLP %d → ReLU → D = %d; split-BN %d groups of %d",
+		m.Backbone, m.Stem, m.Width, p.featureDim, p.hiddenDim, m.EmbedDim, m.BNSplits, o.Batch/m.BNSplits)
+
+	mo := cfg.MoCo
+	wrap := fmt.Sprintf("K is a multiple of the %d keys per step", cfg.KeysPerStep())
+	if p.queueWraps {
+		wrap = fmt.Sprintf("K is not a multiple of the %d keys per step: writes wrap around the end", cfg.KeysPerStep())
+	}
+	line("queue", "K = %d keys × D = %d, %d keys enqueued per step (%s), refilled every %d steps",
+		mo.K, m.EmbedDim, cfg.KeysPerStep(), wrap, p.stepsToFillQueue)
+	loss := "asymmetric"
+	if mo.Symmetric {
+		loss = "symmetric"
+	}
+	line("loss", "InfoNCE (%s), τ = %g, key encoder momentum m = %g", loss, mo.Tau, mo.M)
+
+	mi := cfg.MoCHi
+	if cfg.Mixing() {
+		grad := "h and h′ detached (paper)"
+		if mi.GradThroughHPrime {
+			grad = "gradient flows through q inside h′"
+		}
+		line("mixing", "MoCHi(N = %d, s = %d, s′ = %d) from epoch %d (step %d); %s; class oracle %s",
+			mi.N, mi.S, mi.SPrime, mi.MixStartEpoch, p.firstMixStep, grad, onOff(mi.ClassOracle))
+		line("", "logits per query 1 + K + s + s′ = %d (1 + K = %d before epoch %d); synthetic logits B·(s+s′)·D = %d multiply-adds per step",
+			p.logitsPerQuery, 1+mo.K, mi.MixStartEpoch, p.extraMultiplyAdds)
+	} else {
+		line("mixing", "off (s = s′ = 0): plain MoCo-v2; logits per query 1 + K = %d", p.logitsPerQuery)
+	}
+
+	sched := o.Schedule
+	if o.Schedule == "step" {
+		sched = fmt.Sprintf("step ×0.1 at epochs %v", o.Milestones)
+	}
+	line("optimizer", "SGD lr %g·%d/256 = %g, momentum %g%s, weight decay %g, %s schedule, %d warm-up epochs",
+		o.LR, o.Batch, cfg.EffectiveLR(), o.Momentum, nesterov(o.Nesterov), o.WeightDecay, sched, o.WarmupEpochs)
+
+	a := p.augment
+	line("augment", "two views of %d×%d: RandomResizedCrop scale %g–%g, ColorJitter(%g, %g, %g, %g) p=%g, Grayscale p=%g, GaussianBlur σ %g–%g p=%g, HorizontalFlip p=%g",
+		p.cropSize, p.cropSize, a.ScaleMin, a.ScaleMax, a.Brightness, a.Contrast, a.Saturation, a.Hue, a.JitterProb,
+		a.GrayProb, a.BlurSigmaMin, a.BlurSigmaMax, a.BlurProb, a.FlipProb)
+	line("", "normalised with mean %v, std %v%s", a.Mean, a.Std, grayNote(tr.Channels()))
+
+	e := cfg.Eval
+	if e.KNNEvery > 0 {
+		line("eval", "weighted kNN (k = %d, t = %g) every %d epochs on %s", e.KNNK, e.KNNT, e.KNNEvery, cfg.Data.TestSplit)
+	} else {
+		line("eval", "kNN monitor off")
+	}
+	r := cfg.Run
+	line("run", "seed %d, device %s, output %s, checkpoint every %d epochs", r.Seed, r.Device, r.OutputDir, r.CheckpointEvery)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func limitNote(limit int) string {
+	if limit > 0 {
+		return fmt.Sprintf(" (data.limit %d)", limit)
+	}
+	return ""
+}
+
+func grayNote(channels int) string {
+	if channels == 1 {
+		return " (grayscale images: saturation, hue and grayscale do nothing)"
+	}
+	return ""
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func nesterov(b bool) string {
+	if b {
+		return " (Nesterov)"
+	}
+	return ""
+}

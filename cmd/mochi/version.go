@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// version and commit are set at link time by scripts/setup.sh:
+// -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// backends lists the compute backends built into this binary. The CPU backend
+// is always there; a GPU build appends "cuda" from an init function in a file
+// behind its build tag.
+var backends = []string{"cpu"}
+
+// hasBackend reports whether the binary holds the backend for device.
+func hasBackend(device string) bool {
+	for _, b := range backends {
+		if b == device {
+			return true
+		}
+	}
+	return false
+}
+
+// buildCommit returns the commit set at link time, else the one the Go
+// toolchain recorded (builds with VCS stamping), else "unknown".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit, Go version and compute backends",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\n",
+				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "))
+			return err
+		},
+	}
+}
