@@ -141,7 +141,8 @@ type Backend interface {
 	Sum(x, out Buffer)
 
 	// Gemm: c = alpha·op(a)·op(b) + beta·c with op(a) m×k, op(b) k×n, c m×n,
-	// op(x) = xᵀ when the trans flag is set (a is then stored k×m).
+	// op(x) = xᵀ when the trans flag is set (a is then stored k×m). With
+	// beta = 0, c is not read (BLAS convention: NaN in c does not propagate).
 	Gemm(transA, transB bool, m, n, k int, alpha float32, a, b Buffer, beta float32, c Buffer)
 	// AddRowVector: y[r,c] += v[c] for y rows×cols (bias of a linear layer).
 	AddRowVector(rows, cols int, v, y Buffer)
@@ -162,7 +163,8 @@ type Backend interface {
 	// and invStd (out, Groups×C, 1/√(σ²_g+eps) with the biased variance).
 	// The running statistics (C each) are updated in place as in PyTorch,
 	// averaged over the groups: run = (1−momentum)·run + momentum·stat, with the
-	// unbiased variance for runVar.
+	// unbiased variance for runVar. Every group must hold at least two values
+	// per channel (N/Groups·HW ≥ 2); otherwise the backend records an error.
 	BatchNormTrain(s BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar Buffer, momentum, eps float32)
 	// BatchNormInfer: y (out) = γ·(x − runMean)/√(runVar + eps) + β.
 	BatchNormInfer(s BNShape, x, gamma, beta, runMean, runVar, y Buffer, eps float32)
@@ -208,7 +210,8 @@ type Backend interface {
 	// j = top[b, pairJ[b,t]], α = alpha[b,t], and out[b,t] = q_b·h; for
 	// t' < SPrime, h' = normalize(β·q_b + (1−β)·n_j) with j = top[b, negJ[b,t']],
 	// β = beta[b,t'], and out[b,S+t'] = q_b·h'. pairI, pairJ, negJ are Int32
-	// ranks into the top-N list.
+	// ranks into the top-N list. normalize(u) = u/max(‖u‖, 1e-12), as in
+	// L2Normalize.
 	MixLogits(s MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out Buffer)
 	// MixLogitsBackward: dq (out, B×D) = Σ_t dout[b,t]·h_t with h, h' held
 	// constant; with gradThroughQ the path through q inside h' is added.

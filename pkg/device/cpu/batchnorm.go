@@ -1,0 +1,180 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// bnOp names a batch-norm kernel.
+type bnOp int
+
+const (
+	bnTrain bnOp = iota
+	bnInfer
+	bnBackward
+)
+
+// bnTask runs a batch-norm kernel over a range of channels; every channel's
+// statistics are summed in float64 in a fixed order.
+type bnTask struct {
+	op              bnOp
+	s               device.BNShape
+	x, y, dy, dx    []float32
+	gamma, beta     []float32
+	mean, invStd    []float32 // Groups×C
+	runMean, runVar []float32
+	dgamma, dbeta   []float32
+	momentum, eps   float32
+}
+
+func (t *bnTask) run(_, lo, hi int) {
+	s := t.s
+	per := s.N / s.Groups
+	m := float64(per * s.HW)
+	for c := lo; c < hi; c++ {
+		// plane returns x[n, c, ·] of a buffer laid out N×C×HW.
+		plane := func(buf []float32, n int) []float32 { return buf[(n*s.C+c)*s.HW : (n*s.C+c+1)*s.HW] }
+		switch t.op {
+		case bnTrain:
+			var muSum, varSum float64
+			for g := 0; g < s.Groups; g++ {
+				var sum float64
+				for n := g * per; n < (g+1)*per; n++ {
+					for _, v := range plane(t.x, n) {
+						sum += float64(v)
+					}
+				}
+				mu := sum / m
+				var sq float64
+				for n := g * per; n < (g+1)*per; n++ {
+					for _, v := range plane(t.x, n) {
+						d := float64(v) - mu
+						sq += d * d
+					}
+				}
+				variance := sq / m // biased: normalises the batch
+				inv := 1 / math.Sqrt(variance+float64(t.eps))
+				t.mean[g*s.C+c], t.invStd[g*s.C+c] = float32(mu), float32(inv)
+				muSum += mu
+				varSum += sq / (m - 1) // unbiased: PyTorch's running_var
+				// y = γ·(x − μ)·invStd + β = a·x + (β − a·μ)
+				a := float64(t.gamma[c]) * inv
+				a32, b32 := float32(a), float32(float64(t.beta[c])-a*mu)
+				for n := g * per; n < (g+1)*per; n++ {
+					x, y := plane(t.x, n), plane(t.y, n)
+					y = y[:len(x)]
+					for i, v := range x {
+						y[i] = a32*v + b32
+					}
+				}
+			}
+			mom := float64(t.momentum)
+			g := float64(s.Groups)
+			t.runMean[c] = float32((1-mom)*float64(t.runMean[c]) + mom*muSum/g)
+			t.runVar[c] = float32((1-mom)*float64(t.runVar[c]) + mom*varSum/g)
+		case bnInfer:
+			a := float64(t.gamma[c]) / math.Sqrt(float64(t.runVar[c])+float64(t.eps))
+			a32, b32 := float32(a), float32(float64(t.beta[c])-a*float64(t.runMean[c]))
+			for n := 0; n < s.N; n++ {
+				x, y := plane(t.x, n), plane(t.y, n)
+				y = y[:len(x)]
+				for i, v := range x {
+					y[i] = a32*v + b32
+				}
+			}
+		case bnBackward:
+			// dx = γ·invStd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·invStd
+			var dgamma, dbeta float64
+			for g := 0; g < s.Groups; g++ {
+				mu, inv := t.mean[g*s.C+c], t.invStd[g*s.C+c]
+				var sdy, sdyx float64
+				for n := g * per; n < (g+1)*per; n++ {
+					x, dy := plane(t.x, n), plane(t.dy, n)
+					dy = dy[:len(x)]
+					for i, v := range x {
+						sdy += float64(dy[i])
+						sdyx += float64(dy[i]) * float64((v-mu)*inv)
+					}
+				}
+				dgamma += sdyx
+				dbeta += sdy
+				k := float32(float64(t.gamma[c]) * float64(inv))
+				c2, c3 := float32(sdy/m), float32(sdyx/m)
+				for n := g * per; n < (g+1)*per; n++ {
+					x, dy, dx := plane(t.x, n), plane(t.dy, n), plane(t.dx, n)
+					dy, dx = dy[:len(x)], dx[:len(x)]
+					for i, v := range x {
+						dx[i] = k * (dy[i] - c2 - (v-mu)*inv*c3)
+					}
+				}
+			}
+			t.dgamma[c], t.dbeta[c] = float32(dgamma), float32(dbeta)
+		}
+	}
+}
+
+// bnCheck validates a BNShape and the length of x-shaped buffers.
+func (b *Backend) bnCheck(kernel string, s device.BNShape, train bool, xs ...device.Buffer) bool {
+	if s.N <= 0 || s.C <= 0 || s.HW <= 0 || s.Groups <= 0 || s.N%s.Groups != 0 {
+		b.fail("%s: shape %+v: N must be a positive multiple of Groups", kernel, s)
+		return false
+	}
+	if train && s.N/s.Groups*s.HW < 2 {
+		b.fail("%s: shape %+v has one value per channel and group: the batch statistics are undefined", kernel, s)
+		return false
+	}
+	for _, x := range xs {
+		if !b.need(kernel, "an N×C×HW buffer", x, s.N*s.C*s.HW) {
+			return false
+		}
+	}
+	return true
+}
+
+// bnRun runs t over the channels.
+func (b *Backend) bnRun(t bnTask) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tasks.bn = t
+	b.workers.parallel(t.s.C, max(1, elemGrain/(t.s.N*t.s.HW)), &b.tasks.bn)
+	b.tasks.bn = bnTask{}
+}
+
+// BatchNormTrain normalises x with the batch statistics of each group and
+// updates the running statistics (averaged over the groups, unbiased
+// variance, PyTorch's momentum convention).
+func (b *Backend) BatchNormTrain(s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
+	const k = "BatchNormTrain"
+	if !b.bnCheck(k, s, true, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
+		!b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
+		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
+		return
+	}
+	b.bnRun(bnTask{op: bnTrain, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+		mean: Float32s(mean), invStd: Float32s(invStd), runMean: Float32s(runMean), runVar: Float32s(runVar),
+		momentum: momentum, eps: eps})
+}
+
+// BatchNormInfer: y = γ·(x − runMean)/√(runVar + eps) + β.
+func (b *Backend) BatchNormInfer(s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
+	const k = "BatchNormInfer"
+	if !b.bnCheck(k, s, false, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
+		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
+		return
+	}
+	b.bnRun(bnTask{op: bnInfer, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+		runMean: Float32s(runMean), runVar: Float32s(runVar), eps: eps})
+}
+
+// BatchNormBackward: dx, dgamma, dbeta given the forward's x, mean, invStd.
+func (b *Backend) BatchNormBackward(s device.BNShape, x, dy, gamma, mean, invStd, dx, dgamma, dbeta device.Buffer) {
+	const k = "BatchNormBackward"
+	if !b.bnCheck(k, s, true, x, dy, dx) || !b.need(k, "gamma", gamma, s.C) ||
+		!b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
+		!b.need(k, "dgamma", dgamma, s.C) || !b.need(k, "dbeta", dbeta, s.C) {
+		return
+	}
+	b.bnRun(bnTask{op: bnBackward, s: s, x: Float32s(x), dy: Float32s(dy), gamma: Float32s(gamma),
+		mean: Float32s(mean), invStd: Float32s(invStd), dx: Float32s(dx), dgamma: Float32s(dgamma), dbeta: Float32s(dbeta)})
+}

@@ -1,0 +1,310 @@
+package cpu
+
+import (
+	"gonum.org/v1/gonum/blas"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// workspace is a backend's scratch memory, one slot per part (worker) so
+// that parts never share: grown on demand, kept across calls.
+type workspace struct {
+	col [][]float32 // im2col matrices, C·R·S × nb·OH·OW
+	tmp [][]float32 // outputs or output gradients side by side, K × nb·OH·OW
+	dw  [][]float32 // partial filter gradients of parts 1…, K×C·R·S
+	idx [][]int32   // TopN heaps
+	f64 [][]float64 // MixLogits norm caches
+}
+
+func newWorkspace(threads int) workspace {
+	return workspace{
+		col: make([][]float32, threads),
+		tmp: make([][]float32, threads),
+		dw:  make([][]float32, threads),
+		idx: make([][]int32, threads),
+		f64: make([][]float64, threads),
+	}
+}
+
+// grow returns s[:n], reallocating when s is shorter.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// convOp names a convolution kernel.
+type convOp int
+
+const (
+	convForward convOp = iota
+	convBackwardData
+	convBackwardFilter
+)
+
+// convCols is the fewest GEMM columns worth aiming for: images with small
+// outputs (the deep stages' 8×8 and 4×4) are im2col'ed side by side until
+// one GEMM has this many columns, since thin products run far below the
+// BLAS's peak.
+const convCols = 512
+
+// convTask runs a convolution kernel over a range of images, nb images per
+// GEMM. x is the input (dx for convBackwardData), y the output (dy for the
+// backwards), dw the filter gradient of part 0.
+type convTask struct {
+	op      convOp
+	s       device.ConvShape
+	nb      int
+	x, w, y []float32
+	dw      []float32
+	ws      *workspace
+}
+
+// direct reports a 1×1 stride-1 unpadded convolution: the image is already
+// its own im2col matrix.
+func direct(s device.ConvShape) bool {
+	return s.R == 1 && s.S == 1 && s.Stride == 1 && s.Pad == 0
+}
+
+func (t *convTask) run(part, lo, hi int) {
+	s := t.s
+	chw, ohw := s.C*s.H*s.W, s.OutH()*s.OutW()
+	crs, kohw := s.C*s.R*s.S, s.K*ohw
+	dw := t.dw
+	if part > 0 {
+		dw = t.ws.dw[part]
+	}
+	for n0 := lo; n0 < hi; n0 += t.nb {
+		cnt := min(t.nb, hi-n0)
+		cols := cnt * ohw // GEMM columns: cnt images' outputs side by side
+		x, y := t.x[n0*chw:(n0+cnt)*chw], t.y[n0*kohw:(n0+cnt)*kohw]
+		// col (CRS × cols) is the chunk's patch matrix; a single image of a
+		// direct convolution is its own.
+		col := x
+		if cnt > 1 || !direct(s) {
+			col = t.ws.col[part][:crs*cols]
+		}
+		// yc (K × cols) is y or dy with the chunk's images side by side: y
+		// itself for a single image.
+		yc := y
+		if cnt > 1 {
+			yc = t.ws.tmp[part][:s.K*cols]
+		}
+		switch t.op {
+		case convForward: // yc = w (K×CRS) · col
+			if cnt > 1 || !direct(s) {
+				im2colChunk(s, x, col, cnt)
+			}
+			blas32.Sgemm(blas.NoTrans, blas.NoTrans, s.K, cols, crs, 1, t.w, crs, col, cols, 0, yc, cols)
+			if cnt > 1 {
+				sideBySide(yc, y, s.K, ohw, cnt, false)
+			}
+		case convBackwardData: // col = wᵀ · yc, x = col2im(col)
+			if cnt > 1 {
+				sideBySide(yc, y, s.K, ohw, cnt, true)
+			}
+			blas32.Sgemm(blas.Trans, blas.NoTrans, crs, cols, s.K, 1, t.w, crs, yc, cols, 0, col, cols)
+			if cnt > 1 || !direct(s) {
+				for i := 0; i < cnt; i++ {
+					col2im(s, col[i*ohw:], cols, x[i*chw:(i+1)*chw])
+				}
+			}
+		case convBackwardFilter: // dw (K×CRS) += yc · colᵀ
+			if cnt > 1 || !direct(s) {
+				im2colChunk(s, x, col, cnt)
+			}
+			if cnt > 1 {
+				sideBySide(yc, y, s.K, ohw, cnt, true)
+			}
+			var beta float32
+			if n0 > lo {
+				beta = 1
+			}
+			blas32.Sgemm(blas.NoTrans, blas.Trans, s.K, crs, cols, 1, yc, cols, col, cols, beta, dw, crs)
+		}
+	}
+}
+
+// im2colChunk writes the patch matrices of cnt images of x side by side
+// into col (CRS × cnt·OH·OW).
+func im2colChunk(s device.ConvShape, x, col []float32, cnt int) {
+	chw, ohw := s.C*s.H*s.W, s.OutH()*s.OutW()
+	for i := 0; i < cnt; i++ {
+		im2col(s, x[i*chw:(i+1)*chw], col[i*ohw:], cnt*ohw)
+	}
+}
+
+// sideBySide converts between cnt images of rows×width in NCHW order (nchw)
+// and the rows × cnt·width matrix with the images side by side (wide):
+// wide → nchw, or nchw → wide when gather is set.
+func sideBySide(wide, nchw []float32, rows, width, cnt int, gather bool) {
+	for i := 0; i < cnt; i++ {
+		for r := 0; r < rows; r++ {
+			w := wide[r*cnt*width+i*width:][:width]
+			n := nchw[(i*rows+r)*width:][:width]
+			if gather {
+				copy(w, n)
+			} else {
+				copy(n, w)
+			}
+		}
+	}
+}
+
+// outRange returns the outputs o ∈ [lo, hi) of one row whose input
+// o·stride + off falls inside [0, size).
+func outRange(out, size, stride, off int) (lo, hi int) {
+	lo = 0
+	if off < 0 {
+		lo = (-off + stride - 1) / stride
+	}
+	hi = 0
+	if size-off > 0 {
+		hi = (size - off + stride - 1) / stride
+	}
+	hi = min(hi, out)
+	return min(lo, hi), hi
+}
+
+// im2col writes the C·R·S × OH·OW patch matrix of one image x (C×H×W)
+// into col with row stride ld:
+// col[(c,r,q), (i,j)] = x[c, i·stride−pad+r, j·stride−pad+q], 0 in padding.
+func im2col(s device.ConvShape, x, col []float32, ld int) {
+	oh, ow := s.OutH(), s.OutW()
+	for c := 0; c < s.C; c++ {
+		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
+		for r := 0; r < s.R; r++ {
+			for q := 0; q < s.S; q++ {
+				dst := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
+				off := q - s.Pad
+				jlo, jhi := outRange(ow, s.W, s.Stride, off)
+				for i := 0; i < oh; i++ {
+					d := dst[i*ow : (i+1)*ow]
+					h := i*s.Stride - s.Pad + r
+					if h < 0 || h >= s.H {
+						clear(d)
+						continue
+					}
+					src := plane[h*s.W : (h+1)*s.W]
+					clear(d[:jlo])
+					clear(d[jhi:])
+					if s.Stride == 1 {
+						copy(d[jlo:jhi], src[jlo+off:jhi+off])
+						continue
+					}
+					for j := jlo; j < jhi; j++ {
+						d[j] = src[j*s.Stride+off]
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im is im2col's adjoint: it overwrites x (C×H×W) with the sum of the
+// entries of the patch matrix col (row stride ld) that im2col would have
+// read from each element.
+func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
+	clear(x[:s.C*s.H*s.W])
+	oh, ow := s.OutH(), s.OutW()
+	for c := 0; c < s.C; c++ {
+		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
+		for r := 0; r < s.R; r++ {
+			for q := 0; q < s.S; q++ {
+				src := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
+				off := q - s.Pad
+				jlo, jhi := outRange(ow, s.W, s.Stride, off)
+				for i := 0; i < oh; i++ {
+					h := i*s.Stride - s.Pad + r
+					if h < 0 || h >= s.H {
+						continue
+					}
+					d := plane[h*s.W : (h+1)*s.W]
+					sr := src[i*ow : (i+1)*ow]
+					if s.Stride == 1 {
+						dd, ss := d[jlo+off:jhi+off], sr[jlo:jhi]
+						ss = ss[:len(dd)]
+						for j, v := range ss {
+							dd[j] += v
+						}
+						continue
+					}
+					for j := jlo; j < jhi; j++ {
+						d[j*s.Stride+off] += sr[j]
+					}
+				}
+			}
+		}
+	}
+}
+
+// conv checks the buffers of a convolution and runs op over the batch, one
+// part per range of images.
+func (b *Backend) conv(kernel string, op convOp, s device.ConvShape, x, w, y device.Buffer) {
+	oh, ow := s.OutH(), s.OutW()
+	if s.N < 0 || s.C <= 0 || s.K <= 0 || s.R <= 0 || s.S <= 0 || s.Stride <= 0 || oh <= 0 || ow <= 0 {
+		b.fail("%s: invalid shape %+v", kernel, s)
+		return
+	}
+	xname, yname := "x", "dy"
+	if op == convForward {
+		yname = "y"
+	} else if op == convBackwardData {
+		xname = "dx"
+	}
+	if !b.need(kernel, xname, x, s.N*s.C*s.H*s.W) || !b.need(kernel, "w", w, s.K*s.C*s.R*s.S) || !b.need(kernel, yname, y, s.N*s.K*oh*ow) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	crs, ohw := s.C*s.R*s.S, oh*ow
+	parts := b.workers.parts(s.N, 1)
+	// Images per GEMM: enough for convCols columns, but no more than a
+	// part's share of the batch so that every worker has work.
+	nb := max(1, min((convCols+ohw-1)/ohw, (s.N+parts-1)/parts))
+	for p := 0; p < parts; p++ {
+		if nb > 1 || !direct(s) {
+			b.ws.col[p] = grow(b.ws.col[p], crs*nb*ohw)
+		}
+		if nb > 1 {
+			b.ws.tmp[p] = grow(b.ws.tmp[p], s.K*nb*ohw)
+		}
+		if op == convBackwardFilter && p > 0 {
+			b.ws.dw[p] = grow(b.ws.dw[p], s.K*crs)
+		}
+	}
+	t := &b.tasks.conv
+	*t = convTask{op: op, s: s, nb: nb, x: Float32s(x), w: Float32s(w)[:s.K*crs], y: Float32s(y), ws: &b.ws}
+	if op == convBackwardFilter {
+		t.dw = t.w
+		if s.N == 0 {
+			clear(t.dw)
+		}
+	}
+	b.workers.parallel(s.N, 1, t)
+	if op == convBackwardFilter {
+		for p := 1; p < parts; p++ {
+			dw := t.dw
+			for i, v := range b.ws.dw[p][:len(dw)] {
+				dw[i] += v
+			}
+		}
+	}
+	*t = convTask{}
+}
+
+// Conv2DForward: y = x ⋆ w (cross-correlation, as PyTorch's conv2d).
+func (b *Backend) Conv2DForward(s device.ConvShape, x, w, y device.Buffer) {
+	b.conv("Conv2DForward", convForward, s, x, w, y)
+}
+
+// Conv2DBackwardData: dx = ∂L/∂x given dy and w.
+func (b *Backend) Conv2DBackwardData(s device.ConvShape, dy, w, dx device.Buffer) {
+	b.conv("Conv2DBackwardData", convBackwardData, s, dx, w, dy)
+}
+
+// Conv2DBackwardFilter: dw = ∂L/∂w given x and dy, summed over the batch.
+func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buffer) {
+	b.conv("Conv2DBackwardFilter", convBackwardFilter, s, x, dw, dy)
+}

@@ -1,0 +1,42 @@
+// Package cpu is the CPU implementation of device.Backend, the ground truth
+// every other backend is tested against (package device/devicetest).
+//
+// # Overview
+//
+// Buffers are plain Go slices: a device.Buffer made here is a []float32 or
+// []int32, and View is a subslice. Code that already holds host slices (the
+// Gorgonia ops' Do methods) passes them in with Wrap and WrapInt32 and reads
+// results with Float32s and Int32s, without copying.
+//
+// GEMM goes through OpenBLAS (gonum.org/v1/netlib, cgo, linked with
+// -lopenblas); the build tag purego selects gonum's pure-Go BLAS instead, for
+// machines without OpenBLAS. Convolutions use im2col/col2im into per-thread
+// workspaces that grow on demand and are reused across calls; images with
+// small outputs are placed side by side so that each GEMM has at least
+// convCols columns, and a single image of a 1×1 stride-1 convolution is
+// multiplied directly, without im2col.
+//
+// # Threads
+//
+// A Backend owns a fixed set of worker goroutines and splits each kernel's
+// work into contiguous ranges (images for convolutions, channels for batch
+// norm, planes for pooling, rows for the row kernels, blocks for elementwise
+// kernels). OpenBLAS itself is set to one thread, so each worker runs its own
+// single-threaded GEMM and the machine is never oversubscribed. (The purego
+// build's gonum BLAS may start goroutines of its own for large products.)
+//
+// # Invariants
+//
+// Kernels on one Backend are serialised by a mutex: workspaces and worker
+// state are shared, so concurrent callers are safe but do not overlap. A
+// kernel's result does not depend on the thread count, except Gemm and the
+// convolutions, whose products are cut into different GEMMs (they agree
+// within float32 rounding). After the workspaces have grown, kernels
+// allocate nothing.
+//
+// # Errors
+//
+// A buffer shorter than its shape needs is recorded as an error and the
+// kernel does nothing; Sync returns the first such error. Passing a buffer of
+// another backend or the wrong element type panics, as a programming error.
+package cpu

@@ -1,0 +1,250 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// topTask selects the top n of a range of rows with a bounded heap.
+type topTask struct {
+	rows, cols, n int
+	x             []float32
+	idx           []int32
+	ws            *workspace
+}
+
+// better orders candidates: larger value first, then smaller index.
+func better(row []float32, a, b int32) bool {
+	return row[a] > row[b] || (row[a] == row[b] && a < b)
+}
+
+// siftDown restores the heap property below position i of heap h, whose
+// root is the worst element kept (a min-heap under better).
+func siftDown(row []float32, h []int32, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && better(row, h[c], h[c+1]) {
+			c++
+		}
+		if !better(row, h[i], h[c]) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+func (t *topTask) run(part, lo, hi int) {
+	h := t.ws.idx[part][:t.n]
+	for r := lo; r < hi; r++ {
+		row := t.x[r*t.cols : (r+1)*t.cols]
+		// Fill the heap with the first n indices, then keep the n best: a
+		// candidate enters only if better than the worst kept (the root).
+		for i := range h {
+			h[i] = int32(i)
+		}
+		for i := len(h)/2 - 1; i >= 0; i-- {
+			siftDown(row, h, i)
+		}
+		for i := t.n; i < t.cols; i++ {
+			if v, w := row[i], row[h[0]]; v > w { // equal values lose: larger index
+				h[0] = int32(i)
+				siftDown(row, h, 0)
+			}
+		}
+		// Heap sort: move the worst to the end until the heap is empty,
+		// leaving h ordered best first.
+		for end := len(h) - 1; end > 0; end-- {
+			h[0], h[end] = h[end], h[0]
+			siftDown(row, h[:end], 0)
+		}
+		copy(t.idx[r*t.n:(r+1)*t.n], h)
+	}
+}
+
+// TopN writes each row's n largest indices by value descending, ties by
+// index ascending: a bounded heap of n (O(cols·log n) worst case, one
+// comparison for most elements), then a heap sort of the n kept.
+func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
+	if n <= 0 || n > cols {
+		b.fail("TopN: n = %d must lie in [1, cols = %d]", n, cols)
+		return
+	}
+	if !b.need("TopN", "x", x, rows*cols) || !b.need("TopN", "idx", idx, rows*n) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for p := 0; p < b.workers.parts(rows, 1); p++ {
+		b.ws.idx[p] = grow(b.ws.idx[p], n)
+	}
+	b.tasks.top = topTask{rows: rows, cols: cols, n: n, x: Float32s(x), idx: Int32s(idx), ws: &b.ws}
+	b.workers.parallel(rows, max(1, elemGrain/cols), &b.tasks.top)
+	b.tasks.top = topTask{}
+}
+
+// mixTask computes the MoCHi logits (or their gradient) for a range of
+// queries.
+type mixTask struct {
+	s                       device.MixShape
+	q, queue, sim           []float32
+	top, pairI, pairJ, negJ []int32
+	alpha, beta             []float32
+	out, dout, dq           []float32
+	backward, throughQ      bool
+	ws                      *workspace
+}
+
+// mixNorm is max(√u², 1e-12) for the squared norm u² of a mixed vector
+// (clamped at 0 against rounding), as normalize divides by.
+func mixNorm(u2 float64) float64 { return math.Max(math.Sqrt(math.Max(u2, 0)), l2Floor) }
+
+func (t *mixTask) run(part, lo, hi int) {
+	s := t.s
+	d := s.D
+	row := func(k int32) []float32 { return t.queue[int(k)*d : (int(k)+1)*d] }
+	norms := t.ws.f64[part][:s.N] // ‖n_r‖² of the top-N ranks, −1 until needed
+	for b := lo; b < hi; b++ {
+		qb, top := t.q[b*d:(b+1)*d], t.top[b*s.N:(b+1)*s.N]
+		for i := range norms {
+			norms[i] = -1
+		}
+		// nn returns ‖n‖² of the queue row at rank r of this query's top N.
+		nn := func(r int32) float64 {
+			if norms[r] < 0 {
+				n := row(top[r])
+				norms[r] = dot64(n, n)
+			}
+			return norms[r]
+		}
+		qq := dot64(qb, qb)
+		var dq []float32
+		var cq float64 // coefficient of q_b in dq_b, added at the end
+		if t.backward {
+			dq = t.dq[b*d : (b+1)*d]
+			clear(dq)
+		}
+		m := s.S + s.SPrime
+		// Negative–negative: h = u/‖u‖, u = α·n_i + (1−α)·n_j,
+		// ‖u‖² = α²·n_i·n_i + (1−α)²·n_j·n_j + 2α(1−α)·n_i·n_j,
+		// q·h = (α·s_i + (1−α)·s_j)/‖u‖ with s = q·n from sim.
+		for t0 := 0; t0 < s.S; t0++ {
+			ri, rj := t.pairI[b*s.S+t0], t.pairJ[b*s.S+t0]
+			i, j := top[ri], top[rj]
+			a := float64(t.alpha[b*s.S+t0])
+			nij := nn(ri)
+			if i != j {
+				nij = dot64(row(i), row(j))
+			}
+			u := mixNorm(a*a*nn(ri) + (1-a)*(1-a)*nn(rj) + 2*a*(1-a)*nij)
+			if !t.backward {
+				si, sj := float64(t.sim[b*s.K+int(i)]), float64(t.sim[b*s.K+int(j)])
+				t.out[b*m+t0] = float32((a*si + (1-a)*sj) / u)
+				continue
+			}
+			g := float64(t.dout[b*m+t0]) / u // dq += dout·h
+			axpy32(float32(g*a), row(i), dq)
+			axpy32(float32(g*(1-a)), row(j), dq)
+		}
+		// Query–negative: h′ = u/‖u‖, u = β·q + (1−β)·n_j,
+		// ‖u‖² = β²·q·q + (1−β)²·n_j·n_j + 2β(1−β)·s_j,
+		// q·h′ = (β·q·q + (1−β)·s_j)/‖u‖.
+		for t1 := 0; t1 < s.SPrime; t1++ {
+			rj := t.negJ[b*s.SPrime+t1]
+			j := top[rj]
+			be := float64(t.beta[b*s.SPrime+t1])
+			var sj float64
+			if t.backward { // the backward has no sim: recompute q·n_j
+				sj = dot64(qb, row(j))
+			} else {
+				sj = float64(t.sim[b*s.K+int(j)])
+			}
+			u := mixNorm(be*be*qq + (1-be)*(1-be)*nn(rj) + 2*be*(1-be)*sj)
+			qh := (be*qq + (1-be)*sj) / u
+			if !t.backward {
+				t.out[b*m+s.S+t1] = float32(qh)
+				continue
+			}
+			g := float64(t.dout[b*m+s.S+t1]) / u
+			cqT, cnT := g*be, g*(1-be) // dq += dout·h′
+			if t.throughQ {
+				// ∂(q·u/‖u‖)/∂q through u adds β/‖u‖·(q − (q·h′)·h′).
+				cqT += g * be
+				cqT -= g * be * qh * be / u
+				cnT -= g * be * qh * (1 - be) / u
+			}
+			cq += cqT
+			axpy32(float32(cnT), row(j), dq)
+		}
+		if t.backward {
+			axpy32(float32(cq), qb, dq)
+		}
+	}
+}
+
+// axpy32: y += a·x.
+func axpy32(a float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+// mix validates the buffers of the MoCHi kernels and runs t over the batch.
+func (b *Backend) mix(kernel string, t mixTask, sim, top, pairI, pairJ, alpha, negJ, beta device.Buffer) {
+	s := t.s
+	if s.B < 0 || s.D <= 0 || s.N <= 0 || s.N > s.K || s.S < 0 || s.SPrime < 0 {
+		b.fail("%s: invalid shape %+v (need 1 ≤ N ≤ K)", kernel, s)
+		return
+	}
+	if !b.need(kernel, "q", Wrap(t.q), s.B*s.D) || !b.need(kernel, "queue", Wrap(t.queue), s.K*s.D) ||
+		!b.need(kernel, "top", top, s.B*s.N) || !b.need(kernel, "pairI", pairI, s.B*s.S) ||
+		!b.need(kernel, "pairJ", pairJ, s.B*s.S) || !b.need(kernel, "alpha", alpha, s.B*s.S) ||
+		!b.need(kernel, "negJ", negJ, s.B*s.SPrime) || !b.need(kernel, "beta", beta, s.B*s.SPrime) {
+		return
+	}
+	if sim != nil && !b.need(kernel, "sim", sim, s.B*s.K) {
+		return
+	}
+	t.top, t.pairI, t.pairJ, t.negJ = Int32s(top), Int32s(pairI), Int32s(pairJ), Int32s(negJ)
+	t.alpha, t.beta = Float32s(alpha), Float32s(beta)
+	if sim != nil {
+		t.sim = Float32s(sim)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for p := 0; p < b.workers.parts(s.B, 1); p++ {
+		b.ws.f64[p] = grow(b.ws.f64[p], s.N)
+	}
+	t.ws = &b.ws
+	b.tasks.mix = t
+	b.workers.parallel(s.B, 1, &b.tasks.mix)
+	b.tasks.mix = mixTask{}
+}
+
+// MixLogits writes the MoCHi extra logits in closed form: q·h from the
+// similarities s = q·n in sim and the Gram entries n_i·n_i, n_j·n_j, n_i·n_j
+// of the queue rows; q·h′ from q·q, n_j·n_j and s_j. The norms are computed,
+// not assumed to be 1, so the result is exact for any rows.
+func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out device.Buffer) {
+	if !b.need("MixLogits", "out", out, s.B*(s.S+s.SPrime)) {
+		return
+	}
+	b.mix("MixLogits", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), out: Float32s(out)},
+		sim, top, pairI, pairJ, alpha, negJ, beta)
+}
+
+// MixLogitsBackward: dq = Σ_t dout[b,t]·h_t with h, h′ constant; with
+// gradThroughQ it adds the path through q inside h′,
+// dout·β/‖u‖·(q − (q·h′)·h′).
+func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
+	if !b.need("MixLogitsBackward", "dout", dout, s.B*(s.S+s.SPrime)) || !b.need("MixLogitsBackward", "dq", dq, s.B*s.D) {
+		return
+	}
+	b.mix("MixLogitsBackward", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), dout: Float32s(dout),
+		dq: Float32s(dq), backward: true, throughQ: gradThroughQ}, nil, top, pairI, pairJ, alpha, negJ, beta)
+}
