@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# gpu-check.sh runs on a GPU machine, from the repository root, with .gpu/
+# built by scripts/build-gpu.sh carried there. No Go toolchain or network is
+# needed. It finishes well within 8 minutes and writes its logs to $OUT (or
+# .gpu/out when OUT is unset).
+#
+#   1. every GPU kernel against the conformance suite and its CPU twin
+#      (relative error table, ≤ 1e-4 in float32)
+#   2. 20 training steps on CPU and GPU from the same weights (not built yet)
+#   3. images/s for ResNet-18 (CIFAR, batch 256) and ResNet-50 (224², batch
+#      64) against PyTorch on the same GPU (not built yet)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+gpu=.gpu
+out=${OUT:-$gpu/out}
+mkdir -p "$out"
+status=0
+
+# find_lib prints the folder of the first file named $1 under the folders
+# given after it.
+find_lib() {
+	local name=$1 dir f
+	shift
+	for dir in "$@"; do
+		[ -d "$dir" ] || continue
+		f=$(find -L "$dir" -maxdepth 6 -name "$name" -print -quit 2>/dev/null)
+		if [ -n "$f" ]; then
+			dirname "$f"
+			return 0
+		fi
+	done
+	return 1
+}
+
+py=""
+for p in /opt/torch/.venv/bin/python3 python3; do
+	if command -v "$p" >/dev/null 2>&1; then
+		py=$p
+		break
+	fi
+done
+roots=()
+if [ -n "$py" ]; then
+	nv=$("$py" -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__) if nvidia.__file__ else list(nvidia.__path__)[0])' 2>/dev/null || true)
+	[ -n "$nv" ] && roots+=("$nv")
+fi
+roots+=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/lib)
+
+cublas_dir=$(find_lib libcublas.so.13 "${roots[@]}") || {
+	echo "gpu-check: libcublas.so.13 not found under ${roots[*]}: install nvidia-cublas (pip) or a CUDA 13 toolkit" | tee "$out/check.log"
+	exit 1
+}
+cuda_dir=$(find_lib libcuda.so.1 /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/lib/wsl/lib) || {
+	echo "gpu-check: libcuda.so.1 (the NVIDIA driver) not found" | tee "$out/check.log"
+	exit 1
+}
+lt_dir=$(find_lib libcublasLt.so.13 "$cublas_dir" "${roots[@]}") || lt_dir=$cublas_dir
+export LD_LIBRARY_PATH="$cublas_dir:$lt_dir:$cuda_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+{
+	echo "gpu-check: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "gpu-check: libcublas.so.13 in $cublas_dir, libcuda.so.1 in $cuda_dir"
+	nvidia-smi || echo "gpu-check: nvidia-smi failed"
+} 2>&1 | tee "$out/check.log"
+
+echo "== step 1: kernels (conformance suite + GPU vs CPU table)" | tee -a "$out/check.log"
+if [ ! -x "$gpu/cuda.test" ]; then
+	echo "gpu-check: $gpu/cuda.test missing: run bash scripts/build-gpu.sh on the build machine and carry .gpu/" | tee -a "$out/check.log"
+	exit 1
+fi
+ldd "$gpu/cuda.test" | grep -E 'cublas|cuda' | tee -a "$out/check.log"
+timeout 300 "$gpu/cuda.test" -test.v -test.count=1 -test.timeout=290s 2>&1 | tee "$out/kernels.log"
+rc=${PIPESTATUS[0]}
+echo "gpu-check: step 1 exit status $rc" | tee -a "$out/check.log"
+[ "$rc" = 0 ] || status=1
+
+echo "== step 2: 20 training steps, CPU vs GPU: not built yet" | tee -a "$out/check.log"
+echo "== step 3: images/s vs PyTorch: not built yet" | tee -a "$out/check.log"
+
+# The error table of step 1, last.
+grep -A40 'kernel (GPU vs CPU' "$out/kernels.log" | sed -n '1,/^---/p' | tee "$out/table.txt"
+echo "gpu-check: overall $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$out/check.log"
+exit $status
