@@ -154,3 +154,13 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Value returns the value of the key named name ("moco.k"), or nil when no
+// such key exists.
+func (c *Config) Value(name string) any {
+	k, ok := lookupKey(name)
+	if !ok {
+		return nil
+	}
+	return c.field(k).Interface()
+}

@@ -1,0 +1,135 @@
+package train
+
+import (
+	"fmt"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/graph"
+	"github.com/mochi-ssl/mochi/pkg/resnet"
+)
+
+// Encoder maps images to backbone features (the global average pool, before
+// the projection head) with frozen weights and BatchNorm in evaluation mode,
+// using its running statistics, as MoCo's linear evaluation and kNN monitor do.
+type Encoder struct {
+	be      device.Backend
+	x       *gorgonia.Node
+	net     *resnet.Model
+	plan    *graph.Plan
+	batch   int
+	c, h, w int
+	feat    []float32 // batch×FeatureDim
+	padded  []float32 // batch×C×H×W, for the last partial batch
+}
+
+// NewEncoder builds the backbone of rc (its head is dropped) for batches of
+// batch images C×H×W, with the given parameters and running statistics
+// (head entries in them are ignored).
+func NewEncoder(be device.Backend, rc resnet.Config, weights, stats map[string][]float32, batch, c, h, w int) (*Encoder, error) {
+	rc.EmbedDim, rc.BNGroups, rc.InChannels = 0, 1, c
+	g := gorgonia.NewGraph()
+	e := &Encoder{be: be, batch: batch, c: c, h: h, w: w}
+	e.x = gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(batch, c, h, w), gorgonia.WithName("x"))
+	net, err := resnet.Build(g, e.x, rc, be)
+	if err != nil {
+		return nil, err
+	}
+	e.net = net
+	backbone := make(map[string][]float32, len(net.Params))
+	for _, p := range net.Params {
+		backbone[p.Name] = weights[p.Name]
+	}
+	if err := net.LoadWeights(backbone); err != nil {
+		return nil, err
+	}
+	bn := make(map[string][]float32, 2*len(net.Norms))
+	for _, n := range net.Norms {
+		for _, s := range []string{".running_mean", ".running_var"} {
+			bn[n.Name+s] = stats[n.Name+s]
+		}
+	}
+	if err := net.LoadRunningStats(bn); err != nil {
+		return nil, err
+	}
+	net.SetTraining(false)
+	if e.plan, err = graph.Compile(g, be, net.Features); err != nil {
+		return nil, err
+	}
+	e.feat = make([]float32, batch*net.Config.FeatureDim())
+	e.padded = make([]float32, batch*c*h*w)
+	return e, nil
+}
+
+// FeatureDim is the length of a feature vector.
+func (e *Encoder) FeatureDim() int { return e.net.Config.FeatureDim() }
+
+// Features returns the features of every image of ds (n×FeatureDim) and
+// their labels, normalising pixels with mean and std.
+func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
+	if ds.Channels() != e.c || ds.Height() != e.h || ds.Width() != e.w {
+		return eval.Matrix{}, nil, fmt.Errorf("%s has %d×%d×%d images; the encoder was built for %d×%d×%d", ds.Name(), ds.Channels(), ds.Height(), ds.Width(), e.c, e.h, e.w)
+	}
+	d := e.FeatureDim()
+	out := make([]float32, 0, ds.Len()*d)
+	labels := make([]int, 0, ds.Len())
+	img := e.c * e.h * e.w
+	err := data.EvalBatches(ds, mean, std, e.batch, func(x []float32, lab []int, _ []int) error {
+		n := len(lab)
+		if n < e.batch { // zero-pad: in evaluation mode rows do not interact
+			copy(e.padded, x)
+			clear(e.padded[n*img:])
+			x = e.padded
+		}
+		e.be.Upload(e.plan.Buffer(e.x), x)
+		if err := e.plan.Run(); err != nil {
+			return err
+		}
+		e.be.Download(e.feat, e.plan.Buffer(e.net.Features))
+		out = append(out, e.feat[:n*d]...)
+		labels = append(labels, lab...)
+		return nil
+	})
+	if err != nil {
+		return eval.Matrix{}, nil, err
+	}
+	m, err := eval.NewMatrix(out, len(labels), d)
+	return m, labels, err
+}
+
+// Free releases the encoder's device memory.
+func (e *Encoder) Free() { e.plan.Free() }
+
+// knn runs the weighted kNN monitor: the query encoder's features of the
+// train split are the memory bank, the test split is classified.
+func (t *trainer) knn() (float64, error) {
+	m := t.model
+	enc, err := NewEncoder(t.be, t.spec.Net, m.weights(m.qNet, m.lossPlan), m.qNet.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W)
+	if err != nil {
+		return 0, err
+	}
+	defer enc.Free()
+	aug := AugmentConfig(t.cfg, t.spec.C, t.spec.H)
+	bank, bankLabels, err := enc.Features(t.train, aug.Mean, aug.Std)
+	if err != nil {
+		return 0, err
+	}
+	test, testLabels, err := enc.Features(t.test, aug.Mean, aug.Std)
+	if err != nil {
+		return 0, err
+	}
+	kc := eval.DefaultKNNConfig()
+	kc.K, kc.T, kc.Classes = t.cfg.Eval.KNNK, t.cfg.Eval.KNNT, t.train.NumClasses()
+	res, err := eval.KNN(bank, bankLabels, test, testLabels, kc)
+	if err != nil {
+		return 0, err
+	}
+	return res.Top1, nil
+}
+
+// evalBatch is the feature-extraction batch: 256, or n when smaller.
+func evalBatch(n int) int { return min(256, n) }

@@ -1,0 +1,327 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/graph"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/queue"
+	"github.com/mochi-ssl/mochi/pkg/resnet"
+)
+
+// MoCoSpec is what the MoCo model is built from: the network, the batch
+// geometry and the method's hyper-parameters.
+type MoCoSpec struct {
+	Net        resnet.Config // the encoder, head included (EmbedDim = D)
+	B, C, H, W int           // batch and image shape
+	K          int           // queue size
+	M          float64       // key encoder momentum m
+	Mix        hardneg.Config
+	QueueSeed  uint64
+}
+
+// moco is MoCo-v2 with MoCHi on one device: the query encoder f_q (trained),
+// the key encoder f_k (a momentum copy, no gradient) and the queue of keys.
+type moco struct {
+	spec MoCoSpec
+	be   device.Backend
+
+	// key encoder: xk → k, forward only
+	keyX    *gorgonia.Node // B×C×H×W
+	keyNet  *resnet.Model
+	keyPlan *graph.Plan
+
+	// query encoder and loss: xq, k, queue → loss and ∂loss/∂θ_q
+	mixing   bool // the loss holds the synthetic negatives
+	qX       *gorgonia.Node
+	kIn      *gorgonia.Node // B×D keys from the key encoder, a constant here
+	queueIn  *gorgonia.Node // K×D
+	planIn   *gorgonia.Node // B×(3s+2s′), with mixing
+	qLabels  *gorgonia.Node // B, with the class oracle
+	kLabels  *gorgonia.Node // K, with the class oracle
+	qNet     *resnet.Model
+	loss     *hardneg.LossGraph
+	grads    []*gorgonia.Node // ∂loss/∂θ_q in qNet.Params order
+	lossPlan *graph.Plan
+
+	queue *queue.Ring // metadata and host copy; the keys the loss reads are in lossPlan's queue buffer
+
+	host struct { // step scratch in host memory
+		k, kShuffled []float32 // B×D
+		xShuffled    []float32 // B×C×H×W
+		qLab, kLab   []float32
+		lpos, lneg   []float32
+		topN, extra  []float32
+		loss         []float32
+	}
+}
+
+// newMoCo builds both encoders from weights (nil: initialise from
+// spec.Net.Seed) and the loss graph with or without mixing.
+func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
+	if spec.Net.EmbedDim <= 0 {
+		return nil, fmt.Errorf("train: the encoder needs a projection head (embedding dimension > 0)")
+	}
+	m := &moco{spec: spec, be: be, mixing: mixing && spec.Mix.S+spec.Mix.SPrime > 0}
+	if err := m.buildQuery(); err != nil {
+		return nil, err
+	}
+	if err := m.buildKey(); err != nil {
+		return nil, err
+	}
+	q, err := queue.NewRing(spec.K, spec.Net.EmbedDim, spec.QueueSeed)
+	if err != nil {
+		return nil, err
+	}
+	m.queue = q
+	m.uploadQueue()
+	b, d := spec.B, spec.Net.EmbedDim
+	m.host.k, m.host.kShuffled = make([]float32, b*d), make([]float32, b*d)
+	m.host.xShuffled = make([]float32, b*spec.C*spec.H*spec.W)
+	m.host.loss = make([]float32, 1)
+	m.host.lpos, m.host.lneg = make([]float32, b), make([]float32, b*spec.K)
+	if m.mixing {
+		m.host.topN, m.host.extra = make([]float32, b*spec.Mix.N), make([]float32, b*(spec.Mix.S+spec.Mix.SPrime))
+	}
+	if spec.Mix.ClassOracle {
+		m.host.qLab, m.host.kLab = make([]float32, b), make([]float32, spec.K)
+	}
+	return m, nil
+}
+
+// buildQuery builds f_q and the InfoNCE loss (with MoCHi's extra logits when
+// mixing) and compiles loss and gradients.
+func (m *moco) buildQuery() error {
+	s, d := m.spec, m.spec.Net.EmbedDim
+	g := gorgonia.NewGraph()
+	m.qX = gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(s.B, s.C, s.H, s.W), gorgonia.WithName("x_q"))
+	net, err := resnet.Build(g, m.qX, s.Net, m.be)
+	if err != nil {
+		return err
+	}
+	m.qNet = net
+	m.kIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, d), gorgonia.WithName("k"))
+	m.queueIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.K, d), gorgonia.WithName("queue"))
+	in := hardneg.Inputs{Q: net.Embedding, K: m.kIn, Queue: m.queueIn}
+	if m.mixing {
+		m.planIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, 3*s.Mix.S+2*s.Mix.SPrime), gorgonia.WithName("mix_plan"))
+		in.Plan = m.planIn
+	}
+	if s.Mix.ClassOracle {
+		m.qLabels = gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(s.B), gorgonia.WithName("query_labels"))
+		m.kLabels = gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(s.K), gorgonia.WithName("queue_labels"))
+		in.QueryLabels, in.QueueLabels = m.qLabels, m.kLabels
+	}
+	// logits = [q·k, q·Qᵀ, q·h, q·h′]/τ, label 0; see hardneg.Loss
+	if m.loss, err = hardneg.Loss(in, s.Mix, m.mixing); err != nil {
+		return err
+	}
+	params := make(gorgonia.Nodes, len(net.Params))
+	for i, p := range net.Params {
+		params[i] = p.Node
+	}
+	if m.grads, err = gorgonia.Grad(m.loss.Loss, params...); err != nil {
+		return fmt.Errorf("train: gradient of the loss: %w", err)
+	}
+	outputs := append(gorgonia.Nodes{m.loss.Loss, m.loss.LPos, m.loss.LNeg}, m.grads...)
+	if m.mixing {
+		outputs = append(outputs, m.loss.TopN, m.loss.Extra)
+	}
+	m.lossPlan, err = graph.Compile(g, m.be, outputs...)
+	return err
+}
+
+// buildKey builds f_k as a copy of f_q (MoCo: param_k.data.copy_(param_q.data)).
+func (m *moco) buildKey() error {
+	s := m.spec
+	g := gorgonia.NewGraph()
+	m.keyX = gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(s.B, s.C, s.H, s.W), gorgonia.WithName("x_k"))
+	net, err := resnet.Build(g, m.keyX, s.Net, m.be)
+	if err != nil {
+		return err
+	}
+	m.keyNet = net
+	if err := net.LoadWeights(m.weights(m.qNet, m.lossPlan)); err != nil {
+		return err
+	}
+	if err := net.LoadRunningStats(m.qNet.RunningStats()); err != nil {
+		return err
+	}
+	m.keyPlan, err = graph.Compile(g, m.be, net.Embedding)
+	return err
+}
+
+// step runs one MoCo/MoCHi iteration on a batch up to the gradients: the
+// momentum update of f_k, the keys, the loss and ∂loss/∂θ_q. The caller
+// applies the optimizer and then enqueue. perm shuffles the key batch over
+// the split-BN groups (MoCo's ShuffleBN); plan is the step's mixing plan.
+func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []int) (float64, error) {
+	s, be := m.spec, m.be
+	d := s.Net.EmbedDim
+	img := s.C * s.H * s.W
+
+	// θ_k ← m·θ_k + (1−m)·θ_q, before the keys are computed
+	for i, p := range m.qNet.Params {
+		be.MomentumUpdate(float32(s.M), m.lossPlan.Buffer(p.Node), m.keyPlan.Buffer(m.keyNet.Params[i].Node))
+	}
+
+	// k = normalize(head(f_k(x_k))): B×D, the batch shuffled so that split-BN
+	// groups of keys and queries differ, then put back in order
+	for i, j := range perm {
+		copy(m.host.xShuffled[j*img:(j+1)*img], xk[i*img:(i+1)*img])
+	}
+	be.Upload(m.keyPlan.Buffer(m.keyX), m.host.xShuffled)
+	if err := m.keyPlan.Run(); err != nil {
+		return 0, fmt.Errorf("key encoder: %w", err)
+	}
+	be.Download(m.host.kShuffled, m.keyPlan.Buffer(m.keyNet.Embedding))
+	for i, j := range perm {
+		copy(m.host.k[i*d:(i+1)*d], m.host.kShuffled[j*d:(j+1)*d])
+	}
+
+	// q = normalize(head(f_q(x_q))) and the loss over [q·k, q·Qᵀ, q·h, q·h′]/τ
+	be.Upload(m.lossPlan.Buffer(m.qX), xq)
+	be.Upload(m.lossPlan.Buffer(m.kIn), m.host.k)
+	if m.mixing {
+		t, err := plan.Tensor(tensor.Float32)
+		if err != nil {
+			return 0, err
+		}
+		be.Upload(m.lossPlan.Buffer(m.planIn), t.Data().([]float32))
+	}
+	if s.Mix.ClassOracle {
+		for i, l := range qLabels {
+			m.host.qLab[i] = float32(l)
+		}
+		for i, meta := range m.queue.Meta() {
+			m.host.kLab[i] = float32(meta.Label)
+		}
+		be.Upload(m.lossPlan.Buffer(m.qLabels), m.host.qLab)
+		be.Upload(m.lossPlan.Buffer(m.kLabels), m.host.kLab)
+	}
+	if err := m.lossPlan.Run(); err != nil {
+		return 0, fmt.Errorf("loss: %w", err)
+	}
+	be.Download(m.host.loss, m.lossPlan.Buffer(m.loss.Loss))
+	return float64(m.host.loss[0]), nil
+}
+
+// enqueue writes the step's keys at the queue pointer (after the update, as
+// in MoCo's _dequeue_and_enqueue).
+func (m *moco) enqueue(index, labels []int) error {
+	meta := make([]queue.Meta, len(index))
+	for i := range index {
+		meta[i] = queue.Meta{Index: int64(index[i]), Label: int32(labels[i])}
+	}
+	ptr, b, d := m.queue.Ptr(), len(index), m.spec.Net.EmbedDim
+	if err := m.queue.Enqueue(m.host.k, meta); err != nil {
+		return err
+	}
+	buf := m.lossPlan.Buffer(m.queueIn)
+	first := min(b, m.spec.K-ptr)
+	m.be.Upload(m.be.View(buf, ptr*d, first*d), m.host.k[:first*d])
+	if first < b {
+		m.be.Upload(m.be.View(buf, 0, (b-first)*d), m.host.k[first*d:])
+	}
+	return nil
+}
+
+// uploadQueue copies the whole host queue into the loss plan's queue buffer.
+func (m *moco) uploadQueue() {
+	m.be.Upload(m.lossPlan.Buffer(m.queueIn), m.queue.Host())
+}
+
+// stats computes the step's similarity and hardness statistics from the
+// last loss run, and the mean positive similarity q·k.
+func (m *moco) stats() (hardneg.Stats, float64) {
+	s := m.spec
+	be := m.be
+	be.Download(m.host.lpos, m.lossPlan.Buffer(m.loss.LPos))
+	be.Download(m.host.lneg, m.lossPlan.Buffer(m.loss.LNeg))
+	dims := hardneg.Dims{B: s.B, K: s.K, D: s.Net.EmbedDim, N: s.Mix.N}
+	var sel []int32
+	var extra []float32
+	if m.mixing {
+		be.Download(m.host.topN, m.lossPlan.Buffer(m.loss.TopN))
+		be.Download(m.host.extra, m.lossPlan.Buffer(m.loss.Extra))
+		sel = make([]int32, len(m.host.topN))
+		for i, v := range m.host.topN {
+			sel[i] = int32(v)
+		}
+		extra = m.host.extra
+		dims.S, dims.SPrime = s.Mix.S, s.Mix.SPrime
+	}
+	var lab hardneg.Labels
+	if s.Mix.ClassOracle {
+		lab = hardneg.Labels{Query: toInt32(m.host.qLab), Queue: toInt32(m.host.kLab)}
+	}
+	var pos float64
+	for _, v := range m.host.lpos {
+		pos += float64(v)
+	}
+	return hardneg.ComputeStats(m.host.lpos, m.host.lneg, sel, extra, lab, dims, s.Mix.Tau), pos / float64(len(m.host.lpos))
+}
+
+func toInt32(x []float32) []int32 {
+	out := make([]int32, len(x))
+	for i, v := range x {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+// weights downloads a model's parameters from the plan that holds them.
+func (m *moco) weights(net *resnet.Model, p *graph.Plan) map[string][]float32 {
+	out := make(map[string][]float32, len(net.Params))
+	for _, prm := range net.Params {
+		v := make([]float32, prm.Node.Shape().TotalSize())
+		m.be.Download(v, p.Buffer(prm.Node))
+		out[prm.Name] = v
+	}
+	return out
+}
+
+// loadWeights uploads parameters into the plan that holds a model's.
+func (m *moco) loadWeights(net *resnet.Model, p *graph.Plan, w map[string][]float32) error {
+	if err := net.LoadWeights(w); err != nil { // checks names and sizes
+		return err
+	}
+	for _, prm := range net.Params {
+		m.be.Upload(p.Buffer(prm.Node), w[prm.Name])
+	}
+	return nil
+}
+
+// gradBuffers lists f_q's parameters with their gradient buffers.
+func (m *moco) gradBuffers() (names []string, values, grads []device.Buffer) {
+	for i, p := range m.qNet.Params {
+		names = append(names, p.Name)
+		values = append(values, m.lossPlan.Buffer(p.Node))
+		grads = append(grads, m.lossPlan.Buffer(m.grads[i]))
+	}
+	return names, values, grads
+}
+
+// finite reports whether x is neither NaN nor ±Inf.
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// keyPermutation draws the ShuffleBN permutation of a batch.
+func keyPermutation(rng *rand.Rand, b int, perm []int) []int {
+	perm = perm[:0]
+	for i := range b {
+		perm = append(perm, i)
+	}
+	rng.Shuffle(b, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+	return perm
+}
+
+func (m *moco) free() {
+	m.lossPlan.Free()
+	m.keyPlan.Free()
+}

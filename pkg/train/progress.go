@@ -1,0 +1,89 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// progress shows a run's advance: a progress bar when the output is a
+// terminal, structured log lines (one every logEvery steps) otherwise.
+type progress struct {
+	bar      *progressbar.ProgressBar
+	w        io.Writer
+	log      *slog.Logger
+	logEvery int
+}
+
+func newProgress(w io.Writer, totalSteps, logEvery int) *progress {
+	p := &progress{w: w, logEvery: logEvery}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions(totalSteps,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("pretrain"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionFullWidth(),
+		)
+		return p
+	}
+	p.log = slog.New(slog.NewJSONHandler(w, nil))
+	return p
+}
+
+// skip advances the bar over steps done before a resume.
+func (p *progress) skip(steps int) {
+	if p.bar != nil && steps > 0 {
+		p.bar.Set(steps)
+	}
+}
+
+func (p *progress) step(m StepMetrics) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("epoch %d loss %.4f %.0f img/s", m.Epoch, m.Loss, m.ImagesSec))
+		p.bar.Set(m.Step)
+		return
+	}
+	if m.Step%p.logEvery == 0 {
+		p.log.Info("step", "epoch", m.Epoch, "step", m.Step, "loss", m.Loss, "lr", m.LR,
+			"mixing", m.Mixing, "pos_sim", m.PosSim, "neg_sim", m.NegSim, "images_per_sec", m.ImagesSec)
+	}
+}
+
+func (p *progress) epoch(m EpochMetrics) {
+	if p.bar != nil {
+		msg := fmt.Sprintf("epoch %d: loss %.4f, %.0f img/s", m.Epoch, m.Loss, m.ImagesSec)
+		if m.KNNTop1 != nil {
+			msg += fmt.Sprintf(", kNN top-1 %.2f%%", 100**m.KNNTop1)
+		}
+		progressbar.Bprintln(p.bar, msg)
+		return
+	}
+	args := []any{"epoch", m.Epoch, "loss", m.Loss, "seconds", m.Seconds, "images_per_sec", m.ImagesSec}
+	if m.KNNTop1 != nil {
+		args = append(args, "knn_top1", *m.KNNTop1)
+	}
+	p.log.Info("epoch", args...)
+}
+
+func (p *progress) info(msg string, args ...any) {
+	if p.bar != nil {
+		progressbar.Bprintln(p.bar, msg+" "+fmt.Sprint(args...))
+		return
+	}
+	p.log.Info(msg, args...)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,179 @@
+package train
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mochi-ssl/mochi/pkg/checkpoint"
+	"github.com/mochi-ssl/mochi/pkg/config"
+)
+
+// ciConfig is configs/ci.yaml with the run directory in a test folder.
+func ciConfig(t *testing.T, dir string) *config.Config {
+	t.Helper()
+	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
+		t.Skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+	}
+	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Run.OutputDir = dir
+	return cfg
+}
+
+// readMetrics returns the run's metric lines without their timing fields,
+// which differ between two runs of the same computation.
+func readMetrics(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", sc.Text(), err)
+		}
+		delete(m, "images_per_sec")
+		delete(m, "seconds")
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestPretrainLearnsOnCIConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network for two epochs")
+	}
+	dir := t.TempDir()
+	cfg := ciConfig(t, dir)
+	sum, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Epochs != cfg.Optim.Epochs || sum.Steps != cfg.Optim.Epochs*(cfg.Data.Limit/cfg.Optim.Batch) {
+		t.Errorf("summary reports %d epochs, %d steps", sum.Epochs, sum.Steps)
+	}
+	var first, last float64
+	var steps, mixed int
+	for _, m := range readMetrics(t, dir) {
+		if _, ok := m["step"]; !ok {
+			continue
+		}
+		loss := m["loss"].(float64)
+		if steps < 4 {
+			first += loss / 4
+		}
+		if m["mixing"].(bool) {
+			mixed++
+		}
+		steps++
+		last = loss
+	}
+	if steps != sum.Steps || mixed != sum.Steps/2 {
+		t.Errorf("metrics hold %d steps, %d with mixing; want %d and %d", steps, mixed, sum.Steps, sum.Steps/2)
+	}
+	if !(sum.FinalLoss < first) {
+		t.Errorf("loss did not decrease: first steps %.4f, last epoch mean %.4f (last step %.4f)", first, sum.FinalLoss, last)
+	}
+	if sum.KNNTop1 == nil || *sum.KNNTop1 <= 0.2 {
+		t.Errorf("kNN top-1 %v, want well above chance (0.1)", sum.KNNTop1)
+	}
+	for _, f := range []string{"config.yaml", "summary.json", "checkpoints/last.ckpt", "checkpoints/epoch-0001.ckpt", "checkpoints/epoch-0002.ckpt"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("run directory lacks %s", f)
+		}
+	}
+}
+
+// TestResumeIsExact trains two epochs straight, and one epoch, a stop and
+// one more epoch from the checkpoint: weights, queue and metrics must agree.
+func TestResumeIsExact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network three times")
+	}
+	straight, split := t.TempDir(), t.TempDir()
+	cfg := ciConfig(t, straight)
+	cfg.Eval.KNNEvery = 0
+	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	cfg1 := ciConfig(t, split)
+	cfg1.Eval.KNNEvery, cfg1.Optim.Epochs = 0, 1
+	if _, err := Pretrain(context.Background(), cfg1, Options{Progress: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := ciConfig(t, split)
+	cfg2.Eval.KNNEvery = 0
+	if _, err := Pretrain(context.Background(), cfg2, Options{Progress: io.Discard, Resume: filepath.Join(split, "checkpoints", "last.ckpt")}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := checkpoint.Load(filepath.Join(straight, "checkpoints", "last.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := checkpoint.Load(filepath.Join(split, "checkpoints", "last.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ta := range a.Tensors {
+		if !reflect.DeepEqual(ta.Data, b.Tensors[name].Data) {
+			t.Errorf("tensor %s differs between the straight and the resumed run", name)
+		}
+	}
+	for _, blob := range []string{"queue", "rng/mix", "rng/shufflebn", "progress.json"} {
+		if string(a.Blobs[blob]) != string(b.Blobs[blob]) {
+			t.Errorf("%s differs between the straight and the resumed run", blob)
+		}
+	}
+	if ma, mb := readMetrics(t, straight), readMetrics(t, split); !reflect.DeepEqual(ma, mb) {
+		t.Errorf("metrics differ: straight run %d lines, resumed %d lines", len(ma), len(mb))
+	}
+}
+
+func TestInterruptSavesAndResumeRefusesBadCheckpoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network")
+	}
+	dir := t.TempDir()
+	cfg := ciConfig(t, dir)
+	cfg.Eval.KNNEvery = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // interrupted before the first step: a checkpoint at step 0
+	sum, err := Pretrain(ctx, cfg, Options{Progress: io.Discard})
+	if !errors.Is(err, ErrInterrupted) || sum == nil || !sum.Interrupted {
+		t.Fatalf("cancelled run: summary %+v, err %v; want ErrInterrupted", sum, err)
+	}
+	last := filepath.Join(dir, "checkpoints", "last.ckpt")
+	good, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	truncated := filepath.Join(dir, "truncated.ckpt")
+	os.WriteFile(truncated, good[:len(good)/2], 0o644)
+	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, Resume: truncated}); !errors.Is(err, checkpoint.ErrCorrupt) {
+		t.Errorf("truncated checkpoint: err = %v, want ErrCorrupt", err)
+	}
+	if now, _ := os.ReadFile(last); string(now) != string(good) {
+		t.Error("a failed resume changed checkpoints/last.ckpt")
+	}
+
+	other := ciConfig(t, dir)
+	other.MoCo.K = 128
+	if _, err := Pretrain(context.Background(), other, Options{Progress: io.Discard, Resume: last}); err == nil || !strings.Contains(err.Error(), "moco.k") {
+		t.Errorf("resume with another queue size: err = %v, want one naming moco.k", err)
+	}
+}

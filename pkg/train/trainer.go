@@ -1,0 +1,409 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/optim"
+	"github.com/mochi-ssl/mochi/pkg/resnet"
+)
+
+// Options are the parts of a run that are not in its config.
+type Options struct {
+	// Backend runs the model; nil means the CPU with one thread per core.
+	Backend device.Backend
+	// Progress receives the progress bar or log lines; nil means os.Stderr.
+	Progress io.Writer
+	// Resume is a checkpoint to continue from; "" starts a new run.
+	Resume string
+	// LogEvery is the step interval of log lines when Progress is not a
+	// terminal; 0 means 50.
+	LogEvery int
+}
+
+// Summary is what a finished (or interrupted) run reports; it is also
+// written to summary.json in the run directory.
+type Summary struct {
+	Epochs       int      `json:"epochs"`         // epochs completed
+	Steps        int      `json:"steps"`          // optimisation steps completed
+	FinalLoss    float64  `json:"final_loss"`     // mean loss of the last epoch
+	KNNTop1      *float64 `json:"knn_top1"`       // last kNN monitor accuracy
+	Seconds      float64  `json:"seconds"`        // wall time of this invocation
+	ImagesPerSec float64  `json:"images_per_sec"` // training images per second in this invocation
+	Interrupted  bool     `json:"interrupted"`
+	Checkpoint   string   `json:"checkpoint"` // the newest checkpoint
+}
+
+// ErrInterrupted is returned (wrapped) when the context is cancelled: the
+// run saved a checkpoint and can be resumed.
+var ErrInterrupted = errors.New("training interrupted")
+
+// trainer is one pretraining run.
+type trainer struct {
+	cfg    *config.Config
+	be     device.Backend
+	dir    string
+	train  data.Dataset
+	test   data.Dataset // nil without the kNN monitor
+	loader *data.TwoViewLoader
+	spec   MoCoSpec
+	model  *moco
+	opt    *optim.SGD
+	sched  optim.Schedule
+	mixSrc *rand.PCG // mixing plans: i, j, α, β
+	bnSrc  *rand.PCG // ShuffleBN permutations
+	mixRNG *rand.Rand
+	bnRNG  *rand.Rand
+
+	// position: the next step to run is step `step` of epoch `epoch`
+	epoch, step, global int
+	metrics             *metricsLog
+	epochLoss           float64 // sum of this epoch's losses so far
+	lastKNN             *float64
+	prog                *progress
+}
+
+// Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
+// returns its summary. When ctx is cancelled it saves a checkpoint and
+// returns an error wrapping ErrInterrupted with the summary.
+func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, error) {
+	t, err := newTrainer(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer t.model.free()
+	return t.run(ctx)
+}
+
+// ResNetConfig maps the model section of a config onto pkg/resnet.
+func ResNetConfig(cfg *config.Config, channels int) (resnet.Config, error) {
+	depth := map[string]int{"resnet18": 18, "resnet34": 34, "resnet50": 50}[cfg.Model.Backbone]
+	stem := resnet.SmallStem
+	if cfg.Model.Stem == "imagenet" {
+		stem = resnet.ImageNetStem
+	}
+	rc := resnet.Config{Depth: depth, Stem: stem, Width: cfg.Model.Width, InChannels: channels,
+		BNGroups: cfg.Model.BNSplits, EmbedDim: cfg.Model.EmbedDim, Seed: uint64(cfg.Run.Seed)}
+	if h := cfg.Model.MLPHidden; h != 0 && h != rc.WithDefaults().FeatureDim() {
+		return rc, fmt.Errorf("model.mlp_hidden = %d: the projection head's hidden width is the backbone's feature dimension (%d) in this version; set model.mlp_hidden to 0", h, rc.WithDefaults().FeatureDim())
+	}
+	return rc, rc.Validate()
+}
+
+// AugmentConfig maps the augment section onto the data pipeline's MoCo-v2
+// augmentation, normalised with the dataset's own statistics where known.
+func AugmentConfig(cfg *config.Config, channels, size int) data.AugmentConfig {
+	a := data.MoCoV2Augment(channels, size)
+	if mean, std, ok := data.DatasetStats(cfg.Data.Kind); ok && len(mean) == channels {
+		a.Mean, a.Std = mean, std
+	}
+	c := cfg.Augment
+	a.ScaleMin, a.ScaleMax = c.CropScaleMin, c.CropScaleMax
+	a.Brightness, a.Contrast, a.Saturation, a.Hue, a.JitterProb = c.Brightness, c.Contrast, c.Saturation, c.Hue, c.JitterProb
+	a.GrayProb = c.GrayProb
+	a.BlurProb, a.BlurSigmaMin, a.BlurSigmaMax = c.BlurProb, c.BlurSigmaMin, c.BlurSigmaMax
+	a.FlipProb = c.FlipProb
+	return a
+}
+
+// OpenSplit opens one split of the configured dataset.
+func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
+	d := cfg.Data
+	ds, err := data.Open(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	if err != nil {
+		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
+	}
+	return ds, nil
+}
+
+func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MoCo.Symmetric {
+		return nil, fmt.Errorf("moco.symmetric: the symmetric loss is not built yet; set moco.symmetric to false")
+	}
+	t := &trainer{cfg: cfg, be: opts.Backend, dir: cfg.Run.OutputDir}
+	if t.be == nil {
+		t.be = cpu.New(0)
+	}
+	var err error
+	if t.train, err = OpenSplit(cfg, cfg.Data.TrainSplit); err != nil {
+		return nil, err
+	}
+	if cfg.Eval.KNNEvery > 0 {
+		if t.test, err = OpenSplit(cfg, cfg.Data.TestSplit); err != nil {
+			return nil, fmt.Errorf("kNN monitor (set eval.knn_every 0 to turn it off): %w", err)
+		}
+	}
+	size := cfg.Data.ImageSize
+	if size == 0 {
+		size = t.train.Height()
+	}
+	aug := AugmentConfig(cfg, t.train.Channels(), size)
+	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch); err != nil {
+		return nil, err
+	}
+	rc, err := ResNetConfig(cfg, t.train.Channels())
+	if err != nil {
+		return nil, err
+	}
+	t.spec = MoCoSpec{Net: rc, B: cfg.Optim.Batch, C: t.train.Channels(), H: size, W: size,
+		K: cfg.MoCo.K, M: cfg.MoCo.M, QueueSeed: uint64(cfg.Run.Seed) + 1,
+		Mix: hardneg.Config{N: cfg.MoCHi.N, S: cfg.MoCHi.S, SPrime: cfg.MoCHi.SPrime, Tau: cfg.MoCo.Tau,
+			GradThroughQueryMix: cfg.MoCHi.GradThroughHPrime, ClassOracle: cfg.MoCHi.ClassOracle,
+			MixStartEpoch: cfg.MoCHi.MixStartEpoch}}
+	if t.sched, err = schedule(cfg); err != nil {
+		return nil, err
+	}
+	seed := uint64(cfg.Run.Seed)
+	t.mixSrc, t.bnSrc = rand.NewPCG(seed, 0x6d6978), rand.NewPCG(seed, 0x73687566)
+	t.mixRNG, t.bnRNG = rand.New(t.mixSrc), rand.New(t.bnSrc)
+
+	var st *state
+	if opts.Resume != "" {
+		if st, err = loadState(opts.Resume, cfg); err != nil {
+			return nil, err
+		}
+		t.epoch, t.step, t.global = st.Progress.Epoch, st.Progress.Step, st.Progress.Global
+		t.epochLoss, t.lastKNN = st.Progress.EpochLoss, st.Progress.KNNTop1
+	}
+	if err := t.build(); err != nil {
+		return nil, err
+	}
+	var offset int64
+	if st != nil {
+		if err := t.restore(st); err != nil {
+			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
+		}
+		offset = st.Progress.MetricsOffset
+	}
+	if err := os.MkdirAll(filepath.Join(t.dir, "checkpoints"), 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	if err := writeConfig(filepath.Join(t.dir, "config.yaml"), cfg); err != nil {
+		return nil, err
+	}
+	if t.metrics, err = openMetrics(filepath.Join(t.dir, "metrics.jsonl"), offset); err != nil {
+		return nil, err
+	}
+	w := opts.Progress
+	if w == nil {
+		w = os.Stderr
+	}
+	logEvery := opts.LogEvery
+	if logEvery <= 0 {
+		logEvery = 50
+	}
+	t.prog = newProgress(w, cfg.Optim.Epochs*t.loader.StepsPerEpoch(), logEvery)
+	return t, nil
+}
+
+// schedule is the learning-rate schedule of the config, in epochs: MoCo's
+// per-epoch cosine or step schedule, behind a linear warm-up if asked.
+func schedule(cfg *config.Config) (optim.Schedule, error) {
+	o := cfg.Optim
+	total := float64(o.Epochs - o.WarmupEpochs)
+	var s optim.Schedule = optim.Cosine{Base: cfg.EffectiveLR(), Total: total}
+	if o.Schedule == "step" {
+		ms := make([]float64, len(o.Milestones))
+		for i, m := range o.Milestones {
+			ms[i] = float64(m - o.WarmupEpochs)
+		}
+		step, err := optim.NewMultiStep(cfg.EffectiveLR(), ms, 0.1)
+		if err != nil {
+			return nil, fmt.Errorf("optim.milestones: %w", err)
+		}
+		s = step
+	}
+	if o.WarmupEpochs > 0 {
+		s = optim.Warmup{Length: float64(o.WarmupEpochs), Then: s}
+	}
+	return s, nil
+}
+
+// mixingAt reports whether epoch e trains with MoCHi's synthetic negatives.
+func (t *trainer) mixingAt(e int) bool { return t.spec.Mix.Mixes(e) }
+
+// build (re)builds the model for the current epoch's mixing setting and the
+// optimizer over its parameters, carrying over any existing state.
+func (t *trainer) build() error {
+	var carry *state
+	if t.model != nil {
+		carry = t.snapshot()
+		t.model.free()
+	}
+	m, err := newMoCo(t.be, t.spec, t.mixingAt(t.epoch))
+	if err != nil {
+		return err
+	}
+	t.model = m
+	names, values, grads := m.gradBuffers()
+	params := make([]optim.Param, len(names))
+	for i := range names {
+		params[i] = optim.Param{Name: names[i], Value: values[i], Grad: grads[i]}
+	}
+	o := t.cfg.Optim
+	if t.opt, err = optim.NewSGD(t.be, params, optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}); err != nil {
+		return err
+	}
+	if carry != nil {
+		return t.restore(carry)
+	}
+	return nil
+}
+
+// lr is the learning rate of the current step: MoCo's schedule moves once
+// per epoch; a warm-up moves every step.
+func (t *trainer) lr() float64 {
+	e := float64(t.epoch)
+	if t.cfg.Optim.WarmupEpochs > 0 {
+		e += float64(t.step) / float64(t.loader.StepsPerEpoch())
+	}
+	return t.sched.LR(e)
+}
+
+func (t *trainer) run(ctx context.Context) (*Summary, error) {
+	start := time.Now()
+	startGlobal := t.global
+	steps := t.loader.StepsPerEpoch()
+	t.prog.skip(t.global)
+	sum := &Summary{}
+	finish := func() *Summary {
+		sum.Epochs, sum.Steps, sum.KNNTop1 = t.epoch, t.global, t.lastKNN
+		sum.Seconds = time.Since(start).Seconds()
+		if sum.Seconds > 0 {
+			sum.ImagesPerSec = float64((t.global-startGlobal)*t.spec.B) / sum.Seconds
+		}
+		return sum
+	}
+	for t.epoch < t.cfg.Optim.Epochs {
+		if t.mixingAt(t.epoch) != t.model.mixing {
+			if err := t.build(); err != nil {
+				return nil, err
+			}
+			t.prog.info("MoCHi mixing starts", "epoch", t.epoch)
+		}
+		epochStart := time.Now()
+		done, err := t.runEpoch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			path, err := t.save("last.ckpt")
+			if err != nil {
+				return nil, fmt.Errorf("%w; saving the checkpoint failed too: %v", ErrInterrupted, err)
+			}
+			sum.Interrupted, sum.Checkpoint = true, path
+			t.prog.finish()
+			return finish(), fmt.Errorf("%w at epoch %d step %d: resume with --resume %s", ErrInterrupted, t.epoch, t.step, path)
+		}
+		em := EpochMetrics{Epoch: t.epoch, Loss: t.epochLoss / float64(steps), Seconds: time.Since(epochStart).Seconds()}
+		em.ImagesSec = float64(steps*t.spec.B) / em.Seconds
+		sum.FinalLoss = em.Loss
+		if k := t.cfg.Eval.KNNEvery; k > 0 && ((t.epoch+1)%k == 0 || t.epoch+1 == t.cfg.Optim.Epochs) {
+			acc, err := t.knn()
+			if err != nil {
+				return nil, fmt.Errorf("kNN monitor: %w", err)
+			}
+			t.lastKNN, em.KNNTop1 = &acc, &acc
+		}
+		t.prog.epoch(em)
+		if err := t.metrics.write(em); err != nil {
+			return nil, err
+		}
+		t.epoch, t.step, t.epochLoss = t.epoch+1, 0, 0
+		path, err := t.save("last.ckpt")
+		if err != nil {
+			return nil, err
+		}
+		sum.Checkpoint = path
+		if n := t.cfg.Run.CheckpointEvery; n > 0 && t.epoch%n == 0 {
+			if _, err := t.save(fmt.Sprintf("epoch-%04d.ckpt", t.epoch)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t.prog.finish()
+	s := finish()
+	if err := writeJSON(filepath.Join(t.dir, "summary.json"), s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// runEpoch runs the remaining steps of the current epoch. It returns false
+// when ctx was cancelled before the epoch ended.
+func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
+	it := t.loader.Epoch(t.epoch)
+	defer it.Close()
+	for i := 0; i < t.step; i++ { // resume inside an epoch: the batches are a function of (seed, epoch, position)
+		b, ok := it.Next()
+		if !ok {
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", i, t.epoch)
+		}
+		t.loader.Release(b)
+	}
+	perm := make([]int, 0, t.spec.B)
+	for t.step < it.Steps() {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		default:
+		}
+		stepStart := time.Now()
+		b, ok := it.Next()
+		if !ok {
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
+		}
+		lr := t.lr()
+		var plan *hardneg.Plan
+		if t.model.mixing {
+			var err error
+			if plan, err = hardneg.NewPlan(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
+				return false, err
+			}
+		}
+		perm = keyPermutation(t.bnRNG, t.spec.B, perm)
+		loss, err := t.model.step(b.Query, b.Key, perm, plan, b.Label)
+		if err != nil {
+			return false, err
+		}
+		if !finite(loss) {
+			return false, fmt.Errorf("loss is %v at epoch %d step %d: training diverged; the last good checkpoint is %s — lower optim.lr or raise moco.tau and resume from it",
+				loss, t.epoch, t.step, filepath.Join(t.dir, "checkpoints", "last.ckpt"))
+		}
+		t.opt.Step(lr)
+		if err := t.model.enqueue(b.Index, b.Label); err != nil {
+			return false, err
+		}
+		if err := t.be.Sync(); err != nil {
+			return false, err
+		}
+		t.loader.Release(b)
+		st, pos := t.model.stats()
+		t.step++
+		t.global++
+		t.epochLoss += loss
+		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.mixing,
+			PosSim: pos, NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
+			SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare,
+			ImagesSec: float64(t.spec.B) / time.Since(stepStart).Seconds()}
+		if err := t.metrics.write(m); err != nil {
+			return false, err
+		}
+		t.prog.step(m)
+	}
+	return true, nil
+}
