@@ -3,12 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
 // openDataset opens a dataset split; tests replace it to plan runs on
@@ -32,6 +36,7 @@ training.`,
 	}
 	addConfigFlags(cmd)
 	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
+	cmd.Flags().String("resume", "", "continue the run from this checkpoint (e.g. runs/x/checkpoints/last.ckpt) with the config it started with")
 	return cmd
 }
 
@@ -54,10 +59,27 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if dry, _ := cmd.Flags().GetBool("dry-run"); !dry {
-		return notBuilt("pretrain", "training is not wired into the CLI yet; `mochi pretrain --dry-run` shows the plan")
+	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
+		return p.write(cmd.OutOrStdout(), cfg, prov)
 	}
-	return p.write(cmd.OutOrStdout(), cfg, prov)
+	be, err := openBackend(cfg.Run.Device)
+	if err != nil {
+		return err
+	}
+	resume, _ := cmd.Flags().GetString("resume")
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume})
+	if err != nil {
+		return err
+	}
+	knn := "off"
+	if sum.KNNTop1 != nil {
+		knn = fmt.Sprintf("%.2f%%", 100**sum.KNNTop1)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "pretrained %d epochs (%d steps) in %.0fs, %.0f images/s: final loss %.4f, kNN top-1 %s\ncheckpoint: %s\n",
+		sum.Epochs, sum.Steps, sum.Seconds, sum.ImagesPerSec, sum.FinalLoss, knn, sum.Checkpoint)
+	return nil
 }
 
 // plan is what a pretraining run will do, worked out from the config and the
@@ -80,31 +102,31 @@ type plan struct {
 // makePlan opens the dataset and derives the run's figures.
 func makePlan(cfg *config.Config) (*plan, error) {
 	d := cfg.Data
-	train, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+	trainSet, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, data.train_split %s): %w", d.Kind, d.Path, d.TrainSplit, err)
 	}
-	p := &plan{train: train}
+	p := &plan{train: trainSet}
 	if cfg.Eval.KNNEvery > 0 {
 		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit})
 		if err != nil {
 			return nil, fmt.Errorf("kNN monitor data (data.test_split %s; set eval.knn_every 0 to turn the monitor off): %w", d.TestSplit, err)
 		}
 	}
-	n, b := train.Len(), cfg.Optim.Batch
+	n, b := trainSet.Len(), cfg.Optim.Batch
 	p.stepsPerEpoch, p.dropped = n/b, n%b
 	if p.stepsPerEpoch == 0 {
-		return nil, fmt.Errorf("%s has %d images, fewer than optim.batch %d: no full batch (the last partial batch is dropped); lower optim.batch or raise data.limit", train.Name(), n, b)
+		return nil, fmt.Errorf("%s has %d images, fewer than optim.batch %d: no full batch (the last partial batch is dropped); lower optim.batch or raise data.limit", trainSet.Name(), n, b)
 	}
 	p.cropSize = d.ImageSize
 	if p.cropSize == 0 {
-		if train.Height() != train.Width() {
-			return nil, fmt.Errorf("%s has %d×%d images: set data.image_size to crop them square", train.Name(), train.Height(), train.Width())
+		if trainSet.Height() != trainSet.Width() {
+			return nil, fmt.Errorf("%s has %d×%d images: set data.image_size to crop them square", trainSet.Name(), trainSet.Height(), trainSet.Width())
 		}
-		p.cropSize = train.Height()
+		p.cropSize = trainSet.Height()
 	}
-	p.augment = augmentConfig(cfg, train.Channels(), p.cropSize)
-	if err := p.augment.Validate(train.Channels()); err != nil {
+	p.augment = train.AugmentConfig(cfg, trainSet.Channels(), p.cropSize)
+	if err := p.augment.Validate(trainSet.Channels()); err != nil {
 		return nil, fmt.Errorf("augment: %w", err)
 	}
 
@@ -128,22 +150,6 @@ func makePlan(cfg *config.Config) (*plan, error) {
 		p.extraMultiplyAdds = b * (cfg.MoCHi.S + cfg.MoCHi.SPrime) * m.EmbedDim
 	}
 	return p, nil
-}
-
-// augmentConfig maps the augment section onto the data package's augmentation,
-// normalised with the dataset's own statistics where it has known ones.
-func augmentConfig(cfg *config.Config, channels, size int) data.AugmentConfig {
-	a := data.MoCoV2Augment(channels, size)
-	if mean, std, ok := data.DatasetStats(cfg.Data.Kind); ok && len(mean) == channels {
-		a.Mean, a.Std = mean, std
-	}
-	c := cfg.Augment
-	a.ScaleMin, a.ScaleMax = c.CropScaleMin, c.CropScaleMax
-	a.Brightness, a.Contrast, a.Saturation, a.Hue, a.JitterProb = c.Brightness, c.Contrast, c.Saturation, c.Hue, c.JitterProb
-	a.GrayProb = c.GrayProb
-	a.BlurProb, a.BlurSigmaMin, a.BlurSigmaMax = c.BlurProb, c.BlurSigmaMin, c.BlurSigmaMax
-	a.FlipProb = c.FlipProb
-	return a
 }
 
 // write prints the plan, one aspect per line.

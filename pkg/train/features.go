@@ -14,12 +14,14 @@ import (
 )
 
 // Encoder maps images to backbone features (the global average pool, before
-// the projection head) with frozen weights and BatchNorm in evaluation mode,
-// using its running statistics, as MoCo's linear evaluation and kNN monitor do.
+// the projection head) or to embeddings (normalize(head(features)), the q of
+// MoCo) with frozen weights and BatchNorm in evaluation mode, using its
+// running statistics, as MoCo's linear evaluation and kNN monitor do.
 type Encoder struct {
 	be      device.Backend
 	x       *gorgonia.Node
 	net     *resnet.Model
+	out     *gorgonia.Node // net.Features or net.Embedding
 	plan    *graph.Plan
 	batch   int
 	c, h, w int
@@ -27,11 +29,15 @@ type Encoder struct {
 	padded  []float32 // batch×C×H×W, for the last partial batch
 }
 
-// NewEncoder builds the backbone of rc (its head is dropped) for batches of
-// batch images C×H×W, with the given parameters and running statistics
-// (head entries in them are ignored).
-func NewEncoder(be device.Backend, rc resnet.Config, weights, stats map[string][]float32, batch, c, h, w int) (*Encoder, error) {
-	rc.EmbedDim, rc.BNGroups, rc.InChannels = 0, 1, c
+// NewEncoder builds the network of rc for batches of batch images C×H×W,
+// with the given parameters and running statistics. Without head it is the
+// backbone alone (head entries in weights are ignored) and outputs
+// features; with head it outputs the L2-normalised embeddings.
+func NewEncoder(be device.Backend, rc resnet.Config, weights, stats map[string][]float32, batch, c, h, w int, head bool) (*Encoder, error) {
+	rc.BNGroups, rc.InChannels = 1, c
+	if !head {
+		rc.EmbedDim = 0
+	}
 	g := gorgonia.NewGraph()
 	e := &Encoder{be: be, batch: batch, c: c, h: h, w: w}
 	e.x = gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(batch, c, h, w), gorgonia.WithName("x"))
@@ -57,24 +63,29 @@ func NewEncoder(be device.Backend, rc resnet.Config, weights, stats map[string][
 		return nil, err
 	}
 	net.SetTraining(false)
-	if e.plan, err = graph.Compile(g, be, net.Features); err != nil {
+	e.out = net.Features
+	if head {
+		e.out = net.Embedding
+	}
+	if e.plan, err = graph.Compile(g, be, e.out); err != nil {
 		return nil, err
 	}
-	e.feat = make([]float32, batch*net.Config.FeatureDim())
+	e.feat = make([]float32, batch*e.OutputDim())
 	e.padded = make([]float32, batch*c*h*w)
 	return e, nil
 }
 
-// FeatureDim is the length of a feature vector.
-func (e *Encoder) FeatureDim() int { return e.net.Config.FeatureDim() }
+// OutputDim is the length of an output vector: the feature dimension, or D
+// with the head.
+func (e *Encoder) OutputDim() int { return e.out.Shape()[1] }
 
-// Features returns the features of every image of ds (n×FeatureDim) and
+// Features returns the outputs for every image of ds (n×OutputDim) and
 // their labels, normalising pixels with mean and std.
 func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
 	if ds.Channels() != e.c || ds.Height() != e.h || ds.Width() != e.w {
 		return eval.Matrix{}, nil, fmt.Errorf("%s has %d×%d×%d images; the encoder was built for %d×%d×%d", ds.Name(), ds.Channels(), ds.Height(), ds.Width(), e.c, e.h, e.w)
 	}
-	d := e.FeatureDim()
+	d := e.OutputDim()
 	out := make([]float32, 0, ds.Len()*d)
 	labels := make([]int, 0, ds.Len())
 	img := e.c * e.h * e.w
@@ -89,7 +100,7 @@ func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, [
 		if err := e.plan.Run(); err != nil {
 			return err
 		}
-		e.be.Download(e.feat, e.plan.Buffer(e.net.Features))
+		e.be.Download(e.feat, e.plan.Buffer(e.out))
 		out = append(out, e.feat[:n*d]...)
 		labels = append(labels, lab...)
 		return nil
@@ -108,7 +119,7 @@ func (e *Encoder) Free() { e.plan.Free() }
 // train split are the memory bank, the test split is classified.
 func (t *trainer) knn() (float64, error) {
 	m := t.model
-	enc, err := NewEncoder(t.be, t.spec.Net, m.weights(m.qNet, m.lossPlan), m.qNet.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W)
+	enc, err := NewEncoder(t.be, t.spec.Net, m.weights(m.qNet, m.lossPlan), m.qNet.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
 	if err != nil {
 		return 0, err
 	}
@@ -133,3 +144,20 @@ func (t *trainer) knn() (float64, error) {
 
 // evalBatch is the feature-extraction batch: 256, or n when smaller.
 func evalBatch(n int) int { return min(256, n) }
+
+// Embed returns the outputs for a batch of n ≤ batch normalised images x
+// (n×C×H×W) — the building block for positive pairs in the analysis.
+func (e *Encoder) Embed(x []float32, n int) ([]float32, error) {
+	img := e.c * e.h * e.w
+	if n > e.batch || len(x) < n*img {
+		return nil, fmt.Errorf("encoder: %d images (%d values) for a batch of %d", n, len(x), e.batch)
+	}
+	copy(e.padded, x[:n*img])
+	clear(e.padded[n*img:])
+	e.be.Upload(e.plan.Buffer(e.x), e.padded)
+	if err := e.plan.Run(); err != nil {
+		return nil, err
+	}
+	e.be.Download(e.feat, e.plan.Buffer(e.out))
+	return append([]float32(nil), e.feat[:n*e.OutputDim()]...), nil
+}

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -56,9 +55,7 @@ func (t *trainer) snapshot() *state {
 	}
 	st.MixRNG, _ = t.mixSrc.MarshalBinary()
 	st.BNRNG, _ = t.bnSrc.MarshalBinary()
-	var cfg bytes.Buffer
-	t.cfg.WriteYAML(&cfg, nil)
-	st.Config = cfg.Bytes()
+	st.Config = configBytes(t.cfg)
 	return st
 }
 
@@ -192,18 +189,9 @@ func loadState(path string, cfg *config.Config) (*state, error) {
 // for: everything but the epochs, the run section and the kNN settings must
 // be equal, so that resuming continues the same computation.
 func sameRun(saved []byte, cfg *config.Config) error {
-	dir, err := os.MkdirTemp("", "mochi-config-")
+	old, err := parseConfig(saved)
 	if err != nil {
 		return err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, saved, 0o644); err != nil {
-		return err
-	}
-	old, _, err := config.Load(path, nil)
-	if err != nil {
-		return fmt.Errorf("the checkpoint's config: %w", err)
 	}
 	var diffs []string
 	for _, k := range config.Keys() {
@@ -222,11 +210,7 @@ func sameRun(saved []byte, cfg *config.Config) error {
 }
 
 func writeConfig(path string, cfg *config.Config) error {
-	var b bytes.Buffer
-	if err := cfg.WriteYAML(&b, nil); err != nil {
-		return err
-	}
-	return writeFileAtomic(path, b.Bytes())
+	return writeFileAtomic(path, configBytes(cfg))
 }
 
 func writeJSON(path string, v any) error {
