@@ -37,6 +37,7 @@ training.`,
 	addConfigFlags(cmd)
 	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
 	cmd.Flags().String("resume", "", "continue the run from this checkpoint (e.g. runs/x/checkpoints/last.ckpt) with the config it started with")
+	cmd.Flags().Int("stop-after-epochs", 0, "stop (checkpointed) once this many epochs are done; --resume continues exactly as if never stopped")
 	return cmd
 }
 
@@ -67,9 +68,10 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	resume, _ := cmd.Flags().GetString("resume")
+	stopAfter, _ := cmd.Flags().GetInt("stop-after-epochs")
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume})
+	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter})
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func (m *moco) buildQuery() error {
 	m.qNet = net
 	m.kIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, d), gorgonia.WithName("k"))
 	m.queueIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.K, d), gorgonia.WithName("queue"))
-	in := hardneg.Inputs{Q: net.Embedding, K: m.kIn, Queue: m.queueIn}
+	in := hardneg.Inputs{Query: net.Embedding, Key: m.kIn, Queue: m.queueIn}
 	if m.mixing {
 		m.planIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, 3*s.Mix.S+2*s.Mix.SPrime), gorgonia.WithName("mix_plan"))
 		in.Plan = m.planIn

@@ -30,6 +30,10 @@ type Options struct {
 	// LogEvery is the step interval of log lines when Progress is not a
 	// terminal; 0 means 50.
 	LogEvery int
+	// StopAfter ends the run, checkpointed, once this many epochs are done
+	// (0: run all optim.epochs). The schedule still spans optim.epochs, so a
+	// run split this way and resumed equals one run straight through.
+	StopAfter int
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -72,6 +76,7 @@ type trainer struct {
 	epochLoss           float64 // sum of this epoch's losses so far
 	lastKNN             *float64
 	prog                *progress
+	stopAfter           int
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -134,7 +139,7 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 	if cfg.MoCo.Symmetric {
 		return nil, fmt.Errorf("moco.symmetric: the symmetric loss is not built yet; set moco.symmetric to false")
 	}
-	t := &trainer{cfg: cfg, be: opts.Backend, dir: cfg.Run.OutputDir}
+	t := &trainer{cfg: cfg, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
 	if t.be == nil {
 		t.be = cpu.New(0)
 	}
@@ -288,7 +293,11 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		}
 		return sum
 	}
-	for t.epoch < t.cfg.Optim.Epochs {
+	end := t.cfg.Optim.Epochs
+	if t.stopAfter > 0 {
+		end = min(end, t.stopAfter)
+	}
+	for t.epoch < end {
 		if t.mixingAt(t.epoch) != t.model.mixing {
 			if err := t.build(); err != nil {
 				return nil, err

@@ -1,0 +1,66 @@
+package hardneg_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"gorgonia.org/tensor"
+)
+
+// The paper's ImageNet-100 setting, MoCHi(1024, 1024, 256) with K = 16384.
+const (
+	benchB, benchK, benchD  = 256, 16384, 128
+	benchN, benchS, benchSP = 1024, 1024, 256
+)
+
+func randomUnitRows32(rng *rand.Rand, rows, d int) []float32 {
+	x := unitRows(rng, rows, d)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// BenchmarkMoCHiOverhead times, in each iteration, the B×K logits product
+// q·Qᵀ and then MoCHi's extra work on top of it (top-N selection, mixing,
+// extra logits), and reports both and their ratio (target ≤ 0.5).
+func BenchmarkMoCHiOverhead(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	dm := hardneg.Dims{B: benchB, K: benchK, D: benchD, N: benchN, S: benchS, SPrime: benchSP}
+	q := randomUnitRows32(rng, benchB, benchD)
+	queue := randomUnitRows32(rng, benchK, benchD)
+	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pt, err := plan.Tensor(tensor.Float32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	planData := pt.Data().([]float32)
+	sim := make([]float32, benchB*benchK)
+	sel := make([]int32, benchB*benchN)
+	extra := make([]float32, benchB*dm.E())
+	var tSim, tSel, tMix time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		hardneg.Similarities(sim, q, queue, benchB, benchK, benchD)
+		t1 := time.Now()
+		if err := hardneg.SelectTopN(sel, sim, nil, nil, benchB, benchK, benchN); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		hardneg.MixLogits(extra, q, queue, sim, sel, planData, dm)
+		tSim += t1.Sub(t0)
+		tSel += t2.Sub(t1)
+		tMix += time.Since(t2)
+	}
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(b.N) }
+	b.ReportMetric(ms(tSim), "qQt-ms/op")
+	b.ReportMetric(ms(tSel), "topN-ms/op")
+	b.ReportMetric(ms(tMix), "mix-ms/op")
+	b.ReportMetric((tSel+tMix).Seconds()/tSim.Seconds(), "mochi/qQt")
+}

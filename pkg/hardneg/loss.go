@@ -1,0 +1,155 @@
+package hardneg
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+)
+
+// Inputs are the graph nodes the loss reads. All share one dtype (Float32
+// or Float64); labels are float-coded integers, −1 for unknown.
+type Inputs struct {
+	Query *G.Node // B×D: q = normalize(head(f_q(x_q)))
+	Key   *G.Node // B×D: k = normalize(head(f_k(x_k))); the trainer does not differentiate it
+	Queue *G.Node // K×D: the queue; a constant for the gradient
+	Plan  *G.Node // B×(3s+2s′): Plan.Tensor; needed only when mixing
+
+	QueryLabels *G.Node // B: the queries' labels, with Config.ClassOracle
+	QueueLabels *G.Node // K: the queue entries' labels, with Config.ClassOracle
+
+	// RecordStats makes the run copy the values Stats reads (it copies the
+	// B×K similarities every step).
+	RecordStats bool
+}
+
+// LossGraph is the loss graph with its intermediate nodes.
+type LossGraph struct {
+	Loss  *G.Node // scalar: mean over the batch of −log softmax(logits/τ)_0
+	LPos  *G.Node // B: q·k
+	LNeg  *G.Node // B×K: q·Qᵀ
+	TopN  *G.Node // B×N: queue indices of Q̃_N in index order; nil without mixing
+	Extra *G.Node // B×(s+s′): [q·h, q·h′]; nil without mixing
+
+	cfg                     Config
+	dims                    Dims
+	lpos, lneg, topN, extra G.Value // copies of the forward values, with RecordStats
+	queryLabels, queueLabs  G.Value
+}
+
+// Loss builds MoCo-v2's InfoNCE loss, with MoCHi's synthetic hard negatives
+// when mix is true (and s + s′ > 0; see Config.Mixes):
+//
+//	logits = [q·k, q·n_1 … q·n_K, q·h_1 … q·h_s, q·h′_1 … q·h′_s′] / τ,  label 0.
+func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
+	if in.Query == nil || in.Key == nil || in.Queue == nil {
+		return nil, fmt.Errorf("hardneg: Loss needs the q, k and queue nodes")
+	}
+	qs, queue := in.Query.Shape(), in.Queue.Shape()
+	if len(qs) != 2 || len(queue) != 2 {
+		return nil, fmt.Errorf("hardneg: q is %v and the queue %v; want B×D and K×D matrices", qs, queue)
+	}
+	if err := cfg.Validate(queue[0]); err != nil {
+		return nil, err
+	}
+	mix = mix && cfg.S+cfg.SPrime > 0
+	if cfg.ClassOracle && (in.QueryLabels == nil || in.QueueLabels == nil) {
+		return nil, fmt.Errorf("hardneg: the class oracle needs the QueryLabels and QueueLabels nodes")
+	}
+	if mix && in.Plan == nil {
+		return nil, fmt.Errorf("hardneg: mixing needs the Plan node (a B×(3s+2s′) tensor from Plan.Tensor)")
+	}
+	l := &LossGraph{cfg: cfg, dims: Dims{B: qs[0], K: queue[0], D: qs[1], N: cfg.N}}
+	var labelNodes G.Nodes
+	if cfg.ClassOracle {
+		labelNodes = G.Nodes{in.QueryLabels, in.QueueLabels}
+	}
+
+	var err error
+	// positive logits: B
+	if l.LPos, err = G.ApplyOp(newPositiveOp(), in.Query, in.Key); err != nil {
+		return nil, err
+	}
+	// negative logits: B×K
+	if l.LNeg, err = G.ApplyOp(newNegativeOp(), in.Query, in.Queue); err != nil {
+		return nil, err
+	}
+	logits := G.Nodes{l.LPos, l.LNeg}
+	if mix {
+		l.dims.S, l.dims.SPrime = cfg.S, cfg.SPrime
+		// Q̃_N, the N hardest negatives per query: B×N
+		if l.TopN, err = G.ApplyOp(newTopNOp(cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
+			return nil, err
+		}
+		// synthetic negatives' logits [q·h, q·h′]: B×(s+s′)
+		mixer := newMixOp(cfg.N, cfg.S, cfg.SPrime, cfg.GradThroughQueryMix)
+		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Plan); err != nil {
+			return nil, err
+		}
+		logits = append(logits, l.Extra)
+	}
+	// InfoNCE: cross-entropy of logits/τ with label 0, mean over the batch
+	ce := newInfoNCEOp(cfg.Tau, mix, cfg.ClassOracle)
+	if l.Loss, err = G.ApplyOp(ce, append(logits, labelNodes...)...); err != nil {
+		return nil, err
+	}
+	if in.RecordStats {
+		G.Read(l.LPos, &l.lpos)
+		G.Read(l.LNeg, &l.lneg)
+		if mix {
+			G.Read(l.TopN, &l.topN)
+			G.Read(l.Extra, &l.extra)
+		}
+		if cfg.ClassOracle {
+			G.Read(in.QueryLabels, &l.queryLabels)
+			G.Read(in.QueueLabels, &l.queueLabs)
+		}
+	}
+	return l, nil
+}
+
+// Stats computes the step's Stats from the values recorded by the last run
+// of the machine; the loss must have been built with RecordStats.
+func (l *LossGraph) Stats() (Stats, error) {
+	if l.lneg == nil {
+		return Stats{}, fmt.Errorf("hardneg: no recorded values; build the loss with Inputs.RecordStats and run the machine first")
+	}
+	switch l.lneg.Data().(type) {
+	case []float32:
+		return statsOf[float32](l)
+	default:
+		return statsOf[float64](l)
+	}
+}
+
+func statsOf[T Float](l *LossGraph) (Stats, error) {
+	vals := []G.Value{l.lpos, l.lneg}
+	if l.extra != nil {
+		vals = append(vals, l.topN, l.extra)
+	}
+	x, err := datas[T](vals)
+	if err != nil {
+		return Stats{}, err
+	}
+	var sel []int32
+	var extra []T
+	if l.extra != nil {
+		sel = make([]int32, len(x[2]))
+		for i, v := range x[2] {
+			sel[i] = int32(v)
+		}
+		extra = x[3]
+	}
+	var lab Labels
+	if l.cfg.ClassOracle {
+		ql, err := data[T](l.queryLabels)
+		if err != nil {
+			return Stats{}, err
+		}
+		kl, err := data[T](l.queueLabs)
+		if err != nil {
+			return Stats{}, err
+		}
+		lab = Labels{Query: labels(ql), Queue: labels(kl)}
+	}
+	return ComputeStats(x[0], x[1], sel, extra, lab, l.dims, l.cfg.Tau), nil
+}

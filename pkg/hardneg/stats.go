@@ -1,0 +1,112 @@
+package hardneg
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// Stats summarises one step's negatives, for monitoring and for the paper's
+// analysis (its Figure 3): how hard the real and synthetic negatives are and
+// how much of the gradient the hardest carry. Similarities are q·n, before
+// the temperature; queue entries the class oracle excludes are left out.
+type Stats struct {
+	QueueMean, QueueMax float64 // q·n over the queue
+	TopNMean, TopNMax   float64 // q·n over Q̃_N
+	SynthMean, SynthMax float64 // q·h and q·h′ over the synthetic negatives (0 without)
+	// HarderThanHardestReal is the fraction of synthetic negatives with a
+	// higher similarity than their query's hardest real negative.
+	HarderThanHardestReal float64
+	// Top5GradShare is the share of the loss gradient carried by the hardest
+	// 5% of the negatives (real and synthetic): ∂L/∂z_n ∝ p_n, the softmax
+	// probability, so share = Σ of the top 5% p_n / Σ p_n, per query, averaged
+	// over the batch.
+	Top5GradShare float64
+}
+
+// ComputeStats computes Stats from the forward values of one step.
+// lpos: B, lneg: B×K (= q·Qᵀ), sel: B×N (nil without mixing), extra: B×E.
+func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, dm Dims, tau float64) Stats {
+	b, k, n, e := dm.B, dm.K, dm.N, dm.E()
+	var st Stats
+	st.QueueMax, st.TopNMax, st.SynthMax = math.Inf(-1), math.Inf(-1), math.Inf(-1)
+	var queueSum, topSum, synthSum float64
+	var queueCount, harderCount int
+	probs := make([]float64, 0, k+e) // one query's negative probabilities
+	for q := range b {
+		hardest := math.Inf(-1)
+		for i, v := range lneg[q*k : (q+1)*k] {
+			if lab.excludes(q, i) {
+				continue
+			}
+			queueSum += float64(v)
+			queueCount++
+			hardest = max(hardest, float64(v))
+		}
+		st.QueueMax = max(st.QueueMax, hardest)
+		if sel != nil {
+			for _, i := range sel[q*n : (q+1)*n] {
+				v := float64(lneg[q*k+int(i)])
+				topSum += v
+				st.TopNMax = max(st.TopNMax, v)
+			}
+		}
+		for _, v := range extra[q*e : (q+1)*e] {
+			synthSum += float64(v)
+			st.SynthMax = max(st.SynthMax, float64(v))
+			if float64(v) > hardest {
+				harderCount++
+			}
+		}
+		// p_n ∝ exp(z_n/τ); the normaliser cancels in the share.
+		probs = probs[:0]
+		zmax := math.Max(hardest, maxOf(extra[q*e:(q+1)*e]))
+		for i, v := range lneg[q*k : (q+1)*k] {
+			if !lab.excludes(q, i) {
+				probs = append(probs, math.Exp((float64(v)-zmax)/tau))
+			}
+		}
+		for _, v := range extra[q*e : (q+1)*e] {
+			probs = append(probs, math.Exp((float64(v)-zmax)/tau))
+		}
+		st.Top5GradShare += topShare(probs, 0.05)
+	}
+	st.QueueMean = queueSum / float64(queueCount)
+	st.Top5GradShare /= float64(b)
+	if sel == nil {
+		st.TopNMax = 0
+	} else {
+		st.TopNMean = topSum / float64(b*n)
+	}
+	if e == 0 {
+		st.SynthMax = 0
+	} else {
+		st.SynthMean = synthSum / float64(b*e)
+		st.HarderThanHardestReal = float64(harderCount) / float64(b*e)
+	}
+	return st
+}
+
+// maxOf is the largest value of x, −∞ when x is empty.
+func maxOf[T Float](x []T) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, float64(v))
+	}
+	return m
+}
+
+// topShare is the sum of the largest ⌈frac·len(p)⌉ values of p over the sum
+// of all (p is reordered).
+func topShare(p []float64, frac float64) float64 {
+	slices.SortFunc(p, func(a, b float64) int { return cmp.Compare(b, a) })
+	top := int(math.Ceil(frac * float64(len(p))))
+	var head, all float64
+	for i, v := range p {
+		if i < top {
+			head += v
+		}
+		all += v
+	}
+	return head / all
+}
