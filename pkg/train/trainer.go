@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
@@ -157,7 +158,11 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 		size = t.train.Height()
 	}
 	aug := AugmentConfig(cfg, t.train.Channels(), size)
-	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch); err != nil {
+	workers := cfg.Data.Workers
+	if workers == 0 { // data.workers 0: one augmentation goroutine per core
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), workers, cfg.Data.Prefetch); err != nil {
 		return nil, err
 	}
 	rc, err := ResNetConfig(cfg, t.train.Channels())
