@@ -6,9 +6,11 @@
 #
 #   1. every GPU kernel against the conformance suite and its CPU twin
 #      (relative error table, ≤ 1e-4 in float32)
-#   2. 20 training steps on CPU and GPU from the same weights (not built yet)
+#   2. 20 training steps on CPU and GPU from the same weights and batch
+#      (mochi-gpu bench --compare-cpu: losses per step, final weights)
 #   3. images/s for ResNet-18 (CIFAR, batch 256) and ResNet-50 (224², batch
-#      64) against PyTorch on the same GPU (not built yet)
+#      64) with mochi-gpu bench, against scripts/torch_gpu_bench.py on the
+#      same GPU when python3 has torch; the comparison table is printed last
 set -uo pipefail
 cd "$(dirname "$0")/.."
 gpu=.gpu
@@ -74,10 +76,46 @@ rc=${PIPESTATUS[0]}
 echo "gpu-check: step 1 exit status $rc" | tee -a "$out/check.log"
 [ "$rc" = 0 ] || status=1
 
-echo "== step 2: 20 training steps, CPU vs GPU: not built yet" | tee -a "$out/check.log"
-echo "== step 3: images/s vs PyTorch: not built yet" | tee -a "$out/check.log"
+echo "== step 2: 20 training steps, CPU vs GPU (same weights, same batch)" | tee -a "$out/check.log"
+if [ ! -x "$gpu/mochi-gpu" ]; then
+	echo "gpu-check: $gpu/mochi-gpu missing: run bash scripts/build-gpu.sh and carry .gpu/" | tee -a "$out/check.log"
+	exit 1
+fi
+timeout 240 "$gpu/mochi-gpu" bench --device cuda --compare-cpu --model resnet18-cifar \
+	--width 16 --batch 32 --bn-groups 4 --steps 20 2>&1 | tee "$out/train.log"
+rc=${PIPESTATUS[0]}
+echo "gpu-check: step 2 exit status $rc" | tee -a "$out/check.log"
+[ "$rc" = 0 ] || status=1
 
-# The error table of step 1, last.
-grep -A40 'kernel (GPU vs CPU' "$out/kernels.log" | sed -n '1,/^---/p' | tee "$out/table.txt"
+echo "== step 3: training images/s, mochi vs PyTorch" | tee -a "$out/check.log"
+: >"$out/bench.txt"
+timeout 120 "$gpu/mochi-gpu" bench --device cuda --model resnet18-cifar --size 32 --batch 256 \
+	--warmup 5 --steps 30 2>&1 | tee -a "$out/bench.txt" || status=1
+timeout 180 "$gpu/mochi-gpu" bench --device cuda --model resnet50 --size 224 --batch 64 \
+	--warmup 3 --steps 20 2>&1 | tee -a "$out/bench.txt" || status=1
+: >"$out/torch.txt"
+if [ -n "$py" ] && "$py" -c 'import torch, torchvision; assert torch.cuda.is_available()' 2>/dev/null; then
+	timeout 180 "$py" scripts/torch_gpu_bench.py 2>&1 | tee "$out/torch.txt"
+else
+	echo "gpu-check: no python3 with torch, torchvision and CUDA; PyTorch column left empty" | tee -a "$out/check.log"
+fi
+
+# ips prints the images/s of the line of file $1 that holds $2.
+ips() { grep -F -- "$2" "$1" | grep -o '[0-9.]* images/s' | head -1 | cut -d' ' -f1; }
+
+# The tables, last: step 1's error table, then throughput.
+{
+	grep -A40 'kernel (GPU vs CPU' "$out/kernels.log" | sed -n '1,/^---/p'
+	grep -E '^max loss rel err|matches|does not match' "$out/train.log"
+	echo
+	printf '%-26s %6s %14s %14s %7s\n' model batch "mochi img/s" "torch img/s" ratio
+	for row in "resnet18-cifar 32x32|256|resnet18-cifar 32x32 batch 256" "resnet50 224x224|64|resnet50 224x224 batch 64"; do
+		IFS='|' read -r name batch key <<<"$row"
+		m=$(ips "$out/bench.txt" "mochi $key")
+		t=$(ips "$out/torch.txt" "torch $key")
+		r=$(awk -v m="${m:-0}" -v t="${t:-0}" 'BEGIN { if (m > 0 && t > 0) printf "%.2f", m / t; else print "-" }')
+		printf '%-26s %6s %14s %14s %7s\n' "$name" "$batch" "${m:--}" "${t:--}" "$r"
+	done
+} | tee "$out/table.txt"
 echo "gpu-check: overall $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$out/check.log"
 exit $status

@@ -47,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		newAnalyzeUniformityCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mochi-ssl/mochi/pkg/device/backend"
 )
 
 // version and commit are set at link time by scripts/setup.sh:
@@ -16,10 +18,9 @@ var (
 	commit  = ""
 )
 
-// backends lists the compute backends built into this binary. The CPU backend
-// is always there; a GPU build appends "cuda" from an init function in a file
-// behind its build tag.
-var backends = []string{"cpu"}
+// backends lists the compute backends built into this binary (package
+// backend): "cpu" always, "cuda" in the GPU build (build tag gpu).
+var backends = backend.Available()
 
 // hasBackend reports whether the binary holds the backend for device.
 func hasBackend(device string) bool {

@@ -182,32 +182,10 @@ var twinCases = []twinCase{
 		be.TopN(32, 65536, 1024, x, idx)
 		return [][]float32{downInt(be, idx)}
 	}},
-	{"MixLogits B=64 D=128 K=4096 N=256 S=256 S′=64 (fwd, bwd)", 1e-4, func(be device.Backend, rng *rand.Rand) [][]float32 {
-		s := device.MixShape{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64}
-		qh, kh := randomSlice(rng, s.B*s.D, -1, 1), randomSlice(rng, s.K*s.D, -1, 1)
-		q, queue := be.Alloc(device.Float32, len(qh)), be.Alloc(device.Float32, len(kh))
-		be.Upload(q, qh)
-		be.Upload(queue, kh)
-		be.L2Normalize(s.B, s.D, q, q)
-		be.L2Normalize(s.K, s.D, queue, queue)
-		sim, top := be.Alloc(device.Float32, s.B*s.K), be.Alloc(device.Int32, s.B*s.N)
-		be.Gemm(false, true, s.B, s.K, s.D, 1, q, queue, 0, sim)
-		be.TopN(s.B, s.K, s.N, sim, top)
-		ints := func(n, hi int) device.Buffer {
-			x := make([]int32, n)
-			for i := range x {
-				x[i] = int32(rng.IntN(hi))
-			}
-			return upInt(be, x)
-		}
-		pi, pj, nj := ints(s.B*s.S, s.N), ints(s.B*s.S, s.N), ints(s.B*s.SPrime, s.N)
-		alpha, beta := up(be, randomSlice(rng, s.B*s.S, 0, 1)), up(be, randomSlice(rng, s.B*s.SPrime, 0, 0.5))
-		out, dq := be.Alloc(device.Float32, s.B*(s.S+s.SPrime)), be.Alloc(device.Float32, s.B*s.D)
-		be.MixLogits(s, q, queue, sim, top, pi, pj, alpha, nj, beta, out)
-		dout := up(be, randomSlice(rng, s.B*(s.S+s.SPrime), -1, 1))
-		be.MixLogitsBackward(s, q, queue, top, pi, pj, alpha, nj, beta, dout, true, dq)
-		return [][]float32{down(be, out), down(be, dq)}
-	}},
+	mixTwin(device.MixShape{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64}, false),
+	mixTwin(device.MixShape{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64}, true),
+	mixTwin(device.MixShape{B: 256, D: 128, K: 16384, N: 1024, S: 1024, SPrime: 256}, false),
+	mixTwin(device.MixShape{B: 256, D: 128, K: 16384, N: 1024, S: 1024, SPrime: 256}, true),
 	{"SGDStep Nesterov + MomentumUpdate n=1M", 1e-5, func(be device.Backend, rng *rand.Rand) [][]float32 {
 		const n = 1 << 20
 		p, g, v := up(be, randomSlice(rng, n, -1, 1)), up(be, randomSlice(rng, n, -1, 1)), be.Alloc(device.Float32, n)
@@ -216,6 +194,87 @@ var twinCases = []twinCase{
 		be.MomentumUpdate(0.999, p, k)
 		return [][]float32{down(be, p), down(be, v), down(be, k)}
 	}},
+}
+
+// mixInputs is one MoCHi step's inputs, built on the host so that both
+// backends see the same top-N list. Computing sim = q·queueᵀ and its top N
+// on each backend instead lets float32 rounding (≈1e-7) swap two nearly
+// equal similarities: the ranks pairI/pairJ/negJ then name different queue
+// rows, and the logits of the two backends differ by ~0.1 though both
+// kernels are right (the first GPU run's "MixLogits 0.128" was exactly
+// this; TopN itself agrees exactly on identical input).
+type mixInputs struct {
+	q, queue, sim, alpha, beta, dout []float32
+	top, pairI, pairJ, negJ          []int32
+}
+
+// newMixInputs draws unit-norm q (B×D) and queue (K×D), sim = q·queueᵀ in
+// float64, top = the N largest of each sim row (value desc, index asc) and
+// a random plan.
+func newMixInputs(s device.MixShape, rng *rand.Rand) mixInputs {
+	unit := func(rows int) []float32 {
+		x := randomSlice(rng, rows*s.D, -1, 1)
+		for r := 0; r < rows; r++ {
+			v := x[r*s.D : (r+1)*s.D]
+			var ss float64
+			for _, e := range v {
+				ss += float64(e) * float64(e)
+			}
+			for i := range v {
+				v[i] = float32(float64(v[i]) / math.Sqrt(ss))
+			}
+		}
+		return x
+	}
+	in := mixInputs{q: unit(s.B), queue: unit(s.K), sim: make([]float32, s.B*s.K), top: make([]int32, 0, s.B*s.N)}
+	order := make([]int32, s.K)
+	for b := 0; b < s.B; b++ {
+		qb, row := in.q[b*s.D:(b+1)*s.D], in.sim[b*s.K:(b+1)*s.K]
+		for k := range row {
+			var d float64
+			for i, e := range in.queue[k*s.D : (k+1)*s.D] {
+				d += float64(qb[i]) * float64(e)
+			}
+			row[k] = float32(d)
+			order[k] = int32(k)
+		}
+		sort.SliceStable(order, func(i, j int) bool { return row[order[i]] > row[order[j]] })
+		in.top = append(in.top, order[:s.N]...)
+	}
+	ranks := func(n int) []int32 {
+		x := make([]int32, n)
+		for i := range x {
+			x[i] = int32(rng.IntN(s.N))
+		}
+		return x
+	}
+	in.pairI, in.pairJ, in.negJ = ranks(s.B*s.S), ranks(s.B*s.S), ranks(s.B*s.SPrime)
+	in.alpha, in.beta = randomSlice(rng, s.B*s.S, 0, 1), randomSlice(rng, s.B*s.SPrime, 0, 0.5)
+	in.dout = randomSlice(rng, s.B*(s.S+s.SPrime), -1, 1)
+	return in
+}
+
+// mixTwin compares MixLogits (backward = false) or MixLogitsBackward with
+// the path through q (backward = true) at shape s, on host-built inputs.
+func mixTwin(s device.MixShape, backward bool) twinCase {
+	name := fmt.Sprintf("MixLogits B=%d D=%d K=%d N=%d S=%d S′=%d (fwd)", s.B, s.D, s.K, s.N, s.S, s.SPrime)
+	if backward {
+		name = name[:len(name)-len("(fwd)")] + "(bwd)"
+	}
+	return twinCase{name, 1e-4, func(be device.Backend, rng *rand.Rand) [][]float32 {
+		in := newMixInputs(s, rng)
+		q, queue, top := up(be, in.q), up(be, in.queue), upInt(be, in.top)
+		pi, pj, nj := upInt(be, in.pairI), upInt(be, in.pairJ), upInt(be, in.negJ)
+		alpha, beta := up(be, in.alpha), up(be, in.beta)
+		if backward {
+			dq := be.Alloc(device.Float32, s.B*s.D)
+			be.MixLogitsBackward(s, q, queue, top, pi, pj, alpha, nj, beta, up(be, in.dout), true, dq)
+			return [][]float32{down(be, dq)}
+		}
+		out := be.Alloc(device.Float32, s.B*(s.S+s.SPrime))
+		be.MixLogits(s, q, queue, up(be, in.sim), top, pi, pj, alpha, nj, beta, out)
+		return [][]float32{down(be, out)}
+	}}
 }
 
 // TestAgainstCPU compares every kernel family with the CPU backend on the

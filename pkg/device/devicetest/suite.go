@@ -745,17 +745,31 @@ func (h *harness) randomMixPlan(s device.MixShape, sim []float64) mixPlan {
 	return p
 }
 
-// mixShapes include S = 0 and S′ = 0, N = K and D = 128.
+// mixShapes include S = 0 and S′ = 0, N = K and D = 128, and the shape of
+// the first GPU run's CPU-twin table (B=64, K=4096, N=256, S=256, S′=64),
+// where thousands of mixes per query share a block of the backward.
 var mixShapes = []device.MixShape{
 	{B: 3, D: 8, K: 20, N: 5, S: 4, SPrime: 3},
 	{B: 1, D: 5, K: 6, N: 6, S: 7, SPrime: 0},
 	{B: 2, D: 16, K: 30, N: 4, S: 0, SPrime: 5},
 	{B: 4, D: 128, K: 256, N: 32, S: 16, SPrime: 8},
+	{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64},
 }
 
+// mixShapeLarge is a MoCo-sized step (S = N = 1024), checked unit-norm
+// only and skipped with -short: its float64 reference takes about a second on one core.
+var mixShapeLarge = device.MixShape{B: 64, D: 128, K: 16384, N: 1024, S: 1024, SPrime: 256}
+
 func testMixLogits(h *harness, tol Tolerances) {
-	for _, s := range mixShapes {
+	shapes := mixShapes
+	if !testing.Short() {
+		shapes = append(shapes[:len(shapes):len(shapes)], mixShapeLarge)
+	}
+	for _, s := range shapes {
 		for _, unit := range []bool{true, false} {
+			if !unit && s == mixShapeLarge {
+				continue
+			}
 			name := fmt.Sprintf("%+v unit=%v", s, unit)
 			q := h.random(s.B*s.D, -1, 1)
 			queue := h.random(s.K*s.D, -1, 1)

@@ -1,0 +1,128 @@
+package resnet
+
+import (
+	"math"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+
+	"github.com/mochi-ssl/mochi/pkg/graph"
+	"github.com/mochi-ssl/mochi/pkg/optim"
+)
+
+// download returns a copy of a plan buffer.
+func download(p *graph.Plan, n *gorgonia.Node) []float32 {
+	v := make([]float32, max(n.Shape().TotalSize(), 1))
+	p.Backend().Download(v, p.Buffer(n))
+	return v
+}
+
+// TestPlanMatchesTapeMachine runs one forward and backward of small
+// networks under Gorgonia's TapeMachine and under graph's compiled plan:
+// the loss, the embedding and every gradient must agree, and the second
+// run's BatchNorm update must be the first one applied again.
+func TestPlanMatchesTapeMachine(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		n, h, w int
+	}{
+		{"resnet18-small", Config{Depth: 18, Stem: SmallStem, Width: 4, EmbedDim: 8, BNGroups: 2, Seed: 21}, 4, 12, 12},
+		{"resnet50-imagenet", Config{Depth: 50, Stem: ImageNetStem, Width: 2, InChannels: 1, EmbedDim: 8, Seed: 22}, 2, 32, 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lg := newLossGraph(t, tc.cfg, tc.n, tc.h, tc.w)
+			initial := lg.m.RunningStats()
+
+			vm := gorgonia.NewTapeMachine(lg.g)
+			defer vm.Close()
+			if err := vm.RunAll(); err != nil {
+				t.Fatal(err)
+			}
+			tapeStats := lg.m.RunningStats()
+
+			plan, err := graph.Compile(lg.g, graph.Host(), append(gorgonia.Nodes{lg.loss, lg.m.Embedding}, lg.grads...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plan.Free()
+			if err := plan.Run(); err != nil {
+				t.Fatal(err)
+			}
+
+			// Same kernels on the same backend; only the summation order of
+			// threaded reductions may differ.
+			const tol = 1e-6
+			check := func(name string, tape []float32, planned []float32) {
+				if e := relErr(planned, tape); e > tol {
+					t.Errorf("%s: plan differs from TapeMachine by %.2g (relative)", name, e)
+				}
+			}
+			check("loss", []float32{lg.loss.Value().Data().(float32)}, download(plan, lg.loss))
+			check("embedding", lg.m.Embedding.Value().Data().([]float32), download(plan, lg.m.Embedding))
+			for i, p := range lg.m.Params {
+				check("grad."+p.Name, lg.grads[i].Value().Data().([]float32), download(plan, lg.grads[i]))
+			}
+			// Each run moved the running statistics towards the same batch
+			// statistic s: r₁ = (1−μ)·r₀ + μ·s, r₂ = (1−μ)·r₁ + μ·s, so
+			// r₂ = (2−μ)·r₁ − (1−μ)·r₀.
+			mu := float32(lg.m.Config.BNMomentum)
+			for name, r2 := range lg.m.RunningStats() {
+				r0, r1 := initial[name], tapeStats[name]
+				want := make([]float32, len(r1))
+				for i := range want {
+					want[i] = (2-mu)*r1[i] - (1-mu)*r0[i]
+				}
+				if e := relErr(r2, want); e > 1e-5 {
+					t.Errorf("%s after the plan's run: relative error %.2g", name, e)
+				}
+			}
+		})
+	}
+}
+
+// TestTrainingStepsOnPlan binds a model to a plan, takes SGD steps on one
+// batch and checks that the loss falls and that Weights reads the trained
+// values from the plan, not the initial ones from the nodes.
+func TestTrainingStepsOnPlan(t *testing.T) {
+	lg := newLossGraph(t, Config{Depth: 18, Stem: SmallStem, Width: 4, EmbedDim: 8, Seed: 31}, 8, 8, 8)
+	initial := lg.m.Weights()
+	plan, err := graph.Compile(lg.g, graph.Host(), append(gorgonia.Nodes{lg.loss}, lg.grads...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Free()
+	if err := lg.m.Bind(plan); err != nil {
+		t.Fatal(err)
+	}
+	params, err := lg.m.OptimParams(plan, lg.grads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := optim.NewSGD(plan.Backend(), params, optim.SGDConfig{Momentum: 0.9, WeightDecay: 5e-4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var losses []float32
+	for range 8 {
+		if err := plan.Run(); err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, download(plan, lg.loss)[0])
+		opt.Step(0.05)
+	}
+	t.Logf("losses: %v", losses)
+	if !(losses[len(losses)-1] < 0.9*losses[0]) {
+		t.Errorf("losses over 8 steps on one batch: %v; expected a fall of more than 10%%", losses)
+	}
+	trained := lg.m.Weights()
+	if relErr(trained["layer1.0.conv1.weight"], initial["layer1.0.conv1.weight"]) < 1e-4 {
+		t.Error("Weights after training equal the initial weights: not read from the plan")
+	}
+	if err := lg.m.LoadWeights(initial); err != nil {
+		t.Fatal(err)
+	}
+	if got := download(plan, lg.m.Params[0].Node); math.Abs(float64(got[0]-initial["conv1.weight"][0])) != 0 {
+		t.Error("LoadWeights did not reach the plan's buffer")
+	}
+}

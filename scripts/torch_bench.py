@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""PyTorch side of scripts/bench-cpu.sh: times forward, backward and an SGD
+step of the CIFAR ResNet-18 (small stem, MoCo-v2 head, CE(z/τ, labels)) —
+the network of scripts/torch_resnet.py, the one mochi's benchstep times.
+
+    /usr/bin/python3 scripts/torch_bench.py --width 64 --batch 64 --threads 2
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_resnet import ResNet  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    model = ResNet(18, "small", a.width, 3, 128, 1).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(a.batch, 3, 32, 32)
+    labels = torch.randint(0, 128, (a.batch,))
+
+    def step():
+        loss = F.cross_entropy(model(x) / 0.2, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(a.warmup):
+        step()
+    # As in benchstep: the fastest step, and the mean beside it.
+    times = []
+    for _ in range(a.steps):
+        start = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"torch  width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / min(times):7.1f} images/s"
+          f"  peak RSS {peak:6.0f} MiB  (mean {a.batch * len(times) / sum(times):.1f} images/s)"
+          f"  torch {torch.__version__}  loss {loss.item():.4f}")
+
+
+if __name__ == "__main__":
+    main()
