@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,17 +126,27 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestNotBuiltCommandsFail(t *testing.T) {
-	dataDir := t.TempDir()
-	fakeDataset(t, 64, 1, 28)
-	for _, args := range [][]string{
-		{"linear-eval"},
-		{"analyze-uniformity"},
-		{"pretrain", "--set", "data.path=" + dataDir, "--batch", "32", "--k", "256", "--n", "64"},
-	} {
-		_, _, err := run(t, args...)
-		if err == nil || !strings.Contains(err.Error(), "not built yet: "+args[0]) {
-			t.Errorf("mochi %v: error %v, want \"not built yet\"", args, err)
+func TestPretrainCommand(t *testing.T) {
+	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
+		t.Skip("Fashion-MNIST is not installed (scripts/setup.sh)")
+	}
+	out := t.TempDir()
+	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
+		"--k", "64", "--n", "16", "--s", "8", "--s-prime", "4", "--mix-start-epoch", "0", "--epochs", "1",
+		"--set", "eval.knn_every=0", "--output-dir", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "pretrained 1 epochs (4 steps)") {
+		t.Errorf("pretrain printed %q, want the summary of 1 epoch of 4 steps", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", "last.ckpt")); err != nil {
+		t.Errorf("no checkpoint after pretraining: %v", err)
+	}
+	if !slices.Contains(backends, "cuda") {
+		_, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--device", "cuda", "--output-dir", out)
+		if err == nil || !strings.Contains(err.Error(), "build-gpu.sh") {
+			t.Errorf("pretrain --device cuda in the CPU build: error %v, want one naming scripts/build-gpu.sh", err)
 		}
 	}
 }

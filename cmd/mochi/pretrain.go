@@ -53,7 +53,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if !hasBackend(cfg.Run.Device) {
-		return fmt.Errorf("run.device = %s (from %s): this binary has the backends %s; pass --device cpu or build the GPU binary",
+		return fmt.Errorf("run.device = %s (from %s): this binary has the backends %s; pass --device cpu, or build the GPU binary bin/mochi-gpu with scripts/build-gpu.sh (or Dockerfile.cuda)",
 			cfg.Run.Device, prov.Of("run.device"), strings.Join(backends, ", "))
 	}
 	p, err := makePlan(cfg)

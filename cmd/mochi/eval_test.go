@@ -1,0 +1,560 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/train"
+)
+
+const (
+	fashionMNIST = "/usr/share/datasets/fashion-mnist"
+	ciConfigPath = "../../configs/ci.yaml"
+	evalImages   = 256 // data.limit of the test runs: images per split
+)
+
+// sharedRuns holds the pretraining runs the evaluation tests share: made
+// once per test binary, removed by TestMain.
+var sharedRuns struct {
+	sync.Mutex
+	dir  string
+	ckpt map[string]string // variant → checkpoint
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedRuns.dir != "" {
+		os.RemoveAll(sharedRuns.dir)
+	}
+	os.Exit(code)
+}
+
+// pretrained returns a copy, in a fresh run folder named variant, of the
+// checkpoint of one epoch of configs/ci.yaml on 256 Fashion-MNIST images:
+// variant "mochi" mixes from the first step (MoCHi(64, 32, 16)), "moco" is
+// plain MoCo-v2. Each test gets its own copy, so caches and reports of one
+// test never reach another.
+func pretrained(t *testing.T, variant string) string {
+	t.Helper()
+	if _, err := os.Stat(fashionMNIST); err != nil {
+		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+	}
+	sharedRuns.Lock()
+	defer sharedRuns.Unlock()
+	if sharedRuns.dir == "" {
+		dir, err := os.MkdirTemp("", "mochi-eval-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedRuns.dir, sharedRuns.ckpt = dir, map[string]string{}
+	}
+	src, ok := sharedRuns.ckpt[variant]
+	if !ok {
+		cfg, _, err := config.Load(ciConfigPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Optim.Epochs, cfg.MoCHi.MixStartEpoch = 1, 0
+		cfg.Data.Limit, cfg.Eval.KNNEvery = evalImages, 0
+		cfg.Run.OutputDir = filepath.Join(sharedRuns.dir, variant)
+		if variant == "moco" {
+			cfg.MoCHi.S, cfg.MoCHi.SPrime = 0, 0
+		}
+		sum, err := train.Pretrain(context.Background(), cfg, train.Options{Progress: io.Discard})
+		if err != nil {
+			t.Fatalf("pretraining the %s test checkpoint: %v", variant, err)
+		}
+		src = sum.Checkpoint
+		sharedRuns.ckpt[variant] = src
+	}
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), variant, "checkpoints", "last.ckpt")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// fashionSplit opens the first evalImages images of a Fashion-MNIST split.
+func fashionSplit(t *testing.T, split string) data.Dataset {
+	t.Helper()
+	ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: fashionMNIST, Split: split, Limit: evalImages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// splitLabels returns the labels of every image of ds.
+func splitLabels(ds data.Dataset) []int {
+	out := make([]int, ds.Len())
+	for i := range out {
+		out[i] = ds.Label(i)
+	}
+	return out
+}
+
+// cachedSplit finds, among the feature files of dir, the one whose labels
+// are those of ds, and returns its rows as float64.
+func cachedSplit(t *testing.T, dir string, ds data.Dataset) (rows [][]float64, labels []int, path string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.feat"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no feature cache in %s (%v)", dir, err)
+	}
+	want := splitLabels(ds)
+	for _, f := range files {
+		feats, labels, n, d, err := eval.LoadFeatures(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(labels) != fmt.Sprint(want) {
+			continue
+		}
+		rows = make([][]float64, n)
+		for i := range rows {
+			rows[i] = make([]float64, d)
+			for j := range rows[i] {
+				rows[i][j] = float64(feats[i*d+j])
+			}
+		}
+		return rows, labels, f
+	}
+	t.Fatalf("no feature file in %s has the labels of %s", dir, ds.Name())
+	return nil, nil, ""
+}
+
+// refKNNTop1 is the weighted kNN classifier written out in float64: cosine
+// similarity, the k most similar training rows vote exp(sim/t) for their
+// class, the largest sum wins (ties to the lower class).
+func refKNNTop1(train [][]float64, trainY []int, test [][]float64, testY []int, k int, temp float64, classes int) float64 {
+	unit := func(v []float64) []float64 {
+		var s float64
+		for _, x := range v {
+			s += x * x
+		}
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = x / math.Sqrt(s)
+		}
+		return out
+	}
+	tr := make([][]float64, len(train))
+	for i := range train {
+		tr[i] = unit(train[i])
+	}
+	correct := 0
+	for i, x := range test {
+		x = unit(x)
+		type nb struct {
+			sim float64
+			y   int
+		}
+		nbs := make([]nb, len(tr))
+		for j, r := range tr {
+			var s float64
+			for c := range r {
+				s += r[c] * x[c]
+			}
+			nbs[j] = nb{s, trainY[j]}
+		}
+		sort.Slice(nbs, func(a, b int) bool { return nbs[a].sim > nbs[b].sim })
+		score := make([]float64, classes)
+		for _, n := range nbs[:min(k, len(nbs))] {
+			score[n.y] += math.Exp(n.sim / temp)
+		}
+		best := 0
+		for c := range score {
+			if score[c] > score[best] {
+				best = c
+			}
+		}
+		if best == testY[i] {
+			correct++
+		}
+	}
+	return float64(correct) / float64(len(test))
+}
+
+// pixelRows are the images of ds normalised with the Fashion-MNIST
+// statistics, one flattened row each.
+func pixelRows(t *testing.T, ds data.Dataset) [][]float64 {
+	t.Helper()
+	mean, std, ok := data.DatasetStats("fashion-mnist")
+	if !ok {
+		t.Fatal("no Fashion-MNIST statistics")
+	}
+	rows := make([][]float64, ds.Len())
+	for i := range rows {
+		px := ds.Pixels(i)
+		rows[i] = make([]float64, len(px))
+		for j, v := range px {
+			rows[i][j] = (float64(v)/255 - float64(mean[0])) / float64(std[0])
+		}
+	}
+	return rows
+}
+
+// near reports |got − want| ≤ tol·(1 + |want|).
+func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol*(1+math.Abs(want)) }
+
+func TestLinearEval(t *testing.T) {
+	ckpt := pretrained(t, "mochi")
+	run1 := filepath.Dir(filepath.Dir(ckpt))
+	args := []string{"linear-eval", "--checkpoint", ckpt, "--knn", "--baseline", "pixels",
+		"--set", "eval.linear_epochs=3", "--set", "eval.knn_k=20", "--set", "eval.knn_t=0.05"}
+	out, errOut, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mustContain(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
+	// lr 30, ×0.1 from epoch 1 (configs/ci.yaml: eval.linear_milestones [1]).
+	mustContain(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
+
+	jsonPath := filepath.Join(run1, "checkpoints", "last.linear-eval.json")
+	rep, err := eval.ReadReport(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checkpoints) != 2 || rep.Checkpoints[0].Name != "mochi/last" || rep.Checkpoints[1].Name != "pixels" {
+		t.Fatalf("report rows %+v, want mochi/last and pixels", rep.Checkpoints)
+	}
+	for _, r := range rep.Checkpoints {
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"linear_top1", r.LinearTop1}, {"linear_top5", r.LinearTop5}, {"knn_top1", r.KNNTop1}, {"knn_top5", r.KNNTop5}} {
+			if f.v == nil || *f.v < 0 || *f.v > 1 {
+				t.Errorf("%s: %s = %v, want an accuracy in [0, 1]", r.Name, f.name, f.v)
+			}
+		}
+		if r.LinearTop5 != nil && r.LinearTop1 != nil && *r.LinearTop5 < *r.LinearTop1 {
+			t.Errorf("%s: linear top-5 %v < top-1 %v", r.Name, *r.LinearTop5, *r.LinearTop1)
+		}
+		if len(r.LinearLoss) != 3 {
+			t.Errorf("%s: %d probe losses, want one per epoch (3)", r.Name, len(r.LinearLoss))
+		}
+		if r.Alignment != nil || r.Hardness != nil {
+			t.Errorf("%s: linear-eval reported alignment or hardness", r.Name)
+		}
+	}
+
+	// The kNN ran on the cached backbone features and on the raw pixels,
+	// with eval.knn_k = 20, eval.knn_t = 0.05: a float64 reference agrees
+	// up to the order of near-equal neighbours (at most two test images).
+	trainSet, testSet := fashionSplit(t, "train"), fashionSplit(t, "test")
+	cacheDir := filepath.Join(run1, "features")
+	trainX, trainY, trainFile := cachedSplit(t, cacheDir, trainSet)
+	testX, testY, testFile := cachedSplit(t, cacheDir, testSet)
+	for _, c := range []struct {
+		name        string
+		train, test [][]float64
+		got         float64
+	}{
+		{"backbone", trainX, testX, *rep.Checkpoints[0].KNNTop1},
+		{"pixels", pixelRows(t, trainSet), pixelRows(t, testSet), *rep.Checkpoints[1].KNNTop1},
+	} {
+		want := refKNNTop1(c.train, trainY, c.test, testY, 20, 0.05, 10)
+		if math.Abs(c.got-want) > 2.0/evalImages {
+			t.Errorf("%s kNN top-1 %.4f, float64 reference %.4f", c.name, c.got, want)
+		}
+	}
+
+	// The features are BatchNorm in evaluation mode: a test image alone in
+	// a batch gives the row it got in a batch of 256.
+	p, err := train.LoadPretrained(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := p.Encoder(cpu.New(1), 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Free()
+	mean, std, _ := data.DatasetStats("fashion-mnist")
+	seen := 0
+	err = data.EvalBatches(testSet, mean, std, 1, func(x []float32, _ []int, idx []int) error {
+		if idx[0] >= 3 {
+			return nil
+		}
+		alone, err := enc.Embed(x, 1)
+		if err != nil {
+			return err
+		}
+		for j, v := range alone {
+			if !near(float64(v), testX[idx[0]][j], 1e-4) {
+				return fmt.Errorf("test image %d feature %d: %v alone, %v in the batch", idx[0], j, v, testX[idx[0]][j])
+			}
+		}
+		seen++
+		return nil
+	})
+	if err != nil || seen != 3 {
+		t.Fatalf("BN evaluation mode check: %v (%d images)", err, seen)
+	}
+
+	// A second run reads the cache: the files are not rewritten and the
+	// result is the same.
+	before := map[string]time.Time{}
+	for _, f := range []string{trainFile, testFile} {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = st.ModTime()
+	}
+	jsonPath2 := filepath.Join(t.TempDir(), "again.json")
+	_, errOut2, err := run(t, "linear-eval", "--checkpoint", ckpt, "--knn", "--json", jsonPath2,
+		"--set", "eval.linear_epochs=3", "--set", "eval.knn_k=20", "--set", "eval.knn_t=0.05")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(errOut2, "cached features") != 2 || strings.Contains(errOut2, "extracted") {
+		t.Errorf("second run did not take both splits from the cache:\n%s", errOut2)
+	}
+	for f, mt := range before {
+		if st, err := os.Stat(f); err != nil || !st.ModTime().Equal(mt) {
+			t.Errorf("cache file %s rewritten by the second run (%v)", f, err)
+		}
+	}
+	rep2, err := eval.ReadReport(jsonPath2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep2.Checkpoints) != 1 || *rep2.Checkpoints[0].LinearTop1 != *rep.Checkpoints[0].LinearTop1 || *rep2.Checkpoints[0].KNNTop1 != *rep.Checkpoints[0].KNNTop1 {
+		t.Errorf("second run reports %+v, first %+v", rep2.Checkpoints, rep.Checkpoints[0])
+	}
+}
+
+// TestLinearEvalPixelsOnly runs the baseline from a config alone.
+func TestLinearEvalPixelsOnly(t *testing.T) {
+	if _, err := os.Stat(fashionMNIST); err != nil {
+		t.Skip("Fashion-MNIST not installed")
+	}
+	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
+	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mustContain(t, "table", out, "pixels", "report: "+jsonPath)
+	mustContain(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
+	rep, err := eval.ReadReport(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checkpoints) != 1 || rep.Checkpoints[0].LinearTop1 == nil || rep.Checkpoints[0].KNNTop1 != nil {
+		t.Errorf("report %+v: want one pixels row with a linear probe and no kNN", rep.Checkpoints)
+	}
+}
+
+func TestAnalyzeUniformity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pretrains two checkpoints and embeds augmented pairs")
+	}
+	mochi, moco := pretrained(t, "mochi"), pretrained(t, "moco")
+	out, errOut, err := run(t, "analyze-uniformity", "--checkpoint", mochi, moco, "--pairs", "256")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	outDir := filepath.Join(filepath.Dir(filepath.Dir(mochi)), "analysis")
+	mustContain(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
+		filepath.Join(outDir, "analysis.json"), filepath.Join(outDir, "plane.png"))
+	rep, err := eval.ReadReport(filepath.Join(outDir, "analysis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checkpoints) != 2 {
+		t.Fatalf("%d report rows, want 2", len(rep.Checkpoints))
+	}
+	testSet := fashionSplit(t, "test")
+	for i, c := range []struct {
+		ckpt, name string
+		s, sPrime  int
+	}{{mochi, "mochi/last", 32, 16}, {moco, "moco/last", 0, 0}} {
+		r := rep.Checkpoints[i]
+		if r.Name != c.name || r.Alignment == nil || r.Uniformity == nil || r.Hardness == nil {
+			t.Fatalf("row %d: %+v, want %s with alignment, uniformity and hardness", i, r, c.name)
+		}
+		h := r.Hardness
+		// 256 queries × K = 256 queue entries, N = 64 hardest, MoCHi(64, s, s′).
+		if h.Negatives.Total != 256*256 || h.HardNegatives.Total != 256*64 ||
+			h.Mixed.Total != 256*c.s || h.QueryMixed.Total != 256*c.sPrime || h.Positives.Total != 256 || h.Config.Tau != 0.2 {
+			t.Errorf("%s hardness counts: all %d, top-N %d, h %d, h′ %d, positives %d, τ %v",
+				c.name, h.Negatives.Total, h.HardNegatives.Total, h.Mixed.Total, h.QueryMixed.Total, h.Positives.Total, h.Config.Tau)
+		}
+		if h.NegligibleShare < 0 || h.NegligibleShare > 1 {
+			t.Errorf("%s negligible share %v", c.name, h.NegligibleShare)
+		}
+		// 256 pairs are the hardness batch, and for unit vectors
+		// ‖x − y‖² = 2 − 2·x·y: alignment = 2 − 2·mean q·k.
+		if want := 2 - 2*h.Positives.Mean; !near(*r.Alignment, want, 1e-4) {
+			t.Errorf("%s alignment %v, 2 − 2·mean q·k = %v", c.name, *r.Alignment, want)
+		}
+		// Uniformity over the 256 cached test embeddings (fewer than
+		// --subsample: exact), recomputed in float64.
+		emb, _, _ := cachedSplit(t, filepath.Join(filepath.Dir(filepath.Dir(c.ckpt)), "features"), testSet)
+		var sum float64
+		var pairs int
+		for a := range emb {
+			var norm float64
+			for _, v := range emb[a] {
+				norm += v * v
+			}
+			if !near(norm, 1, 1e-4) {
+				t.Fatalf("%s embedding %d has squared norm %v, want 1", c.name, a, norm)
+			}
+			for b := a + 1; b < len(emb); b++ {
+				var d2 float64
+				for j := range emb[a] {
+					d := emb[a][j] - emb[b][j]
+					d2 += d * d
+				}
+				sum += math.Exp(-2 * d2)
+				pairs++
+			}
+		}
+		if want := math.Log(sum / float64(pairs)); !near(*r.Uniformity, want, 1e-6) {
+			t.Errorf("%s uniformity %v, float64 reference %v", c.name, *r.Uniformity, want)
+		}
+	}
+
+	// The figures are PNGs of the requested size with their series drawn
+	// (colours of pkg/eval/plot.go): the plane's points, and the synthetic
+	// h curve only for the run that mixes.
+	pointColor, mixedColor := color.RGBA{220, 20, 60, 255}, color.RGBA{44, 160, 44, 255}
+	for _, f := range []struct {
+		file  string
+		color color.RGBA
+		drawn bool
+	}{
+		{"plane.png", pointColor, true},
+		{"hardness-mochi-last.png", mixedColor, true},
+		{"hardness-moco-last.png", mixedColor, false},
+	} {
+		img := decodePNG(t, filepath.Join(outDir, f.file))
+		if b := img.Bounds(); b.Dx() != 800 || b.Dy() != 600 {
+			t.Errorf("%s is %d×%d, want 800×600", f.file, b.Dx(), b.Dy())
+		}
+		if n := countColor(img, f.color); (n > 0) != f.drawn {
+			t.Errorf("%s has %d pixels of %v, want drawn = %v", f.file, n, f.color, f.drawn)
+		}
+	}
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+func countColor(img image.Image, c color.RGBA) int {
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if color.RGBAModel.Convert(img.At(x, y)) == c {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestEvalErrors(t *testing.T) {
+	ckpt := pretrained(t, "mochi")
+	dir := t.TempDir()
+	absent := filepath.Join(dir, "absent.ckpt")
+	raw, err := os.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.ckpt")
+	if err := os.WriteFile(truncated, raw[:len(raw)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(dir, "notes.ckpt")
+	if err := os.WriteFile(foreign, []byte(strings.Repeat("not a checkpoint\n", 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(ciConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cifarDir := t.TempDir()
+	cifar := writeConfig(t, strings.NewReplacer("kind: fashion-mnist", "kind: cifar10",
+		"path: /usr/share/datasets/fashion-mnist", "path: "+cifarDir).Replace(string(ci)))
+
+	tests := []struct {
+		name     string
+		args     []string
+		fakeData bool // cifar10-shaped in-memory data behind openDataset
+		want     []string
+	}{
+		{name: "no checkpoint", args: []string{"linear-eval"},
+			want: []string{"needs --checkpoint", "--baseline pixels"}},
+		{name: "unknown baseline", args: []string{"linear-eval", "--checkpoint", ckpt, "--baseline", "noise"},
+			want: []string{"--baseline noise", `"pixels"`}},
+		{name: "missing checkpoint", args: []string{"linear-eval", "--checkpoint", absent},
+			want: []string{"checkpoint " + absent + " not found", "mochi pretrain"}},
+		{name: "missing checkpoint (analyze)", args: []string{"analyze-uniformity", "--checkpoint", ckpt, absent},
+			want: []string{"checkpoint " + absent + " not found"}},
+		{name: "checkpoint is a folder", args: []string{"linear-eval", "--checkpoint", dir},
+			want: []string{"is a folder", filepath.Join(dir, "checkpoints", "last.ckpt")}},
+		{name: "truncated checkpoint", args: []string{"linear-eval", "--checkpoint", truncated},
+			want: []string{truncated, "corrupt checkpoint", "truncated"}},
+		{name: "not a checkpoint", args: []string{"analyze-uniformity", "--checkpoint", foreign},
+			want: []string{foreign, "not a mochi checkpoint"}},
+		{name: "other width than --config", args: []string{"linear-eval", "--checkpoint", ckpt, "--config", ciConfigPath, "--set", "model.width=16"},
+			want: []string{ckpt, "--config " + ciConfigPath, "model.width: the config says 16", "holds 8", "leave out --config"}},
+		{name: "other backbone than the saved config", args: []string{"analyze-uniformity", "--checkpoint", ckpt, "--set", "model.backbone=resnet34"},
+			want: []string{"the config saved in " + ckpt, "model.backbone: the config says resnet34", "holds resnet18"}},
+		{name: "dataset mismatch", args: []string{"linear-eval", "--checkpoint", ckpt, "--config", cifar}, fakeData: true,
+			want: []string{"dataset mismatch", "cifar10/train", "3×32×32", "trained on 1×28×28", "data.kind"}},
+		{name: "dataset mismatch (analyze)", args: []string{"analyze-uniformity", "--checkpoint", ckpt, "--config", cifar}, fakeData: true,
+			want: []string{"dataset mismatch", "cifar10/test", "3×32×32"}},
+		{name: "bad pairs", args: []string{"analyze-uniformity", "--checkpoint", ckpt, "--pairs", "0"},
+			want: []string{"--pairs 0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.fakeData {
+				fakeDataset(t, 64, 3, 32)
+			}
+			_, _, err := run(t, tt.args...)
+			if err == nil {
+				t.Fatalf("mochi %v succeeded, want an error", tt.args)
+			}
+			mustContain(t, "error", err.Error(), tt.want...)
+		})
+	}
+}

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/train"
+)
+
+// checkpointConfigUsage is the help of --config for the commands that read
+// checkpoints, whose default is the run's own config rather than the defaults.
+const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint; the built-in defaults for --baseline pixels alone)"
+
+func newLinearEvalCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "linear-eval",
+		Short: "Linear probe (and kNN) on the frozen backbone of a checkpoint",
+		Long: `Measure a pretrained encoder the way MoCo does: the backbone of --checkpoint is
+frozen, with BatchNorm in evaluation mode (running statistics); its features of
+data.train_split and data.test_split are extracted once and cached on disk
+(--cache-dir, default <run dir>/features; keyed by the checkpoint's SHA-256 and
+the data); a linear classifier is trained on them with SGD (lr eval.linear_lr,
+momentum 0.9, weight decay eval.linear_weight_decay, eval.linear_epochs epochs,
+lr ×0.1 at eval.linear_milestones, batch eval.linear_batch, fc init N(0, 0.01))
+and top-1 / top-5 are reported on data.test_split (--standardize rescales each
+feature to zero mean and unit variance first). --knn adds the weighted kNN
+classifier (k = eval.knn_k, t = eval.knn_t) on the same features.
+
+Without --config the run's own config (saved in the checkpoint) is used; with
+it, its model section must describe the checkpoint's network and its data and
+eval sections are used. Override flags (--set eval.linear_epochs=50, …) apply
+either way.
+
+--baseline pixels runs the same probe (and kNN) on the raw normalised pixels,
+standardised per pixel, so you see what pretraining bought; it needs no
+checkpoint (only --config), and with one the report has both rows.
+
+The table goes to stdout, progress to stderr, and the JSON report next to the
+checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
+		Example: `  mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --knn
+  mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --baseline pixels
+  mochi linear-eval --config configs/fashion-mnist.yaml --baseline pixels --knn`,
+		Args: cobra.NoArgs,
+		RunE: runLinearEval,
+	}
+	addConfigFlags(cmd)
+	f := cmd.Flags()
+	f.Lookup("config").Usage = checkpointConfigUsage
+	f.String("checkpoint", "", "pretraining checkpoint whose backbone is evaluated (e.g. runs/x/checkpoints/last.ckpt)")
+	f.String("baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
+	f.Bool("knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
+	f.Bool("standardize", false, "standardise every backbone feature with the training split's mean and std before the probe (off in MoCo's recipe; try it when lr 30 diverges)")
+	f.String("cache-dir", "", "feature cache folder (default <run dir of the checkpoint>/features)")
+	f.String("json", "", "JSON report path (default <checkpoint without .ckpt>.linear-eval.json)")
+	return cmd
+}
+
+func runLinearEval(cmd *cobra.Command, _ []string) error {
+	f := cmd.Flags()
+	ckpt, _ := f.GetString("checkpoint")
+	baseline, _ := f.GetString("baseline")
+	withKNN, _ := f.GetBool("knn")
+	cacheDir, _ := f.GetString("cache-dir")
+	jsonPath, _ := f.GetString("json")
+	standardize, _ := f.GetBool("standardize")
+	switch {
+	case baseline != "" && baseline != "pixels":
+		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", baseline)
+	case ckpt == "" && baseline == "":
+		return errors.New("linear-eval needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)")
+	}
+	log := cmd.ErrOrStderr()
+
+	var (
+		p   *train.Pretrained
+		cfg *config.Config
+		err error
+	)
+	if ckpt != "" {
+		if p, cfg, err = loadCheckpointConfig(cmd, ckpt); err != nil {
+			return err
+		}
+	} else {
+		var prov *config.Provenance
+		if cfg, prov, err = loadConfig(cmd); err != nil {
+			return err
+		}
+		if err := cfg.CheckValues(); err != nil {
+			return explain(err, prov)
+		}
+		if err := cfg.CheckData(); err != nil {
+			return err
+		}
+	}
+	trainSet, err := openEvalSplit(cfg, cfg.Data.TrainSplit, p)
+	if err != nil {
+		return err
+	}
+	testSet, err := openEvalSplit(cfg, cfg.Data.TestSplit, p)
+	if err != nil {
+		return err
+	}
+	aug := train.AugmentConfig(cfg, trainSet.Channels(), trainSet.Height())
+	probe := probeConfig(cfg, trainSet.NumClasses())
+	probe.Standardize = standardize
+	fmt.Fprintf(log, "linear probe: SGD lr %g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
+		probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
+		trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
+
+	var report eval.Report
+	if p != nil {
+		be, err := openBackend(cfg.Run.Device)
+		if err != nil {
+			return err
+		}
+		if cacheDir == "" {
+			cacheDir = filepath.Join(runDir(p.Path), "features")
+		}
+		src := &featureSource{p: p, be: be, cfg: cfg, cache: eval.FeatureCache{Dir: cacheDir}, mean: aug.Mean, std: aug.Std, log: log}
+		defer src.free()
+		trainX, trainY, err := src.features(trainSet, cfg.Data.TrainSplit)
+		if err != nil {
+			return err
+		}
+		testX, testY, err := src.features(testSet, cfg.Data.TestSplit)
+		if err != nil {
+			return err
+		}
+		r, err := probeAndKNN(checkpointName(p), trainX, trainY, testX, testY, probe, cfg, withKNN, log)
+		if err != nil {
+			return err
+		}
+		report.Checkpoints = append(report.Checkpoints, r)
+	}
+	if baseline == "pixels" {
+		trainX, trainY, err := pixelFeatures(trainSet, aug.Mean, aug.Std)
+		if err != nil {
+			return err
+		}
+		testX, testY, err := pixelFeatures(testSet, aug.Mean, aug.Std)
+		if err != nil {
+			return err
+		}
+		pix := probe
+		pix.Standardize = true // lr 30 on raw pixels diverges without it
+		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, pix, cfg, withKNN, log)
+		if err != nil {
+			return err
+		}
+		report.Checkpoints = append(report.Checkpoints, r)
+	}
+
+	if jsonPath == "" {
+		jsonPath = filepath.Join(cfg.Run.OutputDir, "pixels.linear-eval.json")
+		if p != nil {
+			jsonPath = strings.TrimSuffix(p.Path, filepath.Ext(p.Path)) + ".linear-eval.json"
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
+		return fmt.Errorf("report folder: %w", err)
+	}
+	if err := report.WriteJSON(jsonPath); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if err := report.Table(out); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "report: %s\n", jsonPath)
+	return err
+}
+
+// probeConfig maps the eval section onto MoCo's linear-evaluation recipe.
+func probeConfig(cfg *config.Config, classes int) eval.ProbeConfig {
+	pc := eval.DefaultProbeConfig()
+	e := cfg.Eval
+	pc.LR, pc.Epochs, pc.Milestones = e.LinearLR, e.LinearEpochs, e.LinearMilestones
+	pc.BatchSize, pc.WeightDecay = e.LinearBatch, e.LinearWeightDecay
+	pc.Seed, pc.Classes = uint64(cfg.Run.Seed), classes
+	return pc
+}
+
+// probeAndKNN trains the linear probe (and, with withKNN, runs the weighted
+// kNN) on one set of features and reports both on the test features.
+func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int,
+	pc eval.ProbeConfig, cfg *config.Config, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
+	r := eval.CheckpointReport{Name: name}
+	// A line per epoch for short probes, every 10 epochs for long ones.
+	every := 1
+	if pc.Epochs > 20 {
+		every = 10
+	}
+	pc.Progress = func(e eval.ProbeEpoch) {
+		if (e.Epoch+1)%every == 0 || e.Epoch+1 == pc.Epochs {
+			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %g  loss %.4f\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss)
+		}
+	}
+	start := time.Now()
+	res, err := eval.LinearProbe(trainX, trainY, testX, testY, pc)
+	if err != nil {
+		return r, fmt.Errorf("%s: linear probe: %w", name, err)
+	}
+	fmt.Fprintf(log, "%s: linear probe on %d×%d features in %.1fs: top-1 %.2f%%\n", name, trainX.N, trainX.D, time.Since(start).Seconds(), 100*res.Top1)
+	r.LinearTop1, r.LinearTop5, r.LinearLoss = eval.Float(res.Top1), eval.Float(res.Top5), res.LossCurve
+	if withKNN {
+		kc := eval.DefaultKNNConfig()
+		kc.K, kc.T, kc.Classes = cfg.Eval.KNNK, cfg.Eval.KNNT, pc.Classes
+		kr, err := eval.KNN(trainX, trainY, testX, testY, kc)
+		if err != nil {
+			return r, fmt.Errorf("%s: kNN: %w", name, err)
+		}
+		r.KNNTop1, r.KNNTop5 = eval.Float(kr.Top1), eval.Float(kr.Top5)
+	}
+	return r, nil
+}
+
+// pixelFeatures flattens every normalised image of ds into a row: the input
+// the encoder would see, as an n×(C·H·W) matrix.
+func pixelFeatures(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
+	d := ds.Channels() * ds.Height() * ds.Width()
+	x := make([]float32, 0, ds.Len()*d)
+	labels := make([]int, 0, ds.Len())
+	err := data.EvalBatches(ds, mean, std, 256, func(b []float32, lab []int, _ []int) error {
+		x = append(x, b[:len(lab)*d]...)
+		labels = append(labels, lab...)
+		return nil
+	})
+	if err != nil {
+		return eval.Matrix{}, nil, err
+	}
+	m, err := eval.NewMatrix(x, len(labels), d)
+	return m, labels, err
+}
+
+// loadCheckpointConfig reads a checkpoint and the config it is evaluated
+// under: --config when given (its model must be the checkpoint's), the
+// run's saved config otherwise, with the environment and override flags on
+// top either way.
+func loadCheckpointConfig(cmd *cobra.Command, path string) (*train.Pretrained, *config.Config, error) {
+	p, err := loadPretrained(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	file, _ := cmd.Flags().GetString("config")
+	origin := file
+	if file == "" {
+		// The saved config goes through config.Load like a file, so that
+		// MOCHI_* variables and --set flags override it.
+		dir, err := os.MkdirTemp("", "mochi-eval-")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer os.RemoveAll(dir)
+		file = filepath.Join(dir, "config.yaml")
+		var b strings.Builder
+		if err := p.Config.WriteYAML(&b, nil); err != nil {
+			return nil, nil, err
+		}
+		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+			return nil, nil, err
+		}
+		origin = "the config saved in " + path
+	}
+	what := "--config " + origin
+	if origin != file {
+		what = origin
+	}
+	cfg, prov, err := config.Load(file, cmd.Flags())
+	if err == nil {
+		if err = cfg.CheckValues(); err != nil {
+			err = explain(err, prov)
+		}
+	}
+	if err != nil {
+		return nil, nil, errors.New(strings.ReplaceAll(err.Error(), file, origin))
+	}
+	if err := p.CheckModel(cfg); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint %s holds another network than %s (with the MOCHI_* variables and flags applied): %w; pass the config the run was trained with, or leave out --config to use the run's own", path, what, err)
+	}
+	if err := cfg.CheckData(); err != nil {
+		return nil, nil, err
+	}
+	return p, cfg, nil
+}
+
+// loadPretrained reads a checkpoint, saying what to do when it is missing.
+func loadPretrained(path string) (*train.Pretrained, error) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("checkpoint %s not found: pass --checkpoint a file written by mochi pretrain (runs/<name>/checkpoints/last.ckpt or epoch-NNNN.ckpt)", path)
+	case err != nil:
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	case st.IsDir():
+		return nil, fmt.Errorf("checkpoint %s is a folder: pass a checkpoint file, e.g. %s", path, filepath.Join(path, "checkpoints", "last.ckpt"))
+	}
+	p, err := train.LoadPretrained(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading checkpoint: %w", err)
+	}
+	return p, nil
+}
+
+// openEvalSplit opens one split of the configured dataset and, given a
+// checkpoint, checks that its images are the shape the network was trained on.
+func openEvalSplit(cfg *config.Config, split string, p *train.Pretrained) (data.Dataset, error) {
+	d := cfg.Data
+	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	if err != nil {
+		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
+	}
+	if p != nil && (ds.Channels() != p.C || ds.Height() != p.H || ds.Width() != p.W) {
+		return nil, fmt.Errorf("dataset mismatch: %s (data.kind %s, data.path %s) has %d×%d×%d images, the network of %s was trained on %d×%d×%d; evaluate on the dataset the run was trained on (leave out --config to use the run's own, or fix data.kind, data.path and data.image_size)",
+			ds.Name(), d.Kind, d.Path, ds.Channels(), ds.Height(), ds.Width(), p.Path, p.C, p.H, p.W)
+	}
+	return ds, nil
+}
+
+// runDir is the run directory of a checkpoint: the folder above
+// checkpoints/, or the checkpoint's own folder when it lies elsewhere.
+func runDir(ckpt string) string {
+	dir := filepath.Dir(ckpt)
+	if filepath.Base(dir) == "checkpoints" {
+		return filepath.Dir(dir)
+	}
+	return dir
+}
+
+// checkpointName names a checkpoint in tables and plots: its run folder and
+// file stem, e.g. "fmnist-mochi/last".
+func checkpointName(p *train.Pretrained) string {
+	stem := strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
+	return filepath.Base(runDir(p.Path)) + "/" + stem
+}
+
+// featureSource extracts a checkpoint's features of whole dataset splits
+// through an eval.FeatureCache, building the encoder only when a split is
+// not cached.
+type featureSource struct {
+	p     *train.Pretrained
+	be    device.Backend
+	cfg   *config.Config
+	head  bool // embeddings (normalize(head(·))) instead of backbone features
+	cache eval.FeatureCache
+	mean  []float32
+	std   []float32
+	log   io.Writer
+	enc   *train.Encoder
+}
+
+// key names everything the features depend on: the checkpoint's bytes, the
+// dataset and split, and the output (backbone or embedding).
+func (s *featureSource) key(ds data.Dataset, split string) string {
+	d := s.cfg.Data
+	path, err := filepath.Abs(d.Path)
+	if err != nil {
+		path = d.Path
+	}
+	output := "backbone"
+	if s.head {
+		output = "embedding"
+	}
+	return fmt.Sprintf("checkpoint sha256 %s\ndata %s %s split %s limit %d image_size %d %d×%d×%d mean %v std %v\noutput %s",
+		s.p.SHA256, d.Kind, path, split, d.Limit, d.ImageSize, ds.Channels(), ds.Height(), ds.Width(), s.mean, s.std, output)
+}
+
+// encoder returns the checkpoint's frozen encoder, building it on first use.
+func (s *featureSource) encoder(batch int) (*train.Encoder, error) {
+	if s.enc == nil {
+		enc, err := s.p.Encoder(s.be, batch, s.head)
+		if err != nil {
+			return nil, fmt.Errorf("building the encoder of %s: %w", s.p.Path, err)
+		}
+		s.enc = enc
+	}
+	return s.enc, nil
+}
+
+// features returns the outputs for every image of ds, from the cache when
+// it holds them; otherwise it extracts and caches them.
+func (s *featureSource) features(ds data.Dataset, split string) (eval.Matrix, []int, error) {
+	key := s.key(ds, split)
+	feats, labels, n, d, found, err := s.cache.Load(key)
+	if err != nil {
+		return eval.Matrix{}, nil, err
+	}
+	if found {
+		fmt.Fprintf(s.log, "%s: cached features %d×%d from %s\n", ds.Name(), n, d, s.cache.Path(key))
+		m, err := eval.NewMatrix(feats, n, d)
+		return m, labels, err
+	}
+	enc, err := s.encoder(min(256, ds.Len()))
+	if err != nil {
+		return eval.Matrix{}, nil, err
+	}
+	start := time.Now()
+	m, labels, err := enc.Features(ds, s.mean, s.std)
+	if err != nil {
+		return eval.Matrix{}, nil, fmt.Errorf("extracting features of %s: %w", ds.Name(), err)
+	}
+	if err := s.cache.Save(key, m.Data, labels, m.N, m.D); err != nil {
+		return eval.Matrix{}, nil, err
+	}
+	fmt.Fprintf(s.log, "%s: extracted features %d×%d in %.1fs, cached in %s\n", ds.Name(), m.N, m.D, time.Since(start).Seconds(), s.cache.Path(key))
+	return m, labels, nil
+}
+
+// free releases the encoder, if one was built.
+func (s *featureSource) free() {
+	if s.enc != nil {
+		s.enc.Free()
+	}
+}
