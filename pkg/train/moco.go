@@ -308,6 +308,13 @@ func (m *moco) gradBuffers() (names []string, values, grads []device.Buffer) {
 	return names, values, grads
 }
 
+// scaleGrads multiplies every gradient of f_q by a.
+func (m *moco) scaleGrads(a float32) {
+	for _, g := range m.grads {
+		m.be.Scale(a, m.lossPlan.Buffer(g))
+	}
+}
+
 // finite reports whether x is neither NaN nor ±Inf.
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 

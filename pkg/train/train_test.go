@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -186,5 +187,78 @@ func TestInterruptSavesAndResumeRefusesBadCheckpoints(t *testing.T) {
 	other.MoCo.K = 128
 	if _, err := Pretrain(context.Background(), other, Options{Progress: io.Discard, Resume: last}); err == nil || !strings.Contains(err.Error(), "moco.k") {
 		t.Errorf("resume with another queue size: err = %v, want one naming moco.k", err)
+	}
+}
+
+func TestSymmetricLossEnqueuesBothViews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network")
+	}
+	dir := t.TempDir()
+	cfg := ciConfig(t, dir)
+	cfg.MoCo.Symmetric, cfg.MoCo.K, cfg.MoCHi.MixStartEpoch = true, 320, 0
+	cfg.Data.Limit, cfg.Optim.Epochs, cfg.Eval.KNNEvery = 128, 1, 0
+	sum, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := checkpoint.Load(sum.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decodeState(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 steps × 2·32 keys = 256 keys written into a queue of 320
+	if st.Queue.Ptr != 256 {
+		t.Errorf("queue pointer %d after 4 symmetric steps of batch 32, want 256", st.Queue.Ptr)
+	}
+	seen := map[int64]int{}
+	for _, m := range st.Queue.Meta[:256] {
+		seen[m.Index]++
+	}
+	for idx, n := range seen {
+		if n != 2 {
+			t.Errorf("image %d has %d keys in the queue, want 2 (one per view)", idx, n)
+		}
+	}
+	if len(seen) != 128 {
+		t.Errorf("%d distinct images in the queue, want 128", len(seen))
+	}
+}
+
+// TestNaNLossStops resumes from a checkpoint whose weights hold a NaN: the
+// first step's loss is NaN, the run must stop with a clear error and leave
+// the checkpoint as it was.
+func TestNaNLossStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network")
+	}
+	dir := t.TempDir()
+	cfg := ciConfig(t, dir)
+	cfg.Eval.KNNEvery = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Pretrain(ctx, cfg, Options{Progress: io.Discard}); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	last := filepath.Join(dir, "checkpoints", "last.ckpt")
+	c, err := checkpoint.Load(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Tensors[prefixQ+"conv1.weight"]
+	w.Data[0] = float32(math.NaN())
+	if err := checkpoint.Save(last, c); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(last)
+	_, err = Pretrain(context.Background(), cfg, Options{Progress: io.Discard, Resume: last})
+	if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), "last.ckpt") {
+		t.Fatalf("NaN loss: err = %v, want an error naming NaN and the last good checkpoint", err)
+	}
+	if after, _ := os.ReadFile(last); string(after) != string(before) {
+		t.Error("the NaN run overwrote the last checkpoint")
 	}
 }

@@ -63,6 +63,7 @@ type trainer struct {
 	test   data.Dataset // nil without the kNN monitor
 	loader *data.TwoViewLoader
 	spec   MoCoSpec
+	sym    *symmetricBatch // nil unless moco.symmetric
 	model  *moco
 	opt    *optim.SGD
 	sched  optim.Schedule
@@ -137,9 +138,6 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MoCo.Symmetric {
-		return nil, fmt.Errorf("moco.symmetric: the symmetric loss is not built yet; set moco.symmetric to false")
-	}
 	t := &trainer{cfg: cfg, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
 	if t.be == nil {
 		t.be = cpu.New(0)
@@ -169,11 +167,17 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.spec = MoCoSpec{Net: rc, B: cfg.Optim.Batch, C: t.train.Channels(), H: size, W: size,
+	// The symmetric loss (MoCo's CIFAR demo: ctr(q1, k2) + ctr(q2, k1)) runs
+	// both views as queries in one batch of 2B, [x1; x2] against keys
+	// [k2; k1]: with split-BN each group holds one view, as two passes would.
+	t.spec = MoCoSpec{Net: rc, B: cfg.KeysPerStep(), C: t.train.Channels(), H: size, W: size,
 		K: cfg.MoCo.K, M: cfg.MoCo.M, QueueSeed: uint64(cfg.Run.Seed) + 1,
 		Mix: hardneg.Config{N: cfg.MoCHi.N, S: cfg.MoCHi.S, SPrime: cfg.MoCHi.SPrime, Tau: cfg.MoCo.Tau,
 			GradThroughQueryMix: cfg.MoCHi.GradThroughHPrime, ClassOracle: cfg.MoCHi.ClassOracle,
 			MixStartEpoch: cfg.MoCHi.MixStartEpoch}}
+	if cfg.MoCo.Symmetric {
+		t.sym = &symmetricBatch{}
+	}
 	if t.sched, err = schedule(cfg); err != nil {
 		return nil, err
 	}
@@ -390,16 +394,26 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 			}
 		}
 		perm = keyPermutation(t.bnRNG, t.spec.B, perm)
-		loss, err := t.model.step(b.Query, b.Key, perm, plan, b.Label)
+		xq, xk, index, labels := b.Query, b.Key, b.Index, b.Label
+		if t.sym != nil {
+			xq, xk, index, labels = t.sym.views(b)
+		}
+		loss, err := t.model.step(xq, xk, perm, plan, labels)
 		if err != nil {
 			return false, err
+		}
+		if t.sym != nil {
+			// the loss is the sum of the two directions, each a mean over B:
+			// twice the mean over the 2B rows the graph averages
+			loss *= 2
+			t.model.scaleGrads(2)
 		}
 		if !finite(loss) {
 			return false, fmt.Errorf("loss is %v at epoch %d step %d: training diverged; the last good checkpoint is %s — lower optim.lr or raise moco.tau and resume from it",
 				loss, t.epoch, t.step, filepath.Join(t.dir, "checkpoints", "last.ckpt"))
 		}
 		t.opt.Step(lr)
-		if err := t.model.enqueue(b.Index, b.Label); err != nil {
+		if err := t.model.enqueue(index, labels); err != nil {
 			return false, err
 		}
 		if err := t.be.Sync(); err != nil {
@@ -420,4 +434,20 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 		t.prog.step(m)
 	}
 	return true, nil
+}
+
+// symmetricBatch lays out the symmetric loss's batch: queries [x1; x2] and
+// keys [x2; x1], so that row i of the queries meets its positive at row i
+// of the keys; the keys [k(x2); k(x1)] are all enqueued.
+type symmetricBatch struct {
+	q, k          []float32
+	index, labels []int
+}
+
+func (s *symmetricBatch) views(b *data.Batch) (xq, xk []float32, index, labels []int) {
+	s.q = append(append(s.q[:0], b.Query...), b.Key...)
+	s.k = append(append(s.k[:0], b.Key...), b.Query...)
+	s.index = append(append(s.index[:0], b.Index...), b.Index...)
+	s.labels = append(append(s.labels[:0], b.Label...), b.Label...)
+	return s.q, s.k, s.index, s.labels
 }
