@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -348,6 +350,83 @@ func TestLinearEval(t *testing.T) {
 	}
 }
 
+// TestLinearEvalAugment runs the probe on augmented train views: the
+// report says so, the run is reproducible from run.seed, and it differs
+// from the probe on the cached, un-augmented features.
+func TestLinearEvalAugment(t *testing.T) {
+	ckpt := pretrained(t, "mochi")
+	old := augmentWarnAfter
+	augmentWarnAfter = 0 // every CPU run warns: check the warning
+	t.Cleanup(func() { augmentWarnAfter = old })
+	type report struct {
+		Checkpoints []eval.CheckpointReport `json:"checkpoints"`
+		Augment     struct {
+			Enabled   bool      `json:"enabled"`
+			AppliesTo []string  `json:"applies_to"`
+			Scale     []float64 `json:"random_resized_crop_scale"`
+			Ratio     []float64 `json:"random_resized_crop_ratio"`
+			Flip      float64   `json:"flip_prob"`
+			Seed      int64     `json:"seed"`
+		} `json:"probe_augment"`
+	}
+	linearEval := func(extra ...string) (report, string, string) {
+		t.Helper()
+		jsonPath := filepath.Join(t.TempDir(), "report.json")
+		args := append([]string{"linear-eval", "--checkpoint", ckpt, "--json", jsonPath, "--set", "eval.linear_epochs=3"}, extra...)
+		out, errOut, err := run(t, args...)
+		if err != nil {
+			t.Fatalf("mochi %v: %v\n%s", args, err, errOut)
+		}
+		raw, err := os.ReadFile(jsonPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r report
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatalf("report %s: %v", jsonPath, err)
+		}
+		if len(r.Checkpoints) != 1 || r.Checkpoints[0].LinearTop1 == nil || r.Checkpoints[0].LinearTop5 == nil || len(r.Checkpoints[0].LinearLoss) != 3 {
+			t.Fatalf("report %s: %+v, want one row with top-1, top-5 and 3 losses", jsonPath, r.Checkpoints)
+		}
+		return r, out, errOut
+	}
+
+	a, out, errOut := linearEval("--augment")
+	mustContain(t, "progress", errOut,
+		"probe train augmentation: RandomResizedCrop(scale 0.08–1, ratio 3/4–4/3) + horizontal flip p=0.5",
+		"mochi/last: augmented train features: 256 images through the backbone",
+		"warning: --augment on the CPU",
+		"probe epoch 1/3  lr 30 ", "probe epoch 2/3  lr 3 ", "probe epoch 3/3  lr 3 ", "(augmented features ")
+	mustContain(t, "table", out, "linear probe of mochi/last trained on augmented views")
+	aug := a.Augment
+	if !aug.Enabled || fmt.Sprint(aug.AppliesTo) != "[mochi/last]" || fmt.Sprint(aug.Scale) != "[0.08 1]" ||
+		!near(aug.Ratio[0], 0.75, 1e-12) || !near(aug.Ratio[1], 4.0/3, 1e-12) || aug.Flip != 0.5 || aug.Seed != 1 {
+		t.Errorf("probe_augment %+v, want enabled for mochi/last with scale 0.08–1, ratio 3/4–4/3, flip 0.5, seed 1", aug)
+	}
+	top1, top5 := *a.Checkpoints[0].LinearTop1, *a.Checkpoints[0].LinearTop5
+	if top1 < 0 || top5 > 1 || top5 < top1 {
+		t.Errorf("augmented probe: top-1 %v, top-5 %v; want 0 ≤ top-1 ≤ top-5 ≤ 1", top1, top5)
+	}
+
+	b, _, _ := linearEval("--augment")
+	ra, rb := a.Checkpoints[0], b.Checkpoints[0]
+	if *rb.LinearTop1 != *ra.LinearTop1 || *rb.LinearTop5 != *ra.LinearTop5 || !slices.Equal(rb.LinearLoss, ra.LinearLoss) {
+		t.Errorf("same seed, different reports: top-1 %v / %v, top-5 %v / %v, losses %v / %v",
+			*ra.LinearTop1, *rb.LinearTop1, *ra.LinearTop5, *rb.LinearTop5, ra.LinearLoss, rb.LinearLoss)
+	}
+	c, _, _ := linearEval("--augment", "--set", "run.seed=2")
+	if slices.Equal(c.Checkpoints[0].LinearLoss, a.Checkpoints[0].LinearLoss) || c.Augment.Seed != 2 {
+		t.Errorf("run.seed 1 and 2 give the same augmented probe (losses %v): the views do not follow the seed", a.Checkpoints[0].LinearLoss)
+	}
+	plain, _, errPlain := linearEval()
+	if plain.Augment.Enabled || strings.Contains(errPlain, "augment") {
+		t.Errorf("without --augment the report says %+v and the log mentions augmentation:\n%s", plain.Augment, errPlain)
+	}
+	if slices.Equal(plain.Checkpoints[0].LinearLoss, a.Checkpoints[0].LinearLoss) {
+		t.Errorf("the probe on augmented views has the losses of the one on cached features (%v)", a.Checkpoints[0].LinearLoss)
+	}
+}
+
 // TestLinearEvalPixelsOnly runs the baseline from a config alone.
 func TestLinearEvalPixelsOnly(t *testing.T) {
 	if _, err := os.Stat(fashionMNIST); err != nil {
@@ -542,6 +621,10 @@ func TestEvalErrors(t *testing.T) {
 			want: []string{"dataset mismatch", "cifar10/train", "3×32×32", "trained on 1×28×28", "data.kind"}},
 		{name: "dataset mismatch (analyze)", args: []string{"analyze-uniformity", "--checkpoint", ckpt, "--config", cifar}, fakeData: true,
 			want: []string{"dataset mismatch", "cifar10/test", "3×32×32"}},
+		{name: "augment without checkpoint", args: []string{"linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--augment"},
+			want: []string{"--augment needs --checkpoint", "un-augmented pixels"}},
+		{name: "bad augment scale", args: []string{"linear-eval", "--checkpoint", ckpt, "--augment", "--augment-scale-min", "0"},
+			want: []string{"--augment-scale-min 0", "(0, 1]"}},
 		{name: "bad pairs", args: []string{"analyze-uniformity", "--checkpoint", ckpt, "--pairs", "0"},
 			want: []string{"--pairs 0"}},
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -38,6 +40,15 @@ and top-1 / top-5 are reported on data.test_split (--standardize rescales each
 feature to zero mean and unit variance first). --knn adds the weighted kNN
 classifier (k = eval.knn_k, t = eval.knn_t) on the same features.
 
+--augment trains the probe as MoCo's main_lincls.py does, on augmented train
+images: every probe epoch runs the frozen backbone on a fresh view of each
+train image (RandomResizedCrop with scale --augment-scale-min–1 and ratio
+3/4–4/3, horizontal flip p = 0.5, then normalisation), drawn from run.seed, the
+epoch and the image alone. The test split stays un-augmented and cached; kNN and
+the pixel baseline use the un-augmented features. Each probe epoch then costs a
+pass of the backbone over the train split: after the first epoch the estimated
+total goes to stderr (a warning when it is long on the CPU).
+
 Without --config the run's own config (saved in the checkpoint) is used; with
 it, its model section must describe the checkpoint's network and its data and
 eval sections are used. Override flags (--set eval.linear_epochs=50, …) apply
@@ -51,7 +62,8 @@ The table goes to stdout, progress to stderr, and the JSON report next to the
 checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 		Example: `  mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --knn
   mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --baseline pixels
-  mochi linear-eval --config configs/fashion-mnist.yaml --baseline pixels --knn`,
+  mochi linear-eval --config configs/fashion-mnist.yaml --baseline pixels --knn
+  mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --augment`,
 		Args: cobra.NoArgs,
 		RunE: runLinearEval,
 	}
@@ -62,6 +74,8 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 	f.String("baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
 	f.Bool("knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
 	f.Bool("standardize", false, "standardise every backbone feature with the training split's mean and std before the probe (off in MoCo's recipe; try it when lr 30 diverges)")
+	f.Bool("augment", false, "train the probe on freshly augmented train images every epoch (RandomResizedCrop + flip, through the frozen backbone); slower: one backbone pass over the train split per probe epoch")
+	f.Float64("augment-scale-min", data.LinearEvalScaleMin, "smallest area fraction of --augment's RandomResizedCrop")
 	f.String("cache-dir", "", "feature cache folder (default <run dir of the checkpoint>/features)")
 	f.String("json", "", "JSON report path (default <checkpoint without .ckpt>.linear-eval.json)")
 	return cmd
@@ -75,7 +89,13 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	cacheDir, _ := f.GetString("cache-dir")
 	jsonPath, _ := f.GetString("json")
 	standardize, _ := f.GetBool("standardize")
+	augment, _ := f.GetBool("augment")
+	scaleMin, _ := f.GetFloat64("augment-scale-min")
 	switch {
+	case augment && ckpt == "":
+		return errors.New("--augment needs --checkpoint: it augments the images fed to a checkpoint's backbone (the pixel baseline is probed on un-augmented pixels)")
+	case !(scaleMin > 0 && scaleMin <= 1):
+		return fmt.Errorf("--augment-scale-min %v: must be in (0, 1]; MoCo uses %v", scaleMin, data.LinearEvalScaleMin)
 	case baseline != "" && baseline != "pixels":
 		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", baseline)
 	case ckpt == "" && baseline == "":
@@ -119,7 +139,21 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
 		trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
 
-	var report eval.Report
+	report := linearEvalReport{ProbeAugment: probeAugment{Enabled: augment}}
+	var trainAug data.AugmentConfig
+	if augment {
+		if trainSet.Height() != trainSet.Width() {
+			return fmt.Errorf("--augment: %s has %d×%d images; the augmentation makes square views, so it needs square images", trainSet.Name(), trainSet.Height(), trainSet.Width())
+		}
+		trainAug = data.LinearEvalAugment(trainSet.Height(), aug.Mean, aug.Std)
+		trainAug.ScaleMin = scaleMin
+		report.ProbeAugment = probeAugment{
+			Enabled: true, CropScale: []float64{trainAug.ScaleMin, trainAug.ScaleMax},
+			CropRatio: []float64{data.CropRatioMin, data.CropRatioMax}, FlipProb: trainAug.FlipProb, Seed: cfg.Run.Seed,
+		}
+		fmt.Fprintf(log, "probe train augmentation: RandomResizedCrop(scale %g–%g, ratio 3/4–4/3) + horizontal flip p=%g, a fresh view of every train image each epoch\n",
+			trainAug.ScaleMin, trainAug.ScaleMax, trainAug.FlipProb)
+	}
 	if p != nil {
 		be, err := openBackend(cfg.Run.Device)
 		if err != nil {
@@ -138,7 +172,13 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
-		r, err := probeAndKNN(checkpointName(p), trainX, trainY, testX, testY, probe, cfg, withKNN, log)
+		name := checkpointName(p)
+		var views *augmentedViews
+		if augment {
+			views = src.augmented(name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
+			report.ProbeAugment.AppliesTo = []string{name}
+		}
+		r, err := probeAndKNN(name, trainX, trainY, testX, testY, views, probe, cfg, withKNN, log)
 		if err != nil {
 			return err
 		}
@@ -155,7 +195,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		}
 		pix := probe
 		pix.Standardize = true // lr 30 on raw pixels diverges without it
-		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, pix, cfg, withKNN, log)
+		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, withKNN, log)
 		if err != nil {
 			return err
 		}
@@ -171,15 +211,62 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
 		return fmt.Errorf("report folder: %w", err)
 	}
-	if err := report.WriteJSON(jsonPath); err != nil {
+	if err := report.writeJSON(jsonPath); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
 	if err := report.Table(out); err != nil {
 		return err
 	}
+	if augment {
+		fmt.Fprintf(out, "linear probe of %s trained on augmented views (RandomResizedCrop scale %g–%g + flip p=%g)\n",
+			strings.Join(report.ProbeAugment.AppliesTo, ", "), trainAug.ScaleMin, trainAug.ScaleMax, trainAug.FlipProb)
+	}
 	_, err = fmt.Fprintf(out, "report: %s\n", jsonPath)
 	return err
+}
+
+// linearEvalReport is linear-eval's JSON report: the rows of eval.Report
+// (read back by eval.ReadReport) and how the probe's training images were fed.
+type linearEvalReport struct {
+	eval.Report
+	ProbeAugment probeAugment `json:"probe_augment"`
+}
+
+// probeAugment records the linear probe's train augmentation.
+type probeAugment struct {
+	// Enabled is true with --augment.
+	Enabled bool `json:"enabled"`
+	// AppliesTo names the rows whose probe saw augmented views (never the
+	// pixel baseline).
+	AppliesTo []string `json:"applies_to,omitempty"`
+	// CropScale and CropRatio are RandomResizedCrop's area-fraction and
+	// aspect-ratio ranges, FlipProb the horizontal-flip probability.
+	CropScale []float64 `json:"random_resized_crop_scale,omitempty"`
+	CropRatio []float64 `json:"random_resized_crop_ratio,omitempty"`
+	FlipProb  float64   `json:"flip_prob,omitempty"`
+	// Seed is the run.seed the views were drawn from.
+	Seed int64 `json:"seed,omitempty"`
+}
+
+// writeJSON writes the report to path as indented JSON.
+func (r linearEvalReport) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	return nil
+}
+
+// dataWorkers is data.workers with 0 meaning one per CPU core.
+func dataWorkers(n int) int {
+	if n == 0 {
+		return runtime.NumCPU()
+	}
+	return n
 }
 
 // probeConfig maps the eval section onto MoCo's linear-evaluation recipe.
@@ -193,22 +280,37 @@ func probeConfig(cfg *config.Config, classes int) eval.ProbeConfig {
 }
 
 // probeAndKNN trains the linear probe (and, with withKNN, runs the weighted
-// kNN) on one set of features and reports both on the test features.
-func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int,
+// kNN) on one set of features and reports both on the test features. With
+// views the probe trains on them, a fresh set each epoch, instead of trainX
+// (which the kNN still uses).
+func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, views *augmentedViews,
 	pc eval.ProbeConfig, cfg *config.Config, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
 	r := eval.CheckpointReport{Name: name}
-	// A line per epoch for short probes, every 10 epochs for long ones.
+	// A line per epoch for short probes and for augmented ones (each epoch
+	// runs the backbone), every 10 epochs for long ones otherwise.
 	every := 1
-	if pc.Epochs > 20 {
+	if pc.Epochs > 20 && views == nil {
 		every = 10
 	}
 	pc.Progress = func(e eval.ProbeEpoch) {
 		if (e.Epoch+1)%every == 0 || e.Epoch+1 == pc.Epochs {
-			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %g  loss %.4f\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss)
+			cost := ""
+			if views != nil {
+				cost = fmt.Sprintf("  (augmented features %.1fs)", views.last.Seconds())
+			}
+			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
 		}
 	}
 	start := time.Now()
-	res, err := eval.LinearProbe(trainX, trainY, testX, testY, pc)
+	var (
+		res eval.ProbeResult
+		err error
+	)
+	if views != nil {
+		res, err = eval.LinearProbeEpochs(views.features, testX, testY, pc)
+	} else {
+		res, err = eval.LinearProbe(trainX, trainY, testX, testY, pc)
+	}
 	if err != nil {
 		return r, fmt.Errorf("%s: linear probe: %w", name, err)
 	}
@@ -358,6 +460,7 @@ type featureSource struct {
 	std   []float32
 	log   io.Writer
 	enc   *train.Encoder
+	batch int // the encoder's batch
 }
 
 // key names everything the features depend on: the checkpoint's bytes, the
@@ -383,7 +486,7 @@ func (s *featureSource) encoder(batch int) (*train.Encoder, error) {
 		if err != nil {
 			return nil, fmt.Errorf("building the encoder of %s: %w", s.p.Path, err)
 		}
-		s.enc = enc
+		s.enc, s.batch = enc, batch
 	}
 	return s.enc, nil
 }
@@ -415,6 +518,69 @@ func (s *featureSource) features(ds data.Dataset, split string) (eval.Matrix, []
 	}
 	fmt.Fprintf(s.log, "%s: extracted features %d×%d in %.1fs, cached in %s\n", ds.Name(), m.N, m.D, time.Since(start).Seconds(), s.cache.Path(key))
 	return m, labels, nil
+}
+
+// augmentWarnAfter is the estimated time of the augmented probe's feature
+// passes on the CPU above which linear-eval warns.
+var augmentWarnAfter = 10 * time.Minute
+
+// augmentedViews feeds the linear probe the backbone features of freshly
+// augmented train images, one set per epoch.
+type augmentedViews struct {
+	features eval.TrainFeatures
+	last     time.Duration // what the latest epoch's features took
+}
+
+// augmented returns the per-epoch provider for the probe of the
+// checkpoint called name: epoch e's features are the backbone's outputs for
+// the views of ds that data.AugmentedBatches draws from (seed, e). After the
+// first epoch it prints the estimated cost of all epochs, as a warning when
+// it is long on the CPU.
+func (s *featureSource) augmented(name string, ds data.Dataset, aug data.AugmentConfig, seed uint64, workers, epochs int, device string) *augmentedViews {
+	v := &augmentedViews{}
+	v.features = func(epoch int) (eval.Matrix, []int, error) {
+		enc, err := s.encoder(min(256, ds.Len()))
+		if err != nil {
+			return eval.Matrix{}, nil, err
+		}
+		start := time.Now()
+		out := make([]float32, 0, ds.Len()*enc.OutputDim())
+		labels := make([]int, 0, ds.Len())
+		err = data.AugmentedBatches(ds, aug, seed, epoch, s.batch, workers, func(x []float32, lab []int, _ []int) error {
+			f, err := enc.Embed(x, len(lab))
+			if err != nil {
+				return err
+			}
+			out = append(out, f...)
+			labels = append(labels, lab...)
+			return nil
+		})
+		if err != nil {
+			return eval.Matrix{}, nil, fmt.Errorf("augmented features of %s, epoch %d: %w", ds.Name(), epoch, err)
+		}
+		v.last = time.Since(start)
+		if epoch == 0 {
+			total := v.last * time.Duration(epochs)
+			fmt.Fprintf(s.log, "%s: augmented train features: %d images through the backbone in %.1fs per probe epoch, about %s for %d epochs\n",
+				name, ds.Len(), v.last.Seconds(), roughDuration(total), epochs)
+			if device == "cpu" && total > augmentWarnAfter {
+				fmt.Fprintf(s.log, "warning: --augment on the CPU runs the backbone over all %d train images every probe epoch: about %s in all; use run.device cuda, fewer eval.linear_epochs or a smaller data.limit, or leave out --augment to probe the cached features\n",
+					ds.Len(), total.Round(time.Minute))
+			}
+		}
+		m, err := eval.NewMatrix(out, len(labels), enc.OutputDim())
+		return m, labels, err
+	}
+	return v
+}
+
+// roughDuration prints d to a tenth of a second below a minute, to the
+// second above.
+func roughDuration(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
 }
 
 // free releases the encoder, if one was built.

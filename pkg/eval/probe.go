@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -101,28 +102,52 @@ type ProbeResult struct {
 // layer with bias, softmax cross-entropy) on frozen training features with
 // SGD + momentum and evaluates it on the test features.
 func LinearProbe(train Matrix, trainLabels []int, test Matrix, testLabels []int, cfg ProbeConfig) (ProbeResult, error) {
-	if err := train.validate("probe train features"); err != nil {
-		return ProbeResult{}, err
-	}
+	same := func(int) (Matrix, []int, error) { return train, trainLabels, nil }
+	return linearProbe(same, true, test, testLabels, cfg)
+}
+
+// TrainFeatures supplies the probe's training features of one 0-based
+// epoch and their labels: the features of freshly augmented images, for
+// MoCo's linear evaluation with augmentation. Every epoch must give the
+// same dimension; the number of rows may change.
+type TrainFeatures func(epoch int) (Matrix, []int, error)
+
+// LinearProbeEpochs is LinearProbe with training features that may change
+// from epoch to epoch: trainFeatures is called once per epoch, in order,
+// before that epoch's SGD steps. With Standardize the statistics are those
+// of epoch 0's features, kept for every epoch and for the test features. A
+// provider that returns the same features every epoch gives LinearProbe's
+// result exactly.
+func LinearProbeEpochs(trainFeatures TrainFeatures, test Matrix, testLabels []int, cfg ProbeConfig) (ProbeResult, error) {
+	return linearProbe(trainFeatures, false, test, testLabels, cfg)
+}
+
+// linearProbe is the training loop of LinearProbe and LinearProbeEpochs.
+// With fixed the provider is asked for epoch 0 only and its features (once
+// standardised) serve every epoch.
+func linearProbe(trainFeatures TrainFeatures, fixed bool, test Matrix, testLabels []int, cfg ProbeConfig) (ProbeResult, error) {
 	if err := test.validate("probe test features"); err != nil {
 		return ProbeResult{}, err
 	}
 	switch {
-	case train.D != test.D:
-		return ProbeResult{}, fmt.Errorf("eval: probe train features have dimension %d but test features %d; extract both with the same encoder", train.D, test.D)
-	case len(trainLabels) != train.N || len(testLabels) != test.N:
-		return ProbeResult{}, fmt.Errorf("eval: probe has %d train labels for %d rows and %d test labels for %d rows", len(trainLabels), train.N, len(testLabels), test.N)
-	case train.N == 0 || test.N == 0:
-		return ProbeResult{}, fmt.Errorf("eval: probe needs at least one train and one test feature (got %d and %d)", train.N, test.N)
+	case len(testLabels) != test.N:
+		return ProbeResult{}, fmt.Errorf("eval: probe has %d test labels for %d rows", len(testLabels), test.N)
+	case test.N == 0:
+		return ProbeResult{}, errors.New("eval: probe needs at least one test feature")
 	case cfg.Epochs <= 0 || cfg.BatchSize <= 0 || !(cfg.LR > 0) || cfg.Momentum < 0 || cfg.InitStd < 0:
 		return ProbeResult{}, fmt.Errorf("eval: probe config needs epochs > 0, batch size > 0, lr > 0, momentum ≥ 0, init std ≥ 0 (got %d, %d, %v, %v, %v); start from DefaultProbeConfig", cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Momentum, cfg.InitStd)
+	}
+	train, trainLabels, err := epochFeatures(trainFeatures, 0, test.D)
+	if err != nil {
+		return ProbeResult{}, err
 	}
 	classes, err := numClasses(cfg.Classes, trainLabels, testLabels)
 	if err != nil {
 		return ProbeResult{}, err
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d6f6368692d7072)) // "mochi-pr"
-	m := LinearModel{D: train.D, Classes: classes, W: make([]float32, train.D*classes), B: make([]float32, classes)}
+	d := test.D
+	m := LinearModel{D: d, Classes: classes, W: make([]float32, d*classes), B: make([]float32, classes)}
 	for i := range m.W {
 		m.W[i] = float32(rng.NormFloat64() * cfg.InitStd)
 	}
@@ -131,20 +156,33 @@ func LinearProbe(train Matrix, trainLabels []int, test Matrix, testLabels []int,
 		train = m.standardize(train)
 	}
 
-	d := train.D
 	vW := make([]float32, len(m.W)) // momentum buffers
 	vB := make([]float32, classes)
 	gW := make([]float32, len(m.W))
 	gB := make([]float32, classes)
-	xb := make([]float32, min(cfg.BatchSize, train.N)*d) // B×D gathered batch
-	yb := make([]int, 0, cfg.BatchSize)
-	scratch := make([]float32, min(cfg.BatchSize, train.N)*classes)
-	perm := make([]int, train.N)
-	for i := range perm {
-		perm[i] = i
-	}
+	var (
+		xb, scratch []float32 // B×D gathered batch, B×C logits
+		yb, perm    []int
+	)
 	res := ProbeResult{LossCurve: make([]float64, 0, cfg.Epochs)}
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+		if epoch > 0 && !fixed {
+			if train, trainLabels, err = epochFeatures(trainFeatures, epoch, d); err != nil {
+				return ProbeResult{}, err
+			}
+			if err := checkLabels(trainLabels, classes, epoch); err != nil {
+				return ProbeResult{}, err
+			}
+			train = m.standardize(train) // a no-op without statistics
+		}
+		if len(perm) != train.N {
+			perm = make([]int, train.N)
+			for i := range perm {
+				perm[i] = i
+			}
+			b := min(cfg.BatchSize, train.N)
+			xb, yb, scratch = make([]float32, b*d), make([]int, 0, b), make([]float32, b*classes)
+		}
 		lr := cfg.lrAt(epoch)
 		rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		var lossSum float64
@@ -173,6 +211,38 @@ func LinearProbe(train Matrix, trainLabels []int, test Matrix, testLabels []int,
 	res.Model = m
 	res.Top1, res.Top5 = m.accuracy(test, testLabels)
 	return res, nil
+}
+
+// epochFeatures calls the provider for one epoch and checks its answer
+// against the test features' dimension d.
+func epochFeatures(trainFeatures TrainFeatures, epoch, d int) (Matrix, []int, error) {
+	train, labels, err := trainFeatures(epoch)
+	if err != nil {
+		return Matrix{}, nil, fmt.Errorf("eval: probe train features of epoch %d: %w", epoch, err)
+	}
+	if err := train.validate("probe train features"); err != nil {
+		return Matrix{}, nil, err
+	}
+	switch {
+	case train.D != d:
+		return Matrix{}, nil, fmt.Errorf("eval: probe train features have dimension %d but test features %d; extract both with the same encoder", train.D, d)
+	case len(labels) != train.N:
+		return Matrix{}, nil, fmt.Errorf("eval: probe has %d train labels for %d rows (epoch %d)", len(labels), train.N, epoch)
+	case train.N == 0:
+		return Matrix{}, nil, fmt.Errorf("eval: probe needs at least one train feature (epoch %d has none)", epoch)
+	}
+	return train, labels, nil
+}
+
+// checkLabels reports a label outside [0, classes) in a later epoch's
+// training labels (epoch 0's were checked when the classes were counted).
+func checkLabels(labels []int, classes, epoch int) error {
+	for i, l := range labels {
+		if l < 0 || l >= classes {
+			return fmt.Errorf("eval: probe train label %d at row %d of epoch %d is outside [0, %d); every epoch must use the classes of epoch 0", l, i, epoch, classes)
+		}
+	}
+	return nil
 }
 
 // sgdMomentumStep applies PyTorch's SGD with momentum to w in place:

@@ -1,9 +1,11 @@
 package eval
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -245,6 +247,238 @@ func TestLinearProbeErrors(t *testing.T) {
 	}
 	if _, err := LinearProbe(good, []int{0, 2}, good, []int{0, 1}, ProbeConfig{Epochs: 1, LR: 1, BatchSize: 1, Classes: 2}); err == nil {
 		t.Fatal("label ≥ Classes accepted")
+	}
+}
+
+// jittered returns x with N(0, σ²) noise drawn from (seed, epoch): the
+// stand-in for the features of one epoch's augmented images.
+func jittered(x Matrix, sigma float64, seed uint64, epoch int) Matrix {
+	rng := rand.New(rand.NewPCG(seed, uint64(epoch)))
+	out := x.clone()
+	for i := range out.Data {
+		out.Data[i] += float32(sigma * rng.NormFloat64())
+	}
+	return out
+}
+
+func TestLinearProbeEpochsConstantProviderIsLinearProbe(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	x, y := clusters(rng, 500, 12, 6, 0.6, 1)
+	trX, trY, teX, teY := split(x, y, 350)
+	for _, standardize := range []bool{false, true} {
+		cfg := shortProbe()
+		cfg.BatchSize, cfg.WeightDecay, cfg.Standardize = 64, 1e-4, standardize
+		want, err := LinearProbe(trX, trY, teX, teY, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls []int
+		// A fresh copy every epoch: equality must not rest on the same slice.
+		same := func(epoch int) (Matrix, []int, error) {
+			calls = append(calls, epoch)
+			return trX.clone(), slices.Clone(trY), nil
+		}
+		got, err := LinearProbeEpochs(same, teX, teY, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(calls, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}) {
+			t.Fatalf("standardize %v: provider called for epochs %v, want 0…19 once each in order", standardize, calls)
+		}
+		if !slices.Equal(got.LossCurve, want.LossCurve) || !slices.Equal(got.Model.W, want.Model.W) ||
+			!slices.Equal(got.Model.B, want.Model.B) || !slices.Equal(got.Model.Mean, want.Model.Mean) ||
+			!slices.Equal(got.Model.Std, want.Model.Std) || got.Top1 != want.Top1 || got.Top5 != want.Top5 {
+			t.Fatalf("standardize %v: LinearProbeEpochs with the same features every epoch differs from LinearProbe:\nloss %v\nwant %v", standardize, got.LossCurve, want.LossCurve)
+		}
+	}
+}
+
+// refProbeEpochs is the probe written out in float64: the same seeded
+// stream for the N(0, InitStd²) init and the per-epoch shuffle, then for
+// every epoch e the features of provider(e), softmax cross-entropy
+// gradients per minibatch and PyTorch's SGD with momentum.
+func refProbeEpochs(provider TrainFeatures, classes int, cfg ProbeConfig) (w, b, losses []float64) {
+	x0, _, _ := provider(0)
+	d := x0.D
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d6f6368692d7072))
+	w, b = make([]float64, d*classes), make([]float64, classes)
+	for i := range w {
+		w[i] = rng.NormFloat64() * cfg.InitStd
+	}
+	vw, vb := make([]float64, len(w)), make([]float64, classes)
+	perm := make([]int, x0.N)
+	for i := range perm {
+		perm[i] = i
+	}
+	for epoch := range cfg.Epochs {
+		x, y, _ := provider(epoch)
+		lr := cfg.LR
+		for _, m := range cfg.Milestones {
+			if epoch >= m {
+				lr *= cfg.Gamma
+			}
+		}
+		rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		var lossSum float64
+		for lo := 0; lo < x.N; lo += cfg.BatchSize {
+			rows := perm[lo:min(lo+cfg.BatchSize, x.N)]
+			gw, gb := make([]float64, len(w)), make([]float64, classes)
+			for _, r := range rows {
+				z := make([]float64, classes)
+				var s float64
+				for c := range z {
+					z[c] = b[c]
+					for j, v := range x.Row(r) {
+						z[c] += float64(v) * w[j*classes+c]
+					}
+					s += math.Exp(z[c])
+				}
+				lossSum += math.Log(s) - z[y[r]]
+				for c := range z {
+					p := math.Exp(z[c]) / s
+					if c == y[r] {
+						p--
+					}
+					p /= float64(len(rows))
+					gb[c] += p
+					for j, v := range x.Row(r) {
+						gw[j*classes+c] += float64(v) * p
+					}
+				}
+			}
+			for _, u := range []struct{ p, g, v []float64 }{{w, gw, vw}, {b, gb, vb}} {
+				for i := range u.p {
+					u.v[i] = cfg.Momentum*u.v[i] + u.g[i] + cfg.WeightDecay*u.p[i]
+					u.p[i] -= lr * u.v[i]
+				}
+			}
+		}
+		losses = append(losses, lossSum/float64(x.N))
+	}
+	return w, b, losses
+}
+
+// closeTo reports |got − want| ≤ tol·(1 + |want|).
+func closeTo(got, want, tol float64) bool { return math.Abs(got-want) <= tol*(1+math.Abs(want)) }
+
+func TestLinearProbeEpochsMatchesFloat64Reference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	const classes = 3
+	x, y := clusters(rng, 70, 5, classes, 1, 0.5)
+	trX, trY, teX, teY := split(x, y, 50)
+	cfg := ProbeConfig{Epochs: 5, LR: 0.5, Momentum: 0.9, WeightDecay: 1e-3, Milestones: []int{3}, Gamma: 0.1,
+		BatchSize: 16, InitStd: 0.01, Seed: 7, Classes: classes} // 16 does not divide 50: a partial batch
+	provider := func(epoch int) (Matrix, []int, error) { return jittered(trX, 0.3, 99, epoch), trY, nil }
+	res, err := LinearProbeEpochs(provider, teX, teY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, b, losses := refProbeEpochs(provider, classes, cfg)
+	for e, l := range losses {
+		if !closeTo(res.LossCurve[e], l, 1e-4) {
+			t.Errorf("epoch %d loss %v, float64 reference %v", e, res.LossCurve[e], l)
+		}
+	}
+	for _, p := range []struct {
+		name      string
+		got       []float32
+		reference []float64
+	}{{"W", res.Model.W, w}, {"B", res.Model.B, b}} {
+		for i := range p.reference {
+			if !closeTo(float64(p.got[i]), p.reference[i], 1e-4) {
+				t.Errorf("%s[%d] = %v, float64 reference %v", p.name, i, p.got[i], p.reference[i])
+			}
+		}
+	}
+	// The reference on epoch 0's features alone ends elsewhere: the probe
+	// did train on each epoch's own features.
+	w0, _, _ := refProbeEpochs(func(int) (Matrix, []int, error) { return provider(0) }, classes, cfg)
+	var diff float64
+	for i := range w {
+		diff = max(diff, math.Abs(w[i]-w0[i]))
+	}
+	if diff < 1e-3 {
+		t.Fatalf("weights trained on changing and on fixed features differ by only %v: the test cannot tell them apart", diff)
+	}
+}
+
+func TestLinearProbeEpochsAugmentedFeatures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	x, y := clusters(rng, 3000, 32, 10, 1, 0.3)
+	trX, trY, teX, teY := split(x, y, 2000)
+	run := func(seed uint64, standardize bool) ProbeResult {
+		cfg := shortProbe()
+		cfg.Standardize = standardize
+		seen := map[float32]bool{}
+		provider := func(epoch int) (Matrix, []int, error) {
+			m := jittered(trX, 0.2, seed, epoch)
+			seen[m.Data[0]] = true
+			return m, trY, nil
+		}
+		res, err := LinearProbeEpochs(provider, teX, teY, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != cfg.Epochs {
+			t.Fatalf("%d distinct feature sets over %d epochs", len(seen), cfg.Epochs)
+		}
+		return res
+	}
+	for _, standardize := range []bool{false, true} {
+		a, b, c := run(1, standardize), run(1, standardize), run(2, standardize)
+		if !slices.Equal(a.LossCurve, b.LossCurve) || !slices.Equal(a.Model.W, b.Model.W) {
+			t.Fatalf("standardize %v: same provider seed, different probes", standardize)
+		}
+		if slices.Equal(a.LossCurve, c.LossCurve) {
+			t.Fatalf("standardize %v: provider seeds 1 and 2 give the same loss curve: the features are not used", standardize)
+		}
+		if a.Top1 < 0.99 || a.Top5 < a.Top1 {
+			t.Fatalf("standardize %v: top1 %v top5 %v on separable features with per-epoch noise, want ≥ 0.99 and top5 ≥ top1", standardize, a.Top1, a.Top5)
+		}
+	}
+}
+
+func TestLinearProbeEpochsErrors(t *testing.T) {
+	good := Matrix{N: 2, D: 2, Data: []float32{1, 0, 0, 1}}
+	cfg := ProbeConfig{Epochs: 3, LR: 1, BatchSize: 1}
+	boom := errors.New("boom")
+	for _, c := range []struct {
+		name     string
+		provider TrainFeatures
+		want     string
+	}{
+		{"provider error", func(e int) (Matrix, []int, error) {
+			if e == 1 {
+				return Matrix{}, nil, boom
+			}
+			return good, []int{0, 1}, nil
+		}, "epoch 1: boom"},
+		{"dimension change", func(e int) (Matrix, []int, error) {
+			if e == 2 {
+				return Matrix{N: 1, D: 3, Data: []float32{1, 2, 3}}, []int{0}, nil
+			}
+			return good, []int{0, 1}, nil
+		}, "dimension 3"},
+		{"new class", func(e int) (Matrix, []int, error) {
+			if e == 1 {
+				return good, []int{0, 2}, nil
+			}
+			return good, []int{0, 1}, nil
+		}, "label 2 at row 1 of epoch 1"},
+		{"empty epoch", func(e int) (Matrix, []int, error) {
+			if e == 1 {
+				return Matrix{N: 0, D: 2}, nil, nil
+			}
+			return good, []int{0, 1}, nil
+		}, "epoch 1 has none"},
+	} {
+		_, err := LinearProbeEpochs(c.provider, good, []int{0, 1}, cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+	if _, err := LinearProbeEpochs(func(int) (Matrix, []int, error) { return good, []int{0, 1}, boom }, good, []int{0, 1}, cfg); !errors.Is(err, boom) {
+		t.Errorf("provider error %v does not wrap the provider's", err)
 	}
 }
 
