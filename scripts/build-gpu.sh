@@ -6,6 +6,11 @@
 #   .gpu/mochi-gpu     the mochi binary built with -tags gpu (copy of bin/mochi-gpu;
 #                      `mochi-gpu bench` runs gpu-check.sh steps 2 and 3)
 #   .gpu/gpu-check.sh  a copy of scripts/gpu-check.sh
+#   .gpu/data/         Fashion-MNIST's 10,000 test images and labels, as both the
+#                      train-* and the t10k-* idx files (a small dataset for
+#                      gpu-check.sh step 4; read as kind mnist, whose files have no
+#                      checksums, so the renamed copies are accepted)
+#   .gpu/check.yaml    the step-4 config: MoCHi pretraining, 20 steps
 #
 # Steps: regenerate pkg/device/cuda/kernels/*.ptx from the .cu sources when
 # nvcc is present and a source changed (the PTX is committed, so nvcc is
@@ -102,6 +107,52 @@ build_checked() {
 	echo "build-gpu: $bin needs: $(needed "$bin" | tr '\n' ' ')"
 }
 
+# write_check_data fills $out/data and $out/check.yaml for gpu-check.sh step 4.
+write_check_data() {
+	local src=/usr/share/datasets/fashion-mnist f
+	for f in images-idx3-ubyte labels-idx1-ubyte; do
+		if [ ! -f "$src/t10k-$f.gz" ]; then
+			echo "build-gpu: $src/t10k-$f.gz not found: install dataset-fashion-mnist (bash scripts/setup.sh)" >&2
+			exit 1
+		fi
+	done
+	mkdir -p "$out/data"
+	for f in images-idx3-ubyte labels-idx1-ubyte; do
+		cp "$src/t10k-$f.gz" "$out/data/t10k-$f.gz"
+		cp "$src/t10k-$f.gz" "$out/data/train-$f.gz"
+	done
+	cat >"$out/check.yaml" <<'YAML'
+# gpu-check.sh step 4: MoCHi pretraining on the CPU and on the GPU from the
+# same seed; the per-step losses must agree. 1280 images / batch 64 = 20 steps.
+# Written by scripts/build-gpu.sh.
+model:
+  backbone: resnet18
+  stem: cifar            # 3×3 stride-1 first conv, no max-pool: 28×28 images
+  width: 8
+moco:
+  k: 1024                # K: queue size, 16 batches of keys
+mochi:
+  n: 128                 # MoCHi(128, 64, 32), mixing from the first step
+  s: 64
+  s_prime: 32
+  mix_start_epoch: 0
+optim:
+  batch: 64
+  epochs: 1
+data:
+  kind: mnist            # Fashion-MNIST's test files renamed: kind mnist has no checksums
+  path: .gpu/data
+  limit: 1280
+  workers: 4
+eval:
+  knn_every: 0
+run:
+  seed: 1
+  checkpoint_every: 0
+YAML
+	echo "build-gpu: $out/data (Fashion-MNIST t10k as train and t10k) and $out/check.yaml for gpu-check step 4"
+}
+
 if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
@@ -121,13 +172,14 @@ build_stub
 mkdir -p "$out" bin
 export CGO_LDFLAGS="-L$PWD/$out/stub ${CGO_LDFLAGS:-}"
 # -s -w drops the symbol table and DWARF (stack traces keep their function
-# names): .gpu/ travels to the GPU machine and must stay small (< 40 MB).
+# names): .gpu/ travels to the GPU machine and must stay small (≤ 45 MB).
 ldflags="-s -w"
 build_checked "$out/cuda.test" go test -c -tags "$tags" -ldflags "$ldflags" -o "$out/cuda.test" ./pkg/device/cuda
 build_checked bin/mochi-gpu go build -tags "$tags" -ldflags "$ldflags" -o bin/mochi-gpu ./cmd/mochi
 cp bin/mochi-gpu "$out/mochi-gpu"
 cp scripts/gpu-check.sh "$out/gpu-check.sh"
 chmod +x "$out/gpu-check.sh"
+write_check_data
 echo "build-gpu: done; carry $out/ to the GPU machine and run: bash scripts/gpu-check.sh"
 ls -la "$out"
 du -sh "$out"

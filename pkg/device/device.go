@@ -100,6 +100,9 @@ type MixShape struct {
 	B, D, K, N, S, SPrime int
 }
 
+// PlanCols is the width of a row of the mixing plan: 3·S + 2·SPrime.
+func (s MixShape) PlanCols() int { return 3*s.S + 2*s.SPrime }
+
 // Backend is a device that stores buffers and runs the kernels.
 //
 // Shapes are listed in each method's comment; "(out)" marks a buffer the
@@ -199,23 +202,43 @@ type Backend interface {
 	// SoftmaxCrossEntropyBackward: dlogits (out) = scale·(prob − onehot(label))/tau.
 	SoftmaxCrossEntropyBackward(rows, cols int, tau, scale float32, prob, labels, dlogits Buffer)
 
-	// TopN: idx (out, Int32 rows×n) holds, for each row of x rows×cols, the
-	// indices of its n largest values ordered by value descending, ties by
-	// index ascending.
+	// TopN: idx (out, Int32 rows×n) lists, for each row of x rows×cols, the
+	// indices of its n largest values (ties broken by the lower index) in
+	// ascending index order: a set, listed in the order that is the same on
+	// every backend and costs no sort by value (pkg/hardneg's Q̃_N).
 	TopN(rows, cols, n int, x, idx Buffer)
-	// MixLogits writes the MoCHi extra logits out (out, B×(S+SPrime)) in closed
-	// form from the q·n similarities sim (B×K), the queue (K×D), the top-N
-	// indices top (Int32 B×N) and the plan: for query b and mix t < S,
-	// h = normalize(α·n_i + (1−α)·n_j) with i = top[b, pairI[b,t]],
-	// j = top[b, pairJ[b,t]], α = alpha[b,t], and out[b,t] = q_b·h; for
-	// t' < SPrime, h' = normalize(β·q_b + (1−β)·n_j) with j = top[b, negJ[b,t']],
-	// β = beta[b,t'], and out[b,S+t'] = q_b·h'. pairI, pairJ, negJ are Int32
-	// ranks into the top-N list. normalize(u) = u/max(‖u‖, 1e-12), as in
-	// L2Normalize.
-	MixLogits(s MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out Buffer)
+	// MixLogits writes the MoCHi extra logits out (out, B×(S+SPrime)) from
+	// q (B×D), the queue (K×D), the q·n similarities sim (B×K), the top-N
+	// indices top (Int32 B×N, from TopN) and the step's plan (B×(3S+2SPrime),
+	// pkg/hardneg's Plan.Tensor): row b of plan is
+	// [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_SPrime, β_1…β_SPrime] with the ranks
+	// i, j, j′ ∈ [0, N) stored as exact float integers. For t < S,
+	// h = normalize(α_t·n_i + (1−α_t)·n_j) with i = top[b, i_t], j = top[b, j_t]
+	// and out[b,t] = q_b·h; for t′ < SPrime, h′ = normalize(β·q_b + (1−β)·n_j)
+	// with j = top[b, j′_t′] and out[b,S+t′] = q_b·h′.
+	// normalize(u) = u/max(‖u‖, 1e-12), as in L2Normalize. A rank outside
+	// [0, N) is an error (the CPU backend records it; a GPU writes NaN).
+	MixLogits(s MixShape, q, queue, sim, top, plan, out Buffer)
 	// MixLogitsBackward: dq (out, B×D) = Σ_t dout[b,t]·h_t with h, h' held
 	// constant; with gradThroughQ the path through q inside h' is added.
-	MixLogitsBackward(s MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta, dout Buffer, gradThroughQ bool, dq Buffer)
+	// The arguments are MixLogits'; dout is B×(S+SPrime).
+	MixLogitsBackward(s MixShape, q, queue, top, plan, dout Buffer, gradThroughQ bool, dq Buffer)
+
+	// ScaleRows: out[r,c] (out) = g[r]·x[r,c] for x rows×cols and g rows
+	// (out may alias x). With rows = 1 it scales a whole buffer by a scalar
+	// that stays in device memory (an upstream gradient).
+	ScaleRows(rows, cols int, g, x, out Buffer)
+	// CopyCols: dst[r, dstOff+c] = src[r, srcOff+c] for r < rows, c < n, with
+	// src rows×srcCols and dst rows×dstCols; the other elements of dst are
+	// unchanged. It concatenates column blocks (MoCo's [l_pos | l_neg | extra]
+	// logits) and takes them apart again.
+	CopyCols(rows, srcCols, srcOff, dstCols, dstOff, n int, src, dst Buffer)
+	// MaskEqual: x[r,c] = value where rowLabels[r] ≥ 0 and
+	// rowLabels[r] == colLabels[c], for x rows×cols (in place), rowLabels
+	// rows and colLabels cols, the labels float-coded integers (negative:
+	// unknown, never masked). MoCHi's class oracle masks l_neg with −∞ so
+	// that a queue entry of the query's class leaves the softmax and Q̃_N.
+	MaskEqual(rows, cols int, rowLabels, colLabels, x Buffer, value float32)
 
 	// SGDStep updates param and velocity in place with grad (see SGDParams).
 	SGDStep(p SGDParams, param, grad, velocity Buffer)

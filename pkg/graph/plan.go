@@ -66,9 +66,6 @@ func kernelOf(n *gorgonia.Node, children []*gorgonia.Node) (Kernel, error) {
 	if k, ok := op.(Kernel); ok {
 		return k, nil
 	}
-	if h, ok := op.(HostOp); ok {
-		return newHostKernel(n, children, h)
-	}
 	typ := reflect.TypeOf(op)
 	for typ.Kind() == reflect.Pointer {
 		typ = typ.Elem()
@@ -141,9 +138,6 @@ func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node
 		k, err := kernelOf(n, kids[n])
 		if err != nil {
 			return nil, err
-		}
-		if _, host := k.(*hostKernel); host && be.Name() != "cpu" {
-			return nil, fmt.Errorf("graph.Compile: node %v: %v runs on the host only and cannot run on the %s backend", n.Name(), n.Op(), be.Name())
 		}
 		kernels[n] = k
 		if v, ok := k.(viewer); ok {

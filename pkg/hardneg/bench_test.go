@@ -5,8 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/graph"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
 
 // The paper's ImageNet-100 setting, MoCHi(1024, 1024, 256) with K = 16384.
@@ -63,4 +67,65 @@ func BenchmarkMoCHiOverhead(b *testing.B) {
 	b.ReportMetric(ms(tSel), "topN-ms/op")
 	b.ReportMetric(ms(tMix), "mix-ms/op")
 	b.ReportMetric((tSel+tMix).Seconds()/tSim.Seconds(), "mochi/qQt")
+}
+
+// BenchmarkLossStep times the loss with its gradient w.r.t. q at the
+// paper's size, MoCHi(1024, 1024, 256) with K = 16384: the TapeMachine over
+// the host kernels, and the plan graph.Compile builds, which runs the
+// backend kernels (here the CPU backend; the GPU runs the same plan).
+func BenchmarkLossStep(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cfg := hardneg.Config{N: benchN, S: benchS, SPrime: benchSP, Tau: 0.2}
+	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pt, err := plan.Tensor(tensor.Float32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := func() (*G.ExprGraph, *hardneg.LossGraph, *G.Node) {
+		g := G.NewGraph()
+		bound := func(name string, x []float32, shape ...int) *G.Node {
+			return G.NewTensor(g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name),
+				G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(x))))
+		}
+		in := hardneg.Inputs{Query: bound("q", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
+			Key:   bound("k", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
+			Queue: bound("queue", randomUnitRows32(rng, benchK, benchD), benchK, benchD),
+			Plan:  bound("plan", pt.Data().([]float32), pt.Shape()...)}
+		l, err := hardneg.Loss(in, cfg, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dq, err := G.Grad(l.Loss, in.Query)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return g, l, dq[0]
+	}
+	b.Run("tape", func(b *testing.B) {
+		g, _, _ := build()
+		vm := G.NewTapeMachine(g)
+		defer vm.Close()
+		for b.Loop() {
+			if err := vm.RunAll(); err != nil {
+				b.Fatal(err)
+			}
+			vm.Reset()
+		}
+	})
+	b.Run("compiled", func(b *testing.B) {
+		g, l, dq := build()
+		p, err := graph.Compile(g, cpu.New(0), l.Loss, dq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Free()
+		for b.Loop() {
+			if err := p.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -38,8 +38,15 @@
 //     order, so a plan names the same entries on every run and backend.
 //   - Each op writes all its parameters (N, s, s′, τ, the gradient flag,
 //     the oracle) in WriteHash, so ops that differ stay distinct nodes.
-//   - The kernels (kernels.go) are plain functions on row-major slices with
-//     shape comments, the CPU ground truth that a GPU backend mirrors.
+//   - Each op has two implementations of one function. Do (the
+//     TapeMachine, float32 or float64) runs the kernels of kernels.go:
+//     plain functions on row-major slices with shape comments, the readable
+//     reference. Exec (graph.Kernel, float32) runs device.Backend kernels —
+//     RowDot, Gemm, TopN, MixLogits and their backwards, CopyCols into one
+//     B×(1+K+E) logit matrix, MaskEqual for the oracle (−∞, so an excluded
+//     entry leaves the softmax and Q̃_N), SoftmaxCrossEntropy — so a plan
+//     from graph.Compile keeps the whole loss on the CPU or the GPU; the
+//     tests compare both paths. Q̃_N is an int32 node in either dtype.
 //
 // # Cost
 //

@@ -27,7 +27,7 @@ type LossGraph struct {
 	Loss  *G.Node // scalar: mean over the batch of −log softmax(logits/τ)_0
 	LPos  *G.Node // B: q·k
 	LNeg  *G.Node // B×K: q·Qᵀ
-	TopN  *G.Node // B×N: queue indices of Q̃_N in index order; nil without mixing
+	TopN  *G.Node // int32 B×N: queue indices of Q̃_N in index order; nil without mixing
 	Extra *G.Node // B×(s+s′): [q·h, q·h′]; nil without mixing
 
 	cfg                     Config
@@ -66,29 +66,29 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 
 	var err error
 	// positive logits: B
-	if l.LPos, err = G.ApplyOp(newPositiveOp(), in.Query, in.Key); err != nil {
+	if l.LPos, err = G.ApplyOp(newPositiveOp(l.dims.B, l.dims.D), in.Query, in.Key); err != nil {
 		return nil, err
 	}
 	// negative logits: B×K
-	if l.LNeg, err = G.ApplyOp(newNegativeOp(), in.Query, in.Queue); err != nil {
+	if l.LNeg, err = G.ApplyOp(newNegativeOp(l.dims.B, l.dims.K, l.dims.D), in.Query, in.Queue); err != nil {
 		return nil, err
 	}
 	logits := G.Nodes{l.LPos, l.LNeg}
 	if mix {
 		l.dims.S, l.dims.SPrime = cfg.S, cfg.SPrime
 		// Q̃_N, the N hardest negatives per query: B×N
-		if l.TopN, err = G.ApplyOp(newTopNOp(cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
+		if l.TopN, err = G.ApplyOp(newTopNOp(l.dims.B, l.dims.K, cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
 			return nil, err
 		}
 		// synthetic negatives' logits [q·h, q·h′]: B×(s+s′)
-		mixer := newMixOp(cfg.N, cfg.S, cfg.SPrime, cfg.GradThroughQueryMix)
+		mixer := newMixOp(l.dims, cfg.GradThroughQueryMix)
 		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Plan); err != nil {
 			return nil, err
 		}
 		logits = append(logits, l.Extra)
 	}
 	// InfoNCE: cross-entropy of logits/τ with label 0, mean over the batch
-	ce := newInfoNCEOp(cfg.Tau, mix, cfg.ClassOracle)
+	ce := newInfoNCEOp(l.dims.B, l.dims.K, l.dims.E(), cfg.Tau, mix, cfg.ClassOracle)
 	if l.Loss, err = G.ApplyOp(ce, append(logits, labelNodes...)...); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (l *LossGraph) Stats() (Stats, error) {
 func statsOf[T Float](l *LossGraph) (Stats, error) {
 	vals := []G.Value{l.lpos, l.lneg}
 	if l.extra != nil {
-		vals = append(vals, l.topN, l.extra)
+		vals = append(vals, l.extra)
 	}
 	x, err := datas[T](vals)
 	if err != nil {
@@ -133,11 +133,11 @@ func statsOf[T Float](l *LossGraph) (Stats, error) {
 	var sel []int32
 	var extra []T
 	if l.extra != nil {
-		sel = make([]int32, len(x[2]))
-		for i, v := range x[2] {
-			sel[i] = int32(v)
+		var ok bool
+		if sel, ok = l.topN.Data().([]int32); !ok {
+			return Stats{}, fmt.Errorf("hardneg: recorded Q̃_N of %v, want int32 queue indices", l.topN.Dtype())
 		}
-		extra = x[3]
+		extra = x[2]
 	}
 	var lab Labels
 	if l.cfg.ClassOracle {

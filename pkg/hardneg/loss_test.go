@@ -44,6 +44,12 @@ func toFloat64(v G.Value) []float64 {
 		return []float64{x}
 	case float32:
 		return []float64{float64(x)}
+	case []int32:
+		out := make([]float64, len(x))
+		for i, v := range x {
+			out[i] = float64(v)
+		}
+		return out
 	}
 	panic(fmt.Sprintf("value of %T", v.Data()))
 }

@@ -9,19 +9,29 @@ import (
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
-// The Gorgonia ops of the MoCo/MoCHi loss. Each wraps a kernel of
-// kernels.go; each differentiable op has its own backward op (DESIGN §5:
-// Gorgonia's multi-axis reductions and several of its gradients are wrong,
-// so the loss is built from these ops only). Every op is a pure function of
-// its inputs and writes all its parameters in WriteHash, so ops with
-// different parameters stay distinct nodes.
+// The Gorgonia ops of the MoCo/MoCHi loss. Each has two implementations of
+// the same function: Do, the TapeMachine path in float32 or float64, runs
+// the host kernels of kernels.go (the readable reference); Exec
+// (graph.Kernel) runs device.Backend kernels over float32 buffers, so a
+// plan compiled by graph.Compile runs the loss on the CPU or the GPU with
+// its values staying in the backend's memory. Each differentiable op has its
+// own backward op (DESIGN §5: Gorgonia's multi-axis reductions and several
+// of its gradients are wrong, so the loss is built from these ops only).
+// Every op is a pure function of its inputs and writes all its parameters,
+// shapes included, in WriteHash, so ops with different parameters stay
+// distinct nodes.
 
 var (
 	dtypeVar = hm.TypeVariable('a')
 	vecType  = G.TensorType{Dims: 1, Of: dtypeVar}
 	matType  = G.TensorType{Dims: 2, Of: dtypeVar}
+	// indexType is Q̃_N's type: queue indices, int32 in float32 and float64
+	// graphs alike.
+	indexType = G.TensorType{Dims: 2, Of: tensor.Int32}
 )
 
 // opBase gives an op the methods common to all ops here, from its String.
@@ -34,10 +44,6 @@ func (o opBase) CallsExtern() bool         { return false }
 func (o opBase) OverwritesInput() int      { return -1 }
 func (o opBase) Hashcode() uint32          { h := fnv.New32a(); o.WriteHash(h); return h.Sum32() }
 func (o opBase) DiffWRT(inputs int) []bool { return make([]bool, inputs) }
-
-// RunsOnHost lets graph.Compile run the op's Do on the CPU backend's
-// buffers (graph.HostOp): the loss kernels are host code in this version.
-func (o opBase) RunsOnHost() {}
 func (o opBase) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, fmt.Errorf("hardneg: %s has no gradient", o.name)
 }
@@ -127,9 +133,14 @@ func dispatch(in []G.Value, f32 func([]G.Value) (G.Value, error), f64 func([]G.V
 // ---- l_pos = q·k per row ----
 
 // positiveOp computes l_pos (B) = rowwise q·k from q, k (B×D).
-type positiveOp struct{ opBase }
+type positiveOp struct {
+	opBase
+	b, d int
+}
 
-func newPositiveOp() positiveOp          { return positiveOp{opBase{"MoCoPositiveLogits"}} }
+func newPositiveOp(b, d int) positiveOp {
+	return positiveOp{opBase{fmt.Sprintf("MoCoPositiveLogits{B=%d, D=%d}", b, d)}, b, d}
+}
 func (positiveOp) Arity() int            { return 2 }
 func (positiveOp) Type() hm.Type         { return hm.NewFnType(matType, matType, vecType) }
 func (op positiveOp) DiffWRT(int) []bool { return []bool{true, true} }
@@ -159,20 +170,31 @@ func positiveDo[T Float](in []G.Value) (G.Value, error) {
 	return dense(out, b), nil
 }
 
+// Exec: l_pos = RowDot(q, k).
+func (op positiveOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.RowDot(op.b, op.d, in[0], in[1], out)
+	return nil
+}
+
 // SymDiff: ∂/∂q = g_b k_b, ∂/∂k = g_b q_b.
 func (op positiveOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dq, err := G.ApplyOp(newScaleRowsOp(), grad, in[1])
+	dq, err := G.ApplyOp(newScaleRowsOp(op.b, op.d), grad, in[1])
 	if err != nil {
 		return nil, err
 	}
-	dk, err := G.ApplyOp(newScaleRowsOp(), grad, in[0])
+	dk, err := G.ApplyOp(newScaleRowsOp(op.b, op.d), grad, in[0])
 	return G.Nodes{dq, dk}, err
 }
 
 // scaleRowsOp computes g_b x_b (B×D) from g (B) and x (B×D).
-type scaleRowsOp struct{ opBase }
+type scaleRowsOp struct {
+	opBase
+	b, d int
+}
 
-func newScaleRowsOp() scaleRowsOp { return scaleRowsOp{opBase{"MoCoPositiveLogitsGrad"}} }
+func newScaleRowsOp(b, d int) scaleRowsOp {
+	return scaleRowsOp{opBase{fmt.Sprintf("MoCoPositiveLogitsGrad{B=%d, D=%d}", b, d)}, b, d}
+}
 func (scaleRowsOp) Arity() int    { return 2 }
 func (scaleRowsOp) Type() hm.Type { return hm.NewFnType(vecType, matType, matType) }
 func (op scaleRowsOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
@@ -184,6 +206,12 @@ func (op scaleRowsOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 func (op scaleRowsOp) Do(in ...G.Value) (G.Value, error) {
 	return dispatch(in, scaleRowsDo[float32], scaleRowsDo[float64])
+}
+
+// Exec: ScaleRows(g, x).
+func (op scaleRowsOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.ScaleRows(op.b, op.d, in[0], in[1], out)
+	return nil
 }
 
 func scaleRowsDo[T Float](in []G.Value) (G.Value, error) {
@@ -201,9 +229,14 @@ func scaleRowsDo[T Float](in []G.Value) (G.Value, error) {
 
 // negativeOp computes l_neg (B×K) = q·Qᵀ from q (B×D) and the queue (K×D).
 // The queue is a constant: only q gets a gradient.
-type negativeOp struct{ opBase }
+type negativeOp struct {
+	opBase
+	b, k, d int
+}
 
-func newNegativeOp() negativeOp       { return negativeOp{opBase{"MoCoNegativeLogits"}} }
+func newNegativeOp(b, k, d int) negativeOp {
+	return negativeOp{opBase{fmt.Sprintf("MoCoNegativeLogits{B=%d, K=%d, D=%d}", b, k, d)}, b, k, d}
+}
 func (negativeOp) Arity() int         { return 2 }
 func (negativeOp) Type() hm.Type      { return hm.NewFnType(matType, matType, matType) }
 func (negativeOp) DiffWRT(int) []bool { return []bool{true, false} }
@@ -233,18 +266,29 @@ func negativeDo[T Float](in []G.Value) (G.Value, error) {
 	return dense(out, b, k), nil
 }
 
+// Exec: l_neg = q·Qᵀ, one GEMM (cuBLAS on the GPU).
+func (op negativeOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.Gemm(false, true, op.b, op.k, op.d, 1, in[0], in[1], 0, out)
+	return nil
+}
+
 // SymDiff: ∂/∂q = g·Q.
 func (op negativeOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dq, err := G.ApplyOp(newNegativeGradOp(), in[1], grad)
+	dq, err := G.ApplyOp(newNegativeGradOp(op.b, op.k, op.d), in[1], grad)
 	return G.Nodes{dq, nil}, err
 }
 
 // negativeGradOp computes g·Q (B×D) from the queue (K×D) and g (B×K).
-type negativeGradOp struct{ opBase }
+type negativeGradOp struct {
+	opBase
+	b, k, d int
+}
 
-func newNegativeGradOp() negativeGradOp { return negativeGradOp{opBase{"MoCoNegativeLogitsGrad"}} }
-func (negativeGradOp) Arity() int       { return 2 }
-func (negativeGradOp) Type() hm.Type    { return hm.NewFnType(matType, matType, matType) }
+func newNegativeGradOp(b, k, d int) negativeGradOp {
+	return negativeGradOp{opBase{fmt.Sprintf("MoCoNegativeLogitsGrad{B=%d, K=%d, D=%d}", b, k, d)}, b, k, d}
+}
+func (negativeGradOp) Arity() int    { return 2 }
+func (negativeGradOp) Type() hm.Type { return hm.NewFnType(matType, matType, matType) }
 func (op negativeGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapes(op.name, in, 2, 2)
 	if err != nil {
@@ -254,6 +298,12 @@ func (op negativeGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 func (op negativeGradOp) Do(in ...G.Value) (G.Value, error) {
 	return dispatch(in, negativeGradDo[float32], negativeGradDo[float64])
+}
+
+// Exec: dq = g·Q, one GEMM.
+func (op negativeGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.Gemm(false, false, op.b, op.d, op.k, 1, in[1], in[0], 0, out)
+	return nil
 }
 
 func negativeGradDo[T Float](in []G.Value) (G.Value, error) {

@@ -3,25 +3,36 @@ package hardneg
 import (
 	"fmt"
 
+	"math"
+
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
 )
+
+// masked is the value the class oracle gives the similarity of a queue
+// entry labelled like its query: exp(masked/τ) = 0, so the entry leaves
+// the softmax exactly, and it is never among the top N while N entries
+// remain. The host kernels skip such entries instead (Labels.excludes).
+var masked = float32(math.Inf(-1))
 
 // ---- Q̃_N: top-N selection ----
 
 // topNOp selects Q̃_N: from l_neg (B×K), and with the class oracle the
 // query labels (B) and queue labels (K), it returns B×N queue indices
-// (float-coded, exact below 2²⁴) in queue-index order; see SelectTopN. It
+// (int32) in queue-index order; see SelectTopN and device.Backend.TopN. It
 // has no gradient: the selection is piecewise constant.
 type topNOp struct {
 	opBase
-	n      int
-	oracle bool
+	b, k, n int
+	oracle  bool
+	ws      *workspace // with the oracle: the masked copy of l_neg, B×K
 }
 
-func newTopNOp(n int, oracle bool) topNOp {
-	return topNOp{opBase{fmt.Sprintf("MoCHiTopN{N=%d, oracle=%t}", n, oracle)}, n, oracle}
+func newTopNOp(b, k, n int, oracle bool) topNOp {
+	return topNOp{opBase{fmt.Sprintf("MoCHiTopN{B=%d, K=%d, N=%d, oracle=%t}", b, k, n, oracle)}, b, k, n, oracle, new(workspace)}
 }
 
 func (op topNOp) Arity() int {
@@ -33,9 +44,9 @@ func (op topNOp) Arity() int {
 
 func (op topNOp) Type() hm.Type {
 	if op.oracle {
-		return hm.NewFnType(matType, vecType, vecType, matType)
+		return hm.NewFnType(matType, vecType, vecType, indexType)
 	}
-	return hm.NewFnType(matType, matType)
+	return hm.NewFnType(matType, indexType)
 }
 
 func (op topNOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
@@ -78,33 +89,58 @@ func topNDo[T Float](op topNOp, in []G.Value) (G.Value, error) {
 	if err := SelectTopN(sel, x[0], lab.Query, lab.Queue, b, k, op.n); err != nil {
 		return nil, err
 	}
-	out := make([]T, len(sel))
-	for i, v := range sel {
-		out[i] = T(v)
+	return tensor.New(tensor.WithShape(b, op.n), tensor.WithBacking(sel)), nil
+}
+
+// Exec runs the backend's TopN; with the oracle on a copy of l_neg whose
+// excluded entries are masked with −∞. A query left with fewer than N
+// candidates then gets masked entries in Q̃_N where the host path fails
+// with ErrTooFewCandidates (a GPU cannot report it without a host sync).
+func (op topNOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	sim := in[0]
+	if op.oracle {
+		sim = op.ws.get(be, func(be device.Backend) []device.Buffer {
+			return []device.Buffer{be.Alloc(device.Float32, op.b*op.k)}
+		})[0]
+		be.Copy(sim, in[0])
+		be.MaskEqual(op.b, op.k, in[1], in[2], sim, masked)
 	}
-	return dense(out, b, op.n), nil
+	be.TopN(op.b, op.k, op.n, sim, out)
+	return nil
 }
 
 // ---- extra logits [q·h, q·h′] ----
 
 // mixOp computes MoCHi's extra logits (B×(s+s′)) from q (B×D), the queue
-// (K×D), l_neg (B×K, = q·Qᵀ), Q̃_N (B×N, topNOp) and the plan
+// (K×D), l_neg (B×K, = q·Qᵀ), Q̃_N (int32 B×N, topNOp) and the plan
 // (B×(3s+2s′), Plan.Tensor); see MixLogits. Only q gets a gradient.
 type mixOp struct {
 	opBase
-	n, s, sPrime int
+	dm           Dims
 	throughQuery bool
 }
 
-func newMixOp(n, s, sPrime int, throughQuery bool) mixOp {
-	return mixOp{opBase{fmt.Sprintf("MoCHiMix{N=%d, s=%d, s′=%d, gradThroughQueryMix=%t}", n, s, sPrime, throughQuery)},
-		n, s, sPrime, throughQuery}
+func newMixOp(dm Dims, throughQuery bool) mixOp {
+	return mixOp{opBase{fmt.Sprintf("MoCHiMix{B=%d, K=%d, D=%d, N=%d, s=%d, s′=%d, gradThroughQueryMix=%t}",
+		dm.B, dm.K, dm.D, dm.N, dm.S, dm.SPrime, throughQuery)}, dm, throughQuery}
 }
 
 func (mixOp) Arity() int { return 5 }
 
 func (mixOp) Type() hm.Type {
-	return hm.NewFnType(matType, matType, matType, matType, matType, matType)
+	return hm.NewFnType(matType, matType, matType, indexType, matType, matType)
+}
+
+// shape is the op's device.MixShape.
+func (op mixOp) shape() device.MixShape {
+	d := op.dm
+	return device.MixShape{B: d.B, D: d.D, K: d.K, N: d.N, S: d.S, SPrime: d.SPrime}
+}
+
+// Exec runs the backend's MixLogits.
+func (op mixOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.MixLogits(op.shape(), in[0], in[1], in[2], in[3], in[4], out)
+	return nil
 }
 
 func (mixOp) DiffWRT(int) []bool { return []bool{true, false, false, false, false} }
@@ -121,16 +157,12 @@ func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 		return nil, fmt.Errorf("hardneg: q is %v but the queue is %v; both need D columns", q, queue)
 	case !sim.Eq(tensor.Shape{b, k}):
 		return nil, fmt.Errorf("hardneg: similarities are %v, want B×K = %d×%d", sim, b, k)
-	case !sel.Eq(tensor.Shape{b, op.n}):
-		return nil, fmt.Errorf("hardneg: Q̃_N is %v, want B×N = %d×%d", sel, b, op.n)
-	case !plan.Eq(tensor.Shape{b, planCols(op.s, op.sPrime)}):
-		return nil, fmt.Errorf("hardneg: plan is %v, want B×(3s+2s′) = %d×%d; draw it with NewPlan(rng, B, N, s, s′)", plan, b, planCols(op.s, op.sPrime))
+	case !sel.Eq(tensor.Shape{b, op.dm.N}):
+		return nil, fmt.Errorf("hardneg: Q̃_N is %v, want B×N = %d×%d", sel, b, op.dm.N)
+	case !plan.Eq(tensor.Shape{b, planCols(op.dm.S, op.dm.SPrime)}):
+		return nil, fmt.Errorf("hardneg: plan is %v, want B×(3s+2s′) = %d×%d; draw it with NewPlan(rng, B, N, s, s′)", plan, b, planCols(op.dm.S, op.dm.SPrime))
 	}
-	return tensor.Shape{b, op.s + op.sPrime}, nil
-}
-
-func (op mixOp) dims(q, queue G.Value) Dims {
-	return Dims{B: q.Shape()[0], K: queue.Shape()[0], D: q.Shape()[1], N: op.n, S: op.s, SPrime: op.sPrime}
+	return tensor.Shape{b, op.dm.E()}, nil
 }
 
 func (op mixOp) Do(in ...G.Value) (G.Value, error) {
@@ -138,14 +170,17 @@ func (op mixOp) Do(in ...G.Value) (G.Value, error) {
 		func(in []G.Value) (G.Value, error) { return mixDo[float64](op, in) })
 }
 
-// decodeSelection converts Q̃_N and checks the plan's ranks against N, so a
-// plan drawn for another N fails instead of indexing out of range.
-func decodeSelection[T Float](selT, plan []T, dm Dims) ([]int32, error) {
-	sel := make([]int32, len(selT))
-	for i, v := range selT {
-		sel[i] = int32(v)
-		if sel[i] < 0 || int(sel[i]) >= dm.K {
-			return nil, fmt.Errorf("hardneg: Q̃_N holds %v, not a queue index in [0, %d)", v, dm.K)
+// selection returns Q̃_N's indices and checks them, and the plan's ranks
+// against N, so a plan drawn for another N fails instead of indexing out of
+// range.
+func selection[T Float](v G.Value, plan []T, dm Dims) ([]int32, error) {
+	sel, ok := v.Data().([]int32)
+	if !ok {
+		return nil, fmt.Errorf("hardneg: Q̃_N of %v, want int32 queue indices", v.Dtype())
+	}
+	for _, i := range sel {
+		if i < 0 || int(i) >= dm.K {
+			return nil, fmt.Errorf("hardneg: Q̃_N holds %v, not a queue index in [0, %d)", i, dm.K)
 		}
 	}
 	cols := planCols(dm.S, dm.SPrime)
@@ -163,17 +198,17 @@ func decodeSelection[T Float](selT, plan []T, dm Dims) ([]int32, error) {
 }
 
 func mixDo[T Float](op mixOp, in []G.Value) (G.Value, error) {
-	x, err := datas[T](in)
+	x, err := datas[T]([]G.Value{in[0], in[1], in[2], in[4]})
 	if err != nil {
 		return nil, err
 	}
-	dm := op.dims(in[0], in[1])
-	sel, err := decodeSelection(x[3], x[4], dm)
+	dm := op.dm
+	sel, err := selection(in[3], x[3], dm)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]T, dm.B*dm.E())
-	MixLogits(out, x[0], x[1], x[2], sel, x[4], dm)
+	MixLogits(out, x[0], x[1], x[2], sel, x[3], dm)
 	return dense(out, dm.B, dm.E()), nil
 }
 
@@ -193,7 +228,13 @@ type mixGradOp struct {
 func (mixGradOp) Arity() int { return 5 }
 
 func (mixGradOp) Type() hm.Type {
-	return hm.NewFnType(matType, matType, matType, matType, matType, matType)
+	return hm.NewFnType(matType, matType, indexType, matType, matType, matType)
+}
+
+// Exec runs the backend's MixLogitsBackward.
+func (op mixGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	be.MixLogitsBackward(op.fwd.shape(), in[0], in[1], in[2], in[3], in[4], op.fwd.throughQuery, out)
+	return nil
 }
 
 func (op mixGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
@@ -210,17 +251,17 @@ func (op mixGradOp) Do(in ...G.Value) (G.Value, error) {
 }
 
 func mixGradDo[T Float](op mixGradOp, in []G.Value) (G.Value, error) {
-	x, err := datas[T](in)
+	x, err := datas[T]([]G.Value{in[0], in[1], in[3], in[4]})
 	if err != nil {
 		return nil, err
 	}
-	dm := op.fwd.dims(in[0], in[1])
-	sel, err := decodeSelection(x[2], x[3], dm)
+	dm := op.fwd.dm
+	sel, err := selection(in[2], x[2], dm)
 	if err != nil {
 		return nil, err
 	}
 	dq := make([]T, dm.B*dm.D)
-	MixGrad(dq, x[0], x[1], sel, x[3], x[4], dm, op.fwd.throughQuery)
+	MixGrad(dq, x[0], x[1], sel, x[2], x[3], dm, op.fwd.throughQuery)
 	return dense(dq, dm.B, dm.D), nil
 }
 
@@ -232,12 +273,76 @@ func mixGradDo[T Float](op mixGradOp, in []G.Value) (G.Value, error) {
 // query labels (B) and queue labels (K). Output: a scalar.
 type infoNCEOp struct {
 	opBase
+	b, k, e          int // E = 0 without extra
 	tau              float64
 	hasExtra, oracle bool
+	ws               *workspace // shared with the gradient ops; see infoNCEBuffers
 }
 
-func newInfoNCEOp(tau float64, hasExtra, oracle bool) infoNCEOp {
-	return infoNCEOp{opBase{fmt.Sprintf("InfoNCE{τ=%v, extra=%t, oracle=%t}", tau, hasExtra, oracle)}, tau, hasExtra, oracle}
+func newInfoNCEOp(b, k, e int, tau float64, hasExtra, oracle bool) infoNCEOp {
+	return infoNCEOp{opBase{fmt.Sprintf("InfoNCE{B=%d, K=%d, E=%d, τ=%v, extra=%t, oracle=%t}", b, k, e, tau, hasExtra, oracle)},
+		b, k, e, tau, hasExtra, oracle, new(workspace)}
+}
+
+// width is the number of logits per query, 1 + K + E.
+func (op infoNCEOp) width() int { return 1 + op.k + op.e }
+
+// infoNCEBuffers are the backend scratch of the InfoNCE ops.
+type infoNCEBuffers struct {
+	logits device.Buffer // B×(1+K+E): [l_pos | l_neg | extra], then the backward's dlogits
+	prob   device.Buffer // B×(1+K+E): softmax(logits/τ)
+	loss   device.Buffer // B: per-query loss
+	zeros  device.Buffer // Int32 B: the labels, all 0 (the positive)
+	// With the oracle, colLabels (1+K+E) holds −1 at l_pos and the extra
+	// logits and the queue labels in between (written by assemble through
+	// queueLabels, its view of those K elements).
+	colLabels, queueLabels device.Buffer
+}
+
+func (op infoNCEOp) buffers(be device.Backend) infoNCEBuffers {
+	b := op.ws.get(be, func(be device.Backend) []device.Buffer {
+		w := op.width()
+		bufs := []device.Buffer{be.Alloc(device.Float32, op.b*w), be.Alloc(device.Float32, op.b*w),
+			be.Alloc(device.Float32, op.b), be.Alloc(device.Int32, op.b)}
+		if op.oracle {
+			cl := be.Alloc(device.Float32, w)
+			be.Fill(cl, -1) // l_pos and extra: never a query's class
+			bufs = append(bufs, cl, be.View(cl, 1, op.k))
+		}
+		return bufs
+	})
+	ws := infoNCEBuffers{logits: b[0], prob: b[1], loss: b[2], zeros: b[3]}
+	if op.oracle {
+		ws.colLabels, ws.queueLabels = b[4], b[5]
+	}
+	return ws
+}
+
+// forward assembles logits = [l_pos | l_neg | extra] (B×(1+K+E)) from the
+// op's inputs, masks the oracle's exclusions with −∞, and computes the
+// softmax and the per-query losses.
+func (op infoNCEOp) forward(be device.Backend, in []device.Buffer) infoNCEBuffers {
+	ws, w := op.buffers(be), op.width()
+	be.CopyCols(op.b, 1, 0, w, 0, 1, in[0], ws.logits)
+	be.CopyCols(op.b, op.k, 0, w, 1, op.k, in[1], ws.logits)
+	if op.hasExtra {
+		be.CopyCols(op.b, op.e, 0, w, 1+op.k, op.e, in[2], ws.logits)
+	}
+	if op.oracle {
+		labels := in[op.logitBlocks():]
+		be.Copy(ws.queueLabels, labels[1])
+		be.MaskEqual(op.b, w, labels[0], ws.colLabels, ws.logits, masked)
+	}
+	be.SoftmaxCrossEntropy(op.b, w, float32(op.tau), ws.logits, ws.zeros, ws.loss, ws.prob)
+	return ws
+}
+
+// Exec: loss = Σ_b loss_b / B.
+func (op infoNCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	ws := op.forward(be, in)
+	be.Sum(ws.loss, out)
+	be.Scale(1/float32(op.b), out)
+	return nil
 }
 
 // inputTypes are the types of the op's inputs, in order.
@@ -343,7 +448,11 @@ func (op infoNCEOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 }
 
 // infoNCEGradOp is the gradient of infoNCEOp w.r.t. one logit block; its
-// inputs are the forward op's inputs and the scalar output gradient.
+// inputs are the forward op's inputs and the scalar output gradient. On a
+// backend it recomputes the softmax (the op stays a function of its
+// inputs), writes ∂/∂logits = (p − onehot(0))/(Bτ) over the whole row and
+// copies its block out, scaled by the upstream gradient g, which stays in
+// the backend's memory (ScaleRows with one row: no host sync).
 type infoNCEGradOp struct {
 	opBase
 	fwd   infoNCEOp
@@ -368,6 +477,32 @@ func (op infoNCEGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 func (op infoNCEGradOp) Do(in ...G.Value) (G.Value, error) {
 	return dispatch(in, func(in []G.Value) (G.Value, error) { return infoNCEGradDo[float32](op, in) },
 		func(in []G.Value) (G.Value, error) { return infoNCEGradDo[float64](op, in) })
+}
+
+// blockCols returns the first column and the width of the op's block in
+// the logits [l_pos | l_neg | extra].
+func (op infoNCEGradOp) blockCols() (off, n int) {
+	switch op.block {
+	case 0:
+		return 0, 1
+	case 1:
+		return 1, op.fwd.k
+	}
+	return 1 + op.fwd.k, op.fwd.e
+}
+
+// Exec writes the block's gradient g·(p − onehot(0))/(Bτ).
+func (op infoNCEGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+	f := op.fwd
+	g := in[len(in)-1]
+	ws := f.forward(be, in[:len(in)-1])
+	w := f.width()
+	// dlogits into the logits buffer, which the backward no longer reads
+	be.SoftmaxCrossEntropyBackward(f.b, w, float32(f.tau), 1/float32(f.b), ws.prob, ws.zeros, ws.logits)
+	off, n := op.blockCols()
+	be.CopyCols(f.b, w, off, n, 0, n, ws.logits, out)
+	be.ScaleRows(1, f.b*n, g, out, out)
+	return nil
 }
 
 func infoNCEGradDo[T Float](op infoNCEGradOp, in []G.Value) (G.Value, error) {

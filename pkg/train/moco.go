@@ -57,7 +57,8 @@ type moco struct {
 		xShuffled    []float32 // B×C×H×W
 		qLab, kLab   []float32
 		lpos, lneg   []float32
-		topN, extra  []float32
+		topN         []int32
+		extra        []float32
 		loss         []float32
 	}
 }
@@ -87,7 +88,7 @@ func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	m.host.loss = make([]float32, 1)
 	m.host.lpos, m.host.lneg = make([]float32, b), make([]float32, b*spec.K)
 	if m.mixing {
-		m.host.topN, m.host.extra = make([]float32, b*spec.Mix.N), make([]float32, b*(spec.Mix.S+spec.Mix.SPrime))
+		m.host.topN, m.host.extra = make([]int32, b*spec.Mix.N), make([]float32, b*(spec.Mix.S+spec.Mix.SPrime))
 	}
 	if spec.Mix.ClassOracle {
 		m.host.qLab, m.host.kLab = make([]float32, b), make([]float32, spec.K)
@@ -248,13 +249,9 @@ func (m *moco) stats() (hardneg.Stats, float64) {
 	var sel []int32
 	var extra []float32
 	if m.mixing {
-		be.Download(m.host.topN, m.lossPlan.Buffer(m.loss.TopN))
+		be.DownloadInt32(m.host.topN, m.lossPlan.Buffer(m.loss.TopN))
 		be.Download(m.host.extra, m.lossPlan.Buffer(m.loss.Extra))
-		sel = make([]int32, len(m.host.topN))
-		for i, v := range m.host.topN {
-			sel[i] = int32(v)
-		}
-		extra = m.host.extra
+		sel, extra = m.host.topN, m.host.extra
 		dims.S, dims.SPrime = s.Mix.S, s.Mix.SPrime
 	}
 	var lab hardneg.Labels

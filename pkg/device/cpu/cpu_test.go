@@ -115,6 +115,15 @@ func TestThreadsAgree(t *testing.T) {
 		be.RowDot(7, 50, b[0], b[2], b[3])
 		be.SumRows(7, 50, b[2], b[4])
 	})
+	labels := make([]float32, 7+50)
+	for i := range labels {
+		labels[i] = float32(rng.IntN(3))
+	}
+	run("Logits", 0, [][]float32{rnd(7 * 50), rnd(7), rnd(7 * 60), labels}, func(be device.Backend, b []device.Buffer) {
+		be.ScaleRows(7, 50, b[1], b[0], b[0])
+		be.CopyCols(7, 50, 0, 60, 10, 50, b[0], b[2])
+		be.MaskEqual(7, 50, be.View(b[3], 0, 7), be.View(b[3], 7, 50), b[0], float32(math.Inf(-1)))
+	})
 }
 
 // TestWrap checks that Wrap, WrapInt32 and View share the caller's memory
@@ -164,5 +173,48 @@ func TestSyncReportsShapeErrors(t *testing.T) {
 		Wrap(make([]float32, 1)), Wrap(make([]float32, 1)), 0.1, 1e-5)
 	if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "multiple of Groups") {
 		t.Errorf("Sync after N = 3, Groups = 2: %v, want a multiple-of-Groups error", err)
+	}
+}
+
+// TestMixRejectsBadPlan: a plan rank outside [0, N), or not an integer, and
+// a top index outside the queue are errors from Sync that name the element
+// (the plan comes from another N or is corrupt; a GPU cannot report this).
+func TestMixRejectsBadPlan(t *testing.T) {
+	s := device.MixShape{B: 2, D: 3, K: 5, N: 2, S: 1, SPrime: 1}
+	good := []float32{0, 1, 0.5, 1, 0.25, 1, 1, 0.5, 0, 0.125} // B×(3S+2S′): [i, j, α, j′, β] per query
+	for _, c := range []struct {
+		name    string
+		plan    []float32
+		top     []int32
+		wantErr string
+	}{
+		{"good", good, []int32{0, 4, 1, 2}, ""},
+		{"rank = N", []float32{0, 2, 0.5, 1, 0.25, 1, 1, 0.5, 0, 0.125}, []int32{0, 4, 1, 2}, "plan[0, 1] = 2 is not a rank in [0, N = 2)"},
+		{"fractional rank", []float32{0, 1, 0.5, 1, 0.25, 1, 1, 0.5, 0.5, 0.125}, []int32{0, 4, 1, 2}, "plan[1, 3] = 0.5"},
+		{"top ≥ K", good, []int32{0, 4, 5, 2}, "top[1, 0] = 5 is not a queue index"},
+	} {
+		be := New(2)
+		q, queue := make([]float32, s.B*s.D), make([]float32, s.K*s.D)
+		for i := range queue {
+			queue[i] = float32(i%7) - 3
+		}
+		for i := range q {
+			q[i] = float32(i%5) - 2
+		}
+		sim := make([]float32, s.B*s.K)
+		out, dq := make([]float32, s.B*2), make([]float32, s.B*s.D)
+		be.MixLogits(s, Wrap(q), Wrap(queue), Wrap(sim), WrapInt32(c.top), Wrap(c.plan), Wrap(out))
+		err := be.Sync()
+		be.MixLogitsBackward(s, Wrap(q), Wrap(queue), WrapInt32(c.top), Wrap(c.plan), Wrap(out), true, Wrap(dq))
+		errBack := be.Sync()
+		for kernel, e := range map[string]error{"MixLogits": err, "MixLogitsBackward": errBack} {
+			if c.wantErr == "" {
+				if e != nil {
+					t.Errorf("%s, %s: %v", c.name, kernel, e)
+				}
+			} else if e == nil || !strings.Contains(e.Error(), kernel+": "+c.wantErr) {
+				t.Errorf("%s, %s: error %v, want one containing %q", c.name, kernel, e, c.wantErr)
+			}
+		}
 	}
 }

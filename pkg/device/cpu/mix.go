@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"slices"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
@@ -56,19 +57,15 @@ func (t *topTask) run(part, lo, hi int) {
 				siftDown(row, h, 0)
 			}
 		}
-		// Heap sort: move the worst to the end until the heap is empty,
-		// leaving h ordered best first.
-		for end := len(h) - 1; end > 0; end-- {
-			h[0], h[end] = h[end], h[0]
-			siftDown(row, h[:end], 0)
-		}
+		// The heap holds the selected set; list it in index order.
+		slices.Sort(h)
 		copy(t.idx[r*t.n:(r+1)*t.n], h)
 	}
 }
 
-// TopN writes each row's n largest indices by value descending, ties by
-// index ascending: a bounded heap of n (O(cols·log n) worst case, one
-// comparison for most elements), then a heap sort of the n kept.
+// TopN writes each row's n largest indices (ties to the lower index) in
+// ascending index order: a bounded heap of n (O(cols·log n) worst case, one
+// comparison for most elements), then a sort of the n kept indices.
 func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
 	if n <= 0 || n > cols {
 		b.fail("TopN: n = %d must lie in [1, cols = %d]", n, cols)
@@ -90,13 +87,15 @@ func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
 // mixTask computes the MoCHi logits (or their gradient) for a range of
 // queries.
 type mixTask struct {
-	s                       device.MixShape
-	q, queue, sim           []float32
-	top, pairI, pairJ, negJ []int32
-	alpha, beta             []float32
-	out, dout, dq           []float32
-	backward, throughQ      bool
-	ws                      *workspace
+	s                  device.MixShape
+	q, queue, sim      []float32
+	top                []int32
+	plan               []float32 // B×(3S+2S′): [i…, j…, α…, j′…, β…] per query
+	out, dout, dq      []float32
+	backward, throughQ bool
+	ws                 *workspace
+	kernel             string                           // for errors
+	fail               func(format string, args ...any) // the backend's, for errors found by a worker
 }
 
 // mixNorm is max(√u², 1e-12) for the squared norm u² of a mixed vector
@@ -105,11 +104,17 @@ func mixNorm(u2 float64) float64 { return math.Max(math.Sqrt(math.Max(u2, 0)), l
 
 func (t *mixTask) run(part, lo, hi int) {
 	s := t.s
-	d := s.D
+	d, cols := s.D, s.PlanCols()
 	row := func(k int32) []float32 { return t.queue[int(k)*d : (int(k)+1)*d] }
 	norms := t.ws.f64[part][:s.N] // ‖n_r‖² of the top-N ranks, −1 until needed
 	for b := lo; b < hi; b++ {
 		qb, top := t.q[b*d:(b+1)*d], t.top[b*s.N:(b+1)*s.N]
+		plan := t.plan[b*cols : (b+1)*cols]
+		pairI, pairJ, alpha := plan[:s.S], plan[s.S:2*s.S], plan[2*s.S:3*s.S]
+		negJ, beta := plan[3*s.S:3*s.S+s.SPrime], plan[3*s.S+s.SPrime:cols]
+		if !t.validRow(b, top, plan[:3*s.S], negJ) {
+			return
+		}
 		for i := range norms {
 			norms[i] = -1
 		}
@@ -133,9 +138,9 @@ func (t *mixTask) run(part, lo, hi int) {
 		// ‖u‖² = α²·n_i·n_i + (1−α)²·n_j·n_j + 2α(1−α)·n_i·n_j,
 		// q·h = (α·s_i + (1−α)·s_j)/‖u‖ with s = q·n from sim.
 		for t0 := 0; t0 < s.S; t0++ {
-			ri, rj := t.pairI[b*s.S+t0], t.pairJ[b*s.S+t0]
+			ri, rj := int32(pairI[t0]), int32(pairJ[t0])
 			i, j := top[ri], top[rj]
-			a := float64(t.alpha[b*s.S+t0])
+			a := float64(alpha[t0])
 			nij := nn(ri)
 			if i != j {
 				nij = dot64(row(i), row(j))
@@ -154,9 +159,9 @@ func (t *mixTask) run(part, lo, hi int) {
 		// ‖u‖² = β²·q·q + (1−β)²·n_j·n_j + 2β(1−β)·s_j,
 		// q·h′ = (β·q·q + (1−β)·s_j)/‖u‖.
 		for t1 := 0; t1 < s.SPrime; t1++ {
-			rj := t.negJ[b*s.SPrime+t1]
+			rj := int32(negJ[t1])
 			j := top[rj]
-			be := float64(t.beta[b*s.SPrime+t1])
+			be := float64(beta[t1])
 			var sj float64
 			if t.backward { // the backward has no sim: recompute q·n_j
 				sj = dot64(qb, row(j))
@@ -194,27 +199,54 @@ func axpy32(a float32, x, y []float32) {
 	}
 }
 
+// validRow checks query b's top-N indices and the ranks of its plan row
+// (pairs: the 2S ranks i, j followed by the S weights α, which are skipped;
+// negJ: the S′ ranks j′), recording an error naming the first bad one.
+func (t *mixTask) validRow(b int, top []int32, pairs, negJ []float32) bool {
+	s := t.s
+	for r, i := range top {
+		if i < 0 || int(i) >= s.K {
+			t.fail("%s: top[%d, %d] = %d is not a queue index in [0, %d)", t.kernel, b, r, i, s.K)
+			return false
+		}
+	}
+	for c, v := range pairs[:2*s.S] {
+		if !validRank(v, s.N) {
+			t.fail("%s: plan[%d, %d] = %v is not a rank in [0, N = %d); draw the plan with the same N", t.kernel, b, c, v, s.N)
+			return false
+		}
+	}
+	for c, v := range negJ {
+		if !validRank(v, s.N) {
+			t.fail("%s: plan[%d, %d] = %v is not a rank in [0, N = %d); draw the plan with the same N", t.kernel, b, 3*s.S+c, v, s.N)
+			return false
+		}
+	}
+	return true
+}
+
+// validRank reports whether v is an integer in [0, n).
+func validRank(v float32, n int) bool { return v >= 0 && v < float32(n) && v == float32(int32(v)) }
+
 // mix validates the buffers of the MoCHi kernels and runs t over the batch.
-func (b *Backend) mix(kernel string, t mixTask, sim, top, pairI, pairJ, alpha, negJ, beta device.Buffer) {
+func (b *Backend) mix(kernel string, t mixTask, sim, top, plan device.Buffer) {
 	s := t.s
 	if s.B < 0 || s.D <= 0 || s.N <= 0 || s.N > s.K || s.S < 0 || s.SPrime < 0 {
 		b.fail("%s: invalid shape %+v (need 1 ≤ N ≤ K)", kernel, s)
 		return
 	}
 	if !b.need(kernel, "q", Wrap(t.q), s.B*s.D) || !b.need(kernel, "queue", Wrap(t.queue), s.K*s.D) ||
-		!b.need(kernel, "top", top, s.B*s.N) || !b.need(kernel, "pairI", pairI, s.B*s.S) ||
-		!b.need(kernel, "pairJ", pairJ, s.B*s.S) || !b.need(kernel, "alpha", alpha, s.B*s.S) ||
-		!b.need(kernel, "negJ", negJ, s.B*s.SPrime) || !b.need(kernel, "beta", beta, s.B*s.SPrime) {
+		!b.need(kernel, "top", top, s.B*s.N) || !b.need(kernel, "plan", plan, s.B*s.PlanCols()) {
 		return
 	}
 	if sim != nil && !b.need(kernel, "sim", sim, s.B*s.K) {
 		return
 	}
-	t.top, t.pairI, t.pairJ, t.negJ = Int32s(top), Int32s(pairI), Int32s(pairJ), Int32s(negJ)
-	t.alpha, t.beta = Float32s(alpha), Float32s(beta)
+	t.top, t.plan = Int32s(top), Float32s(plan)
 	if sim != nil {
 		t.sim = Float32s(sim)
 	}
+	t.kernel, t.fail = kernel, b.fail
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for p := 0; p < b.workers.parts(s.B, 1); p++ {
@@ -230,21 +262,20 @@ func (b *Backend) mix(kernel string, t mixTask, sim, top, pairI, pairJ, alpha, n
 // similarities s = q·n in sim and the Gram entries n_i·n_i, n_j·n_j, n_i·n_j
 // of the queue rows; q·h′ from q·q, n_j·n_j and s_j. The norms are computed,
 // not assumed to be 1, so the result is exact for any rows.
-func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out device.Buffer) {
+func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, plan, out device.Buffer) {
 	if !b.need("MixLogits", "out", out, s.B*(s.S+s.SPrime)) {
 		return
 	}
-	b.mix("MixLogits", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), out: Float32s(out)},
-		sim, top, pairI, pairJ, alpha, negJ, beta)
+	b.mix("MixLogits", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), out: Float32s(out)}, sim, top, plan)
 }
 
 // MixLogitsBackward: dq = Σ_t dout[b,t]·h_t with h, h′ constant; with
 // gradThroughQ it adds the path through q inside h′,
 // dout·β/‖u‖·(q − (q·h′)·h′).
-func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
+func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, plan, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
 	if !b.need("MixLogitsBackward", "dout", dout, s.B*(s.S+s.SPrime)) || !b.need("MixLogitsBackward", "dq", dq, s.B*s.D) {
 		return
 	}
 	b.mix("MixLogitsBackward", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), dout: Float32s(dout),
-		dq: Float32s(dq), backward: true, throughQ: gradThroughQ}, nil, top, pairI, pairJ, alpha, negJ, beta)
+		dq: Float32s(dq), backward: true, throughQ: gradThroughQ}, nil, top, plan)
 }

@@ -22,6 +22,9 @@ const (
 	rowL2NormalizeBackward
 	rowSoftmaxCE
 	rowSoftmaxCEBackward
+	rowScale
+	rowCopyCols
+	rowMaskEqual
 )
 
 // rowTask runs a row kernel over a range of rows (of columns for
@@ -32,6 +35,8 @@ type rowTask struct {
 	x, y, z, w []float32 // operands; which are read and written depends on op
 	labels     []int32
 	tau, scale float32
+	// rowCopyCols: z[r, dstOff+c] = x[r, srcOff+c] for c < n, z rows×dstCols.
+	srcOff, dstCols, dstOff, n int
 }
 
 func (t *rowTask) run(_, lo, hi int) {
@@ -123,6 +128,30 @@ func (t *rowTask) run(_, lo, hi int) {
 			}
 			l := t.labels[r]
 			d[l] = float32(k * (float64(p[l]) - 1))
+		}
+	case rowScale: // z[r,:] = y[r]·x[r,:] (z may be x)
+		for r := lo; r < hi; r++ {
+			g, x, z := t.y[r], t.x[r*cols:(r+1)*cols], t.z[r*cols:(r+1)*cols]
+			for c, v := range x {
+				z[c] = g * v
+			}
+		}
+	case rowCopyCols:
+		for r := lo; r < hi; r++ {
+			copy(t.z[r*t.dstCols+t.dstOff:r*t.dstCols+t.dstOff+t.n], t.x[r*cols+t.srcOff:r*cols+t.srcOff+t.n])
+		}
+	case rowMaskEqual: // x[r,c] = scale where y[r] ≥ 0 and y[r] == w[c]
+		for r := lo; r < hi; r++ {
+			l := t.y[r]
+			if !(l >= 0) {
+				continue
+			}
+			x := t.x[r*cols : (r+1)*cols]
+			for c, v := range t.w[:cols] {
+				if v == l {
+					x[c] = t.scale
+				}
+			}
 		}
 	}
 }
@@ -218,5 +247,35 @@ func (b *Backend) SoftmaxCrossEntropyBackward(rows, cols int, tau, scale float32
 	if b.need(k, "prob", prob, rows*cols) && b.need(k, "labels", labels, rows) && b.need(k, "dlogits", dlogits, rows*cols) {
 		b.rowRun(rowTask{op: rowSoftmaxCEBackward, rows: rows, cols: cols, tau: tau, scale: scale,
 			y: Float32s(prob), labels: Int32s(labels), z: Float32s(dlogits)}, rows, cols)
+	}
+}
+
+// ScaleRows: out[r,c] = g[r]·x[r,c] (out may alias x).
+func (b *Backend) ScaleRows(rows, cols int, g, x, out device.Buffer) {
+	const k = "ScaleRows"
+	if b.need(k, "g", g, rows) && b.need(k, "x", x, rows*cols) && b.need(k, "out", out, rows*cols) {
+		b.rowRun(rowTask{op: rowScale, rows: rows, cols: cols, x: Float32s(x), y: Float32s(g), z: Float32s(out)}, rows, cols)
+	}
+}
+
+// CopyCols: dst[r, dstOff+c] = src[r, srcOff+c] for c < n.
+func (b *Backend) CopyCols(rows, srcCols, srcOff, dstCols, dstOff, n int, src, dst device.Buffer) {
+	const k = "CopyCols"
+	if rows < 0 || n < 0 || srcOff < 0 || dstOff < 0 || srcOff+n > srcCols || dstOff+n > dstCols {
+		b.fail("%s: columns [%d, %d) of %d to [%d, %d) of %d do not fit", k, srcOff, srcOff+n, srcCols, dstOff, dstOff+n, dstCols)
+		return
+	}
+	if b.need(k, "src", src, rows*srcCols) && b.need(k, "dst", dst, rows*dstCols) {
+		b.rowRun(rowTask{op: rowCopyCols, rows: rows, cols: srcCols, x: Float32s(src), z: Float32s(dst),
+			srcOff: srcOff, dstCols: dstCols, dstOff: dstOff, n: n}, rows, n)
+	}
+}
+
+// MaskEqual: x[r,c] = value where rowLabels[r] ≥ 0 and rowLabels[r] == colLabels[c].
+func (b *Backend) MaskEqual(rows, cols int, rowLabels, colLabels, x device.Buffer, value float32) {
+	const k = "MaskEqual"
+	if b.need(k, "rowLabels", rowLabels, rows) && b.need(k, "colLabels", colLabels, cols) && b.need(k, "x", x, rows*cols) {
+		b.rowRun(rowTask{op: rowMaskEqual, rows: rows, cols: cols, x: Float32s(x), y: Float32s(rowLabels),
+			w: Float32s(colLabels), scale: value}, rows, cols)
 	}
 }

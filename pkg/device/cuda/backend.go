@@ -21,6 +21,8 @@ type Backend struct {
 	// Fields below are used only on the worker's locked OS thread.
 	ctx   cu.CUContext
 	blas  *cublas.Standard
+	bblas *batchedBLAS // strided-batched GEMMs (convolutions)
+	sms   int          // multiprocessors, for the split-K of conv filters
 	mods  []cu.Module
 	fns   [numKernels]cu.Function
 	pool  *pool
@@ -84,6 +86,9 @@ func (b *Backend) init(deviceID int) (err error) {
 	if b.name, err = dev.Name(); err != nil {
 		return fmt.Errorf("cuda: reading the name of GPU %d: %w", deviceID, err)
 	}
+	if b.sms, err = dev.Attribute(cu.MultiprocessorCount); err != nil {
+		return fmt.Errorf("cuda: reading the multiprocessor count of GPU %d: %w", deviceID, err)
+	}
 	if b.ctx, err = dev.MakeContext(cu.SchedAuto); err != nil {
 		return fmt.Errorf("cuda: creating a context on GPU %d (%s): %w", deviceID, b.name, err)
 	}
@@ -96,6 +101,9 @@ func (b *Backend) init(deviceID int) (err error) {
 		}
 	}()
 	b.blas = cublas.New()
+	if b.bblas, err = newBatchedBLAS(); err != nil {
+		return fmt.Errorf("cuda: creating the second cuBLAS handle on GPU %d: %w", deviceID, err)
+	}
 	for _, m := range modules() {
 		ptx, err := modulePTX(m)
 		if err != nil {
@@ -128,6 +136,10 @@ func (b *Backend) release() {
 		b.record(m.Unload())
 	}
 	b.mods = nil
+	if b.bblas != nil {
+		b.record(b.bblas.close())
+		b.bblas = nil
+	}
 	if b.blas != nil {
 		b.record(b.blas.Close())
 		b.blas = nil

@@ -42,17 +42,23 @@ func TestConformance(t *testing.T) {
 	devicetest.Run(t, b, devicetest.DefaultTolerances())
 }
 
-// relErr is devicetest's error measure: max |got − want|/max(|want|, rms(want)).
+// relErr is devicetest's error measure, max |got − want|/max(|want|, rms(want)),
+// with equal values (the −∞ of masked logits included) counting as exact.
 func relErr(got, want []float32) float64 {
 	var ss float64
 	for _, w := range want {
-		ss += float64(w) * float64(w)
+		if !math.IsInf(float64(w), 0) {
+			ss += float64(w) * float64(w)
+		}
 	}
 	rms := math.Sqrt(ss / float64(max(len(want), 1)))
 	worst := 0.0
 	for i, w := range want {
 		g := float64(got[i])
-		if math.IsNaN(g) || math.IsInf(g, 0) {
+		if g == float64(w) { // equal, including the −∞ of masked logits
+			continue
+		}
+		if math.IsNaN(g) || math.IsInf(g, 0) || math.IsInf(float64(w), 0) {
 			return math.Inf(1)
 		}
 		if d := math.Abs(g - float64(w)); d > 0 {
@@ -137,6 +143,10 @@ var twinCases = []twinCase{
 		be.Conv2DBackwardFilter(s, x, dy, dw)
 		return [][]float32{down(be, y), down(be, dx), down(be, dw)}
 	}},
+	// Pointwise with P = 256: the strided-batched GEMMs without im2col.
+	{"Conv2D 1×1 64→256 16×16 N=4 (pointwise, batched)", 1e-4, convCheck(device.ConvShape{N: 4, C: 64, H: 16, W: 16, K: 256, R: 1, S: 1, Stride: 1})},
+	// P = 64 < batchedMinP: the chunk GEMM and the reorder kernels.
+	{"Conv2D 3×3/2 32→64 16×16 N=6 (reorder path)", 1e-4, convCheck(device.ConvShape{N: 6, C: 32, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 2, Pad: 1})},
 	{"BatchNorm split-BN G=4 N=64 C=32 HW=64 (train, backward)", 1e-4, func(be device.Backend, rng *rand.Rand) [][]float32 {
 		s := device.BNShape{N: 64, C: 32, HW: 64, Groups: 4}
 		n := 64 * 32 * 64
@@ -182,6 +192,48 @@ var twinCases = []twinCase{
 		be.TopN(32, 65536, 1024, x, idx)
 		return [][]float32{downInt(be, idx)}
 	}},
+	{"TopN 256×16384 n=1024, a third masked −∞ (exact)", 0, func(be device.Backend, rng *rand.Rand) [][]float32 {
+		x := randomSlice(rng, 256*16384, -1, 1)
+		for i := range x {
+			if rng.IntN(3) == 0 {
+				x[i] = float32(math.Inf(-1))
+			}
+		}
+		idx := be.Alloc(device.Int32, 256*1024)
+		be.TopN(256, 16384, 1024, up(be, x), idx)
+		return [][]float32{downInt(be, idx)}
+	}},
+	{"CopyCols, MaskEqual, ScaleRows 256×(1+16384+1280) (exact)", 0, func(be device.Backend, rng *rand.Rand) [][]float32 {
+		const b, k, e = 256, 16384, 1280
+		const w = 1 + k + e
+		lpos, lneg, extra := up(be, randomSlice(rng, b, -1, 1)), up(be, randomSlice(rng, b*k, -1, 1)), up(be, randomSlice(rng, b*e, -1, 1))
+		labels := func(n int) []float32 {
+			l := make([]float32, n)
+			for i := range l {
+				l[i] = float32(rng.IntN(11) - 1)
+			}
+			return l
+		}
+		rowLab, colLab := up(be, labels(b)), up(be, labels(w))
+		logits, block := be.Alloc(device.Float32, b*w), be.Alloc(device.Float32, b*k)
+		be.CopyCols(b, 1, 0, w, 0, 1, lpos, logits)
+		be.CopyCols(b, k, 0, w, 1, k, lneg, logits)
+		be.CopyCols(b, e, 0, w, 1+k, e, extra, logits)
+		be.MaskEqual(b, w, rowLab, colLab, logits, float32(math.Inf(-1)))
+		be.CopyCols(b, w, 1, k, 0, k, logits, block)
+		be.ScaleRows(1, b*k, up(be, []float32{-0.37}), block, block)
+		// relErr counts ±Inf as a failure: mark the masked entries with 42,
+		// outside the random values' range, on both backends.
+		l, bl := down(be, logits), down(be, block)
+		for _, x := range [][]float32{l, bl} {
+			for i, v := range x {
+				if math.IsInf(float64(v), -1) {
+					x[i] = 42
+				}
+			}
+		}
+		return [][]float32{l, bl}
+	}},
 	mixTwin(device.MixShape{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64}, false),
 	mixTwin(device.MixShape{B: 64, D: 128, K: 4096, N: 256, S: 256, SPrime: 64}, true),
 	mixTwin(device.MixShape{B: 256, D: 128, K: 16384, N: 1024, S: 1024, SPrime: 256}, false),
@@ -204,13 +256,14 @@ var twinCases = []twinCase{
 // kernels are right (the first GPU run's "MixLogits 0.128" was exactly
 // this; TopN itself agrees exactly on identical input).
 type mixInputs struct {
-	q, queue, sim, alpha, beta, dout []float32
-	top, pairI, pairJ, negJ          []int32
+	q, queue, sim, plan, dout []float32
+	top                       []int32
 }
 
 // newMixInputs draws unit-norm q (B×D) and queue (K×D), sim = q·queueᵀ in
-// float64, top = the N largest of each sim row (value desc, index asc) and
-// a random plan.
+// float64, top = the N largest of each sim row (ties to the lower index) in
+// index order, and a random plan packed as pkg/hardneg's Plan.Tensor:
+// B×(3S+2S′), row [i…, j…, α…, j′…, β…].
 func newMixInputs(s device.MixShape, rng *rand.Rand) mixInputs {
 	unit := func(rows int) []float32 {
 		x := randomSlice(rng, rows*s.D, -1, 1)
@@ -239,17 +292,22 @@ func newMixInputs(s device.MixShape, rng *rand.Rand) mixInputs {
 			order[k] = int32(k)
 		}
 		sort.SliceStable(order, func(i, j int) bool { return row[order[i]] > row[order[j]] })
-		in.top = append(in.top, order[:s.N]...)
+		kept := append([]int32(nil), order[:s.N]...)
+		sort.Slice(kept, func(i, j int) bool { return kept[i] < kept[j] })
+		in.top = append(in.top, kept...)
 	}
-	ranks := func(n int) []int32 {
-		x := make([]int32, n)
-		for i := range x {
-			x[i] = int32(rng.IntN(s.N))
+	in.plan = make([]float32, 0, s.B*s.PlanCols())
+	ranks := func(n int) {
+		for t := 0; t < n; t++ {
+			in.plan = append(in.plan, float32(rng.IntN(s.N)))
 		}
-		return x
 	}
-	in.pairI, in.pairJ, in.negJ = ranks(s.B*s.S), ranks(s.B*s.S), ranks(s.B*s.SPrime)
-	in.alpha, in.beta = randomSlice(rng, s.B*s.S, 0, 1), randomSlice(rng, s.B*s.SPrime, 0, 0.5)
+	for b := 0; b < s.B; b++ { // row b: i…, j…, α…, j′…, β…
+		ranks(2 * s.S)
+		in.plan = append(in.plan, randomSlice(rng, s.S, 0, 1)...)
+		ranks(s.SPrime)
+		in.plan = append(in.plan, randomSlice(rng, s.SPrime, 0, 0.5)...)
+	}
 	in.dout = randomSlice(rng, s.B*(s.S+s.SPrime), -1, 1)
 	return in
 }
@@ -263,16 +321,14 @@ func mixTwin(s device.MixShape, backward bool) twinCase {
 	}
 	return twinCase{name, 1e-4, func(be device.Backend, rng *rand.Rand) [][]float32 {
 		in := newMixInputs(s, rng)
-		q, queue, top := up(be, in.q), up(be, in.queue), upInt(be, in.top)
-		pi, pj, nj := upInt(be, in.pairI), upInt(be, in.pairJ), upInt(be, in.negJ)
-		alpha, beta := up(be, in.alpha), up(be, in.beta)
+		q, queue, top, plan := up(be, in.q), up(be, in.queue), upInt(be, in.top), up(be, in.plan)
 		if backward {
 			dq := be.Alloc(device.Float32, s.B*s.D)
-			be.MixLogitsBackward(s, q, queue, top, pi, pj, alpha, nj, beta, up(be, in.dout), true, dq)
+			be.MixLogitsBackward(s, q, queue, top, plan, up(be, in.dout), true, dq)
 			return [][]float32{down(be, dq)}
 		}
 		out := be.Alloc(device.Float32, s.B*(s.S+s.SPrime))
-		be.MixLogits(s, q, queue, up(be, in.sim), top, pi, pj, alpha, nj, beta, out)
+		be.MixLogits(s, q, queue, up(be, in.sim), top, plan, out)
 		return [][]float32{down(be, out)}
 	}}
 }
@@ -306,8 +362,8 @@ func TestAgainstCPU(t *testing.T) {
 }
 
 // TestTopNLarge checks TopN at MoCo's queue size K = 65536 with N = 1024
-// (shared-memory sort) and N = 8192 (global scratch sort), with many ties,
-// against a host sort by (value desc, index asc).
+// and N = 8192, with many ties, against a host sort by (value desc, index
+// asc) whose first N indices are then listed in index order.
 func TestTopNLarge(t *testing.T) {
 	b := gpu(t)
 	const rows, cols = 8, 65536
@@ -334,9 +390,11 @@ func TestTopNLarge(t *testing.T) {
 			}
 			row := x[r*cols : (r+1)*cols]
 			sort.SliceStable(order, func(i, j int) bool { return row[order[i]] > row[order[j]] })
+			want := order[:n]
+			sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
 			for i := 0; i < n; i++ {
-				if got[r*n+i] != order[i] {
-					t.Fatalf("TopN n=%d row %d rank %d: index %d, want %d", n, r, i, got[r*n+i], order[i])
+				if got[r*n+i] != want[i] {
+					t.Fatalf("TopN n=%d row %d position %d: index %d, want %d", n, r, i, got[r*n+i], want[i])
 				}
 			}
 		}
@@ -454,5 +512,20 @@ func BenchmarkConv3x3(bm *testing.B) {
 	}
 	if err := b.Sync(); err != nil {
 		bm.Fatal(err)
+	}
+}
+
+// convCheck runs the three passes of a convolution of shape s on random
+// data and returns y, dx and dw.
+func convCheck(s device.ConvShape) func(be device.Backend, rng *rand.Rand) [][]float32 {
+	return func(be device.Backend, rng *rand.Rand) [][]float32 {
+		nx, nw, ny := s.N*s.C*s.H*s.W, s.K*s.C*s.R*s.S, s.N*s.K*s.OutH()*s.OutW()
+		x, w := up(be, randomSlice(rng, nx, -1, 1)), up(be, randomSlice(rng, nw, -0.1, 0.1))
+		dy := up(be, randomSlice(rng, ny, -1, 1))
+		y, dx, dw := be.Alloc(device.Float32, ny), be.Alloc(device.Float32, nx), be.Alloc(device.Float32, nw)
+		be.Conv2DForward(s, x, w, y)
+		be.Conv2DBackwardData(s, dy, w, dx)
+		be.Conv2DBackwardFilter(s, x, dy, dw)
+		return [][]float32{down(be, y), down(be, dx), down(be, dw)}
 	}
 }

@@ -44,12 +44,16 @@ const (
 	kCol2im
 	kKPToNKP
 	kNKPToKP
+	kSumSlices
 	kBNTrain
 	kBNInfer
 	kBNBackward
 	kTopN
 	kMixLogits
 	kMixLogitsBackward
+	kScaleRows
+	kCopyCols
+	kMaskEqual
 	numKernels
 )
 
@@ -84,12 +88,16 @@ var kernelTable = [numKernels]kernel{
 	kCol2im:                {"conv", "col2im_f32"},
 	kKPToNKP:               {"conv", "kp_to_nkp_f32"},
 	kNKPToKP:               {"conv", "nkp_to_kp_f32"},
+	kSumSlices:             {"conv", "sum_slices_f32"},
 	kBNTrain:               {"bn", "bn_train_f32"},
 	kBNInfer:               {"bn", "bn_infer_f32"},
 	kBNBackward:            {"bn", "bn_backward_f32"},
 	kTopN:                  {"topn", "topn_f32"},
 	kMixLogits:             {"mix", "mix_logits_f32"},
 	kMixLogitsBackward:     {"mix", "mix_logits_backward_f32"},
+	kScaleRows:             {"logits", "scale_rows_f32"},
+	kCopyCols:              {"logits", "copy_cols_f32"},
+	kMaskEqual:             {"logits", "mask_equal_f32"},
 }
 
 // kernelParams is the number of 8-byte parameters of every kernel, checked
@@ -100,9 +108,10 @@ var kernelParams = [numKernels]int{
 	kSum: 3, kSumRows: 4, kRowDot: 5, kL2Normalize: 4, kL2NormalizeBackward: 6,
 	kGlobalAvgPool: 4, kSoftmaxCE: 7, kSoftmaxCEBackward: 7,
 	kMaxPool: 10, kMaxPoolBackward: 11,
-	kIm2col: 12, kCol2im: 12, kKPToNKP: 5, kNKPToKP: 5,
+	kIm2col: 12, kCol2im: 12, kKPToNKP: 5, kNKPToKP: 5, kSumSlices: 5,
 	kBNTrain: 14, kBNInfer: 10, kBNBackward: 12,
-	kTopN: 8, kMixLogits: 15, kMixLogitsBackward: 17,
+	kTopN: 5, kMixLogits: 11, kMixLogitsBackward: 13,
+	kScaleRows: 5, kCopyCols: 8, kMaskEqual: 6,
 }
 
 // modules lists the PTX modules in load order.

@@ -17,19 +17,38 @@ const (
 	elementwiseBlock = 256     // one thread per element, grid-stride
 	maxGrid          = 1 << 16 // grid-stride loops cover larger n
 	warpsPerBlock    = 8       // warp-per-row kernels: 256 threads
-	rowBlock         = 256     // block-per-row kernels (softmax, BN)
-	sumBlock         = 1024    // sum_f32 runs one block
-	topNBlock        = 1024    // TOPN_THREADS in topn.cu
+	rowBlock         = 256     // block-per-row kernels (softmax)
+	// bnBlock is the block of the per-channel batch-norm kernels: a channel
+	// holds N·HW elements (262 144 in ResNet-18's first stage at batch 256)
+	// and there are as few as 64 channels, so each block must keep many
+	// loads in flight.
+	bnBlock   = 1024
+	sumBlock  = 1024 // sum_f32 runs one block
+	topNBlock = 1024 // TOPN_THREADS in topn.cu
 	// sharedLimit is the dynamic shared memory a block may use without
 	// opting in (cuFuncSetAttribute), on every GPU since compute 3.0.
 	sharedLimit = 48 << 10
-	// topNSharedKeys bounds the sort keys topn_f32 keeps in shared memory
-	// (8 bytes each, beside ~1.2 KiB of static shared memory).
-	topNSharedKeys = 4096
-	mixMaxWarps    = 8
+	mixMaxWarps = 8
 	// convWorkspaceFloats bounds the im2col and GEMM-output workspace of
-	// one convolution chunk (256 MiB).
-	convWorkspaceFloats = 64 << 20
+	// one convolution chunk (1 GiB, well inside a data-centre GPU's memory):
+	// ResNet-18's 64-channel 32×32 layers at batch 256 run as one chunk.
+	convWorkspaceFloats = 256 << 20
+	// maxIndex bounds every buffer a conv kernel indexes (a chunk of x,
+	// col, the GEMM output): the kernels use 32-bit index math.
+	maxIndex = 1<<31 - 1
+	// batchedMinP is the output-plane size P = OH·OW from which the forward
+	// and backward-data GEMMs run per image as one strided-batched GEMM
+	// that reads and writes the N×K×P layout directly, instead of one GEMM
+	// over the chunk plus a reorder: each image's GEMM is then at least
+	// 256 columns wide, enough for cuBLAS's tiles.
+	batchedMinP = 256
+	// splitKMaxSlices and splitKMinInner bound the split of the backward-
+	// filter GEMM's inner dimension (split-K).
+	splitKMaxSlices = 32
+	splitKMinInner  = 1024
+	// gemmTile is the output tile side assumed of cuBLAS's SGEMM kernels
+	// when counting how many thread blocks a GEMM occupies.
+	gemmTile = 128
 )
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -55,28 +74,6 @@ func sumRowsLaunch(cols int) launchConfig {
 	return launchConfig{gridX: ceilDiv(cols, 32), blockX: 32, blockY: 8}
 }
 
-// nextPow2 is the smallest power of two ≥ n (n ≥ 1).
-func nextPow2(n int) int {
-	p := 1
-	for p < n {
-		p <<= 1
-	}
-	return p
-}
-
-// topNPlan is the launch of topn_f32 for rows × cols keeping n: the sort
-// keys (npow2 of them per row) live in shared memory when they fit, else in
-// a global scratch of rows × npow2 keys (global = true).
-func topNPlan(rows, n int) (lc launchConfig, npow2 int, global bool) {
-	npow2 = nextPow2(n)
-	lc = blockRows(rows, topNBlock)
-	if npow2 <= topNSharedKeys {
-		lc.shared = 8 * npow2
-		return lc, npow2, false
-	}
-	return lc, npow2, true
-}
-
 // mixBackwardLaunch is mix_logits_backward_f32's launch: a block per query
 // with as many warps (≤ mixMaxWarps) as have room for a D-float
 // accumulator each in shared memory.
@@ -90,11 +87,31 @@ func mixBackwardLaunch(b, d int) (launchConfig, error) {
 
 // convChunk is how many images one im2col + GEMM pass takes: as many as
 // keep the workspace (col, C·R·S × nb·P, plus the GEMM output, K × nb·P)
-// within budget floats, at least one.
+// within budget floats and every buffer a kernel indexes (col, the GEMM
+// output, the chunk of x) within maxIndex elements, at least one.
 func convChunk(s device.ConvShape, budget int) int {
 	p := s.OutH() * s.OutW()
 	perImage := (s.C*s.R*s.S + s.K) * p
-	return max(1, min(s.N, budget/max(perImage, 1)))
+	largest := max(s.C*s.R*s.S*p, s.K*p, s.C*s.H*s.W)
+	return max(1, min(s.N, budget/max(perImage, 1), maxIndex/max(largest, 1)))
+}
+
+// pointwise reports a 1×1, stride-1, unpadded convolution: its im2col
+// matrix is each image's C×P plane itself.
+func pointwise(s device.ConvShape) bool {
+	return s.R == 1 && s.S == 1 && s.Stride == 1 && s.Pad == 0
+}
+
+// splitK is the number of slices of the backward-filter GEMM dw (k × crs)
+// = Σ over inner columns: when its output covers few gemmTile² tiles (the
+// early layers: 64 × 576 is 5 tiles on a GPU of sms multiprocessors), the
+// inner dimension is cut into slices computed side by side by one batched
+// GEMM and summed, so that about two thread blocks run per multiprocessor.
+// Each slice keeps at least splitKMinInner columns.
+func splitK(k, crs, inner, sms int) int {
+	tiles := ceilDiv(k, gemmTile) * ceilDiv(crs, gemmTile)
+	want := ceilDiv(2*sms, tiles)
+	return max(1, min(want, splitKMaxSlices, inner/splitKMinInner))
 }
 
 // validConv reports a convolution shape the kernels cannot run.
@@ -104,6 +121,10 @@ func validConv(s device.ConvShape) error {
 	}
 	if s.OutH() < 1 || s.OutW() < 1 {
 		return fmt.Errorf("convolution shape %+v has an empty output", s)
+	}
+	p := s.OutH() * s.OutW()
+	if s.C*s.H*s.W > maxIndex || s.C*s.R*s.S*p > maxIndex || s.K*p > maxIndex {
+		return fmt.Errorf("convolution shape %+v: one image's input, im2col matrix or output exceeds %d elements, the kernels' 32-bit index range", s, maxIndex)
 	}
 	return nil
 }

@@ -32,23 +32,6 @@ func TestRowLaunches(t *testing.T) {
 	}
 }
 
-func TestTopNPlan(t *testing.T) {
-	for _, c := range []struct {
-		rows, n, npow2 int
-		global         bool
-	}{
-		{1, 1, 1, false}, {4, 5, 8, false}, {1024, 4096, 4096, false}, {2, 4097, 8192, true},
-	} {
-		lc, npow2, global := topNPlan(c.rows, c.n)
-		if npow2 != c.npow2 || global != c.global || lc.gridX != c.rows || lc.blockX != topNBlock {
-			t.Errorf("topNPlan(%d, %d) = %+v, %d, %v", c.rows, c.n, lc, npow2, global)
-		}
-		if !global && (lc.shared != 8*npow2 || lc.shared > sharedLimit-2048) {
-			t.Errorf("topNPlan(%d, %d): %d B of shared keys, limit %d", c.rows, c.n, lc.shared, sharedLimit)
-		}
-	}
-}
-
 func TestMixBackwardLaunch(t *testing.T) {
 	for _, d := range []int{1, 128, 2048, 12288} {
 		lc, err := mixBackwardLaunch(3, d)

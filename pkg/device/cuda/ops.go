@@ -15,8 +15,6 @@ import (
 // becomes the sticky error and launches nothing), then queues its kernels.
 // Offsets into device memory are in bytes: elemSize per element.
 
-func off(p uintptr, elems int) uintptr { return p + uintptr(elems*elemSize) }
-
 // Copy: dst = src over src.Len() elements.
 func (b *Backend) Copy(dst, src device.Buffer) {
 	b.do(func() {
@@ -199,8 +197,12 @@ func (b *Backend) convBuffers(op string, s device.ConvShape, img, filter, out de
 	return pi, pf, po, b.ok(c)
 }
 
-// Conv2DForward: y = x ⋆ w by im2col + SGEMM, nb images per pass:
-// col (C·R·S × nb·P) from x, tmp (K × nb·P) = w · col, y[n,k,p] = tmp[k, n·P+p].
+// Conv2DForward: y = x ⋆ w by im2col + SGEMM, nb images per pass, col
+// (C·R·S × nb·P) from x. When P ≥ batchedMinP one strided-batched GEMM
+// writes y_n (K × P) = w · col_n for each image in place; else one GEMM
+// gives tmp (K × nb·P) = w · col and y[n,k,p] = tmp[k, n·P+p] reorders it.
+// A pointwise (1×1, stride 1, no padding) convolution with P ≥ batchedMinP
+// needs no im2col: col_n is x_n itself.
 func (b *Backend) Conv2DForward(s device.ConvShape, x, w, y device.Buffer) {
 	b.do(func() {
 		px, pw, py, ok := b.convBuffers("Conv2DForward", s, x, w, y, "x", "y")
@@ -208,25 +210,44 @@ func (b *Backend) Conv2DForward(s device.ConvShape, x, w, y device.Buffer) {
 			return
 		}
 		p, crs, nb := s.OutH()*s.OutW(), s.C*s.R*s.S, convChunk(s, b.convW)
-		col, colClass, ok1 := b.workspace("Conv2DForward", crs*nb*p)
-		tmp, tmpClass, ok2 := b.workspace("Conv2DForward", s.K*nb*p)
-		defer b.putWorkspace(col, colClass, ok1)
-		defer b.putWorkspace(tmp, tmpClass, ok2)
-		if !ok1 || !ok2 {
+		batched := p >= batchedMinP
+		if batched && pointwise(s) { // y_n (K×P) = w (K×C) · x_n (C×P)
+			b.record(b.bblas.run(pointwiseForward(s, pw, px, py)))
 			return
+		}
+		col, colClass, ok := b.workspace("Conv2DForward", crs*nb*p)
+		if !ok {
+			return
+		}
+		defer b.pool.put(col, colClass)
+		var tmp uintptr
+		if !batched {
+			t, tmpClass, ok := b.workspace("Conv2DForward", s.K*nb*p)
+			if !ok {
+				return
+			}
+			defer b.pool.put(t, tmpClass)
+			tmp = t
 		}
 		for n0 := 0; n0 < s.N; n0 += nb {
 			cnt := min(nb, s.N-n0)
-			b.launch(kIm2col, elementwise(crs*cnt*p),
+			b.launch(kIm2col, elementwise(s.C*cnt*p),
 				append([]kernelArg{ptrArg(off(px, n0*s.C*s.H*s.W)), ptrArg(col), intArg(cnt)}, convArgs(s)...)...)
+			if batched {
+				b.record(b.bblas.run(chunkForward(s, cnt, pw, col, off(py, n0*s.K*p))))
+				continue
+			}
 			b.gemm(false, false, s.K, cnt*p, crs, 1, pw, col, 0, tmp)
 			b.launch(kKPToNKP, elementwise(s.K*cnt*p), ptrArg(tmp), ptrArg(off(py, n0*s.K*p)), intArg(s.K), intArg(cnt), intArg(p))
 		}
 	})
 }
 
-// Conv2DBackwardData: dx = col2im(wᵀ · dyᵀ) per chunk, with dyᵀ the chunk's
-// dy reordered to K × nb·P.
+// Conv2DBackwardData: dx = col2im(dcol) per chunk with dcol (C·R·S × nb·P)
+// = wᵀ · dy: one strided-batched GEMM reading each image's dy_n (K × P)
+// when P ≥ batchedMinP, else one GEMM on dy reordered to K × nb·P. A
+// pointwise convolution with P ≥ batchedMinP writes dx_n = wᵀ · dy_n
+// directly.
 func (b *Backend) Conv2DBackwardData(s device.ConvShape, dy, w, dx device.Buffer) {
 	b.do(func() {
 		pdx, pw, pdy, ok := b.convBuffers("Conv2DBackwardData", s, dx, w, dy, "dx", "dy")
@@ -234,24 +255,44 @@ func (b *Backend) Conv2DBackwardData(s device.ConvShape, dy, w, dx device.Buffer
 			return
 		}
 		p, crs, nb := s.OutH()*s.OutW(), s.C*s.R*s.S, convChunk(s, b.convW)
-		dcol, dcolClass, ok1 := b.workspace("Conv2DBackwardData", crs*nb*p)
-		dyT, dyTClass, ok2 := b.workspace("Conv2DBackwardData", s.K*nb*p)
-		defer b.putWorkspace(dcol, dcolClass, ok1)
-		defer b.putWorkspace(dyT, dyTClass, ok2)
-		if !ok1 || !ok2 {
+		batched := p >= batchedMinP
+		if batched && pointwise(s) { // dx_n (C×P) = wᵀ (C×K) · dy_n (K×P)
+			b.record(b.bblas.run(pointwiseBackwardData(s, pw, pdy, pdx)))
 			return
+		}
+		dcol, dcolClass, ok := b.workspace("Conv2DBackwardData", crs*nb*p)
+		if !ok {
+			return
+		}
+		defer b.pool.put(dcol, dcolClass)
+		var dyT uintptr
+		if !batched {
+			t, dyTClass, ok := b.workspace("Conv2DBackwardData", s.K*nb*p)
+			if !ok {
+				return
+			}
+			defer b.pool.put(t, dyTClass)
+			dyT = t
 		}
 		for n0 := 0; n0 < s.N; n0 += nb {
 			cnt := min(nb, s.N-n0)
-			b.launch(kNKPToKP, elementwise(s.K*cnt*p), ptrArg(off(pdy, n0*s.K*p)), ptrArg(dyT), intArg(s.K), intArg(cnt), intArg(p))
-			b.gemm(true, false, crs, cnt*p, s.K, 1, pw, dyT, 0, dcol)
+			if batched {
+				b.record(b.bblas.run(chunkBackwardData(s, cnt, pw, off(pdy, n0*s.K*p), dcol)))
+			} else {
+				b.launch(kNKPToKP, elementwise(s.K*cnt*p), ptrArg(off(pdy, n0*s.K*p)), ptrArg(dyT), intArg(s.K), intArg(cnt), intArg(p))
+				b.gemm(true, false, crs, cnt*p, s.K, 1, pw, dyT, 0, dcol)
+			}
 			b.launch(kCol2im, elementwise(cnt*s.C*s.H*s.W),
 				append([]kernelArg{ptrArg(dcol), ptrArg(off(pdx, n0*s.C*s.H*s.W)), intArg(cnt)}, convArgs(s)...)...)
 		}
 	})
 }
 
-// Conv2DBackwardFilter: dw = Σ_chunks dyᵀ · colᵀ (K × C·R·S).
+// Conv2DBackwardFilter: dw = Σ_chunks dyᵀ · colᵀ (K × C·R·S), with dyᵀ the
+// chunk's dy reordered to K × nb·P. The GEMM's output is small next to its
+// inner dimension nb·P in the early layers, so it is split (splitK) into
+// slices that one strided-batched GEMM computes side by side into a
+// workspace, which sum_slices adds up.
 func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buffer) {
 	b.do(func() {
 		px, pdw, pdy, ok := b.convBuffers("Conv2DBackwardFilter", s, x, dw, dy, "x", "dy")
@@ -266,16 +307,36 @@ func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buff
 		if !ok1 || !ok2 {
 			return
 		}
+		var part uintptr
+		if slices := splitK(s.K, crs, nb*p, b.sms); slices > 1 { // the first chunk is the largest
+			t, partClass, ok := b.workspace("Conv2DBackwardFilter", slices*s.K*crs)
+			if !ok {
+				return
+			}
+			defer b.pool.put(t, partClass)
+			part = t
+		}
 		for n0 := 0; n0 < s.N; n0 += nb {
 			cnt := min(nb, s.N-n0)
-			b.launch(kIm2col, elementwise(crs*cnt*p),
+			inner := cnt * p
+			b.launch(kIm2col, elementwise(s.C*inner),
 				append([]kernelArg{ptrArg(off(px, n0*s.C*s.H*s.W)), ptrArg(col), intArg(cnt)}, convArgs(s)...)...)
-			b.launch(kNKPToKP, elementwise(s.K*cnt*p), ptrArg(off(pdy, n0*s.K*p)), ptrArg(dyT), intArg(s.K), intArg(cnt), intArg(p))
-			beta := float32(1)
-			if n0 == 0 {
-				beta = 0
+			b.launch(kNKPToKP, elementwise(s.K*inner), ptrArg(off(pdy, n0*s.K*p)), ptrArg(dyT), intArg(s.K), intArg(cnt), intArg(p))
+			slices := splitK(s.K, crs, inner, b.sms)
+			if slices == 1 {
+				beta := float32(1)
+				if n0 == 0 {
+					beta = 0
+				}
+				b.gemm(false, true, s.K, crs, inner, 1, dyT, col, beta, pdw)
+				continue
 			}
-			b.gemm(false, true, s.K, crs, cnt*p, 1, dyT, col, beta, pdw)
+			all, rest, hasRest := filterSlices(s, inner, slices, dyT, col, part)
+			b.record(b.bblas.run(all))
+			if hasRest {
+				b.record(b.bblas.run(rest))
+			}
+			b.launch(kSumSlices, elementwise(s.K*crs), ptrArg(part), ptrArg(pdw), intArg(s.K*crs), intArg(slices), boolArg(n0 > 0))
 		}
 	})
 }
@@ -306,7 +367,7 @@ func (b *Backend) BatchNormTrain(s device.BNShape, x, gamma, beta, y, mean, invS
 		pm, pi := c.f32("mean", mean, gc), c.f32("invStd", invStd, gc)
 		prm, prv := c.f32("runMean", runMean, s.C), c.f32("runVar", runVar, s.C)
 		if b.ok(c) {
-			b.launch(kBNTrain, blockRows(s.C, rowBlock), ptrArg(px), ptrArg(pg), ptrArg(pb), ptrArg(py),
+			b.launch(kBNTrain, blockRows(s.C, bnBlock), ptrArg(px), ptrArg(pg), ptrArg(pb), ptrArg(py),
 				ptrArg(pm), ptrArg(pi), ptrArg(prm), ptrArg(prv),
 				intArg(s.N), intArg(s.C), intArg(s.HW), intArg(s.Groups), floatArg(momentum), floatArg(eps))
 		}
@@ -336,7 +397,7 @@ func (b *Backend) BatchNormBackward(s device.BNShape, x, dy, gamma, mean, invStd
 		pm, pi := c.f32("mean", mean, gc), c.f32("invStd", invStd, gc)
 		pdx, pdg, pdb := c.f32("dx", dx, n), c.f32("dgamma", dgamma, s.C), c.f32("dbeta", dbeta, s.C)
 		if b.ok(c) {
-			b.launch(kBNBackward, blockRows(s.C, rowBlock), ptrArg(px), ptrArg(pdy), ptrArg(pg), ptrArg(pm), ptrArg(pi),
+			b.launch(kBNBackward, blockRows(s.C, bnBlock), ptrArg(px), ptrArg(pdy), ptrArg(pg), ptrArg(pm), ptrArg(pi),
 				ptrArg(pdx), ptrArg(pdg), ptrArg(pdb), intArg(s.N), intArg(s.C), intArg(s.HW), intArg(s.Groups))
 		}
 	})
@@ -472,83 +533,6 @@ func (b *Backend) SoftmaxCrossEntropyBackward(rows, cols int, tau, scale float32
 		if b.ok(c) {
 			b.launch(kSoftmaxCEBackward, elementwise(rows*cols), ptrArg(pp), ptrArg(plab), ptrArg(pd),
 				intArg(rows), intArg(cols), floatArg(tau), floatArg(scale))
-		}
-	})
-}
-
-// TopN: idx holds each row's n largest values' indices (value desc, index asc).
-func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
-	b.do(func() {
-		c := b.check("TopN")
-		c.require(n >= 1 && n <= cols && cols < 1<<31, "n = %d, cols = %d: want 1 ≤ n ≤ cols < 2³¹", n, cols)
-		px, pi := c.f32("x", x, rows*cols), c.i32("idx", idx, rows*n)
-		if !b.ok(c) || rows == 0 {
-			return
-		}
-		lc, npow2, global := topNPlan(rows, n)
-		var scratch uintptr
-		if global {
-			ws, class, ok := b.workspace("TopN", 2*rows*npow2) // rows × npow2 uint64 keys
-			if !ok {
-				return
-			}
-			defer b.pool.put(ws, class)
-			scratch = ws
-		}
-		b.launch(kTopN, lc, ptrArg(px), ptrArg(pi), ptrArg(scratch), intArg(rows), intArg(cols), intArg(n),
-			intArg(npow2), boolArg(global))
-	})
-}
-
-// mixBuffers checks MixLogits' shared arguments and returns their addresses
-// in kernel order: q, queue, top, pairI, pairJ, alpha, negJ, beta.
-func mixBuffers(c *argCheck, s device.MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta device.Buffer) []kernelArg {
-	if err := validMix(s); err != nil {
-		c.fail("%v", err)
-	}
-	return []kernelArg{
-		ptrArg(c.f32("q", q, s.B*s.D)), ptrArg(c.f32("queue", queue, s.K*s.D)),
-		ptrArg(c.i32("top", top, s.B*s.N)),
-		ptrArg(c.i32("pairI", pairI, s.B*s.S)), ptrArg(c.i32("pairJ", pairJ, s.B*s.S)),
-		ptrArg(c.f32("alpha", alpha, s.B*s.S)),
-		ptrArg(c.i32("negJ", negJ, s.B*s.SPrime)), ptrArg(c.f32("beta", beta, s.B*s.SPrime)),
-	}
-}
-
-func mixShapeArgs(s device.MixShape) []kernelArg {
-	return []kernelArg{intArg(s.B), intArg(s.D), intArg(s.K), intArg(s.N), intArg(s.S), intArg(s.SPrime)}
-}
-
-// MixLogits writes the MoCHi logits out[b,t] = q_b·h_t. The kernel builds
-// each u_t in D dimensions (as cheap as the closed form on a GPU), so sim
-// is checked but not read.
-func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, pairI, pairJ, alpha, negJ, beta, out device.Buffer) {
-	b.do(func() {
-		c := b.check("MixLogits")
-		args := mixBuffers(c, s, q, queue, top, pairI, pairJ, alpha, negJ, beta)
-		c.f32("sim", sim, s.B*s.K)
-		t := s.S + s.SPrime
-		po := c.f32("out", out, s.B*t)
-		if b.ok(c) {
-			args = append(append(args, ptrArg(po)), mixShapeArgs(s)...)
-			b.launch(kMixLogits, warpRows(s.B*t), args...)
-		}
-	})
-}
-
-// MixLogitsBackward: dq = Σ_t dout[b,t]·h_t (+ the path through q in h′).
-func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, pairI, pairJ, alpha, negJ, beta, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
-	b.do(func() {
-		c := b.check("MixLogitsBackward")
-		args := mixBuffers(c, s, q, queue, top, pairI, pairJ, alpha, negJ, beta)
-		pdo, pdq := c.f32("dout", dout, s.B*(s.S+s.SPrime)), c.f32("dq", dq, s.B*s.D)
-		lc, err := mixBackwardLaunch(s.B, s.D)
-		if err != nil {
-			c.fail("%v", err)
-		}
-		if b.ok(c) {
-			args = append(append(args, ptrArg(pdo), ptrArg(pdq)), mixShapeArgs(s)...)
-			b.launch(kMixLogitsBackward, lc, append(args, boolArg(gradThroughQ))...)
 		}
 	})
 }

@@ -355,8 +355,8 @@ func refSoftmaxCEBackward(rows, cols int, tau, scale float64, prob []float64, la
 	return d
 }
 
-// refTopN sorts each row's indices fully by (value desc, index asc) and
-// keeps the first n.
+// refTopN sorts each row's indices fully by (value desc, index asc), keeps
+// the first n and lists them in ascending index order.
 func refTopN(rows, cols, n int, x []float64) []int32 {
 	out := make([]int32, rows*n)
 	for r := 0; r < rows; r++ {
@@ -366,8 +366,10 @@ func refTopN(rows, cols, n int, x []float64) []int32 {
 		}
 		row := x[r*cols : (r+1)*cols]
 		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
-		for i := 0; i < n; i++ {
-			out[r*n+i] = int32(idx[i])
+		kept := idx[:n]
+		sort.Ints(kept)
+		for i, v := range kept {
+			out[r*n+i] = int32(v)
 		}
 	}
 	return out
@@ -377,6 +379,26 @@ func refTopN(rows, cols, n int, x []float64) []int32 {
 type mixPlan struct {
 	top, pairI, pairJ, negJ []int32   // B×N, B×S, B×S, B×S′
 	alpha, beta             []float64 // B×S, B×S′
+}
+
+// packed encodes the plan as the kernels read it: B×(3S+2S′), row b =
+// [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_S′, β_1…β_S′], ranks as floats.
+func (p mixPlan) packed(sh device.MixShape) []float32 {
+	cols := 3*sh.S + 2*sh.SPrime
+	out := make([]float32, sh.B*cols)
+	for b := 0; b < sh.B; b++ {
+		row := out[b*cols : (b+1)*cols]
+		for t := 0; t < sh.S; t++ {
+			row[t] = float32(p.pairI[b*sh.S+t])
+			row[sh.S+t] = float32(p.pairJ[b*sh.S+t])
+			row[2*sh.S+t] = float32(p.alpha[b*sh.S+t])
+		}
+		for t := 0; t < sh.SPrime; t++ {
+			row[3*sh.S+t] = float32(p.negJ[b*sh.SPrime+t])
+			row[3*sh.S+sh.SPrime+t] = float32(p.beta[b*sh.SPrime+t])
+		}
+	}
+	return out
 }
 
 // refMixVectors returns the synthetic negatives of query b built explicitly
@@ -443,6 +465,42 @@ func refMixLogitsBackward(sh device.MixShape, q, queue []float64, p mixPlan, dou
 		}
 	}
 	return dq
+}
+
+// refScaleRows: out[r,c] = g[r]·x[r,c].
+func refScaleRows(rows, cols int, g, x []float64) []float64 {
+	out := make([]float64, rows*cols)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[r*cols+c] = g[r] * x[r*cols+c]
+		}
+	}
+	return out
+}
+
+// refCopyCols returns dst with dst[r, dstOff+c] = src[r, srcOff+c], c < n.
+func refCopyCols(rows, srcCols, srcOff, dstCols, dstOff, n int, src, dst []float64) []float64 {
+	out := append([]float64(nil), dst...)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < n; c++ {
+			out[r*dstCols+dstOff+c] = src[r*srcCols+srcOff+c]
+		}
+	}
+	return out
+}
+
+// refMaskEqual returns x with value where the row's label is known (≥ 0)
+// and equals the column's.
+func refMaskEqual(rows, cols int, rowLabels, colLabels, x []float64, value float64) []float64 {
+	out := append([]float64(nil), x...)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			if rowLabels[r] >= 0 && rowLabels[r] == colLabels[c] {
+				out[r*cols+c] = value
+			}
+		}
+	}
+	return out
 }
 
 // refSGD applies torch.optim.SGD (dampening 0) to p and v in place.

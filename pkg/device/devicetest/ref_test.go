@@ -185,11 +185,21 @@ func TestRefGemmAgainstDefinition(t *testing.T) {
 	}
 }
 
-// TestRefTopNTies checks the reference's tie order on a hand-made row.
+// TestRefTopNTies checks on hand-made rows that ties go to the lower index
+// and that the selection is listed in index order.
 func TestRefTopNTies(t *testing.T) {
-	got := refTopN(1, 6, 4, []float64{0.5, 1, 0.5, 1, -1, 0.5})
-	if want := []int32{1, 3, 0, 2}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("refTopN = %v, want %v", got, want)
+	for _, c := range []struct {
+		x    []float64
+		n    int
+		want []int32
+	}{
+		{[]float64{0.5, 1, 0.5, 1, -1, 0.5}, 4, []int32{0, 1, 2, 3}}, // 1, 1, then the 0.5 at 0 and 2, not 5
+		{[]float64{0.5, -1, 1, 0.5, 0.5}, 3, []int32{0, 2, 3}},
+		{[]float64{-1, math.Inf(-1), 2}, 2, []int32{0, 2}},
+	} {
+		if got := refTopN(1, len(c.x), c.n, c.x); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("refTopN(%v, n=%d) = %v, want %v", c.x, c.n, got, c.want)
+		}
 	}
 }
 

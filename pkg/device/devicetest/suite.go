@@ -73,6 +73,9 @@ func Run(t *testing.T, be device.Backend, tol Tolerances) {
 		{"SoftmaxCrossEntropy", testSoftmaxCE},
 		{"TopN", testTopN},
 		{"MixLogits", testMixLogits},
+		{"ScaleRows", testScaleRows},
+		{"CopyCols", testCopyCols},
+		{"MaskEqual", testMaskEqual},
 		{"SGDStep", testSGD},
 		{"MomentumUpdate", testMomentumUpdate},
 	} {
@@ -709,12 +712,20 @@ func testTopN(h *harness, _ Tolerances) {
 		{3, 8, 8, true},
 		{2, 4096, 64, false},
 		{2, 1000, 1, true},
+		{4, 300, 20, false}, // a third of each row masked with −∞ (the class oracle)
 	} {
 		name := fmt.Sprintf("TopN %d×%d n=%d ties=%v", c.rows, c.cols, c.n, c.ties)
 		x := h.random(c.rows*c.cols, -1, 1)
 		if c.ties {
 			for i := range x {
 				x[i] = float32(h.rng.IntN(4)) / 4
+			}
+		}
+		if c.rows == 4 && c.cols == 300 {
+			for i := range x {
+				if h.rng.IntN(3) == 0 {
+					x[i] = float32(math.Inf(-1))
+				}
 			}
 		}
 		idx := h.poisonedInt32(c.rows * c.n)
@@ -781,25 +792,90 @@ func testMixLogits(h *harness, tol Tolerances) {
 			refGemm(false, true, s.B, s.K, s.D, 1, f64(q), f64(queue), 0, sim)
 			sim = f64(f32(sim)) // the kernel sees sim in float32
 			p := h.randomMixPlan(s, sim)
-			alpha, beta := f32(p.alpha), f32(p.beta)
-			// Buffers of length 0 are passed as 1-element buffers.
-			up := func(x []float32) device.Buffer { return h.upload(append(x, 0)) }
-			upi := func(x []int32) device.Buffer { return h.uploadInt32(append(x, 0)) }
-			qb, kb := h.upload(q), h.upload(queue)
-			tb, ib, jb, ab, nb, bb := upi(p.top), upi(p.pairI), upi(p.pairJ), up(alpha), upi(p.negJ), up(beta)
+			qb, kb, tb := h.upload(q), h.upload(queue), h.uploadInt32(p.top)
+			pb := h.upload(append(p.packed(s), 0)) // never empty: S = S′ = 0 has no columns
 			m := s.S + s.SPrime
 			out := h.poisoned(s.B * m)
-			h.be.MixLogits(s, qb, kb, h.upload(f32(sim)), tb, ib, jb, ab, nb, bb, out)
+			h.be.MixLogits(s, qb, kb, h.upload(f32(sim)), tb, pb, out)
 			h.check("MixLogits "+name, out, refMixLogits(s, f64(q), f64(queue), p), tol.Mix)
 
 			dout := h.random(s.B*m, -1, 1)
 			for _, through := range []bool{false, true} {
 				dq := h.poisoned(s.B * s.D)
-				h.be.MixLogitsBackward(s, qb, kb, tb, ib, jb, ab, nb, bb, h.upload(dout), through, dq)
+				h.be.MixLogitsBackward(s, qb, kb, tb, pb, h.upload(dout), through, dq)
 				h.check(fmt.Sprintf("MixLogitsBackward %s gradThroughQ=%v", name, through), dq,
 					refMixLogitsBackward(s, f64(q), f64(queue), p, f64(dout), through), tol.Mix)
 			}
 		}
+	}
+}
+
+// testScaleRows checks ScaleRows into a separate buffer and in place.
+func testScaleRows(h *harness, tol Tolerances) {
+	for _, sz := range [][2]int{{1, 1}, {5, 7}, {3, 1001}, {1, 4000}} {
+		rows, cols := sz[0], sz[1]
+		g, x := h.random(rows, -2, 2), h.random(rows*cols, -1, 1)
+		want := refScaleRows(rows, cols, f64(g), f64(x))
+		name := fmt.Sprintf("ScaleRows %d×%d", rows, cols)
+		out := h.poisoned(rows * cols)
+		h.be.ScaleRows(rows, cols, h.upload(g), h.upload(x), out)
+		h.check(name, out, want, tol.Elementwise)
+		xb := h.upload(x) // in place: out aliases x
+		h.be.ScaleRows(rows, cols, h.upload(g), xb, xb)
+		h.check(name+" in place", xb, want, tol.Elementwise)
+	}
+}
+
+// testCopyCols assembles [a | b | c] column blocks into a wider matrix and
+// takes a block out again, on views with offsets; elements outside the
+// copied columns must keep their values.
+func testCopyCols(h *harness, _ Tolerances) {
+	for _, c := range []struct{ rows, srcCols, srcOff, dstCols, dstOff, n int }{
+		{1, 1, 0, 1, 0, 1},
+		{4, 1, 0, 10, 0, 1},     // l_pos into column 0
+		{4, 7, 0, 10, 1, 7},     // l_neg after it
+		{4, 2, 0, 10, 8, 2},     // extra at the end
+		{4, 10, 1, 7, 0, 7},     // the l_neg block out again
+		{3, 300, 17, 50, 9, 33}, // inner blocks on both sides
+		{2, 5, 0, 5, 0, 0},      // nothing to copy
+	} {
+		name := fmt.Sprintf("CopyCols %+v", c)
+		src := h.random(c.rows*c.srcCols, -1, 1)
+		dst := h.random(c.rows*c.dstCols, -1, 1)
+		srcBuf := h.upload(append(h.random(3, -1, 1), src...))
+		dstBuf := h.upload(append(h.random(2, -1, 1), dst...))
+		h.be.CopyCols(c.rows, c.srcCols, c.srcOff, c.dstCols, c.dstOff, c.n,
+			h.be.View(srcBuf, 3, len(src)), h.be.View(dstBuf, 2, len(dst)))
+		want := refCopyCols(c.rows, c.srcCols, c.srcOff, c.dstCols, c.dstOff, c.n, f64(src), f64(dst))
+		got := h.download(dstBuf)
+		h.checkExact(name, got[2:], f32(want))
+	}
+}
+
+// testMaskEqual masks with −∞ (the class oracle) and with a finite value;
+// labels include negative (unknown) ones on both sides.
+func testMaskEqual(h *harness, _ Tolerances) {
+	for _, c := range []struct {
+		rows, cols int
+		value      float32
+	}{
+		{1, 1, float32(math.Inf(-1))},
+		{6, 50, float32(math.Inf(-1))},
+		{5, 1001, -7},
+	} {
+		label := func(n int) []float32 {
+			l := make([]float32, n)
+			for i := range l {
+				l[i] = float32(h.rng.IntN(4) - 1) // −1 (unknown), 0, 1, 2
+			}
+			return l
+		}
+		rowLab, colLab := label(c.rows), label(c.cols)
+		x := h.random(c.rows*c.cols, -1, 1)
+		xb := h.upload(x)
+		h.be.MaskEqual(c.rows, c.cols, h.upload(rowLab), h.upload(colLab), xb, c.value)
+		want := refMaskEqual(c.rows, c.cols, f64(rowLab), f64(colLab), f64(x), float64(c.value))
+		h.checkExact(fmt.Sprintf("MaskEqual %d×%d value %v", c.rows, c.cols, c.value), h.download(xb), f32(want))
 	}
 }
 

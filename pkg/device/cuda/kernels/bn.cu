@@ -1,12 +1,51 @@
 // bn.cu: batch normalisation over x N×C×HW with split-BN groups: group g
 // holds samples [g·N/G, (g+1)·N/G) and has its own statistics. One block
 // per channel loops over the groups; sums are accumulated in double.
+//
+// A thread walks its elements (sample n, pixel hw) of a channel by adding
+// the block size with a carry instead of dividing each flat index by HW: a
+// 64-bit division per element made these memory-bound kernels slow.
 #include "common.cuh"
 
-// group_index is the offset of the j-th element (j < per·HW) of channel c
-// in the group starting at sample n0.
-__device__ __forceinline__ i64 group_index(i64 j, i64 n0, i64 c, i64 C, i64 HW) {
-	return ((n0 + j / HW) * C + c) * HW + j % HW;
+// chan_iter walks the elements of one channel in one group, blockDim.x
+// apart: element (n, hw) is at base + n·C·HW + hw.
+struct chan_iter {
+	int n, hw;    // current sample (group-relative) and pixel
+	int dn, dhw;  // blockDim.x as whole samples and remaining pixels
+	int HW;
+	__device__ chan_iter(int HW_) : HW(HW_) {
+		n = (int)threadIdx.x / HW;
+		hw = (int)threadIdx.x - n * HW;
+		dn = (int)blockDim.x / HW;
+		dhw = (int)blockDim.x - dn * HW;
+	}
+	__device__ void next() {
+		n += dn;
+		hw += dhw;
+		if (hw >= HW) {
+			hw -= HW;
+			n++;
+		}
+	}
+};
+
+// block_sum2_d sums a and b over the block in one pass of reductions (the
+// rules of block_sum_d apply).
+__device__ __forceinline__ void block_sum2_d(double* a, double* b) {
+	__shared__ double part[2][32];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+	double x = warp_sum_d(*a), y = warp_sum_d(*b);
+	__syncthreads();  // a previous call may still be reading part
+	if (lane == 0) {
+		part[0][w] = x;
+		part[1][w] = y;
+	}
+	__syncthreads();
+	int nw = blockDim.x >> 5;
+	x = lane < nw ? part[0][lane] : 0.0;
+	y = lane < nw ? part[1][lane] : 0.0;
+	*a = warp_sum_d(x);
+	*b = warp_sum_d(y);
 }
 
 // bn_train_f32 writes y, mean and invStd (G×C, biased variance) and updates
@@ -17,19 +56,20 @@ extern "C" __global__ void bn_train_f32(const float* x, const float* gamma, cons
                                         i64 C, i64 HW, i64 G, double momentum, double eps) {
 	i64 c = blockIdx.x;
 	if (c >= C) return;
-	i64 per = N / G, m = per * HW;
+	int per = (int)(N / G), hwn = (int)HW;
+	i64 m = (i64)per * HW, chw = C * HW;
 	float gm = gamma[c], bt = beta[c];
 	double mu_avg = 0.0, var_avg = 0.0;
 	for (i64 g = 0; g < G; g++) {
-		i64 n0 = g * per;
+		const float* xg = x + (g * per * C + c) * HW;
+		float* yg = y + (g * per * C + c) * HW;
 		double s = 0.0, ss = 0.0;
-		for (i64 j = threadIdx.x; j < m; j += blockDim.x) {
-			double v = (double)x[group_index(j, n0, c, C, HW)];
+		for (chan_iter it(hwn); it.n < per; it.next()) {
+			double v = (double)xg[it.n * chw + it.hw];
 			s += v;
 			ss += v * v;
 		}
-		s = block_sum_d(s);
-		ss = block_sum_d(ss);
+		block_sum2_d(&s, &ss);
 		double mu = s / (double)m;
 		double var = fmax(ss / (double)m - mu * mu, 0.0);
 		double is = 1.0 / sqrt(var + eps);
@@ -38,9 +78,9 @@ extern "C" __global__ void bn_train_f32(const float* x, const float* gamma, cons
 			invstd[g * C + c] = (float)is;
 		}
 		float fmu = (float)mu, fis = (float)is;
-		for (i64 j = threadIdx.x; j < m; j += blockDim.x) {
-			i64 k = group_index(j, n0, c, C, HW);
-			y[k] = gm * (x[k] - fmu) * fis + bt;
+		for (chan_iter it(hwn); it.n < per; it.next()) {
+			i64 k = it.n * chw + it.hw;
+			yg[k] = gm * (xg[k] - fmu) * fis + bt;
 		}
 		mu_avg += mu;
 		var_avg += var * (double)m / (double)(m - 1);  // unbiased, as PyTorch's running_var
@@ -71,28 +111,30 @@ extern "C" __global__ void bn_backward_f32(const float* x, const float* dy, cons
                                            float* dbeta, i64 N, i64 C, i64 HW, i64 G) {
 	i64 c = blockIdx.x;
 	if (c >= C) return;
-	i64 per = N / G, m = per * HW;
+	int per = (int)(N / G), hwn = (int)HW;
+	i64 m = (i64)per * HW, chw = C * HW;
 	double dg = 0.0, db = 0.0;
 	for (i64 g = 0; g < G; g++) {
-		i64 n0 = g * per;
+		i64 base = (g * per * C + c) * HW;
+		const float *xg = x + base, *dyg = dy + base;
+		float* dxg = dx + base;
 		float mu = mean[g * C + c], is = invstd[g * C + c];
 		double sdy = 0.0, sdyx = 0.0;
-		for (i64 j = threadIdx.x; j < m; j += blockDim.x) {
-			i64 k = group_index(j, n0, c, C, HW);
-			double d = (double)dy[k];
+		for (chan_iter it(hwn); it.n < per; it.next()) {
+			i64 k = it.n * chw + it.hw;
+			double d = (double)dyg[k];
 			sdy += d;
-			sdyx += d * (double)((x[k] - mu) * is);
+			sdyx += d * (double)((xg[k] - mu) * is);
 		}
-		sdy = block_sum_d(sdy);
-		sdyx = block_sum_d(sdyx);
+		block_sum2_d(&sdy, &sdyx);
 		dg += sdyx;
 		db += sdy;
 		// In double: M·dy − Σdy − x̂·Σdy·x̂ cancels to a small remainder.
 		double k1 = (double)gamma[c] * (double)is / (double)m;
-		for (i64 j = threadIdx.x; j < m; j += blockDim.x) {
-			i64 k = group_index(j, n0, c, C, HW);
-			double xh = (double)((x[k] - mu) * is);
-			dx[k] = (float)(k1 * ((double)m * (double)dy[k] - sdy - xh * sdyx));
+		for (chan_iter it(hwn); it.n < per; it.next()) {
+			i64 k = it.n * chw + it.hw;
+			double xh = (double)((xg[k] - mu) * is);
+			dxg[k] = (float)(k1 * ((double)m * (double)dyg[k] - sdy - xh * sdyx));
 		}
 	}
 	if (threadIdx.x == 0) {

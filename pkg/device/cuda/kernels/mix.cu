@@ -1,30 +1,39 @@
 // mix.cu: MoCHi's synthetic-negative logits and their gradient.
 //
-// For query b and mix t < S: u = α·n_i + (1−α)·n_j with i = top[b, pairI[b,t]],
-// j = top[b, pairJ[b,t]]; for t = S + t' < S + S′: u = β·q_b + (1−β)·n_j with
-// j = top[b, negJ[b,t']]. h = u/max(‖u‖, 1e-12) and out[b,t] = q_b·h. The
-// kernels build u explicitly in D dimensions, which costs the same as the
-// closed form from sim on a GPU and needs no similarity buffer. An index out
-// of range gives NaN (the kernel cannot report errors).
+// The plan (B×(3S+2S′), pkg/hardneg's Plan.Tensor) holds per query b the row
+// [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_S′, β_1…β_S′], ranks into the query's
+// top-N list as exact float integers. For mix t < S: u = α·n_i + (1−α)·n_j
+// with i = top[b, i_t], j = top[b, j_t]; for t = S + t' < S + S′:
+// u = β·q_b + (1−β)·n_j with j = top[b, j′_t']. h = u/max(‖u‖, 1e-12) and
+// out[b,t] = q_b·h. The kernels build u explicitly in D dimensions, which
+// costs the same as the closed form from sim on a GPU and needs no
+// similarity buffer. A rank or index out of range gives NaN (the kernel
+// cannot report errors).
 #include "common.cuh"
 
+// plan_rank converts a float-coded rank, returning −1 unless it is an
+// integer in [0, N).
+__device__ __forceinline__ int plan_rank(float f, i64 N) {
+	return (f >= 0.0f && f < (float)N && f == floorf(f)) ? (int)f : -1;
+}
+
 // mix_rows resolves mix t of query b to its two source rows and weight:
-// u = wa·a + (1−wa)·b_row. It returns false for an out-of-range index.
-__device__ __forceinline__ bool mix_rows(const float* q, const float* queue, const int* top, const int* pairI,
-                                         const int* pairJ, const float* alpha, const int* negJ,
-                                         const float* beta, i64 b, i64 t, i64 D, i64 K, i64 N, i64 S,
-                                         i64 SP, const float** a, const float** brow, float* wa) {
+// u = wa·a + (1−wa)·b_row. It returns false for an out-of-range rank or index.
+__device__ __forceinline__ bool mix_rows(const float* q, const float* queue, const int* top, const float* plan,
+                                         i64 b, i64 t, i64 D, i64 K, i64 N, i64 S, i64 SP, const float** a,
+                                         const float** brow, float* wa) {
+	const float* pr = plan + b * (3 * S + 2 * SP);
 	int ri, rj;
 	if (t < S) {
-		ri = pairI[b * S + t];
-		rj = pairJ[b * S + t];
-		*wa = alpha[b * S + t];
+		ri = plan_rank(pr[t], N);
+		rj = plan_rank(pr[S + t], N);
+		*wa = pr[2 * S + t];
 	} else {
-		ri = -1;
-		rj = negJ[b * SP + (t - S)];
-		*wa = beta[b * SP + (t - S)];
+		ri = 0;
+		rj = plan_rank(pr[3 * S + (t - S)], N);
+		*wa = pr[3 * S + SP + (t - S)];
 	}
-	if (rj < 0 || rj >= N || (t < S && (ri < 0 || ri >= N))) return false;
+	if (ri < 0 || rj < 0) return false;
 	int j = top[b * N + rj];
 	if (j < 0 || j >= K) return false;
 	*brow = queue + (i64)j * D;
@@ -39,10 +48,8 @@ __device__ __forceinline__ bool mix_rows(const float* q, const float* queue, con
 }
 
 // mix_logits_f32: one warp per (b, t), 8 warps per block.
-extern "C" __global__ void mix_logits_f32(const float* q, const float* queue, const int* top, const int* pairI,
-                                          const int* pairJ, const float* alpha, const int* negJ,
-                                          const float* beta, float* out, i64 B, i64 D, i64 K, i64 N, i64 S,
-                                          i64 SP) {
+extern "C" __global__ void mix_logits_f32(const float* q, const float* queue, const int* top, const float* plan,
+                                          float* out, i64 B, i64 D, i64 K, i64 N, i64 S, i64 SP) {
 	i64 T = S + SP;
 	i64 wid = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
 	if (wid >= B * T) return;
@@ -50,7 +57,7 @@ extern "C" __global__ void mix_logits_f32(const float* q, const float* queue, co
 	i64 b = wid / T, t = wid % T;
 	const float *a, *br;
 	float wa;
-	if (!mix_rows(q, queue, top, pairI, pairJ, alpha, negJ, beta, b, t, D, K, N, S, SP, &a, &br, &wa)) {
+	if (!mix_rows(q, queue, top, plan, b, t, D, K, N, S, SP, &a, &br, &wa)) {
 		if (lane == 0) out[wid] = NAN;
 		return;
 	}
@@ -72,10 +79,8 @@ extern "C" __global__ void mix_logits_f32(const float* q, const float* queue, co
 // into its own row of the dynamic shared acc (nwarps × D), summed at the end
 // in warp order (a fixed order: the result is deterministic).
 extern "C" __global__ void mix_logits_backward_f32(const float* q, const float* queue, const int* top,
-                                                   const int* pairI, const int* pairJ, const float* alpha,
-                                                   const int* negJ, const float* beta, const float* dout,
-                                                   float* dq, i64 B, i64 D, i64 K, i64 N, i64 S, i64 SP,
-                                                   i64 grad_through_q) {
+                                                   const float* plan, const float* dout, float* dq, i64 B, i64 D,
+                                                   i64 K, i64 N, i64 S, i64 SP, i64 grad_through_q) {
 	extern __shared__ float acc[];
 	i64 b = blockIdx.x;
 	if (b >= B) return;
@@ -88,7 +93,7 @@ extern "C" __global__ void mix_logits_backward_f32(const float* q, const float* 
 	for (i64 t = w; t < T; t += nw) {
 		const float *a, *br;
 		float wa;
-		if (!mix_rows(q, queue, top, pairI, pairJ, alpha, negJ, beta, b, t, D, K, N, S, SP, &a, &br, &wa)) {
+		if (!mix_rows(q, queue, top, plan, b, t, D, K, N, S, SP, &a, &br, &wa)) {
 			bad = true;
 			continue;
 		}

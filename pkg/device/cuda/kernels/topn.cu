@@ -1,15 +1,14 @@
-// topn.cu: per-row top-n selection, one block of TOPN_THREADS per row.
+// topn.cu: per-row top-n selection, one block of TOPN_THREADS per row. The
+// result lists the n selected indices in ascending index order (the order
+// device.Backend.TopN specifies), so no sort by value is needed.
 //
 // 1. Radix select (4 passes of 8 bits over an order-preserving uint32 key)
 //    finds the key kth of the n-th largest value and how many elements equal
-//    to it must be taken (take_eq); every element with a larger key is taken.
-// 2. Compaction writes the chosen elements as 64-bit sort keys
-//    (~key << 32 | index), taking the take_eq elements equal to kth with the
-//    smallest indices (a block-wide ordered scan).
-// 3. A bitonic sort of the npow2 ≥ n keys (padded with UINT64_MAX) orders
-//    them by value descending, index ascending; the first n indices are the
-//    result. The keys live in dynamic shared memory, or in the global scratch
-//    (rows × npow2) when they do not fit (use_global ≠ 0).
+//    to it must be taken (take_eq): every element with a larger key is taken,
+//    and of those equal to kth the take_eq with the smallest indices.
+// 2. An ordered compaction, chunk by chunk in index order, writes each taken
+//    index at its rank among the taken ones (a block-wide scan of warp
+//    ballots: one for the rank among the ties, one for the output position).
 #include "common.cuh"
 
 #define TOPN_THREADS 1024
@@ -21,30 +20,41 @@ __device__ __forceinline__ unsigned int order_key(float f) {
 	return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-__device__ __forceinline__ unsigned long long sort_key(unsigned int key, i64 idx) {
-	return ((unsigned long long)(~key) << 32) | (unsigned long long)(unsigned int)idx;
+// block_scan returns, for a warp's ballot, the number of set bits in the
+// block's lower lanes and warps (before) and in the whole block (total).
+// counts is shared scratch of 32 entries; every thread must call it.
+__device__ __forceinline__ void block_scan(unsigned int ballot, unsigned int* counts, unsigned int* before,
+                                           unsigned int* total) {
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	if (lane == 0) counts[w] = __popc(ballot);
+	__syncthreads();
+	unsigned int b = 0, t = 0;
+	for (int v = 0; v < nw; v++) {
+		unsigned int cnt = counts[v];
+		if (v < w) b += cnt;
+		t += cnt;
+	}
+	*before = b + __popc(ballot & ((1u << lane) - 1u));
+	*total = t;
 }
 
-extern "C" __global__ void topn_f32(const float* x, int* idx, unsigned long long* scratch, i64 rows, i64 cols,
-                                    i64 n, i64 npow2, i64 use_global) {
-	extern __shared__ unsigned long long smem_keys[];
+extern "C" __global__ void topn_f32(const float* x, int* idx, i64 rows, i64 cols, i64 n) {
 	__shared__ unsigned int hist[256];
-	__shared__ unsigned int s_prefix, s_mask, s_remaining, s_gt, s_eq_base;
-	__shared__ unsigned int warp_count[32];
+	__shared__ unsigned int s_prefix, s_mask, s_remaining, s_eq_base, s_out_base;
+	__shared__ unsigned int eq_count[32], taken_count[32];
 
 	i64 r = blockIdx.x;
 	if (r >= rows) return;
 	const float* row = x + r * cols;
-	unsigned long long* keys = use_global ? scratch + r * npow2 : smem_keys;
-	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+	int tid = threadIdx.x;
 
 	// 1. Radix select of the n-th largest key.
 	if (tid == 0) {
 		s_prefix = 0;
 		s_mask = 0;
 		s_remaining = (unsigned int)n;
-		s_gt = 0;
 		s_eq_base = 0;
+		s_out_base = 0;
 	}
 	for (int shift = 24; shift >= 0; shift -= 8) {
 		for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;
@@ -70,52 +80,26 @@ extern "C" __global__ void topn_f32(const float* x, int* idx, unsigned long long
 		__syncthreads();
 	}
 	unsigned int kth = s_prefix, take_eq = s_remaining;
-	unsigned int n_gt = (unsigned int)n - take_eq;
 
-	// 2. Compaction, chunk by chunk in index order.
+	// 2. Ordered compaction; stops once n indices are written.
+	int* out = idx + r * n;
 	for (i64 base = 0; base < cols; base += blockDim.x) {
 		i64 j = base + tid;
 		unsigned int k = j < cols ? order_key(row[j]) : 0u;
 		bool gt = j < cols && k > kth;
 		bool eq = j < cols && k == kth;
-		if (gt) keys[atomicAdd(&s_gt, 1u)] = sort_key(k, j);
-		unsigned int ballot = __ballot_sync(FULL_MASK, eq);
-		if (lane == 0) warp_count[w] = __popc(ballot);
-		__syncthreads();
-		unsigned int before = 0, total = 0;
-		int nw = blockDim.x >> 5;
-		for (int v = 0; v < nw; v++) {
-			unsigned int cnt = warp_count[v];
-			if (v < w) before += cnt;
-			total += cnt;
-		}
-		if (eq) {
-			unsigned int rank = s_eq_base + before + __popc(ballot & ((1u << lane) - 1u));
-			if (rank < take_eq) keys[n_gt + rank] = sort_key(k, j);
+		unsigned int eq_before, eq_total;
+		block_scan(__ballot_sync(FULL_MASK, eq), eq_count, &eq_before, &eq_total);
+		bool taken = gt || (eq && s_eq_base + eq_before < take_eq);
+		unsigned int pos, taken_total;
+		block_scan(__ballot_sync(FULL_MASK, taken), taken_count, &pos, &taken_total);
+		if (taken) out[s_out_base + pos] = (int)j;
+		__syncthreads();  // every thread has read s_eq_base, s_out_base and the counts
+		if (tid == 0) {
+			s_eq_base += eq_total;
+			s_out_base += taken_total;
 		}
 		__syncthreads();
-		if (tid == 0) s_eq_base += total;
-		__syncthreads();
+		if (s_out_base >= (unsigned int)n) break;
 	}
-	for (i64 t = n + tid; t < npow2; t += blockDim.x) keys[t] = ~0ull;
-	__syncthreads();
-
-	// 3. Bitonic sort, ascending.
-	for (i64 size = 2; size <= npow2; size <<= 1) {
-		for (i64 stride = size >> 1; stride > 0; stride >>= 1) {
-			for (i64 t = tid; t < npow2; t += blockDim.x) {
-				i64 u = t ^ stride;
-				if (u > t) {
-					unsigned long long a = keys[t], b = keys[u];
-					bool up = (t & size) == 0;
-					if ((a > b) == up) {
-						keys[t] = b;
-						keys[u] = a;
-					}
-				}
-			}
-			__syncthreads();
-		}
-	}
-	for (i64 t = tid; t < n; t += blockDim.x) idx[r * n + t] = (int)(unsigned int)(keys[t] & 0xffffffffull);
 }
