@@ -1,9 +1,7 @@
 package hardneg
 
 import (
-	"cmp"
 	"math"
-	"slices"
 )
 
 // Stats summarises one step's negatives, for monitoring and for the paper's
@@ -97,16 +95,27 @@ func maxOf[T Float](x []T) float64 {
 }
 
 // topShare is the sum of the largest ⌈frac·len(p)⌉ values of p over the sum
-// of all (p is reordered).
+// of all (p is reordered). A selection finds the threshold value t, so the
+// cost is linear in len(p): the head is every value above t plus as many
+// copies of t as the count still needs (ties at t are equal either way).
 func topShare(p []float64, frac float64) float64 {
-	slices.SortFunc(p, func(a, b float64) int { return cmp.Compare(b, a) })
 	top := int(math.Ceil(frac * float64(len(p))))
-	var head, all float64
-	for i, v := range p {
-		if i < top {
-			head += v
-		}
+	if top == 0 {
+		return 0
+	}
+	var all float64
+	for _, v := range p {
 		all += v
 	}
+	t := kthLargest(p, top-1)
+	var head float64
+	above := 0
+	for _, v := range p {
+		if v > t {
+			head += v
+			above++
+		}
+	}
+	head += float64(top-above) * t
 	return head / all
 }

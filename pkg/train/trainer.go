@@ -420,6 +420,7 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		t.loader.Release(b)
+		elapsed := time.Since(stepStart) // the step itself, statistics excluded
 		st, pos := t.model.stats()
 		t.step++
 		t.global++
@@ -427,7 +428,7 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.mixing,
 			PosSim: pos, NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
 			SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare,
-			ImagesSec: float64(t.spec.B) / time.Since(stepStart).Seconds()}
+			ImagesSec: float64(t.spec.B) / elapsed.Seconds()}
 		if err := t.metrics.write(m); err != nil {
 			return false, err
 		}
