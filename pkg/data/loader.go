@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 )
 
@@ -30,8 +31,8 @@ type TwoViewLoader struct {
 }
 
 // NewTwoViewLoader makes a loader of batch-sized two-view batches; workers
-// goroutines build batches and up to prefetch finished ones wait ahead of the
-// consumer.
+// goroutines (0: one per core) build batches and up to prefetch finished
+// ones wait ahead of the consumer.
 func NewTwoViewLoader(ds Dataset, aug AugmentConfig, batch int, seed uint64, workers, prefetch int) (*TwoViewLoader, error) {
 	if err := aug.Validate(ds.Channels()); err != nil {
 		return nil, fmt.Errorf("%s: %w", ds.Name(), err)
@@ -41,10 +42,13 @@ func NewTwoViewLoader(ds Dataset, aug AugmentConfig, batch int, seed uint64, wor
 		return nil, fmt.Errorf("two-view loader: batch %d: must be at least 1", batch)
 	case ds.Len() < batch:
 		return nil, fmt.Errorf("two-view loader: %s has %d images, fewer than one batch of %d: lower the batch or use more images", ds.Name(), ds.Len(), batch)
-	case workers < 1:
-		return nil, fmt.Errorf("two-view loader: workers %d: must be at least 1", workers)
+	case workers < 0:
+		return nil, fmt.Errorf("two-view loader: workers %d: must be ≥ 0 (0: one per core)", workers)
 	case prefetch < 0:
 		return nil, fmt.Errorf("two-view loader: prefetch %d: must be ≥ 0", prefetch)
+	}
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
 	return &TwoViewLoader{
 		ds: ds, aug: aug, batch: batch, seed: seed, workers: workers, prefetch: prefetch,

@@ -79,7 +79,7 @@ func TestTwoViewLoader(t *testing.T) {
 				t.Fatalf("c=%d: query and key views are identical", c)
 			}
 		}
-		for _, wp := range [][2]int{{4, 0}, {4, 3}, {2, 1}, {3, 7}} {
+		for _, wp := range [][2]int{{4, 0}, {4, 3}, {2, 1}, {3, 7}, {0, 2}} { // 0 workers: one per core
 			if got := collect(t, ds, 42, 0, wp[0], wp[1]); !sameBatches(ref, got) {
 				t.Errorf("c=%d: workers=%d prefetch=%d gives other batches than workers=1", c, wp[0], wp[1])
 			}
@@ -140,7 +140,7 @@ func TestNewTwoViewLoaderErrors(t *testing.T) {
 	}{
 		{"batch larger than dataset", MoCoV2Augment(1, 8), 11, 1, 1},
 		{"zero batch", MoCoV2Augment(1, 8), 0, 1, 1},
-		{"no workers", MoCoV2Augment(1, 8), 2, 0, 1},
+		{"negative workers", MoCoV2Augment(1, 8), 2, -1, 1},
 		{"negative prefetch", MoCoV2Augment(1, 8), 2, 1, -1},
 		{"channel mismatch", bad, 2, 1, 1},
 	} {

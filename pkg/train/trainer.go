@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
@@ -156,11 +155,7 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 		size = t.train.Height()
 	}
 	aug := AugmentConfig(cfg, t.train.Channels(), size)
-	workers := cfg.Data.Workers
-	if workers == 0 { // data.workers 0: one augmentation goroutine per core
-		workers = runtime.GOMAXPROCS(0)
-	}
-	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), workers, cfg.Data.Prefetch); err != nil {
+	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch); err != nil {
 		return nil, err
 	}
 	rc, err := ResNetConfig(cfg, t.train.Channels())
