@@ -50,16 +50,17 @@ type moco struct {
 	grads    []*gorgonia.Node // ∂loss/∂θ_q in qNet.Params order
 	lossPlan *graph.Plan
 
-	queue *queue.Ring // metadata and host copy; the keys the loss reads are in lossPlan's queue buffer
+	queue     *queue.Device // K×D keys in lossPlan's queue buffer, metadata on the host
+	unshuffle device.Buffer // B×B permutation matrix that puts the keys back in batch order
 
 	host struct { // step scratch in host memory
-		k, kShuffled []float32 // B×D
-		xShuffled    []float32 // B×C×H×W
-		qLab, kLab   []float32
-		lpos, lneg   []float32
-		topN         []int32
-		extra        []float32
-		loss         []float32
+		unshuffle  []float32 // B×B
+		xShuffled  []float32 // B×C×H×W
+		qLab, kLab []float32
+		lpos, lneg []float32
+		topN       []int32
+		extra      []float32
+		loss       []float32
 	}
 }
 
@@ -76,14 +77,13 @@ func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	if err := m.buildKey(); err != nil {
 		return nil, err
 	}
-	q, err := queue.NewRing(spec.K, spec.Net.EmbedDim, spec.QueueSeed)
+	q, err := queue.NewDevice(be, m.lossPlan.Buffer(m.queueIn), spec.K, spec.Net.EmbedDim, spec.QueueSeed)
 	if err != nil {
 		return nil, err
 	}
 	m.queue = q
-	m.uploadQueue()
-	b, d := spec.B, spec.Net.EmbedDim
-	m.host.k, m.host.kShuffled = make([]float32, b*d), make([]float32, b*d)
+	b := spec.B
+	m.unshuffle, m.host.unshuffle = be.Alloc(device.Float32, b*b), make([]float32, b*b)
 	m.host.xShuffled = make([]float32, b*spec.C*spec.H*spec.W)
 	m.host.loss = make([]float32, 1)
 	m.host.lpos, m.host.lneg = make([]float32, b), make([]float32, b*spec.K)
@@ -173,22 +173,22 @@ func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []
 	}
 
 	// k = normalize(head(f_k(x_k))): B×D, the batch shuffled so that split-BN
-	// groups of keys and queries differ, then put back in order
+	// groups of keys and queries differ (image i goes to row perm[i]), then
+	// put back in order on the device: k = P·k_shuffled with P[i, perm[i]] = 1
+	clear(m.host.unshuffle)
 	for i, j := range perm {
 		copy(m.host.xShuffled[j*img:(j+1)*img], xk[i*img:(i+1)*img])
+		m.host.unshuffle[i*s.B+j] = 1
 	}
 	be.Upload(m.keyPlan.Buffer(m.keyX), m.host.xShuffled)
+	be.Upload(m.unshuffle, m.host.unshuffle)
 	if err := m.keyPlan.Run(); err != nil {
 		return 0, fmt.Errorf("key encoder: %w", err)
 	}
-	be.Download(m.host.kShuffled, m.keyPlan.Buffer(m.keyNet.Embedding))
-	for i, j := range perm {
-		copy(m.host.k[i*d:(i+1)*d], m.host.kShuffled[j*d:(j+1)*d])
-	}
+	be.Gemm(false, false, s.B, d, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.keyNet.Embedding), 0, m.lossPlan.Buffer(m.kIn))
 
 	// q = normalize(head(f_q(x_q))) and the loss over [q·k, q·Qᵀ, q·h, q·h′]/τ
 	be.Upload(m.lossPlan.Buffer(m.qX), xq)
-	be.Upload(m.lossPlan.Buffer(m.kIn), m.host.k)
 	if m.mixing {
 		t, err := plan.Tensor(tensor.Float32)
 		if err != nil {
@@ -214,28 +214,13 @@ func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []
 }
 
 // enqueue writes the step's keys at the queue pointer (after the update, as
-// in MoCo's _dequeue_and_enqueue).
+// in MoCo's _dequeue_and_enqueue), device to device.
 func (m *moco) enqueue(index, labels []int) error {
 	meta := make([]queue.Meta, len(index))
 	for i := range index {
 		meta[i] = queue.Meta{Index: int64(index[i]), Label: int32(labels[i])}
 	}
-	ptr, b, d := m.queue.Ptr(), len(index), m.spec.Net.EmbedDim
-	if err := m.queue.Enqueue(m.host.k, meta); err != nil {
-		return err
-	}
-	buf := m.lossPlan.Buffer(m.queueIn)
-	first := min(b, m.spec.K-ptr)
-	m.be.Upload(m.be.View(buf, ptr*d, first*d), m.host.k[:first*d])
-	if first < b {
-		m.be.Upload(m.be.View(buf, 0, (b-first)*d), m.host.k[first*d:])
-	}
-	return nil
-}
-
-// uploadQueue copies the whole host queue into the loss plan's queue buffer.
-func (m *moco) uploadQueue() {
-	m.be.Upload(m.lossPlan.Buffer(m.queueIn), m.queue.Host())
+	return m.queue.EnqueueBuffer(m.lossPlan.Buffer(m.kIn), meta)
 }
 
 // stats computes the step's similarity and hardness statistics from the
@@ -326,6 +311,7 @@ func keyPermutation(rng *rand.Rand, b int, perm []int) []int {
 }
 
 func (m *moco) free() {
+	m.be.Free(m.unshuffle)
 	m.lossPlan.Free()
 	m.keyPlan.Free()
 }

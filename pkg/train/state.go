@@ -80,7 +80,6 @@ func (t *trainer) restore(st *state) error {
 	if err := m.queue.Restore(st.Queue); err != nil {
 		return err
 	}
-	m.uploadQueue()
 	if err := t.mixSrc.UnmarshalBinary(st.MixRNG); err != nil {
 		return fmt.Errorf("mixing RNG state: %w", err)
 	}
