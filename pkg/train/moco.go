@@ -134,8 +134,10 @@ func (m *moco) buildQuery() error {
 	if m.mixing {
 		outputs = append(outputs, m.loss.TopN, m.loss.Extra)
 	}
-	m.lossPlan, err = graph.Compile(g, m.be, outputs...)
-	return err
+	if m.lossPlan, err = graph.Compile(g, m.be, outputs...); err != nil {
+		return err
+	}
+	return net.Bind(m.lossPlan) // the plan's buffers hold θ_q from now on
 }
 
 // buildKey builds f_k as a copy of f_q (MoCo: param_k.data.copy_(param_q.data)).
@@ -148,14 +150,13 @@ func (m *moco) buildKey() error {
 		return err
 	}
 	m.keyNet = net
-	if err := net.LoadWeights(m.weights(m.qNet, m.lossPlan)); err != nil {
+	if err := m.qNet.CopyTo(net); err != nil {
 		return err
 	}
-	if err := net.LoadRunningStats(m.qNet.RunningStats()); err != nil {
+	if m.keyPlan, err = graph.Compile(g, m.be, net.Embedding); err != nil {
 		return err
 	}
-	m.keyPlan, err = graph.Compile(g, m.be, net.Embedding)
-	return err
+	return net.Bind(m.keyPlan)
 }
 
 // step runs one MoCo/MoCHi iteration on a batch up to the gradients: the
@@ -256,38 +257,6 @@ func toInt32(x []float32) []int32 {
 		out[i] = int32(v)
 	}
 	return out
-}
-
-// weights downloads a model's parameters from the plan that holds them.
-func (m *moco) weights(net *resnet.Model, p *graph.Plan) map[string][]float32 {
-	out := make(map[string][]float32, len(net.Params))
-	for _, prm := range net.Params {
-		v := make([]float32, prm.Node.Shape().TotalSize())
-		m.be.Download(v, p.Buffer(prm.Node))
-		out[prm.Name] = v
-	}
-	return out
-}
-
-// loadWeights uploads parameters into the plan that holds a model's.
-func (m *moco) loadWeights(net *resnet.Model, p *graph.Plan, w map[string][]float32) error {
-	if err := net.LoadWeights(w); err != nil { // checks names and sizes
-		return err
-	}
-	for _, prm := range net.Params {
-		m.be.Upload(p.Buffer(prm.Node), w[prm.Name])
-	}
-	return nil
-}
-
-// gradBuffers lists f_q's parameters with their gradient buffers.
-func (m *moco) gradBuffers() (names []string, values, grads []device.Buffer) {
-	for i, p := range m.qNet.Params {
-		names = append(names, p.Name)
-		values = append(values, m.lossPlan.Buffer(p.Node))
-		grads = append(grads, m.lossPlan.Buffer(m.grads[i]))
-	}
-	return names, values, grads
 }
 
 // scaleGrads multiplies every gradient of f_q by a.

@@ -48,7 +48,7 @@ func (t *trainer) snapshot() *state {
 	st := &state{
 		Progress: progressState{Epoch: t.epoch, Step: t.step, Global: t.global, EpochLoss: t.epochLoss, KNNTop1: t.lastKNN},
 		Spec:     t.spec,
-		QWeights: m.weights(m.qNet, m.lossPlan), KWeights: m.weights(m.keyNet, m.keyPlan),
+		QWeights: m.qNet.Weights(), KWeights: m.keyNet.Weights(),
 		QStats: m.qNet.RunningStats(), KStats: m.keyNet.RunningStats(),
 		Velocity: t.opt.Velocity(),
 		Queue:    m.queue.Snapshot(),
@@ -62,10 +62,10 @@ func (t *trainer) snapshot() *state {
 // restore puts a state into the run's model, optimizer and RNGs.
 func (t *trainer) restore(st *state) error {
 	m := t.model
-	if err := m.loadWeights(m.qNet, m.lossPlan, st.QWeights); err != nil {
+	if err := m.qNet.LoadWeights(st.QWeights); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
 	}
-	if err := m.loadWeights(m.keyNet, m.keyPlan, st.KWeights); err != nil {
+	if err := m.keyNet.LoadWeights(st.KWeights); err != nil {
 		return fmt.Errorf("key encoder: %w", err)
 	}
 	if err := m.qNet.LoadRunningStats(st.QStats); err != nil {

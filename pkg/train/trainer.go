@@ -258,10 +258,9 @@ func (t *trainer) build() error {
 		return err
 	}
 	t.model = m
-	names, values, grads := m.gradBuffers()
-	params := make([]optim.Param, len(names))
-	for i := range names {
-		params[i] = optim.Param{Name: names[i], Value: values[i], Grad: grads[i]}
+	params, err := m.qNet.OptimParams(m.lossPlan, m.grads)
+	if err != nil {
+		return err
 	}
 	o := t.cfg.Optim
 	if t.opt, err = optim.NewSGD(t.be, params, optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}); err != nil {
