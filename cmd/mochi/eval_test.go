@@ -448,6 +448,47 @@ func TestLinearEvalPixelsOnly(t *testing.T) {
 	}
 }
 
+// TestKNNCommand runs the kNN alone and checks it shares linear-eval's
+// feature cache and gives the same kNN figures.
+func TestKNNCommand(t *testing.T) {
+	ckpt := pretrained(t, "mochi")
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	knnJSON, linJSON := filepath.Join(dir, "knn.json"), filepath.Join(dir, "lin.json")
+	out, errOut, err := run(t, "knn", "--checkpoint", ckpt, "--cache-dir", cache, "--json", knnJSON)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mustContain(t, "table", out, "mochi/last", "report: "+knnJSON)
+	if strings.Contains(errOut, "probe epoch") {
+		t.Errorf("mochi knn trained a linear probe:\n%s", errOut)
+	}
+	knn, err := eval.ReadReport(knnJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(knn.Checkpoints) != 1 || knn.Checkpoints[0].KNNTop1 == nil || knn.Checkpoints[0].LinearTop1 != nil {
+		t.Fatalf("knn report %+v: want one row with kNN and no linear probe", knn.Checkpoints)
+	}
+	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--cache-dir", cache, "--json", linJSON, "--knn")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if strings.Contains(errOut, "extracted features") {
+		t.Errorf("linear-eval re-extracted features that mochi knn had cached:\n%s", errOut)
+	}
+	lin, err := eval.ReadReport(linJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *lin.Checkpoints[0].KNNTop1 != *knn.Checkpoints[0].KNNTop1 {
+		t.Errorf("kNN top-1: knn %v, linear-eval --knn %v", *knn.Checkpoints[0].KNNTop1, *lin.Checkpoints[0].KNNTop1)
+	}
+	if _, _, err := run(t, "knn", "--checkpoint", ckpt, "--augment"); err == nil {
+		t.Error("mochi knn --augment: no error")
+	}
+}
+
 func TestAnalyzeUniformity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pretrains two checkpoints and embeds augmented pairs")

@@ -81,17 +81,41 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 	return cmd
 }
 
+// newKNNCmd is the weighted kNN alone: linear-eval's features (and cache)
+// without the probe.
+func newKNNCmd() *cobra.Command {
+	cmd := newLinearEvalCmd()
+	cmd.Use = "knn"
+	cmd.Short = "Weighted kNN accuracy of a checkpoint's frozen backbone (shares linear-eval's feature cache)"
+	cmd.Long = `Classify the test split with the weighted kNN of MoCo's monitor (k = eval.knn_k,
+t = eval.knn_t: the k most similar train features vote with weights
+exp(similarity/t)) on the frozen backbone's features, BatchNorm in eval mode.
+The features come from — and go to — the same cache as linear-eval's, so
+running both extracts them once. --baseline pixels scores raw normalised pixels.
+The JSON report goes to <checkpoint>.knn.json or --json.`
+	cmd.Example = `  mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt
+  mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt --baseline pixels --set eval.knn_k=20`
+	for _, probeOnly := range []string{"knn", "standardize", "augment", "augment-scale-min"} {
+		cmd.Flags().MarkHidden(probeOnly)
+	}
+	return cmd
+}
+
 func runLinearEval(cmd *cobra.Command, _ []string) error {
 	f := cmd.Flags()
 	ckpt, _ := f.GetString("checkpoint")
 	baseline, _ := f.GetString("baseline")
 	withKNN, _ := f.GetBool("knn")
+	linear := cmd.Name() != "knn" // `mochi knn` runs the kNN alone
+	withKNN = withKNN || !linear
 	cacheDir, _ := f.GetString("cache-dir")
 	jsonPath, _ := f.GetString("json")
 	standardize, _ := f.GetBool("standardize")
 	augment, _ := f.GetBool("augment")
 	scaleMin, _ := f.GetFloat64("augment-scale-min")
 	switch {
+	case augment && !linear:
+		return errors.New("--augment trains the linear probe on augmented views; mochi knn has no probe")
 	case augment && ckpt == "":
 		return errors.New("--augment needs --checkpoint: it augments the images fed to a checkpoint's backbone (the pixel baseline is probed on un-augmented pixels)")
 	case !(scaleMin > 0 && scaleMin <= 1):
@@ -135,9 +159,11 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	aug := train.AugmentConfig(cfg, trainSet.Channels(), trainSet.Height())
 	probe := probeConfig(cfg, trainSet.NumClasses())
 	probe.Standardize = standardize
-	fmt.Fprintf(log, "linear probe: SGD lr %g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
-		probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
-		trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
+	if linear {
+		fmt.Fprintf(log, "linear probe: SGD lr %g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
+			probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
+			trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
+	}
 
 	report := linearEvalReport{ProbeAugment: probeAugment{Enabled: augment}}
 	var trainAug data.AugmentConfig
@@ -178,7 +204,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 			views = src.augmented(name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
 			report.ProbeAugment.AppliesTo = []string{name}
 		}
-		r, err := probeAndKNN(name, trainX, trainY, testX, testY, views, probe, cfg, withKNN, log)
+		r, err := probeAndKNN(name, trainX, trainY, testX, testY, views, probe, cfg, linear, withKNN, log)
 		if err != nil {
 			return err
 		}
@@ -195,7 +221,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		}
 		pix := probe
 		pix.Standardize = true // lr 30 on raw pixels diverges without it
-		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, withKNN, log)
+		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, linear, withKNN, log)
 		if err != nil {
 			return err
 		}
@@ -203,9 +229,10 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	}
 
 	if jsonPath == "" {
-		jsonPath = filepath.Join(cfg.Run.OutputDir, "pixels.linear-eval.json")
+		suffix := "." + cmd.Name() + ".json"
+		jsonPath = filepath.Join(cfg.Run.OutputDir, "pixels"+suffix)
 		if p != nil {
-			jsonPath = strings.TrimSuffix(p.Path, filepath.Ext(p.Path)) + ".linear-eval.json"
+			jsonPath = strings.TrimSuffix(p.Path, filepath.Ext(p.Path)) + suffix
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
@@ -284,8 +311,28 @@ func probeConfig(cfg *config.Config, classes int) eval.ProbeConfig {
 // views the probe trains on them, a fresh set each epoch, instead of trainX
 // (which the kNN still uses).
 func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, views *augmentedViews,
-	pc eval.ProbeConfig, cfg *config.Config, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
+	pc eval.ProbeConfig, cfg *config.Config, linear, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
 	r := eval.CheckpointReport{Name: name}
+	if linear {
+		if err := linearProbe(&r, trainX, testX, trainY, testY, views, pc, log); err != nil {
+			return r, err
+		}
+	}
+	if withKNN {
+		kc := eval.DefaultKNNConfig()
+		kc.K, kc.T, kc.Classes = cfg.Eval.KNNK, cfg.Eval.KNNT, pc.Classes
+		kr, err := eval.KNN(trainX, trainY, testX, testY, kc)
+		if err != nil {
+			return r, fmt.Errorf("%s: kNN: %w", name, err)
+		}
+		r.KNNTop1, r.KNNTop5 = eval.Float(kr.Top1), eval.Float(kr.Top5)
+	}
+	return r, nil
+}
+
+// linearProbe trains the probe and fills r's linear fields.
+func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, testY []int, views *augmentedViews, pc eval.ProbeConfig, log io.Writer) error {
+	name := r.Name
 	// A line per epoch for short probes and for augmented ones (each epoch
 	// runs the backbone), every 10 epochs for long ones otherwise.
 	every := 1
@@ -312,20 +359,11 @@ func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matri
 		res, err = eval.LinearProbe(trainX, trainY, testX, testY, pc)
 	}
 	if err != nil {
-		return r, fmt.Errorf("%s: linear probe: %w", name, err)
+		return fmt.Errorf("%s: linear probe: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: linear probe on %d×%d features in %.1fs: top-1 %.2f%%\n", name, trainX.N, trainX.D, time.Since(start).Seconds(), 100*res.Top1)
 	r.LinearTop1, r.LinearTop5, r.LinearLoss = eval.Float(res.Top1), eval.Float(res.Top5), res.LossCurve
-	if withKNN {
-		kc := eval.DefaultKNNConfig()
-		kc.K, kc.T, kc.Classes = cfg.Eval.KNNK, cfg.Eval.KNNT, pc.Classes
-		kr, err := eval.KNN(trainX, trainY, testX, testY, kc)
-		if err != nil {
-			return r, fmt.Errorf("%s: kNN: %w", name, err)
-		}
-		r.KNNTop1, r.KNNTop5 = eval.Float(kr.Top1), eval.Float(kr.Top5)
-	}
-	return r, nil
+	return nil
 }
 
 // pixelFeatures flattens every normalised image of ds into a row: the input

@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newPretrainCmd(),
 		newLinearEvalCmd(),
+		newKNNCmd(),
 		newAnalyzeUniformityCmd(),
 		newConfigCmd(),
 		newVersionCmd(),
