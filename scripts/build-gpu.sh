@@ -178,6 +178,7 @@ build_checked "$out/cuda.test" go test -c -tags "$tags" -ldflags "$ldflags" -o "
 build_checked bin/mochi-gpu go build -tags "$tags" -ldflags "$ldflags" -o bin/mochi-gpu ./cmd/mochi
 cp bin/mochi-gpu "$out/mochi-gpu"
 cp scripts/gpu-check.sh "$out/gpu-check.sh"
+cp scripts/gpu-mochi-cost.sh "$out/gpu-mochi-cost.sh"
 chmod +x "$out/gpu-check.sh"
 write_check_data
 echo "build-gpu: done; carry $out/ to the GPU machine and run: bash scripts/gpu-check.sh"
