@@ -64,8 +64,9 @@ type moco struct {
 	}
 }
 
-// newMoCo builds both encoders from weights (nil: initialise from
-// spec.Net.Seed) and the loss graph with or without mixing.
+// newMoCo builds f_q (initialised from spec.Net.Seed), f_k as its copy, the
+// loss graph with or without mixing, and the queue of random unit keys; a
+// trainer then restores any saved state into it.
 func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	if spec.Net.EmbedDim <= 0 {
 		return nil, fmt.Errorf("train: the encoder needs a projection head (embedding dimension > 0)")
