@@ -394,37 +394,30 @@ func loadCheckpointConfig(cmd *cobra.Command, path string) (*train.Pretrained, *
 		return nil, nil, err
 	}
 	file, _ := cmd.Flags().GetString("config")
-	origin := file
+	what := "--config " + file
+	var (
+		cfg  *config.Config
+		prov *config.Provenance
+	)
 	if file == "" {
-		// The saved config goes through config.Load like a file, so that
-		// MOCHI_* variables and --set flags override it.
-		dir, err := os.MkdirTemp("", "mochi-eval-")
-		if err != nil {
-			return nil, nil, err
-		}
-		defer os.RemoveAll(dir)
-		file = filepath.Join(dir, "config.yaml")
+		// The saved config is parsed like a file, so that MOCHI_* variables
+		// and --set flags override it.
+		what = "the config saved in " + path
 		var b strings.Builder
 		if err := p.Config.WriteYAML(&b, nil); err != nil {
 			return nil, nil, err
 		}
-		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
-			return nil, nil, err
-		}
-		origin = "the config saved in " + path
+		cfg, prov, err = config.Parse(what, []byte(b.String()), cmd.Flags())
+	} else {
+		cfg, prov, err = config.Load(file, cmd.Flags())
 	}
-	what := "--config " + origin
-	if origin != file {
-		what = origin
-	}
-	cfg, prov, err := config.Load(file, cmd.Flags())
 	if err == nil {
 		if err = cfg.CheckValues(); err != nil {
 			err = explain(err, prov)
 		}
 	}
 	if err != nil {
-		return nil, nil, errors.New(strings.ReplaceAll(err.Error(), file, origin))
+		return nil, nil, err
 	}
 	if err := p.CheckModel(cfg); err != nil {
 		return nil, nil, fmt.Errorf("checkpoint %s holds another network than %s (with the MOCHI_* variables and flags applied): %w; pass the config the run was trained with, or leave out --config to use the run's own", path, what, err)

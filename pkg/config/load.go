@@ -137,6 +137,28 @@ type rawValue struct {
 // the file, and a value of the wrong type, each naming the key and its origin.
 // Load does not validate ranges: call Validate.
 func Load(path string, fs *pflag.FlagSet) (*Config, *Provenance, error) {
+	var src []byte
+	if path != "" {
+		var err error
+		if src, err = os.ReadFile(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, fmt.Errorf("config file %s does not exist; pass the path of a YAML file (see configs/)", path)
+			}
+			return nil, nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	return load(path, src, fs)
+}
+
+// Parse is Load for YAML already in memory (a config saved inside a
+// checkpoint); name stands for the file in messages and provenance.
+func Parse(name string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, error) {
+	return load(name, src, fs)
+}
+
+// load layers defaults, the YAML src of file path (none when path is ""),
+// the environment and the flags.
+func load(path string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	prov := &Provenance{file: path, origins: make(map[string]Origin, len(keys))}
@@ -147,13 +169,6 @@ func Load(path string, fs *pflag.FlagSet) (*Config, *Provenance, error) {
 	}
 
 	if path != "" {
-		src, err := os.ReadFile(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, fmt.Errorf("config file %s does not exist; pass the path of a YAML file (see configs/)", path)
-			}
-			return nil, nil, fmt.Errorf("config file %s: %w", path, err)
-		}
 		lines, err := fileKeys(path, src)
 		if err != nil {
 			return nil, nil, err

@@ -81,17 +81,7 @@ func (p *Pretrained) CheckModel(cfg *config.Config) error {
 
 // parseConfig reads a config saved in a checkpoint.
 func parseConfig(yaml []byte) (*config.Config, error) {
-	f, err := os.CreateTemp("", "mochi-config-*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(yaml); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.Close()
-	cfg, _, err := config.Load(f.Name(), nil)
+	cfg, _, err := config.Parse("the checkpoint's config", yaml, nil)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint's config: %w", err)
 	}
