@@ -31,6 +31,8 @@ go build -o "$bin/benchstep" ./scripts/benchstep
 
 echo "# $(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# batch $BATCH, $THREADS threads, $WARMUP warm-up + $STEPS timed steps"
+echo "# mochi BLAS: $("$bin/benchstep" -blas)"
+echo "# OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE-unset} (mochi's GEMMs follow it; PyTorch's convolutions run on oneDNN, which does not)"
 for w in $WIDTHS; do
 	ours=$("$bin/benchstep" -width "$w" -batch "$BATCH" -threads "$THREADS" -warmup "$WARMUP" -steps "$STEPS")
 	theirs=$("$PYTHON" scripts/torch_bench.py --width "$w" --batch "$BATCH" --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS")

@@ -62,7 +62,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu")
+	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: OpenBLAS")
 }
 
 func TestConfigProvenance(t *testing.T) {

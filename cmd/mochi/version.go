@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mochi-ssl/mochi/pkg/device/backend"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
 // version and commit are set at link time by scripts/setup.sh:
@@ -51,11 +52,11 @@ func buildCommit() string {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version, commit, Go version and compute backends",
+		Short: "Print the version, commit, Go version, compute backends and the CPU's BLAS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\n",
-				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "))
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\nblas: %s\n",
+				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "), cpu.BLAS())
 			return err
 		},
 	}

@@ -171,6 +171,11 @@ type Run struct {
 	OutputDir string `key:"output_dir" help:"run directory: checkpoints, logs, metrics"`
 	// CheckpointEvery writes a checkpoint every CheckpointEvery epochs; 0 writes only the last.
 	CheckpointEvery int `key:"checkpoint_every" help:"write a checkpoint every n epochs (0 = only at the end)"`
+	// StatsEvery computes the per-step similarity and hardness statistics
+	// every StatsEvery global steps and on each epoch's last step; 0 never.
+	// They read all B×K similarities on the host, a cost comparable to a
+	// whole step at ImageNet scale.
+	StatsEvery int `key:"stats_every" help:"similarity/hardness statistics in metrics.jsonl every n steps and on each epoch's last step (0 = never; they read all batch×K similarities on the host)"`
 }
 
 // Default returns the documented defaults: the MoCo-v2 recipe at small-data
@@ -251,6 +256,7 @@ func Default() Config {
 			Device:          "cpu",
 			OutputDir:       "runs/mochi",
 			CheckpointEvery: 10,
+			StatsEvery:      1,
 		},
 	}
 }

@@ -339,6 +339,7 @@ func TestValidateRules(t *testing.T) {
 		{"run.device", func(c *Config) { c.Run.Device = "tpu" }, "one of cpu, cuda"},
 		{"run.output_dir", func(c *Config) { c.Run.OutputDir = "" }, "run directory"},
 		{"run.checkpoint_every", func(c *Config) { c.Run.CheckpointEvery = -1 }, "≥ 0"},
+		{"run.stats_every", func(c *Config) { c.Run.StatsEvery = -2 }, "≥ 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+" "+tt.rule, func(t *testing.T) {

@@ -243,6 +243,7 @@ func (c *Config) checkRun(v *validator) {
 	v.oneOf("run.device", r.Device, Devices)
 	v.check(r.OutputDir != "", "run.output_dir", quote(r.OutputDir), "must name the run directory")
 	v.check(r.CheckpointEvery >= 0, "run.checkpoint_every", r.CheckpointEvery, "must be ≥ 0 (0 = only at the end)")
+	v.check(r.StatsEvery >= 0, "run.stats_every", r.StatsEvery, "must be ≥ 0 (0 = never compute the step statistics)")
 }
 
 // validator collects problems.

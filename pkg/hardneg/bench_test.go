@@ -129,3 +129,27 @@ func BenchmarkLossStep(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkComputeStats times the per-step statistics at the paper's
+// ImageNet-1K setting (B 256, K 65536, MoCHi(1024, 1024, 512)): they read
+// every one of the B×K similarities on the host.
+func BenchmarkComputeStats(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	dm := hardneg.Dims{B: 256, K: 65536, D: benchD, N: 1024, S: 1024, SPrime: 512}
+	lpos := randomUnitRows32(rng, dm.B, 1)
+	lneg := make([]float32, dm.B*dm.K)
+	for i := range lneg {
+		lneg[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	sel := make([]int32, dm.B*dm.N)
+	for i := range sel {
+		sel[i] = int32(rng.IntN(dm.K))
+	}
+	extra := make([]float32, dm.B*dm.E())
+	for i := range extra {
+		extra[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	for b.Loop() {
+		hardneg.ComputeStats(lpos, lneg, sel, extra, hardneg.Labels{}, dm, 0.2)
+	}
+}

@@ -1,6 +1,7 @@
 package hardneg
 
 import (
+	"iter"
 	"math"
 )
 
@@ -22,52 +23,52 @@ type Stats struct {
 	Top5GradShare float64
 }
 
-// ComputeStats computes Stats from the forward values of one step.
+// rowStats is one query's part of Stats. Each query's part is computed on
+// its own and the batch totals are summed over the queries in row order, so
+// Stats is bitwise the same whatever the number of workers.
+type rowStats struct {
+	queueSum   float64 // Σ q·n over the kept queue entries
+	queueCount int     // kept queue entries
+	hardest    float64 // max q·n over the kept queue entries (−∞ if none)
+	topSum     float64 // Σ q·n over Q̃_N
+	topMax     float64
+	synthSum   float64 // Σ q·h over the synthetic negatives
+	synthMax   float64
+	harder     int     // synthetic negatives above hardest
+	share      float64 // Σ of the top 5% p_n / Σ p_n
+}
+
+// ComputeStats computes Stats from the forward values of one step, the
+// queries spread over one goroutine per CPU.
 // lpos: B, lneg: B×K (= q·Qᵀ), sel: B×N (nil without mixing), extra: B×E.
 func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, dm Dims, tau float64) Stats {
 	b, k, n, e := dm.B, dm.K, dm.N, dm.E()
+	rows := make([]rowStats, b)
+	parallelRows(b, func(queries iter.Seq[int]) {
+		probs := make([]float64, 0, k+e) // one query's negative probabilities
+		for q := range queries {
+			var qSel []int32
+			if sel != nil {
+				qSel = sel[q*n : (q+1)*n]
+			}
+			rows[q] = queryStats(lneg[q*k:(q+1)*k], qSel, extra[q*e:(q+1)*e], lab, q, tau, probs)
+		}
+	})
+
 	var st Stats
 	st.QueueMax, st.TopNMax, st.SynthMax = math.Inf(-1), math.Inf(-1), math.Inf(-1)
 	var queueSum, topSum, synthSum float64
 	var queueCount, harderCount int
-	probs := make([]float64, 0, k+e) // one query's negative probabilities
-	for q := range b {
-		hardest := math.Inf(-1)
-		for i, v := range lneg[q*k : (q+1)*k] {
-			if lab.excludes(q, i) {
-				continue
-			}
-			queueSum += float64(v)
-			queueCount++
-			hardest = max(hardest, float64(v))
-		}
-		st.QueueMax = max(st.QueueMax, hardest)
-		if sel != nil {
-			for _, i := range sel[q*n : (q+1)*n] {
-				v := float64(lneg[q*k+int(i)])
-				topSum += v
-				st.TopNMax = max(st.TopNMax, v)
-			}
-		}
-		for _, v := range extra[q*e : (q+1)*e] {
-			synthSum += float64(v)
-			st.SynthMax = max(st.SynthMax, float64(v))
-			if float64(v) > hardest {
-				harderCount++
-			}
-		}
-		// p_n ∝ exp(z_n/τ); the normaliser cancels in the share.
-		probs = probs[:0]
-		zmax := math.Max(hardest, maxOf(extra[q*e:(q+1)*e]))
-		for i, v := range lneg[q*k : (q+1)*k] {
-			if !lab.excludes(q, i) {
-				probs = append(probs, math.Exp((float64(v)-zmax)/tau))
-			}
-		}
-		for _, v := range extra[q*e : (q+1)*e] {
-			probs = append(probs, math.Exp((float64(v)-zmax)/tau))
-		}
-		st.Top5GradShare += topShare(probs, 0.05)
+	for _, r := range rows { // in row order: the sums do not depend on the workers
+		queueSum += r.queueSum
+		queueCount += r.queueCount
+		st.QueueMax = max(st.QueueMax, r.hardest)
+		topSum += r.topSum
+		st.TopNMax = max(st.TopNMax, r.topMax)
+		synthSum += r.synthSum
+		st.SynthMax = max(st.SynthMax, r.synthMax)
+		harderCount += r.harder
+		st.Top5GradShare += r.share
 	}
 	st.QueueMean = queueSum / float64(queueCount)
 	st.Top5GradShare /= float64(b)
@@ -83,6 +84,49 @@ func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, d
 		st.HarderThanHardestReal = float64(harderCount) / float64(b*e)
 	}
 	return st
+}
+
+// queryStats is query q's part of Stats. neg: K (q·Qᵀ), sel: N (nil without
+// mixing), extra: E; probs is scratch of capacity K+E.
+func queryStats[T Float](neg []T, sel []int32, extra []T, lab Labels, q int, tau float64, probs []float64) rowStats {
+	// entries of the query's own class are left out (class oracle only)
+	oracle := lab.Query != nil && lab.Query[q] >= 0
+	kept := func(i int) bool { return !oracle || !excluded(lab.Query[q], lab.Queue[i]) }
+	var queueSum float64
+	queueCount, hardest := 0, math.Inf(-1)
+	for i, v := range neg {
+		if kept(i) {
+			queueSum += float64(v)
+			queueCount++
+			hardest = max(hardest, float64(v))
+		}
+	}
+	r := rowStats{queueSum: queueSum, queueCount: queueCount, hardest: hardest, topMax: math.Inf(-1), synthMax: math.Inf(-1)}
+	for _, i := range sel {
+		v := float64(neg[i])
+		r.topSum += v
+		r.topMax = max(r.topMax, v)
+	}
+	for _, v := range extra {
+		r.synthSum += float64(v)
+		r.synthMax = max(r.synthMax, float64(v))
+		if float64(v) > hardest {
+			r.harder++
+		}
+	}
+	// p_n ∝ exp(z_n/τ); the normaliser cancels in the share.
+	probs = probs[:0]
+	zmax := math.Max(hardest, maxOf(extra))
+	for i, v := range neg {
+		if kept(i) {
+			probs = append(probs, math.Exp((float64(v)-zmax)/tau))
+		}
+	}
+	for _, v := range extra {
+		probs = append(probs, math.Exp((float64(v)-zmax)/tau))
+	}
+	r.share = topShare(probs, 0.05)
+	return r
 }
 
 // maxOf is the largest value of x, −∞ when x is empty.

@@ -11,7 +11,8 @@
 //
 //	<run.output_dir>/
 //	  config.yaml         the effective config of the run
-//	  metrics.jsonl       one JSON line per step and per epoch
+//	  metrics.jsonl       one JSON line per step and per epoch (statistics
+//	                      on the steps run.stats_every picks)
 //	  checkpoints/last.ckpt            the newest checkpoint
 //	  checkpoints/epoch-NNNN.ckpt      every run.checkpoint_every epochs
 //	  summary.json        written when the run completes

@@ -10,11 +10,24 @@ import (
 // StepMetrics is one line of a run's metrics.jsonl: what happened at one
 // optimisation step.
 type StepMetrics struct {
-	Epoch     int     `json:"epoch"`
-	Step      int     `json:"step"` // global step, counted from 1
-	Loss      float64 `json:"loss"`
-	LR        float64 `json:"lr"`
-	Mixing    bool    `json:"mixing"`       // MoCHi negatives were in the loss
+	Epoch  int     `json:"epoch"`
+	Step   int     `json:"step"` // global step, counted from 1
+	Loss   float64 `json:"loss"`
+	LR     float64 `json:"lr"`
+	Mixing bool    `json:"mixing"` // MoCHi negatives were in the loss
+	// *StepStats is nil on the steps run.stats_every skips; its fields are
+	// then absent from the line (not 0).
+	*StepStats
+	ImagesSec float64 `json:"images_per_sec"` // B over the step's time, the wait for its batch included
+	// DataWaitMS is how long the step waited for the data loader: near 0
+	// when augmentation keeps up, most of the step when it is the bottleneck
+	// (raise data.workers).
+	DataWaitMS float64 `json:"data_wait_ms"`
+}
+
+// StepStats are the similarity and hardness statistics of a step
+// (hardneg.Stats plus the positives), written inline in its metrics line.
+type StepStats struct {
 	PosSim    float64 `json:"pos_sim"`      // mean q·k
 	NegSim    float64 `json:"neg_sim"`      // mean q·n over the queue
 	NegSimMax float64 `json:"neg_sim_max"`  // max q·n over the queue
@@ -22,7 +35,6 @@ type StepMetrics struct {
 	SynthSim  float64 `json:"synth_sim"`    // mean q·h over the synthetic negatives
 	Harder    float64 `json:"synth_harder"` // share of synthetic negatives harder than the hardest real one
 	Top5Grad  float64 `json:"top5_grad"`    // share of the negatives' gradient carried by the hardest 5%
-	ImagesSec float64 `json:"images_per_sec"`
 }
 
 // EpochMetrics closes an epoch in metrics.jsonl.

@@ -18,6 +18,9 @@ type progress struct {
 	w        io.Writer
 	log      *slog.Logger
 	logEvery int
+	// stats are the last step statistics computed (run.stats_every may
+	// skip steps), nil before the first
+	stats *StepStats
 }
 
 func newProgress(w io.Writer, totalSteps, logEvery int) *progress {
@@ -45,15 +48,26 @@ func (p *progress) skip(steps int) {
 	}
 }
 
+// step shows a step, with the last statistics computed up to it.
 func (p *progress) step(m StepMetrics) {
+	if m.StepStats != nil {
+		p.stats = m.StepStats
+	}
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("epoch %d loss %.4f %.0f img/s", m.Epoch, m.Loss, m.ImagesSec))
+		desc := fmt.Sprintf("epoch %d loss %.4f", m.Epoch, m.Loss)
+		if p.stats != nil {
+			desc += fmt.Sprintf(" q·k %.3f q·n %.3f", p.stats.PosSim, p.stats.NegSim)
+		}
+		p.bar.Describe(desc + fmt.Sprintf(" %.0f img/s", m.ImagesSec))
 		p.bar.Set(m.Step)
 		return
 	}
 	if m.Step%p.logEvery == 0 {
-		p.log.Info("step", "epoch", m.Epoch, "step", m.Step, "loss", m.Loss, "lr", m.LR,
-			"mixing", m.Mixing, "pos_sim", m.PosSim, "neg_sim", m.NegSim, "images_per_sec", m.ImagesSec)
+		args := []any{"epoch", m.Epoch, "step", m.Step, "loss", m.Loss, "lr", m.LR, "mixing", m.Mixing}
+		if p.stats != nil {
+			args = append(args, "pos_sim", p.stats.PosSim, "neg_sim", p.stats.NegSim)
+		}
+		p.log.Info("step", append(args, "images_per_sec", m.ImagesSec)...)
 	}
 }
 

@@ -2,14 +2,17 @@ package train
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,8 +35,9 @@ func ciConfig(t *testing.T, dir string) *config.Config {
 }
 
 // readMetrics returns the run's metric lines without their timing fields,
-// which differ between two runs of the same computation.
-func readMetrics(t *testing.T, dir string) []map[string]any {
+// which differ between two runs of the same computation, after checking
+// that each step's wait for data lies within the step (of batch images).
+func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
@@ -47,7 +51,16 @@ func readMetrics(t *testing.T, dir string) []map[string]any {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("metrics line %q: %v", sc.Text(), err)
 		}
+		if _, epochLine := m["epoch_loss"]; !epochLine {
+			ips := m["images_per_sec"].(float64)
+			// the step took batch/ips seconds, the wait for its batch included
+			wait, ok := m["data_wait_ms"].(float64)
+			if stepMS := 1000 * float64(batch) / ips; !ok || wait < 0 || wait > stepMS {
+				t.Errorf("metrics line %q: data_wait_ms missing or outside [0, %.3g ms], the step's time", sc.Text(), stepMS)
+			}
+		}
 		delete(m, "images_per_sec")
+		delete(m, "data_wait_ms")
 		delete(m, "seconds")
 		out = append(out, m)
 	}
@@ -73,7 +86,7 @@ func TestPretrainLearnsOnCIConfig(t *testing.T) {
 	}
 	var steps, mixed int
 	var epochLoss []float64
-	for _, m := range readMetrics(t, dir) {
+	for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
 		if l, ok := m["epoch_loss"]; ok {
 			epochLoss = append(epochLoss, l.(float64))
 			continue
@@ -150,7 +163,7 @@ func TestResumeIsExact(t *testing.T) {
 	if !reflect.DeepEqual(pa, pb) {
 		t.Errorf("progress differs: straight %+v, resumed %+v", pa, pb)
 	}
-	if ma, mb := readMetrics(t, straight), readMetrics(t, split); !reflect.DeepEqual(ma, mb) {
+	if ma, mb := readMetrics(t, straight, cfg.Optim.Batch), readMetrics(t, split, cfg.Optim.Batch); !reflect.DeepEqual(ma, mb) {
 		t.Errorf("metrics differ: straight run %d lines, resumed %d lines", len(ma), len(mb))
 	}
 }
@@ -260,5 +273,131 @@ func TestNaNLossStops(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(last); string(after) != string(before) {
 		t.Error("the NaN run overwrote the last checkpoint")
+	}
+}
+
+// statsKeys are the metrics fields of StepStats, present only on the steps
+// run.stats_every computes statistics on.
+var statsKeys = []string{"pos_sim", "neg_sim", "neg_sim_max", "topn_sim", "synth_sim", "synth_harder", "top5_grad"}
+
+func TestStatsDue(t *testing.T) {
+	tests := []struct {
+		every, global, stepInEpoch, steps int
+		want                              bool
+	}{
+		{1, 7, 2, 5, true},
+		{0, 6, 1, 5, false},
+		{0, 10, 5, 5, false}, // 0 = never, not even at the end of an epoch
+		{3, 6, 1, 5, true},
+		{3, 7, 2, 5, false},
+		{3, 5, 5, 5, true}, // the epoch's last step
+		{3, 4, 4, 5, false},
+	}
+	for _, tt := range tests {
+		if got := statsDue(tt.every, tt.global, tt.stepInEpoch, tt.steps); got != tt.want {
+			t.Errorf("statsDue(every %d, global step %d, step %d of %d) = %t, want %t", tt.every, tt.global, tt.stepInEpoch, tt.steps, got, tt.want)
+		}
+	}
+}
+
+// TestStatsEvery trains two epochs of 5 steps with run.stats_every 3, 0
+// and 1: statistics on global steps 3, 6, 9 and on each epoch's last step
+// (5 and 10), none with 0. Statistics only read the step's values, so the
+// losses and the statistics computed must equal those of stats_every 1.
+func TestStatsEvery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a small network three times")
+	}
+	stepLines := func(every int) []map[string]any {
+		dir := t.TempDir()
+		cfg := ciConfig(t, dir)
+		cfg.Data.Limit, cfg.Eval.KNNEvery, cfg.Run.StatsEvery = 160, 0, every
+		if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
+			t.Fatal(err)
+		}
+		var steps []map[string]any
+		for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
+			if _, ok := m["epoch_loss"]; !ok {
+				steps = append(steps, m)
+			}
+		}
+		if len(steps) != 10 {
+			t.Fatalf("stats_every %d: %d step lines, want 2 epochs × 5", every, len(steps))
+		}
+		return steps
+	}
+	all := stepLines(1)
+	for _, tt := range []struct {
+		every int
+		want  []float64 // global steps with statistics
+	}{
+		{3, []float64{3, 5, 6, 9, 10}},
+		{0, nil},
+	} {
+		var got []float64
+		for i, m := range stepLines(tt.every) {
+			step := m["step"].(float64)
+			present := 0
+			for _, k := range statsKeys {
+				if _, ok := m[k]; ok {
+					present++
+				}
+			}
+			want := maps.Clone(all[i])
+			switch present {
+			case 0:
+				for _, k := range statsKeys {
+					delete(want, k)
+				}
+			case len(statsKeys):
+				got = append(got, step)
+			default:
+				t.Errorf("stats_every %d, step %v: %d of the %d statistics fields", tt.every, step, present, len(statsKeys))
+			}
+			if !reflect.DeepEqual(m, want) {
+				t.Errorf("stats_every %d, step %v: %v, stats_every 1 gives %v", tt.every, step, m, want)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("stats_every %d: statistics on steps %v, want %v", tt.every, got, tt.want)
+		}
+	}
+}
+
+func TestStatsEveryNegativeFails(t *testing.T) {
+	cfg := ciConfig(t, t.TempDir())
+	cfg.Run.StatsEvery = -1
+	_, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "run.stats_every") {
+		t.Fatalf("run.stats_every = -1: err = %v, want an error naming run.stats_every", err)
+	}
+}
+
+// TestProgressShowsLastStats checks that a log line of a step without
+// statistics shows the last ones computed.
+func TestProgressShowsLastStats(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, 3, 1)
+	p.step(StepMetrics{Step: 1, Loss: 5})
+	p.step(StepMetrics{Step: 2, Loss: 4, StepStats: &StepStats{PosSim: 0.75, NegSim: 0.125}})
+	p.step(StepMetrics{Step: 3, Loss: 3})
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("%d log lines, want 3:\n%s", len(lines), buf.String())
+	}
+	if _, ok := lines[0]["pos_sim"]; ok {
+		t.Errorf("step 1, before any statistics, shows pos_sim: %v", lines[0])
+	}
+	for _, m := range lines[1:] {
+		if m["pos_sim"] != 0.75 || m["neg_sim"] != 0.125 {
+			t.Errorf("step %v shows pos_sim %v, neg_sim %v; want the last computed 0.75, 0.125", m["step"], m["pos_sim"], m["neg_sim"])
+		}
 	}
 }

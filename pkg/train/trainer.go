@@ -376,6 +376,7 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 		}
 		stepStart := time.Now()
 		b, ok := it.Next()
+		dataWait := time.Since(stepStart)
 		if !ok {
 			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
 		}
@@ -415,20 +416,31 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 		}
 		t.loader.Release(b)
 		elapsed := time.Since(stepStart) // the step itself, statistics excluded
-		st, pos := t.model.stats()
 		t.step++
 		t.global++
 		t.epochLoss += loss
 		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.mixing,
-			PosSim: pos, NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
-			SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare,
-			ImagesSec: float64(t.spec.B) / elapsed.Seconds()}
+			ImagesSec: float64(t.spec.B) / elapsed.Seconds(), DataWaitMS: dataWait.Seconds() * 1000}
+		if statsDue(t.cfg.Run.StatsEvery, t.global, t.step, it.Steps()) {
+			st, pos := t.model.stats()
+			m.StepStats = &StepStats{PosSim: pos, NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
+				SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
+		}
 		if err := t.metrics.write(m); err != nil {
 			return false, err
 		}
 		t.prog.step(m)
 	}
 	return true, nil
+}
+
+// statsDue reports whether a step computes the similarity and hardness
+// statistics (a download of the B×K similarities and a pass over them):
+// every run.stats_every global steps, and on the last step of each epoch so
+// that every epoch has some; never when every is 0. global counts the steps
+// from 1, stepInEpoch from 1 up to the epoch's steps.
+func statsDue(every, global, stepInEpoch, steps int) bool {
+	return every > 0 && (global%every == 0 || stepInEpoch == steps)
 }
 
 // symmetricBatch lays out the symmetric loss's batch: queries [x1; x2] and

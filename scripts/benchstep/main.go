@@ -36,7 +36,12 @@ func main() {
 	warmup := flag.Int("warmup", 2, "untimed steps")
 	steps := flag.Int("steps", 5, "timed steps")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	blas := flag.Bool("blas", false, "print the BLAS library and kernel set, and exit")
 	flag.Parse()
+	if *blas {
+		fmt.Println(cpu.BLAS())
+		return
+	}
 	if err := run(*width, *batch, *threads, *warmup, *steps, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "benchstep:", err)
 		os.Exit(1)
