@@ -157,7 +157,7 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
-	be, err := openBackend(cfg.Run.Device)
+	be, err := openDevice(cfg.Run.Device, log)
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}

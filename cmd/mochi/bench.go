@@ -389,7 +389,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 				c.Size = 224
 			}
 			w := cmd.OutOrStdout()
-			be, err := backend.Open(c.Device)
+			be, err := openDevice(c.Device, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
