@@ -10,7 +10,8 @@
 #      (mochi-gpu bench --compare-cpu: losses per step, final weights)
 #   3. images/s for ResNet-18 (CIFAR, batch 256) and ResNet-50 (224², batch
 #      64) with mochi-gpu bench, against scripts/torch_gpu_bench.py on the
-#      same GPU when python3 has torch; the comparison table is printed last
+#      same GPU when python3 has torch, in fp32 and again with TF32
+#      convolutions (--tf32 on both sides); the table is printed last
 #   4. MoCHi pretraining, 20 steps of `mochi-gpu pretrain` on the CPU and on
 #      the GPU from the same seed (.gpu/check.yaml: the whole step, loss and
 #      mixing included, on each device): per-step loss table, max relative
@@ -103,6 +104,17 @@ if [ -n "$py" ] && "$py" -c 'import torch, torchvision; assert torch.cuda.is_ava
 else
 	echo "gpu-check: no python3 with torch, torchvision and CUDA; PyTorch column left empty" | tee -a "$out/check.log"
 fi
+# The same with TF32 convolutions (run.tf32, --tf32), against PyTorch with
+# cuDNN's default TF32 convolutions; matrix products stay fp32 on both.
+: >"$out/bench-tf32.txt"
+timeout 120 "$gpu/mochi-gpu" bench --device cuda --tf32 --model resnet18-cifar --size 32 --batch 256 \
+	--warmup 5 --steps 30 2>&1 | tee -a "$out/bench-tf32.txt" || status=1
+timeout 180 "$gpu/mochi-gpu" bench --device cuda --tf32 --model resnet50 --size 224 --batch 64 \
+	--warmup 3 --steps 20 2>&1 | tee -a "$out/bench-tf32.txt" || status=1
+: >"$out/torch-tf32.txt"
+if [ -s "$out/torch.txt" ]; then
+	timeout 180 "$py" scripts/torch_gpu_bench.py --tf32 2>&1 | tee "$out/torch-tf32.txt"
+fi
 
 echo "== step 4: MoCHi pretraining, CPU vs GPU (20 steps, same seed)" | tee -a "$out/check.log"
 # The two runs share the seed, so the same weights, batches, augmentations,
@@ -172,13 +184,17 @@ ips() { grep -F -- "$2" "$1" | grep -o '[0-9.]* images/s' | head -1 | cut -d' ' 
 	grep -E '^max loss rel err|matches|does not match' "$out/train.log"
 	grep -E '^pretrain ' "$out/pretrain.txt" 2>/dev/null
 	echo
-	printf '%-26s %6s %14s %14s %7s\n' model batch "mochi img/s" "torch img/s" ratio
-	for row in "resnet18-cifar 32x32|256|resnet18-cifar 32x32 batch 256" "resnet50 224x224|64|resnet50 224x224 batch 64"; do
-		IFS='|' read -r name batch key <<<"$row"
-		m=$(ips "$out/bench.txt" "mochi $key")
-		t=$(ips "$out/torch.txt" "torch $key")
-		r=$(awk -v m="${m:-0}" -v t="${t:-0}" 'BEGIN { if (m > 0 && t > 0) printf "%.2f", m / t; else print "-" }')
-		printf '%-26s %6s %14s %14s %7s\n' "$name" "$batch" "${m:--}" "${t:--}" "$r"
+	printf '%-26s %6s %5s %14s %14s %7s\n' model batch math "mochi img/s" "torch img/s" ratio
+	for mode in fp32 tf32; do
+		files=("$out/bench.txt" "$out/torch.txt") tag=""
+		[ "$mode" = tf32 ] && files=("$out/bench-tf32.txt" "$out/torch-tf32.txt") tag=" tf32"
+		for row in "resnet18-cifar 32x32|256|resnet18-cifar 32x32 batch 256" "resnet50 224x224|64|resnet50 224x224 batch 64"; do
+			IFS='|' read -r name batch key <<<"$row"
+			m=$(ips "${files[0]}" "mochi $key$tag ")
+			t=$(ips "${files[1]}" "torch $key$tag:")
+			r=$(awk -v m="${m:-0}" -v t="${t:-0}" 'BEGIN { if (m > 0 && t > 0) printf "%.2f", m / t; else print "-" }')
+			printf '%-26s %6s %5s %14s %14s %7s\n' "$name" "$batch" "$mode" "${m:--}" "${t:--}" "$r"
+		done
 	done
 } | tee "$out/table.txt"
 echo "gpu-check: overall $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$out/check.log"

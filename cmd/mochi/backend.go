@@ -9,15 +9,39 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
-// openDevice opens the compute backend named by run.device (or --device)
-// and, for the CPU, notes on log when the environment holds OpenBLAS to
-// slower kernels.
-func openDevice(name string, log io.Writer) (device.Backend, error) {
+// openDevice opens the compute backend named by run.device (or --device),
+// switches its convolutions to TF32 when tf32 is set (run.tf32, --tf32), and
+// notes on log what does not apply: TF32 on a backend without it, an
+// environment that holds OpenBLAS to slower kernels.
+func openDevice(name string, tf32 bool, log io.Writer) (device.Backend, error) {
 	be, err := backend.Open(name)
-	if err == nil && name == "cpu" {
+	if err != nil {
+		return nil, err
+	}
+	if tf32 {
+		if err := setTF32(be, log); err != nil {
+			closeBackend(be)
+			return nil, err
+		}
+	}
+	if name == "cpu" {
 		if hint := cpu.BLASHint(); hint != "" {
 			fmt.Fprintln(log, "note:", hint)
 		}
 	}
-	return be, err
+	return be, nil
+}
+
+// setTF32 switches be's convolutions to TF32, or notes on log that be has
+// no such mode.
+func setTF32(be device.Backend, log io.Writer) error {
+	t, ok := be.(device.ConvTF32)
+	if !ok {
+		fmt.Fprintf(log, "note: run.tf32 has no effect on the %s backend: it computes in fp32\n", be.Name())
+		return nil
+	}
+	if err := t.SetConvTF32(true); err != nil {
+		return fmt.Errorf("run.tf32: %w", err)
+	}
+	return nil
 }

@@ -36,6 +36,7 @@ type benchConfig struct {
 	Warmup   int     // untimed steps first (workspaces, JIT, pool)
 	LR       float64 // SGD learning rate for mean(y²)
 	Seed     uint64  // weights and batch
+	TF32     bool    // convolutions on TF32 tensor cores (device.ConvTF32)
 }
 
 // benchModels are the networks bench builds, with torchvision's stems.
@@ -382,6 +383,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 		Example: `  mochi bench --device cpu --model resnet18-cifar --width 16 --batch 32 --steps 3
   mochi-gpu bench --device cuda --model resnet18-cifar --batch 256
   mochi-gpu bench --device cuda --model resnet50 --size 224 --batch 64
+  mochi-gpu bench --device cuda --model resnet50 --size 224 --batch 64 --tf32
   mochi-gpu bench --device cuda --compare-cpu --width 16 --batch 32 --bn-groups 4 --steps 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -389,7 +391,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 				c.Size = 224
 			}
 			w := cmd.OutOrStdout()
-			be, err := openDevice(c.Device, cmd.ErrOrStderr())
+			be, err := openDevice(c.Device, c.TF32, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -409,9 +411,13 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(w, "mochi %s %dx%d batch %d on %s: %.0f images/s (%.2f ms/step, %d steps after %d warm-up), "+
+			precision := ""
+			if _, ok := be.(device.ConvTF32); ok && c.TF32 {
+				precision = " tf32"
+			}
+			_, err = fmt.Fprintf(w, "mochi %s %dx%d batch %d%s on %s: %.0f images/s (%.2f ms/step, %d steps after %d warm-up), "+
 				"plan %.0f MiB, %d kernels/step, %d parameters, loss %.4g\n",
-				c.Model, c.Size, c.Size, c.Batch, deviceName(be), r.ImagesPerSec, float64(r.Step.Microseconds())/1000,
+				c.Model, c.Size, c.Size, c.Batch, precision, deviceName(be), r.ImagesPerSec, float64(r.Step.Microseconds())/1000,
 				c.Steps, c.Warmup, r.PlanMiB, r.Kernels, r.Params, r.Loss)
 			return err
 		},
@@ -429,6 +435,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 	f.IntVar(&c.Warmup, "warmup", 5, "untimed steps before timing")
 	f.Float64Var(&c.LR, "lr", 0.03, "SGD learning rate")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the weights and the batch")
+	f.BoolVar(&c.TF32, "tf32", false, "cuda: convolutions on TensorFloat-32 tensor cores (run.tf32); compare with scripts/torch_gpu_bench.py --tf32")
 	f.BoolVar(&compare, "compare-cpu", false, "train on the CPU and on --device from the same start and compare losses and weights")
 	return cmd
 }

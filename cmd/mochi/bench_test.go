@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -148,5 +149,33 @@ func TestCompareBackends(t *testing.T) {
 	out.Reset()
 	if err := printComparison(&out, c, cmp, "cpu", "skewed"); err == nil {
 		t.Errorf("an SGD with a 5%% larger learning rate passed the comparison:\n%s", out.String())
+	}
+}
+
+// tf32Backend is a CPU backend that claims a TF32 mode, to watch setTF32.
+type tf32Backend struct {
+	device.Backend
+	on  bool
+	err error
+}
+
+func (b *tf32Backend) SetConvTF32(on bool) error {
+	b.on = on
+	return b.err
+}
+
+func TestSetTF32(t *testing.T) {
+	var log bytes.Buffer
+	if err := setTF32(cpu.New(1), &log); err != nil || !strings.Contains(log.String(), "run.tf32 has no effect on the cpu backend") {
+		t.Errorf("cpu: err %v, log %q; want a note and no error", err, log.String())
+	}
+	log.Reset()
+	be := &tf32Backend{Backend: cpu.New(1)}
+	if err := setTF32(be, &log); err != nil || !be.on || log.Len() != 0 {
+		t.Errorf("TF32 backend: err %v, on %v, log %q; want it switched on silently", err, be.on, log.String())
+	}
+	be = &tf32Backend{Backend: cpu.New(1), err: errors.New("cublasSetMathMode: status 7")}
+	if err := setTF32(be, &log); err == nil || !strings.Contains(err.Error(), "run.tf32") || !strings.Contains(err.Error(), "status 7") {
+		t.Errorf("failing TF32 backend: err %v, want it named run.tf32 with the cause", err)
 	}
 }

@@ -176,6 +176,8 @@ type Run struct {
 	// They read all B×K similarities on the host, a cost comparable to a
 	// whole step at ImageNet scale.
 	StatsEvery int `key:"stats_every" help:"similarity/hardness statistics in metrics.jsonl every n steps and on each epoch's last step (0 = never; they read all batch×K similarities on the host)"`
+	// TF32 runs the convolutions on TensorFloat-32 tensor cores (cuda only).
+	TF32 bool `key:"tf32" help:"cuda: convolutions on TensorFloat-32 tensor cores (10-bit mantissa inputs, fp32 sums; PyTorch's default for convolutions); false = fp32 throughout"`
 }
 
 // Default returns the documented defaults: the MoCo-v2 recipe at small-data

@@ -245,3 +245,12 @@ type Backend interface {
 	// MomentumUpdate: dst = m·dst + (1−m)·src (the key encoder's update).
 	MomentumUpdate(m float32, src, dst Buffer)
 }
+
+// ConvTF32 is implemented by backends whose convolutions can run their
+// GEMMs on TensorFloat-32 tensor cores: inputs rounded to a 10-bit mantissa,
+// products accumulated in fp32 — what PyTorch does by default for cuDNN
+// convolutions on Ampere and later GPUs. Other GEMMs stay fp32.
+type ConvTF32 interface {
+	// SetConvTF32 switches the convolutions to TF32 (on) or back to fp32.
+	SetConvTF32(on bool) error
+}

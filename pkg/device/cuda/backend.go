@@ -30,7 +30,10 @@ type Backend struct {
 	convW int   // im2col workspace budget in floats (convWorkspaceFloats)
 }
 
-var _ device.Backend = (*Backend)(nil)
+var (
+	_ device.Backend  = (*Backend)(nil)
+	_ device.ConvTF32 = (*Backend)(nil)
+)
 
 // driverMemory is the pool's allocator: plain cuMemAlloc, never managed memory.
 type driverMemory struct{}
@@ -158,6 +161,14 @@ func (b *Backend) run(f func()) {
 		}
 	}()
 	f()
+}
+
+// SetConvTF32 implements device.ConvTF32: the convolutions' GEMMs (their
+// own cuBLAS handle) use TensorFloat-32 tensor cores when on; Gemm — the
+// linear layers, q·Qᵀ and MoCHi's logits — stays fp32.
+func (b *Backend) SetConvTF32(on bool) error {
+	b.do(func() { b.record(b.bblas.setTF32(on)) })
+	return b.Sync()
 }
 
 // do queues f on the worker without waiting.

@@ -43,6 +43,20 @@ func (bb *batchedBLAS) close() error {
 	return nil
 }
 
+// setTF32 switches the handle's single-precision GEMMs — every convolution —
+// between plain fp32 and TensorFloat-32 tensor cores (inputs rounded to a
+// 10-bit mantissa, fp32 accumulation).
+func (bb *batchedBLAS) setTF32(on bool) error {
+	mode := C.cublasMath_t(C.CUBLAS_DEFAULT_MATH)
+	if on {
+		mode = C.CUBLAS_TF32_TENSOR_OP_MATH
+	}
+	if st := C.cublasSetMathMode(bb.h, mode); st != C.CUBLAS_STATUS_SUCCESS {
+		return fmt.Errorf("cuda: cublasSetMathMode(TF32 %v): status %d", on, int(st))
+	}
+	return nil
+}
+
 func cublasOp(t bool) C.cublasOperation_t {
 	if t {
 		return C.CUBLAS_OP_T

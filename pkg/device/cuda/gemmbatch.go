@@ -26,6 +26,22 @@ func (g gemmBatch) colMajor() gemmBatch {
 		strideA: g.strideB, strideB: g.strideA, strideC: g.strideC, count: g.count}
 }
 
+// singleGemm is the one GEMM c = alpha·op(a)·op(b) + beta·c of row-major
+// matrices stored without padding (op(a) m×k, op(b) k×n), as a batch of
+// one: the convolutions run every GEMM on their own handle, whose math mode
+// SetConvTF32 sets, and none on Backend.gemm's.
+func singleGemm(transA, transB bool, m, n, k int, alpha float32, a, b uintptr, beta float32, c uintptr) gemmBatch {
+	lda, ldb := k, n // a stored m×k, b stored k×n
+	if transA {
+		lda = m // a stored k×m
+	}
+	if transB {
+		ldb = k // b stored n×k
+	}
+	return gemmBatch{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, b: b, c: c, lda: lda, ldb: ldb, ldc: n, count: 1}
+}
+
 // The convolution GEMMs (ops.go), in row-major terms; P = OH·OW, CRS =
 // C·R·S, cnt the images of the chunk, col the chunk's im2col matrix
 // (CRS × cnt·P).

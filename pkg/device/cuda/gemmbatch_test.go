@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -204,6 +205,24 @@ func TestConvGEMMs(t *testing.T) {
 			checkClose(t, "filterSlices dw", dw, wantDW)
 		}
 
+		// the unbatched path (P < batchedMinP): one GEMM each on the whole
+		// chunk, with dy reordered to K × N·P
+		ykp := mem.put(make([]float32, s.K*inner))
+		runColMajor(mem, singleGemm(false, false, s.K, inner, crs, 1, pw, pcol, 0, ykp))
+		ynkp := make([]float32, s.N*s.K*p) // kp_to_nkp_f32
+		for k := 0; k < s.K; k++ {
+			for j := 0; j < s.N; j++ {
+				copy(ynkp[(j*s.K+k)*p:][:p], mem.at(ykp, s.K*inner)[(k*s.N+j)*p:][:p])
+			}
+		}
+		checkClose(t, "singleGemm forward y", ynkp, wantY)
+		dcol1 := mem.put(make([]float32, len(col)))
+		runColMajor(mem, singleGemm(true, false, crs, inner, s.K, 1, pw, pdyT, 0, dcol1))
+		checkClose(t, "singleGemm backward data + col2im dx", col2imPort(s, s.N, mem.at(dcol1, len(col))), wantDX)
+		dw1 := mem.put(randFloats(rng, s.K*crs)) // beta 0 must ignore what is there
+		runColMajor(mem, singleGemm(false, true, s.K, crs, inner, 1, pdyT, pcol, 0, dw1))
+		checkClose(t, "singleGemm filter dw", mem.at(dw1, s.K*crs), wantDW)
+
 		if pointwise(s) {
 			px, py2, pdx := mem.put(x), mem.put(make([]float32, s.N*s.K*p)), mem.put(make([]float32, len(x)))
 			runColMajor(mem, pointwiseForward(s, pw, px, py2))
@@ -225,5 +244,42 @@ func TestSplitK(t *testing.T) {
 		if got := splitK(c.k, c.crs, c.inner, c.sms); got != c.want {
 			t.Errorf("splitK(%d, %d, %d, %d) = %d, want %d", c.k, c.crs, c.inner, c.sms, got, c.want)
 		}
+	}
+}
+
+// TestSingleGemm checks the one-matrix descriptor against a row-major
+// float64 product for every transposition, with alpha and beta.
+func TestSingleGemm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const m, n, k = 5, 7, 3
+	const alpha, beta = 0.75, -0.5
+	for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+		a, b, c := randFloats(rng, m*k), randFloats(rng, k*n), randFloats(rng, m*n)
+		at := func(i, l int) float64 { // op(a)[i, l]
+			if tr[0] {
+				return float64(a[l*m+i])
+			}
+			return float64(a[i*k+l])
+		}
+		bt := func(l, j int) float64 { // op(b)[l, j]
+			if tr[1] {
+				return float64(b[j*k+l])
+			}
+			return float64(b[l*n+j])
+		}
+		want := make([]float64, m*n)
+		for i := range m {
+			for j := range n {
+				var sum float64
+				for l := range k {
+					sum += at(i, l) * bt(l, j)
+				}
+				want[i*n+j] = alpha*sum + beta*float64(c[i*n+j])
+			}
+		}
+		var mem arena
+		pa, pb, pc := mem.put(a), mem.put(b), mem.put(c)
+		runColMajor(mem, singleGemm(tr[0], tr[1], m, n, k, alpha, pa, pb, beta, pc))
+		checkClose(t, fmt.Sprintf("singleGemm trans %v", tr), mem.at(pc, m*n), want)
 	}
 }

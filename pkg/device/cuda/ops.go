@@ -237,7 +237,7 @@ func (b *Backend) Conv2DForward(s device.ConvShape, x, w, y device.Buffer) {
 				b.record(b.bblas.run(chunkForward(s, cnt, pw, col, off(py, n0*s.K*p))))
 				continue
 			}
-			b.gemm(false, false, s.K, cnt*p, crs, 1, pw, col, 0, tmp)
+			b.record(b.bblas.run(singleGemm(false, false, s.K, cnt*p, crs, 1, pw, col, 0, tmp)))
 			b.launch(kKPToNKP, elementwise(s.K*cnt*p), ptrArg(tmp), ptrArg(off(py, n0*s.K*p)), intArg(s.K), intArg(cnt), intArg(p))
 		}
 	})
@@ -280,7 +280,7 @@ func (b *Backend) Conv2DBackwardData(s device.ConvShape, dy, w, dx device.Buffer
 				b.record(b.bblas.run(chunkBackwardData(s, cnt, pw, off(pdy, n0*s.K*p), dcol)))
 			} else {
 				b.launch(kNKPToKP, elementwise(s.K*cnt*p), ptrArg(off(pdy, n0*s.K*p)), ptrArg(dyT), intArg(s.K), intArg(cnt), intArg(p))
-				b.gemm(true, false, crs, cnt*p, s.K, 1, pw, dyT, 0, dcol)
+				b.record(b.bblas.run(singleGemm(true, false, crs, cnt*p, s.K, 1, pw, dyT, 0, dcol)))
 			}
 			b.launch(kCol2im, elementwise(cnt*s.C*s.H*s.W),
 				append([]kernelArg{ptrArg(dcol), ptrArg(off(pdx, n0*s.C*s.H*s.W)), intArg(cnt)}, convArgs(s)...)...)
@@ -328,7 +328,7 @@ func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buff
 				if n0 == 0 {
 					beta = 0
 				}
-				b.gemm(false, true, s.K, crs, inner, 1, dyT, col, beta, pdw)
+				b.record(b.bblas.run(singleGemm(false, true, s.K, crs, inner, 1, dyT, col, beta, pdw)))
 				continue
 			}
 			all, rest, hasRest := filterSlices(s, inner, slices, dyT, col, part)
