@@ -37,6 +37,7 @@ type benchConfig struct {
 	LR       float64 // SGD learning rate for mean(y²)
 	Seed     uint64  // weights and batch
 	TF32     bool    // convolutions on TF32 tensor cores (device.ConvTF32)
+	Profile  bool    // after the timed steps, as many profiled ones (graph.Plan.RunProfiled)
 }
 
 // benchModels are the networks bench builds, with torchvision's stems.
@@ -158,6 +159,21 @@ func (s *trainStep) run() error {
 	return nil
 }
 
+// runProfiled runs one step with the backend synchronised after every
+// kernel, adding each kernel's time, and the SGD update's, to prof.
+func (s *trainStep) runProfiled(prof *graph.Profile) error {
+	if err := s.plan.RunProfiled(prof); err != nil {
+		return err
+	}
+	start := time.Now()
+	s.opt.Step(s.lr)
+	if err := s.plan.Backend().Sync(); err != nil {
+		return err
+	}
+	prof.Add("SGDStep (all parameters)", time.Since(start))
+	return nil
+}
+
 // lossValue is mean(y²) of the last step's forward.
 func (s *trainStep) lossValue() (float64, error) {
 	var v [1]float32
@@ -178,11 +194,12 @@ func (s *trainStep) free() {
 // benchResult is what bench measured.
 type benchResult struct {
 	ImagesPerSec float64
-	Step         time.Duration // wall time per timed step
-	Loss         float64       // mean(y²) of the last step
-	PlanMiB      float64       // the plan's buffers (kernel workspaces excluded)
-	Kernels      int           // kernels per Plan.Run
-	Params       int           // trainable values
+	Step         time.Duration  // wall time per timed step
+	Loss         float64        // mean(y²) of the last step
+	PlanMiB      float64        // the plan's buffers (kernel workspaces excluded)
+	Kernels      int            // kernels per Plan.Run
+	Params       int            // trainable values
+	Profile      *graph.Profile // per-op times of the profiled steps, when asked for
 }
 
 // runBench trains c.Warmup untimed steps, then c.Steps timed ones, on be.
@@ -210,6 +227,15 @@ func runBench(c benchConfig, be device.Backend) (benchResult, error) {
 		return benchResult{}, err
 	}
 	elapsed := time.Since(start)
+	var prof *graph.Profile
+	if c.Profile {
+		prof = graph.NewProfile()
+		for range c.Steps {
+			if err := s.runProfiled(prof); err != nil {
+				return benchResult{}, err
+			}
+		}
+	}
 	loss, err := s.lossValue()
 	if err != nil {
 		return benchResult{}, err
@@ -224,6 +250,7 @@ func runBench(c benchConfig, be device.Backend) (benchResult, error) {
 		PlanMiB:      float64(s.plan.Elements()) * 4 / (1 << 20),
 		Kernels:      s.plan.Steps(),
 		Params:       s.model.ParamCount(),
+		Profile:      prof,
 	}, nil
 }
 
@@ -384,6 +411,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
   mochi-gpu bench --device cuda --model resnet18-cifar --batch 256
   mochi-gpu bench --device cuda --model resnet50 --size 224 --batch 64
   mochi-gpu bench --device cuda --model resnet50 --size 224 --batch 64 --tf32
+  mochi-gpu bench --device cuda --model resnet18-cifar --batch 256 --profile
   mochi-gpu bench --device cuda --compare-cpu --width 16 --batch 32 --bn-groups 4 --steps 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -419,7 +447,10 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 				"plan %.0f MiB, %d kernels/step, %d parameters, loss %.4g\n",
 				c.Model, c.Size, c.Size, c.Batch, precision, deviceName(be), r.ImagesPerSec, float64(r.Step.Microseconds())/1000,
 				c.Steps, c.Warmup, r.PlanMiB, r.Kernels, r.Params, r.Loss)
-			return err
+			if err != nil || r.Profile == nil {
+				return err
+			}
+			return printProfile(w, r.Profile, r.Step)
 		},
 	}
 	f := cmd.Flags()
@@ -436,6 +467,34 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 	f.Float64Var(&c.LR, "lr", 0.03, "SGD learning rate")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the weights and the batch")
 	f.BoolVar(&c.TF32, "tf32", false, "cuda: convolutions on TensorFloat-32 tensor cores (run.tf32); compare with scripts/torch_gpu_bench.py --tf32")
+	f.BoolVar(&c.Profile, "profile", false, "then run --steps more steps with a sync after every kernel and print the time per kind of kernel and the costliest kernels")
 	f.BoolVar(&compare, "compare-cpu", false, "train on the CPU and on --device from the same start and compare losses and weights")
 	return cmd
+}
+
+// printProfile writes the profiled steps' time per kind of kernel and the
+// costliest kernels (op and shape), per step, beside the unprofiled step
+// time: syncing after every kernel adds the launch latencies a plain step
+// hides, so the shares are what to read.
+func printProfile(w io.Writer, prof *graph.Profile, step time.Duration) error {
+	runs := float64(prof.Runs())
+	perStep := func(d time.Duration) float64 { return d.Seconds() * 1000 / runs }
+	total := prof.Total()
+	share := func(d time.Duration) float64 { return 100 * d.Seconds() / total.Seconds() }
+	fmt.Fprintf(w, "profile over %d steps, synchronised after every kernel: %.2f ms/step (%.2f ms unprofiled)\n",
+		prof.Runs(), perStep(total), float64(step.Microseconds())/1000)
+	fmt.Fprintf(w, "%-30s %10s %10s %7s\n", "kind", "calls/step", "ms/step", "share")
+	for _, e := range prof.ByKind() {
+		fmt.Fprintf(w, "%-30s %10.0f %10.3f %6.1f%%\n", e.Op, float64(e.Calls)/runs, perStep(e.Time), share(e.Time))
+	}
+	const top = 15
+	fmt.Fprintf(w, "costliest %d kernels:\n%10s %7s  %s\n", top, "ms/step", "share", "op")
+	for i, e := range prof.Entries() {
+		if i == top {
+			break
+		}
+		fmt.Fprintf(w, "%10.3f %6.1f%%  %s\n", perStep(e.Time), share(e.Time), e.Op)
+	}
+	_, err := fmt.Fprintln(w)
+	return err
 }

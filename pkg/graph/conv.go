@@ -64,7 +64,7 @@ func (op *convOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execD
 func (op *convOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
 func (op *convOp) Hashcode() uint32                               { return hashOf(op) }
 func (op *convOp) String() string {
-	return fmt.Sprintf("%s{%+v}", convPassName[op.pass], op.s)
+	return fmt.Sprintf("%s%+v", convPassName[op.pass], op.s)
 }
 
 // Exec runs the pass's convolution kernel.

@@ -218,3 +218,22 @@ func TestMixRejectsBadPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestPositiveMask checks ReLU's backward mask on the values a ReLU output
+// holds and on those it cannot (negatives, −0, NaN), against v > 0 — except
+// NaN with the sign bit clear, which the mask passes.
+func TestPositiveMask(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, c := range []struct {
+		v    float32
+		want uint32
+	}{
+		{0, 0}, {float32(math.Copysign(0, -1)), 0}, {1e-45, ^uint32(0)}, {0.5, ^uint32(0)},
+		{float32(math.Inf(1)), ^uint32(0)}, {-1e-45, 0}, {-3, 0}, {float32(math.Inf(-1)), 0},
+		{nan, ^uint32(0)}, {-nan, 0},
+	} {
+		if got := positiveMask(c.v); got != c.want {
+			t.Errorf("positiveMask(%v, bits %#x) = %#x, want %#x", c.v, math.Float32bits(c.v), got, c.want)
+		}
+	}
+}
