@@ -172,6 +172,7 @@ func outRange(out, size, stride, off int) (lo, hi int) {
 // col[(c,r,q), (i,j)] = x[c, i·stride−pad+r, j·stride−pad+q], 0 in padding.
 func im2col(s device.ConvShape, x, col []float32, ld int) {
 	oh, ow := s.OutH(), s.OutW()
+	same := s.Stride == 1 && ow == s.W
 	for c := 0; c < s.C; c++ {
 		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
 		for r := 0; r < s.R; r++ {
@@ -179,6 +180,10 @@ func im2col(s device.ConvShape, x, col []float32, ld int) {
 				dst := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
 				off := q - s.Pad
 				jlo, jhi := outRange(ow, s.W, s.Stride, off)
+				if same {
+					shiftedPlane(dst, plane, s, r, off, jlo, jhi)
+					continue
+				}
 				for i := 0; i < oh; i++ {
 					d := dst[i*ow : (i+1)*ow]
 					h := i*s.Stride - s.Pad + r
@@ -199,6 +204,30 @@ func im2col(s device.ConvShape, x, col []float32, ld int) {
 				}
 			}
 		}
+	}
+}
+
+// shiftedPlane writes one row (c, r, q) of the patch matrix of a stride-1
+// convolution whose output rows are as wide as the input's: the plane
+// shifted by (r − pad) rows and off = q − pad columns, so one copy moves
+// every valid row at once (rather than one short copy per row), then the
+// columns outside [jlo, jhi), which the copy filled from the neighbouring
+// rows, and the rows outside the plane are zeroed.
+func shiftedPlane(dst, plane []float32, s device.ConvShape, r, off, jlo, jhi int) {
+	w := s.W
+	ilo, ihi := outRange(s.OutH(), s.H, 1, r-s.Pad)
+	shift := (r-s.Pad)*w + off
+	lo := min(len(dst), max(ilo*w, -shift)) // dst[lo:hi] has its source inside the plane
+	hi := max(lo, min(ihi*w, len(plane)-shift))
+	clear(dst[:lo])
+	if hi > lo {
+		copy(dst[lo:hi], plane[lo+shift:hi+shift])
+	}
+	clear(dst[hi:])
+	for i := ilo; i < ihi; i++ {
+		row := dst[i*w : (i+1)*w]
+		clear(row[:jlo])
+		clear(row[jhi:])
 	}
 }
 

@@ -237,3 +237,50 @@ func TestPositiveMask(t *testing.T) {
 		}
 	}
 }
+
+// TestIm2colStrideOne checks im2col's whole-plane copy for stride-1
+// convolutions as wide as their input against the definition, on shapes
+// where rows and columns fall off every edge.
+func TestIm2colStrideOne(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, s := range []device.ConvShape{
+		{C: 2, H: 5, W: 4, R: 3, S: 3, Stride: 1, Pad: 1},
+		{C: 1, H: 3, W: 3, R: 5, S: 5, Stride: 1, Pad: 2},
+		{C: 2, H: 6, W: 4, R: 3, S: 1, Stride: 1, Pad: 0},
+		{C: 3, H: 4, W: 5, R: 1, S: 3, Stride: 1, Pad: 1},
+		{C: 1, H: 1, W: 3, R: 3, S: 3, Stride: 1, Pad: 1},
+	} {
+		oh, ow := s.OutH(), s.OutW()
+		if ow != s.W {
+			t.Fatalf("%+v: output width %d, not the input's", s, ow)
+		}
+		x := make([]float32, s.C*s.H*s.W)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		ld := oh*ow + 3 // a row stride wider than a row, as side-by-side chunks have
+		col := make([]float32, s.C*s.R*s.S*ld)
+		for i := range col {
+			col[i] = float32(rng.NormFloat64()) // stale values must be overwritten
+		}
+		im2col(s, x, col, ld)
+		for c := range s.C {
+			for r := range s.R {
+				for q := range s.S {
+					for i := range oh {
+						for j := range ow {
+							h, w := i-s.Pad+r, j-s.Pad+q
+							var want float32
+							if h >= 0 && h < s.H && w >= 0 && w < s.W {
+								want = x[(c*s.H+h)*s.W+w]
+							}
+							if got := col[((c*s.R+r)*s.S+q)*ld+i*ow+j]; got != want {
+								t.Fatalf("%+v: col[(%d,%d,%d),(%d,%d)] = %v, want %v", s, c, r, q, i, j, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
