@@ -233,10 +233,13 @@ func shiftedPlane(dst, plane []float32, s device.ConvShape, r, off, jlo, jhi int
 
 // col2im is im2col's adjoint: it overwrites x (C×H×W) with the sum of the
 // entries of the patch matrix col (row stride ld) that im2col would have
-// read from each element.
+// read from each element. For a stride-1 convolution as wide as its input
+// it zeroes the entries of col that fall outside the image (col is the
+// caller's scratch) and adds each patch row as one shifted vector.
 func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 	clear(x[:s.C*s.H*s.W])
 	oh, ow := s.OutH(), s.OutW()
+	same := s.Stride == 1 && ow == s.W
 	for c := 0; c < s.C; c++ {
 		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
 		for r := 0; r < s.R; r++ {
@@ -244,6 +247,10 @@ func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 				src := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
 				off := q - s.Pad
 				jlo, jhi := outRange(ow, s.W, s.Stride, off)
+				if same {
+					addShiftedPlane(plane, src, s, r, off, jlo, jhi)
+					continue
+				}
 				for i := 0; i < oh; i++ {
 					h := i*s.Stride - s.Pad + r
 					if h < 0 || h >= s.H {
@@ -265,6 +272,40 @@ func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 				}
 			}
 		}
+	}
+}
+
+// addShiftedPlane is shiftedPlane's adjoint: it zeroes the columns of
+// src outside [jlo, jhi), whose entries fall in the padding, and adds the
+// valid rows to the plane shifted by (r − pad) rows and off columns, as one
+// vector: the zeroed entries land on neighbouring rows and add nothing.
+func addShiftedPlane(plane, src []float32, s device.ConvShape, r, off, jlo, jhi int) {
+	w := s.W
+	ilo, ihi := outRange(s.OutH(), s.H, 1, r-s.Pad)
+	for i := ilo; i < ihi; i++ {
+		row := src[i*w : (i+1)*w]
+		clear(row[:jlo])
+		clear(row[jhi:])
+	}
+	shift := (r-s.Pad)*w + off
+	lo := min(len(src), max(ilo*w, -shift)) // src[lo:hi] lands inside the plane
+	hi := max(lo, min(ihi*w, len(plane)-shift))
+	if hi > lo {
+		addVector(plane[lo+shift:hi+shift], src[lo:hi])
+	}
+}
+
+// addVector is dst += src. Long vectors go to BLAS's vectorised axpy (one
+// cgo call); y + 1·x rounds as y + x, so the sums do not depend on the
+// length.
+func addVector(dst, src []float32) {
+	if len(src) >= 256 {
+		blas32.Saxpy(len(src), 1, src, 1, dst, 1)
+		return
+	}
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] += v
 	}
 }
 

@@ -238,18 +238,58 @@ func TestPositiveMask(t *testing.T) {
 	}
 }
 
+// strideOneShapes are stride-1 convolutions as wide as their input, with
+// rows and columns falling off every edge, planes of one row, and planes of
+// 256 values and more (col2im's BLAS path).
+var strideOneShapes = []device.ConvShape{
+	{C: 2, H: 5, W: 4, R: 3, S: 3, Stride: 1, Pad: 1},
+	{C: 1, H: 3, W: 3, R: 5, S: 5, Stride: 1, Pad: 2},
+	{C: 2, H: 6, W: 4, R: 3, S: 1, Stride: 1, Pad: 0},
+	{C: 3, H: 4, W: 5, R: 1, S: 3, Stride: 1, Pad: 1},
+	{C: 1, H: 1, W: 3, R: 3, S: 3, Stride: 1, Pad: 1},
+	{C: 2, H: 2, W: 2, R: 7, S: 7, Stride: 1, Pad: 3},
+	{C: 2, H: 20, W: 16, R: 3, S: 3, Stride: 1, Pad: 1},
+}
+
+// TestCol2imIsAdjoint checks ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ for random x
+// and c on the stride-1 shapes and a strided one.
+func TestCol2imIsAdjoint(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, s := range append(strideOneShapes, device.ConvShape{C: 2, H: 7, W: 6, R: 3, S: 3, Stride: 2, Pad: 1}) {
+		oh, ow := s.OutH(), s.OutW()
+		ld := oh*ow + 2
+		x := make([]float32, s.C*s.H*s.W)
+		c := make([]float32, s.C*s.R*s.S*ld)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		for i := range c {
+			c[i] = float32(rng.NormFloat64())
+		}
+		col := make([]float32, len(c))
+		im2col(s, x, col, ld)
+		var lhs, rhs float64
+		for row := range s.C * s.R * s.S {
+			for p := range oh * ow {
+				lhs += float64(col[row*ld+p]) * float64(c[row*ld+p])
+			}
+		}
+		back := make([]float32, len(x))
+		col2im(s, c, ld, back)
+		for i := range x {
+			rhs += float64(x[i]) * float64(back[i])
+		}
+		if math.Abs(lhs-rhs) > 1e-4*(1+math.Abs(lhs)) {
+			t.Errorf("%+v: ⟨im2col(x), c⟩ = %v, ⟨x, col2im(c)⟩ = %v", s, lhs, rhs)
+		}
+	}
+}
+
 // TestIm2colStrideOne checks im2col's whole-plane copy for stride-1
-// convolutions as wide as their input against the definition, on shapes
-// where rows and columns fall off every edge.
+// convolutions as wide as their input against the definition.
 func TestIm2colStrideOne(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, s := range []device.ConvShape{
-		{C: 2, H: 5, W: 4, R: 3, S: 3, Stride: 1, Pad: 1},
-		{C: 1, H: 3, W: 3, R: 5, S: 5, Stride: 1, Pad: 2},
-		{C: 2, H: 6, W: 4, R: 3, S: 1, Stride: 1, Pad: 0},
-		{C: 3, H: 4, W: 5, R: 1, S: 3, Stride: 1, Pad: 1},
-		{C: 1, H: 1, W: 3, R: 3, S: 3, Stride: 1, Pad: 1},
-	} {
+	for _, s := range strideOneShapes {
 		oh, ow := s.OutH(), s.OutW()
 		if ow != s.W {
 			t.Fatalf("%+v: output width %d, not the input's", s, ow)
