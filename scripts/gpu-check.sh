@@ -11,7 +11,8 @@
 #   3. images/s for ResNet-18 (CIFAR, batch 256) and ResNet-50 (224², batch
 #      64) with mochi-gpu bench, against scripts/torch_gpu_bench.py on the
 #      same GPU when python3 has torch, in fp32 and again with TF32
-#      convolutions (--tf32 on both sides); the table is printed last
+#      convolutions (--tf32 on both sides); the table is printed last;
+#      profile.txt holds the time per kernel of both fp32 steps
 #   4. MoCHi pretraining, 20 steps of `mochi-gpu pretrain` on the CPU and on
 #      the GPU from the same seed (.gpu/check.yaml: the whole step, loss and
 #      mixing included, on each device): per-step loss table, max relative
@@ -104,6 +105,11 @@ if [ -n "$py" ] && "$py" -c 'import torch, torchvision; assert torch.cuda.is_ava
 else
 	echo "gpu-check: no python3 with torch, torchvision and CUDA; PyTorch column left empty" | tee -a "$out/check.log"
 fi
+# Where the fp32 step's time goes, kernel by kernel (a sync after each).
+timeout 120 "$gpu/mochi-gpu" bench --device cuda --model resnet18-cifar --size 32 --batch 256 \
+	--warmup 3 --steps 5 --profile >"$out/profile.txt" 2>&1 || status=1
+timeout 180 "$gpu/mochi-gpu" bench --device cuda --model resnet50 --size 224 --batch 64 \
+	--warmup 2 --steps 3 --profile >>"$out/profile.txt" 2>&1 || status=1
 # The same with TF32 convolutions (run.tf32, --tf32), against PyTorch with
 # cuDNN's default TF32 convolutions; matrix products stay fp32 on both.
 : >"$out/bench-tf32.txt"
