@@ -166,7 +166,31 @@ type ErrTooFewCandidates struct{ Query, Left, N int }
 
 // Error says which query ran short and what to change.
 func (e ErrTooFewCandidates) Error() string {
-	return fmt.Sprintf("hardneg: the class oracle leaves %d queue entries for query %d, fewer than N = %d; lower mochi n or raise queue_size", e.Left, e.Query, e.N)
+	return fmt.Sprintf("hardneg: the class oracle leaves %d queue entries for query %d, fewer than N = %d; lower mochi.n or raise moco.k", e.Left, e.Query, e.N)
+}
+
+// CheckCandidates returns ErrTooFewCandidates for the first query whose
+// class oracle leaves fewer than n of the queue's entries, in O(B + K):
+// the host's check before a step whose top-N runs on a device, which masks
+// the excluded entries and cannot stop on its own (topNOp.Exec). Labels are
+// one per query and one per queue entry; labels < 0 never match.
+func CheckCandidates(query, queue []int32, n int) error {
+	perClass := map[int32]int{}
+	for _, l := range queue {
+		if l >= 0 {
+			perClass[l]++
+		}
+	}
+	for q, l := range query {
+		left := len(queue)
+		if l >= 0 {
+			left -= perClass[l]
+		}
+		if left < n {
+			return ErrTooFewCandidates{Query: q, Left: left, N: n}
+		}
+	}
+	return nil
 }
 
 // SelectTopN finds Q̃_N, the N hardest queue entries of each query under

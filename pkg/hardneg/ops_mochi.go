@@ -94,8 +94,9 @@ func topNDo[T Float](op topNOp, in []G.Value) (G.Value, error) {
 
 // Exec runs the backend's TopN; with the oracle on a copy of l_neg whose
 // excluded entries are masked with −∞. A query left with fewer than N
-// candidates then gets masked entries in Q̃_N where the host path fails
-// with ErrTooFewCandidates (a GPU cannot report it without a host sync).
+// candidates would get masked entries in Q̃_N, where the host path fails
+// with ErrTooFewCandidates; a GPU cannot report it without a host sync, so
+// callers check the labels first with CheckCandidates.
 func (op topNOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	sim := in[0]
 	if op.oracle {

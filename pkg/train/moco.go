@@ -54,13 +54,14 @@ type moco struct {
 	unshuffle device.Buffer // B×B permutation matrix that puts the keys back in batch order
 
 	host struct { // step scratch in host memory
-		unshuffle  []float32 // B×B
-		xShuffled  []float32 // B×C×H×W
-		qLab, kLab []float32
-		lpos, lneg []float32
-		topN       []int32
-		extra      []float32
-		loss       []float32
+		unshuffle      []float32 // B×B
+		xShuffled      []float32 // B×C×H×W
+		qLab, kLab     []float32 // the class oracle's labels as the graph takes them
+		qLabel, kLabel []int32   // the same, for the host's checks and statistics
+		lpos, lneg     []float32
+		topN           []int32
+		extra          []float32
+		loss           []float32
 	}
 }
 
@@ -93,6 +94,7 @@ func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	}
 	if spec.Mix.ClassOracle {
 		m.host.qLab, m.host.kLab = make([]float32, b), make([]float32, spec.K)
+		m.host.qLabel, m.host.kLabel = make([]int32, b), make([]int32, spec.K)
 	}
 	return m, nil
 }
@@ -200,10 +202,17 @@ func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []
 	}
 	if s.Mix.ClassOracle {
 		for i, l := range qLabels {
+			m.host.qLabel[i] = int32(l)
 			m.host.qLab[i] = float32(l)
 		}
 		for i, meta := range m.queue.Meta() {
+			m.host.kLabel[i] = meta.Label
 			m.host.kLab[i] = float32(meta.Label)
+		}
+		if m.mixing { // the device's top-N cannot stop on a query left short
+			if err := hardneg.CheckCandidates(m.host.qLabel, m.host.kLabel, s.Mix.N); err != nil {
+				return 0, err
+			}
 		}
 		be.Upload(m.lossPlan.Buffer(m.qLabels), m.host.qLab)
 		be.Upload(m.lossPlan.Buffer(m.kLabels), m.host.kLab)
@@ -243,21 +252,13 @@ func (m *moco) stats() (hardneg.Stats, float64) {
 	}
 	var lab hardneg.Labels
 	if s.Mix.ClassOracle {
-		lab = hardneg.Labels{Query: toInt32(m.host.qLab), Queue: toInt32(m.host.kLab)}
+		lab = hardneg.Labels{Query: m.host.qLabel, Queue: m.host.kLabel}
 	}
 	var pos float64
 	for _, v := range m.host.lpos {
 		pos += float64(v)
 	}
 	return hardneg.ComputeStats(m.host.lpos, m.host.lneg, sel, extra, lab, dims, s.Mix.Tau), pos / float64(len(m.host.lpos))
-}
-
-func toInt32(x []float32) []int32 {
-	out := make([]int32, len(x))
-	for i, v := range x {
-		out[i] = int32(v)
-	}
-	return out
 }
 
 // scaleGrads multiplies every gradient of f_q by a.

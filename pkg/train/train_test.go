@@ -401,3 +401,17 @@ func TestProgressShowsLastStats(t *testing.T) {
 		}
 	}
 }
+
+// TestClassOracleTooFewCandidatesFails checks that a class oracle leaving a
+// query fewer than N queue entries stops the run with the keys to change,
+// rather than mixing excluded entries on the device.
+func TestClassOracleTooFewCandidatesFails(t *testing.T) {
+	cfg := ciConfig(t, t.TempDir())
+	// K 256 = 8 batches: once the queue holds real keys, each of the 10
+	// classes fills ~26 of its entries, leaving ~230 < N for its queries.
+	cfg.MoCHi.ClassOracle, cfg.MoCHi.N, cfg.MoCHi.MixStartEpoch, cfg.Eval.KNNEvery = true, 250, 0, 0
+	_, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "fewer than N = 250") || !strings.Contains(err.Error(), "mochi.n") {
+		t.Fatalf("class oracle with N 250 of K 256: err = %v, want the too-few-candidates error", err)
+	}
+}
