@@ -17,6 +17,10 @@
 #      the GPU from the same seed (.gpu/check.yaml: the whole step, loss and
 #      mixing included, on each device): per-step loss table, max relative
 #      difference ≤ 1e-2, and each run's images/s
+#   5. a run moves between CPU and GPU through its checkpoint
+#      (scripts/move-check.sh: two epochs straight on the CPU, and stopped
+#      after one and resumed on the other device, both ways; every step's
+#      loss within 1e-2 of the straight run's)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 gpu=.gpu
@@ -181,6 +185,10 @@ fi
 echo "gpu-check: step 4 $step4" | tee -a "$out/check.log"
 [ "$step4" = ok ] || status=1
 
+echo "== step 5: a run moves between CPU and GPU through its checkpoint" | tee -a "$out/check.log"
+bash scripts/move-check.sh "$gpu/mochi-gpu" cpu cuda "$out/move" "$gpu/check.yaml" 2>&1 | tee "$out/move.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
 # ips prints the images/s of the line of file $1 that holds $2.
 ips() { grep -F -- "$2" "$1" | grep -o '[0-9.]* images/s' | head -1 | cut -d' ' -f1; }
 
@@ -189,6 +197,7 @@ ips() { grep -F -- "$2" "$1" | grep -o '[0-9.]* images/s' | head -1 | cut -d' ' 
 	grep -A40 'kernel (GPU vs CPU' "$out/kernels.log" | sed -n '1,/^---/p'
 	grep -E '^max loss rel err|matches|does not match' "$out/train.log"
 	grep -E '^pretrain ' "$out/pretrain.txt" 2>/dev/null
+	grep -E '^(moved run|checkpoint move)' "$out/move.txt" 2>/dev/null
 	echo
 	printf '%-26s %6s %5s %14s %14s %7s\n' model batch math "mochi img/s" "torch img/s" ratio
 	for mode in fp32 tf32; do
