@@ -3,6 +3,9 @@
 package cuda
 
 /*
+// NVIDIA's toolkit layout (Dockerfile.cuda's image), as in gorgonia.org/cu's
+// flags; Debian's headers are in /usr/include.
+#cgo CFLAGS: -I/usr/local/cuda/include
 #cgo LDFLAGS: -lcublas
 #include <stdint.h>
 #include <cublas_v2.h>
