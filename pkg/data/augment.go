@@ -462,13 +462,17 @@ func (a *Augmenter) blur(x []float32, sigma float64) {
 				a.padded[r-i] = row[reflect(-i, s)]
 				a.padded[r+s-1+i] = row[reflect(s-1+i, s)]
 			}
+			// tap by tap over the whole row, as the vertical pass: the
+			// sums of neighbouring pixels are independent and overlap, where
+			// one pixel's taps would be a chain of dependent additions
+			// (same order per pixel, so the same sums)
 			out := a.blurTmp[y*s : (y+1)*s]
-			for ox := range out {
-				var acc float32
-				for t, kt := range k {
-					acc += kt * a.padded[ox+t]
+			clear(out)
+			for t, kt := range k {
+				in := a.padded[t:][:s]
+				for ox, v := range in {
+					out[ox] += kt * v
 				}
-				out[ox] = acc
 			}
 		}
 		// Vertical pass: blurTmp → img, whole rows at a time.
