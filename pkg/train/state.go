@@ -185,16 +185,18 @@ func loadState(path string, cfg *config.Config) (*state, error) {
 }
 
 // sameRun checks that a checkpoint's config describes the run cfg asks
-// for: everything but the epochs, the run section and the kNN settings must
-// be equal, so that resuming continues the same computation.
+// for: everything but the epochs, the run section, the evaluation settings
+// and the loader's parallelism (results do not depend on it) must be equal,
+// so that resuming continues the same computation.
 func sameRun(saved []byte, cfg *config.Config) error {
 	old, err := parseConfig(saved)
 	if err != nil {
 		return err
 	}
+	free := map[string]bool{"optim.epochs": true, "data.workers": true, "data.prefetch": true}
 	var diffs []string
 	for _, k := range config.Keys() {
-		if strings.HasPrefix(k.Name, "run.") || strings.HasPrefix(k.Name, "eval.") || k.Name == "optim.epochs" {
+		if strings.HasPrefix(k.Name, "run.") || strings.HasPrefix(k.Name, "eval.") || free[k.Name] {
 			continue
 		}
 		a, b := old.Value(k.Name), cfg.Value(k.Name)
