@@ -1,16 +1,11 @@
 package optim
 
 import (
-	"bytes"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
@@ -237,21 +232,9 @@ func TestNewSGDRejects(t *testing.T) {
 	}
 }
 
-// systemPython is Debian's interpreter, which has python3-torch; another
-// python3 earlier on PATH may not.
-const systemPython = "/usr/bin/python3"
-
 // TestSGDMatchesTorch runs scripts/torch_sgd.py and compares 5 steps of
 // torch.optim.SGD with ours. It skips when Debian's python3 lacks torch.
 func TestSGDMatchesTorch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starting python3 with torch takes seconds")
-	}
-	if err := exec.Command(systemPython, "-c", "import torch").Run(); err != nil {
-		t.Skipf("%s cannot import torch (install python3-torch): %v", systemPython, err)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "torch_sgd.py")
 	type torchCase struct {
 		name string
 		cfg  SGDConfig
@@ -270,23 +253,10 @@ func TestSGDMatchesTorch(t *testing.T) {
 			"lrs": pr.lrs, "params": pr.params, "grads": pr.grads,
 		})
 	}
-	inJSON, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(systemPython, script)
-	cmd.Stdin = bytes.NewReader(inJSON)
-	cmd.Stderr = os.Stderr
-	outJSON, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v", systemPython, script, err)
-	}
 	var want []struct{ Params, Velocity map[string][]float64 }
-	if err := json.Unmarshal(outJSON, &want); err != nil {
-		t.Fatal(err)
-	}
+	torchpy.Run(t, "torch_sgd.py", in, &want)
 	if len(want) != len(cases) {
-		t.Fatalf("%s answered %d cases, asked %d", script, len(want), len(cases))
+		t.Fatalf("torch_sgd.py answered %d cases, asked %d", len(want), len(cases))
 	}
 	for i, tc := range cases {
 		gotP, gotV := runSGD(t, tc.pr, tc.cfg)

@@ -7,18 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/graph"
 )
-
-// systemPython is Debian's interpreter, which has python3-torch and
-// python3-torchvision; another python3 earlier on PATH may not.
-const systemPython = "/usr/bin/python3"
 
 // tau is the InfoNCE temperature of MoCo-v2, used for the test loss.
 const tau = 0.2
@@ -81,28 +77,18 @@ func relErr(got, want []float32) float64 {
 // PyTorch (scripts/torch_resnet.py) and compares the loss, the embedding,
 // every parameter gradient and every updated running statistic.
 func TestMatchesTorch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: each case starts python3 with torch (seconds)")
-	}
-	if err := exec.Command(systemPython, "-c", "import torch, torchvision").Run(); err != nil {
-		t.Skipf("%s cannot import torch and torchvision (install python3-torch python3-torchvision): %v", systemPython, err)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "torch_resnet.py")
+	python := torchpy.Python(t, "torch", "torchvision")
+	script := torchpy.Script("torch_resnet.py")
 	for _, tc := range []struct {
 		name    string
 		cfg     Config
 		n, h, w int
-		short   bool
 	}{
-		{"resnet18-small-w16", Config{Depth: 18, Stem: SmallStem, Width: 16, EmbedDim: 32, Seed: 11}, 8, 32, 32, true},
-		{"resnet18-grey-splitbn", Config{Depth: 18, Stem: SmallStem, Width: 8, InChannels: 1, BNGroups: 4, EmbedDim: 16, Seed: 12}, 8, 28, 28, false},
-		{"resnet50-imagenet-w4", Config{Depth: 50, Stem: ImageNetStem, Width: 4, EmbedDim: 16, Seed: 13}, 4, 64, 64, false},
+		{"resnet18-small-w16", Config{Depth: 18, Stem: SmallStem, Width: 16, EmbedDim: 32, Seed: 11}, 8, 32, 32},
+		{"resnet18-grey-splitbn", Config{Depth: 18, Stem: SmallStem, Width: 8, InChannels: 1, BNGroups: 4, EmbedDim: 16, Seed: 12}, 8, 28, 28},
+		{"resnet50-imagenet-w4", Config{Depth: 50, Stem: ImageNetStem, Width: 4, EmbedDim: 16, Seed: 13}, 4, 64, 64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if testing.Short() && !tc.short {
-				t.Skip("-short runs the ResNet-18 case only")
-			}
 			lg := newLossGraph(t, tc.cfg, tc.n, tc.h, tc.w)
 			cfg := lg.m.Config
 			dir := t.TempDir()
@@ -125,10 +111,10 @@ func TestMatchesTorch(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(systemPython, script, dir)
+			cmd := exec.Command(python, script, dir)
 			cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s %s: %v\n%s", systemPython, script, err, out)
+				t.Fatalf("%s %s: %v\n%s", python, script, err, out)
 			}
 
 			vm := gorgonia.NewTapeMachine(lg.g)

@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""PyTorch reference for pkg/hardneg: MoCHi's loss (Kalantidis et al.,
+NeurIPS 2020, arXiv 2010.01028) and its gradients by autograd, in float64.
+
+Input (stdin): a list of cases, each
+  {"q": B×D, "k": B×D, "queue": K×D, "N", "s", "s_prime", "tau",
+   "grad_through_hprime": bool,
+   "plan": {"i", "j", "alpha": B×s, "jq", "beta": B×s′},  ranks into Q̃_N
+   "query_labels": B, "queue_labels": K}                  optional: class oracle
+Output (stdout): a list of {"loss", "dq": B×D, "dk": B×D}, where loss is
+the mean over the batch of the cross-entropy with the positive at index 0.
+
+Run with Debian's /usr/bin/python3 (python3-torch).
+"""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def mochi(c):
+    t = lambda x: torch.tensor(x, dtype=torch.float64)
+    q = t(c["q"]).requires_grad_()  # queries: B×D
+    k = t(c["k"]).requires_grad_()  # keys: B×D
+    queue = t(c["queue"])  # K×D, a constant
+    N, s, s_prime, tau = c["N"], c["s"], c["s_prime"], c["tau"]
+    B, D = q.shape
+
+    l_pos = torch.einsum("nc,nc->n", [q, k]).unsqueeze(-1)  # B×1
+    l_neg = torch.einsum("nc,kc->nk", [q, queue])  # B×K
+    if "query_labels" in c:  # class oracle: same-label entries are no negatives
+        same = t(c["query_labels"]).unsqueeze(1) == t(c["queue_labels"]).unsqueeze(0)  # B×K
+        same &= t(c["query_labels"]).unsqueeze(1) >= 0  # label −1: unknown
+        l_neg = l_neg.masked_fill(same, float("-inf"))
+    logits = [l_pos, l_neg]
+
+    if s + s_prime > 0:
+        # Q̃_N: the N hardest negatives. torch.topk lists them by q·n, but the
+        # Go code (and the plan's ranks) list the same set in queue-index
+        # order, so that a plan names the same entries whatever the selection
+        # algorithm; sorting topk's indices gives that order.
+        idx = torch.topk(l_neg.detach(), N, dim=1).indices.sort(dim=1).values  # B×N
+        hard = queue[idx]  # B×N×D
+        p = c["plan"]
+
+        def n(ranks):  # the entries of Q̃_N at ranks (B×r): B×r×D
+            r = torch.tensor(ranks, dtype=torch.long).unsqueeze(-1)  # B×r×1
+            return torch.gather(hard, 1, r.expand(-1, -1, D))
+
+        # h = normalize(α n_i + (1−α) n_j), α ~ U(0, 1): B×s×D, a constant
+        alpha = t(p["alpha"]).reshape(B, s, 1)
+        h = F.normalize(alpha * n(p["i"]) + (1 - alpha) * n(p["j"]), dim=2).detach()
+        # h′ = normalize(β q + (1−β) n_j), β ~ U(0, 0.5): B×s′×D, a constant
+        # unless the gradient may reach the q inside it
+        beta = t(p["beta"]).reshape(B, s_prime, 1)
+        h_prime = F.normalize(beta * q.unsqueeze(1) + (1 - beta) * n(p["jq"]), dim=2)
+        if not c["grad_through_hprime"]:
+            h_prime = h_prime.detach()
+        l_h = torch.einsum("nc,nsc->ns", [q, h])  # B×s
+        l_h_prime = torch.einsum("nc,nsc->ns", [q, h_prime])  # B×s′
+        logits += [l_h, l_h_prime]
+
+    logits = torch.cat(logits, dim=1) / tau  # B×(1+K+s+s′)
+    labels = torch.zeros(logits.shape[0], dtype=torch.long)  # the positive is index 0
+    loss = F.cross_entropy(logits, labels)
+    dq, dk = torch.autograd.grad(loss, [q, k])
+    return {"loss": loss.item(), "dq": dq.tolist(), "dk": dk.tolist()}
+
+
+def main():
+    json.dump([mochi(c) for c in json.load(sys.stdin)], sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
