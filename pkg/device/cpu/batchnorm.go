@@ -106,11 +106,9 @@ func (t *bnTask) run(_, lo, hi int) {
 	}
 }
 
-// bnCheck validates a BNShape and the length of x-shaped buffers.
-// The reductions below keep four float64 partial sums: one running sum is
-// a chain of dependent additions, four let the CPU overlap them (about 3×
-// faster), and the float64 sums stay far more exact than the float32 values
-// they add.
+// The reductions below keep several float64 partial sums: one running sum
+// is a chain of dependent additions, several let the CPU overlap them, and
+// the float64 sums stay far more exact than the float32 values they add.
 
 // sumOf is Σ x.
 func sumOf(x []float32) float64 {
@@ -167,6 +165,7 @@ func sumsDyAndDyXhat(x, dy []float32, mu, inv float32) (sdy, sdyx float64) {
 	return a0 + a1, b0 + b1
 }
 
+// bnCheck validates a BNShape and the length of x-shaped buffers.
 func (b *Backend) bnCheck(kernel string, s device.BNShape, train bool, xs ...device.Buffer) bool {
 	if s.N <= 0 || s.C <= 0 || s.HW <= 0 || s.Groups <= 0 || s.N%s.Groups != 0 {
 		b.fail("%s: shape %+v: N must be a positive multiple of Groups", kernel, s)

@@ -215,10 +215,7 @@ func im2col(s device.ConvShape, x, col []float32, ld int) {
 // rows, and the rows outside the plane are zeroed.
 func shiftedPlane(dst, plane []float32, s device.ConvShape, r, off, jlo, jhi int) {
 	w := s.W
-	ilo, ihi := outRange(s.OutH(), s.H, 1, r-s.Pad)
-	shift := (r-s.Pad)*w + off
-	lo := min(len(dst), max(ilo*w, -shift)) // dst[lo:hi] has its source inside the plane
-	hi := max(lo, min(ihi*w, len(plane)-shift))
+	ilo, ihi, shift, lo, hi := planeShift(s, r, off, len(dst))
 	clear(dst[:lo])
 	if hi > lo {
 		copy(dst[lo:hi], plane[lo+shift:hi+shift])
@@ -275,21 +272,31 @@ func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 	}
 }
 
+// planeShift locates patch row (·, r, q = off + pad) of a stride-1
+// convolution as wide as its input against the input plane: the output
+// rows [ilo, ihi) that read inside the plane, the offset shift from an
+// entry of the patch row (of n entries) to the plane value it reads, and
+// the entries [lo, hi) whose plane index lies inside the plane.
+func planeShift(s device.ConvShape, r, off, n int) (ilo, ihi, shift, lo, hi int) {
+	ilo, ihi = outRange(s.OutH(), s.H, 1, r-s.Pad)
+	shift = (r-s.Pad)*s.W + off
+	lo = min(n, max(ilo*s.W, -shift))
+	hi = max(lo, min(ihi*s.W, s.H*s.W-shift))
+	return ilo, ihi, shift, lo, hi
+}
+
 // addShiftedPlane is shiftedPlane's adjoint: it zeroes the columns of
 // src outside [jlo, jhi), whose entries fall in the padding, and adds the
 // valid rows to the plane shifted by (r − pad) rows and off columns, as one
 // vector: the zeroed entries land on neighbouring rows and add nothing.
 func addShiftedPlane(plane, src []float32, s device.ConvShape, r, off, jlo, jhi int) {
 	w := s.W
-	ilo, ihi := outRange(s.OutH(), s.H, 1, r-s.Pad)
+	ilo, ihi, shift, lo, hi := planeShift(s, r, off, len(src))
 	for i := ilo; i < ihi; i++ {
 		row := src[i*w : (i+1)*w]
 		clear(row[:jlo])
 		clear(row[jhi:])
 	}
-	shift := (r-s.Pad)*w + off
-	lo := min(len(src), max(ilo*w, -shift)) // src[lo:hi] lands inside the plane
-	hi := max(lo, min(ihi*w, len(plane)-shift))
 	if hi > lo {
 		addVector(plane[lo+shift:hi+shift], src[lo:hi])
 	}
