@@ -89,9 +89,7 @@ func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, d
 // queryStats is query q's part of Stats. neg: K (q·Qᵀ), sel: N (nil without
 // mixing), extra: E; probs is scratch of capacity K+E.
 func queryStats[T Float](neg []T, sel []int32, extra []T, lab Labels, q int, tau float64, probs []float64) rowStats {
-	// entries of the query's own class are left out (class oracle only)
-	oracle := lab.Query != nil && lab.Query[q] >= 0
-	kept := func(i int) bool { return !oracle || !excluded(lab.Query[q], lab.Queue[i]) }
+	kept := func(i int) bool { return !lab.excludes(q, i) } // the class oracle's rule
 	var queueSum float64
 	queueCount, hardest := 0, math.Inf(-1)
 	for i, v := range neg {
