@@ -67,7 +67,7 @@ func (p *progress) step(m StepMetrics) {
 		if p.stats != nil {
 			args = append(args, "pos_sim", p.stats.PosSim, "neg_sim", p.stats.NegSim)
 		}
-		p.log.Info("step", append(args, "images_per_sec", m.ImagesSec)...)
+		p.log.Info("step", append(args, "images_per_sec", m.ImagesSec, "data_wait_ms", m.DataWaitMS)...)
 	}
 }
 

@@ -382,7 +382,7 @@ func TestProgressShowsLastStats(t *testing.T) {
 	p := newProgress(&buf, 3, 1)
 	p.step(StepMetrics{Step: 1, Loss: 5})
 	p.step(StepMetrics{Step: 2, Loss: 4, StepStats: &StepStats{PosSim: 0.75, NegSim: 0.125}})
-	p.step(StepMetrics{Step: 3, Loss: 3})
+	p.step(StepMetrics{Step: 3, Loss: 3, DataWaitMS: 12.5})
 	var lines []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
@@ -401,6 +401,9 @@ func TestProgressShowsLastStats(t *testing.T) {
 		if m["pos_sim"] != 0.75 || m["neg_sim"] != 0.125 {
 			t.Errorf("step %v shows pos_sim %v, neg_sim %v; want the last computed 0.75, 0.125", m["step"], m["pos_sim"], m["neg_sim"])
 		}
+	}
+	if lines[2]["data_wait_ms"] != 12.5 {
+		t.Errorf("step 3 shows data_wait_ms %v, want 12.5", lines[2]["data_wait_ms"])
 	}
 }
 
