@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -61,15 +62,34 @@ func planePlot(points []PlanePoint) (*plot.Plot, error) {
 	sc.GlyphStyle.Color = planePointColor
 	sc.GlyphStyle.Shape = draw.CircleGlyph{}
 	sc.GlyphStyle.Radius = vg.Points(4)
-	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
-	if err != nil {
-		return nil, fmt.Errorf("eval: plane plot: %w", err)
+	// Labels alternate above and below the points in the order of their
+	// uniformity, so that neighbouring points do not print over each other.
+	order := make([]int, len(xys))
+	for i := range order {
+		order[i] = i
 	}
-	for i := range lb.TextStyle {
-		lb.TextStyle[i].XAlign = draw.XCenter
+	sort.SliceStable(order, func(a, b int) bool { return xys[order[a]].X < xys[order[b]].X })
+	var sides [2]plotter.XYLabels // above, below
+	for rank, i := range order {
+		side := &sides[rank%2]
+		side.XYs = append(side.XYs, xys[i])
+		side.Labels = append(side.Labels, labels[i])
 	}
-	lb.Offset = vg.Point{Y: vg.Points(6)}
-	p.Add(plotter.NewGrid(), sc, lb)
+	p.Add(plotter.NewGrid(), sc)
+	for side, offset := range []vg.Length{vg.Points(6), -vg.Points(16)} {
+		if len(sides[side].XYs) == 0 {
+			continue
+		}
+		lb, err := plotter.NewLabels(sides[side])
+		if err != nil {
+			return nil, fmt.Errorf("eval: plane plot: %w", err)
+		}
+		for i := range lb.TextStyle {
+			lb.TextStyle[i].XAlign = draw.XCenter
+		}
+		lb.Offset = vg.Point{Y: offset}
+		p.Add(lb)
+	}
 	// Pad the ranges so that a single point (or points on a line) sit
 	// inside the frame rather than on its edge.
 	p.X.Min, p.X.Max = paddedRange(xys, func(xy plotter.XY) float64 { return xy.X })
