@@ -89,6 +89,7 @@ func (m *metricsLog) offset() (int64, error) {
 	return m.f.Seek(0, 1)
 }
 
+// close flushes the log and closes its file.
 func (m *metricsLog) close() error {
 	if err := m.w.Flush(); err != nil {
 		m.f.Close()

@@ -420,3 +420,28 @@ func TestClassOracleTooFewCandidatesFails(t *testing.T) {
 		t.Fatalf("class oracle with N 250 of K 256: err = %v, want the too-few-candidates error", err)
 	}
 }
+
+// TestPretrainClosesItsFiles checks that a run leaves no file of its run
+// directory open behind it (the metrics log was never closed once): a
+// process that trains several times, a sweep or a test binary, would run
+// out of descriptors.
+func TestPretrainClosesItsFiles(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd to list open files")
+	}
+	dir := t.TempDir()
+	cfg := ciConfig(t, dir)
+	cfg.Optim.Epochs, cfg.Data.Limit, cfg.Eval.KNNEvery, cfg.MoCHi.MixStartEpoch = 1, 96, 0, 0
+	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir) {
+			t.Errorf("%s is still open after the run", target)
+		}
+	}
+}

@@ -89,7 +89,11 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 		return nil, err
 	}
 	defer t.model.free()
-	return t.run(ctx)
+	sum, err := t.run(ctx)
+	if cerr := t.metrics.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing the metrics log: %w", cerr)
+	}
+	return sum, err
 }
 
 // ResNetConfig maps the model section of a config onto pkg/resnet.
