@@ -57,12 +57,40 @@ type moco struct {
 		unshuffle      []float32 // B×B
 		xShuffled      []float32 // B×C×H×W
 		qLab, kLab     []float32 // the class oracle's labels as the graph takes them
-		qLabel, kLabel []int32   // the same, for the host's checks and statistics
-		lpos, lneg     []float32
-		topN           []int32
-		extra          []float32
+		qLabel, kLabel []int32   // the same, for the host's check
 		loss           []float32
 	}
+	// Two sets of the statistics' inputs: one is read on the host while
+	// the next step downloads into the other.
+	stats     [2]statsInput
+	statsNext int
+}
+
+// statsInput is what one step's similarity and hardness statistics read,
+// copied to the host: l_pos (B), l_neg (B×K), and with mixing Q̃_N (B×N)
+// and the synthetic logits (B×E); with the class oracle the labels.
+type statsInput struct {
+	lpos, lneg     []float32
+	topN           []int32 // nil without mixing
+	extra          []float32
+	qLabel, kLabel []int32 // nil without the class oracle
+	dims           hardneg.Dims
+	tau            float64
+}
+
+// compute returns the statistics and the mean positive similarity q·k.
+func (in *statsInput) compute() *StepStats {
+	var lab hardneg.Labels
+	if in.qLabel != nil {
+		lab = hardneg.Labels{Query: in.qLabel, Queue: in.kLabel}
+	}
+	var pos float64
+	for _, v := range in.lpos {
+		pos += float64(v)
+	}
+	st := hardneg.ComputeStats(in.lpos, in.lneg, in.topN, in.extra, lab, in.dims, in.tau)
+	return &StepStats{PosSim: pos / float64(len(in.lpos)), NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
+		SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
 }
 
 // newMoCo builds f_q (initialised from spec.Net.Seed), f_k as its copy, the
@@ -88,13 +116,23 @@ func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	m.unshuffle, m.host.unshuffle = be.Alloc(device.Float32, b*b), make([]float32, b*b)
 	m.host.xShuffled = make([]float32, b*spec.C*spec.H*spec.W)
 	m.host.loss = make([]float32, 1)
-	m.host.lpos, m.host.lneg = make([]float32, b), make([]float32, b*spec.K)
-	if m.mixing {
-		m.host.topN, m.host.extra = make([]int32, b*spec.Mix.N), make([]float32, b*(spec.Mix.S+spec.Mix.SPrime))
-	}
 	if spec.Mix.ClassOracle {
 		m.host.qLab, m.host.kLab = make([]float32, b), make([]float32, spec.K)
 		m.host.qLabel, m.host.kLabel = make([]int32, b), make([]int32, spec.K)
+	}
+	dims := hardneg.Dims{B: b, K: spec.K, D: spec.Net.EmbedDim, N: spec.Mix.N}
+	if m.mixing {
+		dims.S, dims.SPrime = spec.Mix.S, spec.Mix.SPrime
+	}
+	for i := range m.stats {
+		in := &m.stats[i]
+		in.lpos, in.lneg, in.dims, in.tau = make([]float32, b), make([]float32, b*spec.K), dims, spec.Mix.Tau
+		if m.mixing {
+			in.topN, in.extra = make([]int32, b*spec.Mix.N), make([]float32, b*dims.E())
+		}
+		if spec.Mix.ClassOracle {
+			in.qLabel, in.kLabel = make([]int32, b), make([]int32, spec.K)
+		}
 	}
 	return m, nil
 }
@@ -234,31 +272,24 @@ func (m *moco) enqueue(index, labels []int) error {
 	return m.queue.EnqueueBuffer(m.lossPlan.Buffer(m.kIn), meta)
 }
 
-// stats computes the step's similarity and hardness statistics from the
-// last loss run, and the mean positive similarity q·k.
-func (m *moco) stats() (hardneg.Stats, float64) {
-	s := m.spec
+// statsInput copies the last loss run's values that the statistics read
+// into the next of the two host sets, and returns it: the device buffers
+// are overwritten by the next step, the set is not until the step after.
+func (m *moco) statsInput() *statsInput {
+	in := &m.stats[m.statsNext]
+	m.statsNext ^= 1
 	be := m.be
-	be.Download(m.host.lpos, m.lossPlan.Buffer(m.loss.LPos))
-	be.Download(m.host.lneg, m.lossPlan.Buffer(m.loss.LNeg))
-	dims := hardneg.Dims{B: s.B, K: s.K, D: s.Net.EmbedDim, N: s.Mix.N}
-	var sel []int32
-	var extra []float32
+	be.Download(in.lpos, m.lossPlan.Buffer(m.loss.LPos))
+	be.Download(in.lneg, m.lossPlan.Buffer(m.loss.LNeg))
 	if m.mixing {
-		be.DownloadInt32(m.host.topN, m.lossPlan.Buffer(m.loss.TopN))
-		be.Download(m.host.extra, m.lossPlan.Buffer(m.loss.Extra))
-		sel, extra = m.host.topN, m.host.extra
-		dims.S, dims.SPrime = s.Mix.S, s.Mix.SPrime
+		be.DownloadInt32(in.topN, m.lossPlan.Buffer(m.loss.TopN))
+		be.Download(in.extra, m.lossPlan.Buffer(m.loss.Extra))
 	}
-	var lab hardneg.Labels
-	if s.Mix.ClassOracle {
-		lab = hardneg.Labels{Query: m.host.qLabel, Queue: m.host.kLabel}
+	if in.qLabel != nil {
+		copy(in.qLabel, m.host.qLabel)
+		copy(in.kLabel, m.host.kLabel)
 	}
-	var pos float64
-	for _, v := range m.host.lpos {
-		pos += float64(v)
-	}
-	return hardneg.ComputeStats(m.host.lpos, m.host.lneg, sel, extra, lab, dims, s.Mix.Tau), pos / float64(len(m.host.lpos))
+	return in
 }
 
 // scaleGrads multiplies every gradient of f_q by a.

@@ -78,6 +78,7 @@ type trainer struct {
 	lastKNN             *float64
 	prog                *progress
 	stopAfter           int
+	pending             *pendingStats // the last step, its statistics still being computed
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -361,9 +362,14 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 
 // runEpoch runs the remaining steps of the current epoch. It returns false
 // when ctx was cancelled before the epoch ended.
-func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
+func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 	it := t.loader.Epoch(t.epoch)
 	defer it.Close()
+	defer func() { // the last line too, whatever ends the epoch (a diverged loss: the lines before it)
+		if ferr := t.flushStats(); err == nil {
+			err = ferr
+		}
+	}()
 	for i := 0; i < t.step; i++ { // resume inside an epoch: the batches are a function of (seed, epoch, position)
 		b, ok := it.Next()
 		if !ok {
@@ -425,17 +431,49 @@ func (t *trainer) runEpoch(ctx context.Context) (bool, error) {
 		t.epochLoss += loss
 		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.mixing,
 			ImagesSec: float64(t.spec.B) / elapsed.Seconds(), DataWaitMS: dataWait.Seconds() * 1000}
-		if statsDue(t.cfg.Run.StatsEvery, t.global, t.step, it.Steps()) {
-			st, pos := t.model.stats()
-			m.StepStats = &StepStats{PosSim: pos, NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
-				SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
-		}
-		if err := t.metrics.write(m); err != nil {
+		if err := t.flushStats(); err != nil {
 			return false, err
 		}
-		t.prog.step(m)
+		if statsDue(t.cfg.Run.StatsEvery, t.global, t.step, it.Steps()) {
+			// computed on the host while the next step runs on the device
+			in, done := t.model.statsInput(), make(chan *StepStats, 1)
+			go func() { done <- in.compute() }()
+			t.pending = &pendingStats{m: m, done: done}
+			continue
+		}
+		if err := t.record(m); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
+}
+
+// pendingStats is a step whose metrics line waits for its statistics.
+type pendingStats struct {
+	m    StepMetrics
+	done chan *StepStats
+}
+
+// flushStats waits for the pending step's statistics, if any, and records
+// its line: lines stay in step order, and the log is complete whenever a
+// step or an epoch ends in a checkpoint.
+func (t *trainer) flushStats() error {
+	p := t.pending
+	if p == nil {
+		return nil
+	}
+	t.pending = nil
+	p.m.StepStats = <-p.done
+	return t.record(p.m)
+}
+
+// record writes a step's metrics line and shows it.
+func (t *trainer) record(m StepMetrics) error {
+	if err := t.metrics.write(m); err != nil {
+		return err
+	}
+	t.prog.step(m)
+	return nil
 }
 
 // statsDue reports whether a step computes the similarity and hardness
