@@ -60,10 +60,9 @@ type moco struct {
 		qLabel, kLabel []int32   // the same, for the host's check
 		loss           []float32
 	}
-	// Two sets of the statistics' inputs: one is read on the host while
-	// the next step downloads into the other.
-	stats     [2]statsInput
-	statsNext int
+	// The statistics' inputs: the trainer reads them on the host while the
+	// next step runs, and waits for that before the step after downloads.
+	stats statsInput
 }
 
 // statsInput is what one step's similarity and hardness statistics read,
@@ -124,15 +123,13 @@ func newMoCo(be device.Backend, spec MoCoSpec, mixing bool) (*moco, error) {
 	if m.mixing {
 		dims.S, dims.SPrime = spec.Mix.S, spec.Mix.SPrime
 	}
-	for i := range m.stats {
-		in := &m.stats[i]
-		in.lpos, in.lneg, in.dims, in.tau = make([]float32, b), make([]float32, b*spec.K), dims, spec.Mix.Tau
-		if m.mixing {
-			in.topN, in.extra = make([]int32, b*spec.Mix.N), make([]float32, b*dims.E())
-		}
-		if spec.Mix.ClassOracle {
-			in.qLabel, in.kLabel = make([]int32, b), make([]int32, spec.K)
-		}
+	in := &m.stats
+	in.lpos, in.lneg, in.dims, in.tau = make([]float32, b), make([]float32, b*spec.K), dims, spec.Mix.Tau
+	if m.mixing {
+		in.topN, in.extra = make([]int32, b*spec.Mix.N), make([]float32, b*dims.E())
+	}
+	if spec.Mix.ClassOracle {
+		in.qLabel, in.kLabel = make([]int32, b), make([]int32, spec.K)
 	}
 	return m, nil
 }
@@ -273,11 +270,10 @@ func (m *moco) enqueue(index, labels []int) error {
 }
 
 // statsInput copies the last loss run's values that the statistics read
-// into the next of the two host sets, and returns it: the device buffers
-// are overwritten by the next step, the set is not until the step after.
+// to the host, where the next step does not overwrite them; the caller
+// finishes reading them before it asks again.
 func (m *moco) statsInput() *statsInput {
-	in := &m.stats[m.statsNext]
-	m.statsNext ^= 1
+	in := &m.stats
 	be := m.be
 	be.Download(in.lpos, m.lossPlan.Buffer(m.loss.LPos))
 	be.Download(in.lneg, m.lossPlan.Buffer(m.loss.LNeg))
