@@ -172,7 +172,17 @@ func outRange(out, size, stride, off int) (lo, hi int) {
 // col[(c,r,q), (i,j)] = x[c, i·stride−pad+r, j·stride−pad+q], 0 in padding.
 func im2col(s device.ConvShape, x, col []float32, ld int) {
 	oh, ow := s.OutH(), s.OutW()
-	same := s.Stride == 1 && ow == s.W
+	if s.Stride == 1 && ow == s.W {
+		for r := 0; r < s.R; r++ {
+			for q := 0; q < s.S; q++ {
+				p := newPlaneShift(s, r, q)
+				for c := 0; c < s.C; c++ {
+					p.copyTo(col[((c*s.R+r)*s.S+q)*ld:][:oh*ow], x[c*s.H*s.W:(c+1)*s.H*s.W])
+				}
+			}
+		}
+		return
+	}
 	for c := 0; c < s.C; c++ {
 		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
 		for r := 0; r < s.R; r++ {
@@ -180,10 +190,6 @@ func im2col(s device.ConvShape, x, col []float32, ld int) {
 				dst := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
 				off := q - s.Pad
 				jlo, jhi := outRange(ow, s.W, s.Stride, off)
-				if same {
-					shiftedPlane(dst, plane, s, r, off, jlo, jhi)
-					continue
-				}
 				for i := 0; i < oh; i++ {
 					d := dst[i*ow : (i+1)*ow]
 					h := i*s.Stride - s.Pad + r
@@ -207,27 +213,6 @@ func im2col(s device.ConvShape, x, col []float32, ld int) {
 	}
 }
 
-// shiftedPlane writes one row (c, r, q) of the patch matrix of a stride-1
-// convolution whose output rows are as wide as the input's: the plane
-// shifted by (r − pad) rows and off = q − pad columns, so one copy moves
-// every valid row at once (rather than one short copy per row), then the
-// columns outside [jlo, jhi), which the copy filled from the neighbouring
-// rows, and the rows outside the plane are zeroed.
-func shiftedPlane(dst, plane []float32, s device.ConvShape, r, off, jlo, jhi int) {
-	w := s.W
-	ilo, ihi, shift, lo, hi := planeShift(s, r, off, len(dst))
-	clear(dst[:lo])
-	if hi > lo {
-		copy(dst[lo:hi], plane[lo+shift:hi+shift])
-	}
-	clear(dst[hi:])
-	for i := ilo; i < ihi; i++ {
-		row := dst[i*w : (i+1)*w]
-		clear(row[:jlo])
-		clear(row[jhi:])
-	}
-}
-
 // col2im is im2col's adjoint: it overwrites x (C×H×W) with the sum of the
 // entries of the patch matrix col (row stride ld) that im2col would have
 // read from each element. For a stride-1 convolution as wide as its input
@@ -236,7 +221,17 @@ func shiftedPlane(dst, plane []float32, s device.ConvShape, r, off, jlo, jhi int
 func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 	clear(x[:s.C*s.H*s.W])
 	oh, ow := s.OutH(), s.OutW()
-	same := s.Stride == 1 && ow == s.W
+	if s.Stride == 1 && ow == s.W {
+		for r := 0; r < s.R; r++ { // each plane gets its (r, q) terms in the order below either way
+			for q := 0; q < s.S; q++ {
+				p := newPlaneShift(s, r, q)
+				for c := 0; c < s.C; c++ {
+					p.addTo(x[c*s.H*s.W:(c+1)*s.H*s.W], col[((c*s.R+r)*s.S+q)*ld:][:oh*ow])
+				}
+			}
+		}
+		return
+	}
 	for c := 0; c < s.C; c++ {
 		plane := x[c*s.H*s.W : (c+1)*s.H*s.W]
 		for r := 0; r < s.R; r++ {
@@ -244,10 +239,6 @@ func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 				src := col[((c*s.R+r)*s.S+q)*ld:][:oh*ow]
 				off := q - s.Pad
 				jlo, jhi := outRange(ow, s.W, s.Stride, off)
-				if same {
-					addShiftedPlane(plane, src, s, r, off, jlo, jhi)
-					continue
-				}
 				for i := 0; i < oh; i++ {
 					h := i*s.Stride - s.Pad + r
 					if h < 0 || h >= s.H {
@@ -272,33 +263,60 @@ func col2im(s device.ConvShape, col []float32, ld int, x []float32) {
 	}
 }
 
-// planeShift locates patch row (·, r, q = off + pad) of a stride-1
-// convolution as wide as its input against the input plane: the output
-// rows [ilo, ihi) that read inside the plane, the offset shift from an
-// entry of the patch row (of n entries) to the plane value it reads, and
-// the entries [lo, hi) whose plane index lies inside the plane.
-func planeShift(s device.ConvShape, r, off, n int) (ilo, ihi, shift, lo, hi int) {
-	ilo, ihi = outRange(s.OutH(), s.H, 1, r-s.Pad)
-	shift = (r-s.Pad)*s.W + off
-	lo = min(n, max(ilo*s.W, -shift))
-	hi = max(lo, min(ihi*s.W, s.H*s.W-shift))
-	return ilo, ihi, shift, lo, hi
+// planeShift is patch row (·, r, q) of a stride-1 convolution whose output
+// rows are as wide as its input's, the same for every channel: the input
+// plane shifted by r − pad rows and q − pad columns. One copy (im2col) or
+// one vector addition (col2im) moves every valid row at once, rather than
+// one short loop per image row; the columns outside [jlo, jhi) would take
+// neighbouring rows' values and are zeroed instead.
+type planeShift struct {
+	w        int // the row width
+	ilo, ihi int // output rows that read inside the plane
+	jlo, jhi int // output columns that do
+	shift    int // plane index − patch-row index
+	lo, hi   int // patch-row entries whose plane index is inside the plane
 }
 
-// addShiftedPlane is shiftedPlane's adjoint: it zeroes the columns of
-// src outside [jlo, jhi), whose entries fall in the padding, and adds the
-// valid rows to the plane shifted by (r − pad) rows and off columns, as one
-// vector: the zeroed entries land on neighbouring rows and add nothing.
-func addShiftedPlane(plane, src []float32, s device.ConvShape, r, off, jlo, jhi int) {
-	w := s.W
-	ilo, ihi, shift, lo, hi := planeShift(s, r, off, len(src))
-	for i := ilo; i < ihi; i++ {
-		row := src[i*w : (i+1)*w]
-		clear(row[:jlo])
-		clear(row[jhi:])
+func newPlaneShift(s device.ConvShape, r, q int) planeShift {
+	p := planeShift{w: s.W, shift: (r-s.Pad)*s.W + q - s.Pad}
+	p.ilo, p.ihi = outRange(s.OutH(), s.H, 1, r-s.Pad)
+	p.jlo, p.jhi = outRange(s.OutW(), s.W, 1, q-s.Pad)
+	p.lo = min(s.OutH()*s.OutW(), max(p.ilo*s.W, -p.shift))
+	p.hi = max(p.lo, min(p.ihi*s.W, s.H*s.W-p.shift))
+	return p
+}
+
+// copyTo writes the patch row of plane into dst.
+func (p planeShift) copyTo(dst, plane []float32) {
+	clear(dst[:p.lo])
+	if p.hi > p.lo {
+		copy(dst[p.lo:p.hi], plane[p.lo+p.shift:p.hi+p.shift])
 	}
-	if hi > lo {
-		addVector(plane[lo+shift:hi+shift], src[lo:hi])
+	clear(dst[p.hi:])
+	p.zeroBorders(dst)
+}
+
+// addTo adds the patch row src to plane, after zeroing its entries that
+// fall in the padding (src is scratch).
+func (p planeShift) addTo(plane, src []float32) {
+	p.zeroBorders(src)
+	if p.hi > p.lo {
+		addVector(plane[p.lo+p.shift:p.hi+p.shift], src[p.lo:p.hi])
+	}
+}
+
+// zeroBorders zeroes the columns outside [jlo, jhi) of the rows that read
+// inside the plane (one or two values per row for a 3×3 kernel: plain
+// stores, not a clear call each).
+func (p planeShift) zeroBorders(row []float32) {
+	for i := p.ilo; i < p.ihi; i++ {
+		r := row[i*p.w : (i+1)*p.w]
+		for j := 0; j < p.jlo; j++ {
+			r[j] = 0
+		}
+		for j := p.jhi; j < len(r); j++ {
+			r[j] = 0
+		}
 	}
 }
 
