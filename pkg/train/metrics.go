@@ -44,6 +44,9 @@ type EpochMetrics struct {
 	KNNTop1   *float64 `json:"knn_top1,omitempty"`
 	Seconds   float64  `json:"seconds"`
 	ImagesSec float64  `json:"images_per_sec"`
+	// DataWait is the share of the epoch's time spent waiting for the data
+	// loader (0–1): augmentation is the bottleneck when it is large.
+	DataWait float64 `json:"data_wait_share"`
 }
 
 // metricsLog appends JSON lines to a run's metrics file. Each line is

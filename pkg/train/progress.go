@@ -71,16 +71,28 @@ func (p *progress) step(m StepMetrics) {
 	}
 }
 
+// slowLoader is the share of an epoch spent waiting for data above which
+// the progress bar says so.
+const slowLoader = 0.1
+
+// epochLine is the progress bar's line for an epoch.
+func epochLine(m EpochMetrics) string {
+	msg := fmt.Sprintf("epoch %d: loss %.4f, %.0f img/s", m.Epoch, m.Loss, m.ImagesSec)
+	if m.KNNTop1 != nil {
+		msg += fmt.Sprintf(", kNN top-1 %.2f%%", 100**m.KNNTop1)
+	}
+	if m.DataWait >= slowLoader {
+		msg += fmt.Sprintf(", %.0f%% of the time waiting for data (raise data.workers)", 100*m.DataWait)
+	}
+	return msg
+}
+
 func (p *progress) epoch(m EpochMetrics) {
 	if p.bar != nil {
-		msg := fmt.Sprintf("epoch %d: loss %.4f, %.0f img/s", m.Epoch, m.Loss, m.ImagesSec)
-		if m.KNNTop1 != nil {
-			msg += fmt.Sprintf(", kNN top-1 %.2f%%", 100**m.KNNTop1)
-		}
-		progressbar.Bprintln(p.bar, msg)
+		progressbar.Bprintln(p.bar, epochLine(m))
 		return
 	}
-	args := []any{"epoch", m.Epoch, "loss", m.Loss, "seconds", m.Seconds, "images_per_sec", m.ImagesSec}
+	args := []any{"epoch", m.Epoch, "loss", m.Loss, "seconds", m.Seconds, "images_per_sec", m.ImagesSec, "data_wait_share", m.DataWait}
 	if m.KNNTop1 != nil {
 		args = append(args, "knn_top1", *m.KNNTop1)
 	}

@@ -36,7 +36,8 @@ func ciConfig(t *testing.T, dir string) *config.Config {
 
 // readMetrics returns the run's metric lines without their timing fields,
 // which differ between two runs of the same computation, after checking
-// that each step's wait for data lies within the step (of batch images).
+// that each step's wait for data lies within the step (of batch images)
+// and each epoch's share of waiting within [0, 1].
 func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
@@ -51,7 +52,11 @@ func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("metrics line %q: %v", sc.Text(), err)
 		}
-		if _, epochLine := m["epoch_loss"]; !epochLine {
+		if _, epochLine := m["epoch_loss"]; epochLine {
+			if share, ok := m["data_wait_share"].(float64); !ok || share < 0 || share > 1 {
+				t.Errorf("metrics line %q: data_wait_share missing or outside [0, 1]", sc.Text())
+			}
+		} else {
 			ips := m["images_per_sec"].(float64)
 			// the step took batch/ips seconds, the wait for its batch included
 			wait, ok := m["data_wait_ms"].(float64)
@@ -61,6 +66,7 @@ func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 		}
 		delete(m, "images_per_sec")
 		delete(m, "data_wait_ms")
+		delete(m, "data_wait_share")
 		delete(m, "seconds")
 		out = append(out, m)
 	}
@@ -442,6 +448,23 @@ func TestPretrainClosesItsFiles(t *testing.T) {
 	for _, fd := range fds {
 		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir) {
 			t.Errorf("%s is still open after the run", target)
+		}
+	}
+}
+
+func TestEpochLineNamesASlowLoader(t *testing.T) {
+	knn := 0.8125
+	for _, c := range []struct {
+		m    EpochMetrics
+		want string
+		slow bool
+	}{
+		{EpochMetrics{Epoch: 2, Loss: 4.5, ImagesSec: 310, DataWait: 0.04}, "epoch 2: loss 4.5000, 310 img/s", false},
+		{EpochMetrics{Epoch: 3, Loss: 4.25, ImagesSec: 120, KNNTop1: &knn, DataWait: 0.35}, "epoch 3: loss 4.2500, 120 img/s, kNN top-1 81.25%, 35% of the time waiting for data", true},
+	} {
+		got := epochLine(c.m)
+		if !strings.HasPrefix(got, c.want) || strings.Contains(got, "data.workers") != c.slow {
+			t.Errorf("epochLine(%+v) = %q, want %q (advice on the loader: %v)", c.m, got, c.want, c.slow)
 		}
 	}
 }

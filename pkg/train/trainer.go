@@ -74,7 +74,8 @@ type trainer struct {
 	// position: the next step to run is step `step` of epoch `epoch`
 	epoch, step, global int
 	metrics             *metricsLog
-	epochLoss           float64 // sum of this epoch's losses so far
+	epochLoss           float64       // sum of this epoch's losses so far
+	epochWait           time.Duration // this invocation's wait for data in the epoch
 	lastKNN             *float64
 	prog                *progress
 	stopAfter           int
@@ -328,6 +329,7 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		}
 		em := EpochMetrics{Epoch: t.epoch, Loss: t.epochLoss / float64(steps), Seconds: time.Since(epochStart).Seconds()}
 		em.ImagesSec = float64(steps*t.spec.B) / em.Seconds
+		em.DataWait = t.epochWait.Seconds() / em.Seconds
 		sum.FinalLoss = em.Loss
 		if k := t.cfg.Eval.KNNEvery; k > 0 && ((t.epoch+1)%k == 0 || t.epoch+1 == t.cfg.Optim.Epochs) {
 			acc, err := t.knn()
@@ -340,7 +342,7 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		if err := t.metrics.write(em); err != nil {
 			return nil, err
 		}
-		t.epoch, t.step, t.epochLoss = t.epoch+1, 0, 0
+		t.epoch, t.step, t.epochLoss, t.epochWait = t.epoch+1, 0, 0, 0
 		path, err := t.save("last.ckpt")
 		if err != nil {
 			return nil, err
@@ -387,6 +389,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		stepStart := time.Now()
 		b, ok := it.Next()
 		dataWait := time.Since(stepStart)
+		t.epochWait += dataWait
 		if !ok {
 			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
 		}
