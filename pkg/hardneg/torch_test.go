@@ -71,21 +71,6 @@ func newTorchCase(p problem, cfg hardneg.Config) torchCase {
 	return c
 }
 
-// scaledErr is max|got−want| / max|want|: the error relative to the
-// tensor's scale, so that tiny entries of a gradient do not need to agree
-// to more digits than float64 carries.
-func scaledErr(got, want []float64) float64 {
-	if len(got) != len(want) {
-		return math.Inf(1)
-	}
-	var diff, scale float64
-	for i := range want {
-		diff = max(diff, math.Abs(got[i]-want[i]))
-		scale = max(scale, math.Abs(want[i]))
-	}
-	return diff / scale
-}
-
 func flatten(x [][]float64) []float64 {
 	var out []float64
 	for _, r := range x {
@@ -139,7 +124,7 @@ func TestLossMatchesTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			eLoss := math.Abs(got.loss-want[i].Loss) / math.Abs(want[i].Loss)
-			eQ, eK := scaledErr(got.dq, flatten(want[i].DQ)), scaledErr(got.dk, flatten(want[i].DK))
+			eQ, eK := relToMax(got.dq, flatten(want[i].DQ)), relToMax(got.dk, flatten(want[i].DK))
 			t.Logf("loss %.10f; relative errors: loss %.2g, ∂/∂q %.2g, ∂/∂k %.2g", got.loss, eLoss, eQ, eK)
 			if eLoss > tol {
 				t.Errorf("loss %.17g, torch %.17g: relative error %.3g > %g", got.loss, want[i].Loss, eLoss, tol)
