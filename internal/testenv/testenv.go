@@ -1,0 +1,26 @@
+// Package testenv decides what a test does when something it needs from the
+// machine is missing (PyTorch, a dataset, a tool): on a developer's machine it
+// skips with the reason; under CI=true it fails, so a green CI run means every
+// test ran.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// CI reports whether the tests run under continuous integration (CI=true),
+// where nothing may be skipped for want of a reference or data.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Missing ends t because something it needs is absent: t.Skip normally,
+// t.Fatal under CI=true. The message should say what to install.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if CI() {
+		t.Fatalf("CI=true and %s", msg)
+	}
+	t.Skip(msg)
+}

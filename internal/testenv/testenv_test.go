@@ -1,0 +1,39 @@
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMissingFailsUnderCI runs TestHelperMissing in a child process with and
+// without CI=true and checks that it fails in the first case and skips in the
+// second.
+func TestMissingFailsUnderCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+		wantText string
+	}{
+		{"true", true, "CI=true and the reference is absent"},
+		{"", false, "SKIP: TestHelperMissing"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMissing$", "-test.v")
+		cmd.Env = append(os.Environ(), "TESTENV_HELPER=1", "CI="+tc.ci)
+		out, err := cmd.CombinedOutput()
+		if failed := err != nil; failed != tc.wantFail {
+			t.Errorf("CI=%q: failed=%v, want %v\n%s", tc.ci, failed, tc.wantFail, out)
+		}
+		if !strings.Contains(string(out), tc.wantText) {
+			t.Errorf("CI=%q: output lacks %q:\n%s", tc.ci, tc.wantText, out)
+		}
+	}
+}
+
+func TestHelperMissing(t *testing.T) {
+	if os.Getenv("TESTENV_HELPER") != "1" {
+		t.Skip("helper process of TestMissingFailsUnderCI")
+	}
+	Missing(t, "the reference is absent")
+}
