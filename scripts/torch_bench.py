@@ -42,15 +42,17 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    # As in benchstep: the fastest step, and the mean beside it.
+    # As in benchstep: the median step, and the fastest beside it.
     times = []
     for _ in range(a.steps):
         start = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"torch  width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / min(times):7.1f} images/s"
-          f"  peak RSS {peak:6.0f} MiB  (mean {a.batch * len(times) / sum(times):.1f} images/s)"
+    times.sort()
+    median = (times[(len(times) - 1) // 2] + times[len(times) // 2]) / 2
+    print(f"torch  width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / median:7.1f} images/s"
+          f"  peak RSS {peak:6.0f} MiB  (fastest {a.batch / times[0]:.1f} images/s)"
           f"  torch {torch.__version__}  loss {loss.item():.4f}")
 
 

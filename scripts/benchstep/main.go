@@ -1,7 +1,7 @@
 // Command benchstep times mochi's training step — forward, backward and an
 // SGD update — for the CIFAR ResNet-18 (small stem, MoCo-v2 head, InfoNCE
-// form of the loss) on the compiled plan, and prints images/s of the fastest
-// timed step (and of the mean step), the peak resident memory and the bytes
+// form of the loss) on the compiled plan, and prints images/s of the median
+// timed step (and of the fastest step), the peak resident memory and the bytes
 // the Go heap allocated per step.
 //
 //	go run ./scripts/benchstep -width 64 -batch 64 -threads 2
@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
@@ -108,8 +109,8 @@ func run(width, batch, threads, warmup, steps int, profile string) error {
 			return err
 		}
 	}
-	// The machine may be shared: the fastest step is the figure least
-	// disturbed by other processes, the mean is printed beside it.
+	// The median step is the figure scripts/bench-cpu.sh compares (as
+	// scripts/torch_bench.py does); the fastest is printed beside it.
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	if profile != "" {
@@ -123,18 +124,16 @@ func run(width, batch, threads, warmup, steps int, profile string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var best, total time.Duration
-	for i := range steps {
+	times := make([]time.Duration, steps)
+	for i := range times {
 		start := time.Now()
 		if err := step(); err != nil {
 			return err
 		}
-		d := time.Since(start)
-		total += d
-		if i == 0 || d < best {
-			best = d
-		}
+		times[i] = time.Since(start)
 	}
+	slices.Sort(times)
+	median := (times[(steps-1)/2] + times[steps/2]) / 2
 	runtime.ReadMemStats(&after)
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -142,8 +141,8 @@ func run(width, batch, threads, warmup, steps int, profile string) error {
 	}
 	lossVal := make([]float32, 1)
 	be.Download(lossVal, plan.Buffer(loss))
-	fmt.Printf("mochi  width %3d batch %d threads %d: %7.1f images/s  peak RSS %6.0f MiB  (mean %.1f images/s)  heap alloc/step %d B  loss %.4f\n",
-		width, batch, threads, float64(batch)/best.Seconds(), float64(ru.Maxrss)/1024, float64(batch*steps)/total.Seconds(),
+	fmt.Printf("mochi  width %3d batch %d threads %d: %7.1f images/s  peak RSS %6.0f MiB  (fastest %.1f images/s)  heap alloc/step %d B  loss %.4f\n",
+		width, batch, threads, float64(batch)/median.Seconds(), float64(ru.Maxrss)/1024, float64(batch)/times[0].Seconds(),
 		(after.TotalAlloc-before.TotalAlloc)/uint64(steps), lossVal[0])
 	return nil
 }
