@@ -9,6 +9,9 @@
 # a CPU-only machine.
 #
 #   move-check.sh MOCHI DEV_A DEV_B OUT CONFIG
+#
+# Each of the five pretraining runs is killed after $MOVE_TIMEOUT seconds
+# (default 200; gpu-check.sh sets a tighter one to fit a GPU session).
 set -uo pipefail
 [ $# = 5 ] || { echo "usage: move-check.sh MOCHI DEV_A DEV_B OUT CONFIG" >&2; exit 2; }
 mochi=$1 a=$2 b=$3 out=$4 config=$5
@@ -16,19 +19,24 @@ mkdir -p "$out"
 pretrain() { # pretrain DIR DEVICE [flags...]: two epochs of CONFIG into DIR
 	local dir=$1 dev=$2
 	shift 2
-	if ! timeout 200 "$mochi" pretrain --config "$config" --epochs 2 --device "$dev" --output-dir "$dir" "$@" >>"$dir.log" 2>&1; then
-		echo "move-check: pretrain --device $dev $* failed; last lines of $dir.log:"
-		tail -5 "$dir.log"
-		return 1
-	fi
+	local rc
+	timeout -k 5 "${MOVE_TIMEOUT:-200}" "$mochi" pretrain --config "$config" --epochs 2 --device "$dev" --output-dir "$dir" "$@" >>"$dir.log" 2>&1
+	rc=$?
+	case $rc in
+	0) return 0 ;;
+	124 | 137) echo "move-check: pretrain --device $dev $* timed out after ${MOVE_TIMEOUT:-200} s; last lines of $dir.log:" ;;
+	*) echo "move-check: pretrain --device $dev $* failed (exit $rc); last lines of $dir.log:" ;;
+	esac
+	tail -5 "$dir.log"
+	return "$rc"
 }
 rm -rf "$out/straight" "$out/$a-$b" "$out/$b-$a" "$out"/*.log
-pretrain "$out/straight" "$a" || exit 1
+pretrain "$out/straight" "$a" || exit
 for pair in "$a $b" "$b $a"; do
 	read -r first second <<<"$pair"
 	dir="$out/$first-$second"
-	pretrain "$dir" "$first" --stop-after-epochs 1 || exit 1
-	pretrain "$dir" "$second" --resume "$dir/checkpoints/last.ckpt" || exit 1
+	pretrain "$dir" "$first" --stop-after-epochs 1 || exit
+	pretrain "$dir" "$second" --resume "$dir/checkpoints/last.ckpt" || exit
 done
 python3 - "$out/straight" "$out/$a-$b" "$out/$b-$a" <<'PY'
 import json, sys

@@ -100,7 +100,7 @@ func (b *Backend) init(deviceID int) (err error) {
 	}
 	defer func() { // cublas.New panics when cublasCreate fails
 		if r := recover(); r != nil {
-			err = fmt.Errorf("cuda: creating the cuBLAS handle on GPU %d: %v (is libcublas.so.13 on LD_LIBRARY_PATH?)", deviceID, r)
+			err = fmt.Errorf("cuda: creating the cuBLAS handle on GPU %d: %v (%s)", deviceID, r, cublasHint(cublasFile()))
 		}
 	}()
 	b.blas = cublas.New()

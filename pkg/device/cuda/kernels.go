@@ -7,10 +7,11 @@ import (
 )
 
 // ptxFiles holds the PTX that scripts/build-gpu.sh compiles from
-// kernels/*.cu (nvcc -ptx -arch=compute_80). It is committed, so building
-// the GPU binary needs no nvcc; the driver JIT-compiles it for the GPU at
-// load. Each .ptx starts with a "// mochi-source-sha256:" line naming the
-// hash of its sources, which TestPTXIsFresh compares with the .cu files.
+// kernels/*.cu (nvcc with the flags in kernels/nvcc.flags). It is
+// committed, so building the GPU binary needs no nvcc; the driver
+// JIT-compiles it for the GPU at load. Each .ptx starts with a
+// "// mochi-source-sha256:" line naming the hash of its flags and sources,
+// which TestPTXIsFresh checks.
 //
 //go:embed kernels/*.ptx
 var ptxFiles embed.FS

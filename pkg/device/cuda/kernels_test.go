@@ -2,41 +2,46 @@ package cuda
 
 import (
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
-	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"testing"
 )
 
-// TestPTXIsFresh: every embedded .ptx was generated from the current .cu
-// and common.cuh (their hash is on the PTX's first line). A stale PTX means
-// the GPU binary would run old kernels: run scripts/build-gpu.sh. A test
-// binary run outside the package folder (gpu-check.sh runs .gpu/cuda.test
-// from the repository root) has no sources to hash and skips: the PTX was
-// checked when the binary was built.
+// kernelSources are the inputs of every PTX: the nvcc flags, common.cuh
+// and the .cu files, embedded so that the test binary checks its own PTX
+// wherever it runs (gpu-check.sh runs .gpu/cuda.test from the repository
+// root, far from this folder).
+//
+//go:embed kernels/nvcc.flags kernels/common.cuh kernels/*.cu
+var kernelSources embed.FS
+
+// TestPTXIsFresh: every embedded .ptx was generated from the current .cu,
+// common.cuh and nvcc flags (their hash is on the PTX's first line). A stale
+// PTX means the GPU binary would run old kernels, or kernels compiled with
+// other flags: run scripts/build-gpu.sh where nvcc is installed.
 func TestPTXIsFresh(t *testing.T) {
-	common, err := os.ReadFile("kernels/common.cuh")
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skip("kernels/common.cuh not found: not run from pkg/device/cuda, nothing to compare the embedded PTX with")
-	}
+	flags, err := kernelSources.ReadFile("kernels/nvcc.flags")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := filepath.Glob("kernels/*.cu")
+	common, err := kernelSources.ReadFile("kernels/common.cuh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources, err := fs.Glob(kernelSources, "kernels/*.cu")
 	if err != nil || len(sources) == 0 {
 		t.Fatalf("no kernels/*.cu (err %v)", err)
 	}
 	for _, cu := range sources {
-		name := strings.TrimSuffix(filepath.Base(cu), ".cu")
-		src, err := os.ReadFile(cu)
+		name := strings.TrimSuffix(path.Base(cu), ".cu")
+		src, err := kernelSources.ReadFile(cu)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum := sha256.Sum256(append(append([]byte{}, common...), src...))
-		want := "// mochi-source-sha256: " + hex.EncodeToString(sum[:])
+		want := "// mochi-source-sha256: " + ptxSourceHash(flags, common, src)
 		ptx, err := modulePTX(name)
 		if err != nil {
 			t.Errorf("%s: %v", cu, err)
@@ -46,6 +51,16 @@ func TestPTXIsFresh(t *testing.T) {
 			t.Errorf("kernels/%s.ptx is stale (first line %q, want %q): run bash scripts/build-gpu.sh", name, first, want)
 		}
 	}
+}
+
+// ptxSourceHash is what build-gpu.sh computes with
+// cat nvcc.flags common.cuh NAME.cu | sha256sum.
+func ptxSourceHash(flags, common, src []byte) string {
+	h := sha256.New()
+	h.Write(flags)
+	h.Write(common)
+	h.Write(src)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // TestKernelTable: every kernel of the table is an entry of its module's
