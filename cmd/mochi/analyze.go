@@ -59,6 +59,7 @@ goes to stdout. Checkpoints are evaluated under their own saved config unless
 	addConfigFlags(cmd)
 	f := cmd.Flags()
 	f.Lookup("config").Usage = checkpointConfigUsage
+	markUnused(cmd, "epochs", "lr", "batch", "k", "mix-start-epoch")
 	f.StringArray("checkpoint", nil, "pretraining checkpoint to analyse; repeat the flag or list more checkpoints after it")
 	f.String("out", "", "output folder (default <run dir of the first checkpoint>/analysis)")
 	f.Int("pairs", 2048, "positive pairs for the alignment")

@@ -23,7 +23,7 @@ import (
 
 // checkpointConfigUsage is the help of --config for the commands that read
 // checkpoints, whose default is the run's own config rather than the defaults.
-const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint; the built-in defaults for --baseline pixels alone)"
+const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint)"
 
 func newLinearEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -52,7 +52,8 @@ total goes to stderr (a warning when it is long on the CPU).
 Without --config the run's own config (saved in the checkpoint) is used; with
 it, its model section must describe the checkpoint's network and its data and
 eval sections are used. Override flags (--set eval.linear_epochs=50, …) apply
-either way.
+either way; --epochs, --lr and --batch set the probe's eval.linear_epochs,
+eval.linear_lr and eval.linear_batch.
 
 --baseline pixels runs the same probe (and kNN) on the raw normalised pixels,
 standardised per pixel, so you see what pretraining bought; it needs no
@@ -69,7 +70,14 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 	}
 	addConfigFlags(cmd)
 	f := cmd.Flags()
-	f.Lookup("config").Usage = checkpointConfigUsage
+	f.Lookup("config").Usage = checkpointConfigUsage + "; for --baseline pixels alone, the built-in defaults"
+	// The training shortcuts set the probe's training here.
+	for flag, key := range map[string]string{"epochs": "eval.linear_epochs", "lr": "eval.linear_lr", "batch": "eval.linear_batch"} {
+		if err := config.RebindFlag(f, flag, key); err != nil {
+			panic(err)
+		}
+	}
+	markUnused(cmd, "k", "n", "s", "s-prime", "mix-start-epoch")
 	f.String("checkpoint", "", "pretraining checkpoint whose backbone is evaluated (e.g. runs/x/checkpoints/last.ckpt)")
 	f.String("baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
 	f.Bool("knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
@@ -95,9 +103,9 @@ running both extracts them once. --baseline pixels scores raw normalised pixels.
 The JSON report goes to <checkpoint>.knn.json or --json.`
 	cmd.Example = `  mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt
   mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt --baseline pixels --set eval.knn_k=20`
-	for _, probeOnly := range []string{"knn", "standardize", "augment", "augment-scale-min"} {
-		cmd.Flags().MarkHidden(probeOnly)
-	}
+	cmd.Flags().Lookup("json").Usage = "JSON report path (default <checkpoint without .ckpt>.knn.json)"
+	markUnused(cmd, "knn", "standardize", "augment-scale-min", "epochs", "lr", "batch")
+	cmd.Flags().MarkHidden("augment") // refused with its own reason in runLinearEval
 	return cmd
 }
 
@@ -123,7 +131,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	case baseline != "" && baseline != "pixels":
 		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", baseline)
 	case ckpt == "" && baseline == "":
-		return errors.New("linear-eval needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)")
+		return fmt.Errorf("%s needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)", cmd.Name())
 	}
 	log := cmd.ErrOrStderr()
 
