@@ -126,3 +126,31 @@ func TestCompletion(t *testing.T) {
 		mustContain(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
 	}
 }
+
+// TestLinearEvalDivergence: a diverging probe is reported with what to do,
+// learning rates print rounded.
+func TestLinearEvalDivergence(t *testing.T) {
+	ckpt := pretrained(t, "mochi")
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	_, errOut, err := run(t, "linear-eval", "--checkpoint", ckpt, "--lr", "3e4", "--json", jsonPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mustContain(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
+	rep, err := eval.ReadReport(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checkpoints[0].LinearDiverged == "" {
+		t.Errorf("report: linear_diverged empty")
+	}
+	// lr 3 × 0.1 is 0.30000000000000004 in float64.
+	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--standardize", "--lr", "3", "--json", jsonPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mustContain(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
+	if strings.Contains(errOut, "0.30000000000000004") || strings.Contains(errOut, "diverged") {
+		t.Errorf("unrounded lr or a divergence warning for a sane probe:\n%s", errOut)
+	}
+}

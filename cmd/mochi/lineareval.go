@@ -168,7 +168,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	probe := probeConfig(cfg, trainSet.NumClasses())
 	probe.Standardize = standardize
 	if linear {
-		fmt.Fprintf(log, "linear probe: SGD lr %g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
+		fmt.Fprintf(log, "linear probe: SGD lr %.4g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
 			probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
 			trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
 	}
@@ -353,7 +353,7 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 			if views != nil {
 				cost = fmt.Sprintf("  (augmented features %.1fs)", views.last.Seconds())
 			}
-			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
+			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %.4g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
 		}
 	}
 	start := time.Now()
@@ -371,6 +371,14 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 	}
 	fmt.Fprintf(log, "%s: linear probe on %d×%d features in %.1fs: top-1 %.2f%%\n", name, trainX.N, trainX.D, time.Since(start).Seconds(), 100*res.Top1)
 	r.LinearTop1, r.LinearTop5, r.LinearLoss = eval.Float(res.Top1), eval.Float(res.Top5), res.LossCurve
+	if why := res.Diverged(pc.Classes); why != "" {
+		r.LinearDiverged = why
+		advice := fmt.Sprintf("lower eval.linear_lr (now %.4g; e.g. --lr %.4g)", pc.LR, pc.LR/10)
+		if !pc.Standardize {
+			advice = "rerun with --standardize (features on another scale than MoCo's lr 30 expects), or " + advice
+		}
+		fmt.Fprintf(log, "warning: %s: the linear probe diverged: %s; its accuracy means little: %s\n", name, why, advice)
+	}
 	return nil
 }
 
