@@ -27,9 +27,9 @@ type CheckpointReport struct {
 	LinearLoss []float64 `json:"linear_loss,omitempty"`
 	// LinearDiverged says why the probe's training diverged
 	// (ProbeResult.Diverged), empty when it did not.
-	LinearDiverged string `json:"linear_diverged,omitempty"`
-	Alignment  *float64  `json:"alignment,omitempty"`
-	Uniformity *float64  `json:"uniformity,omitempty"`
+	LinearDiverged string   `json:"linear_diverged,omitempty"`
+	Alignment      *float64 `json:"alignment,omitempty"`
+	Uniformity     *float64 `json:"uniformity,omitempty"`
 	// Hardness is the MoCHi hardness analysis of this checkpoint.
 	Hardness *HardnessStats `json:"hardness,omitempty"`
 }
