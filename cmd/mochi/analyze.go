@@ -94,6 +94,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 		points []eval.PlanePoint
 		names  = map[string]bool{}
 		pngs   []string
+		runs   = runNames{}
 	)
 	// Every checkpoint and config is checked before the first is analysed.
 	type input struct {
@@ -115,8 +116,8 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 			return fmt.Errorf("%s: %w", p.Path, err)
 		}
 		report.Checkpoints = append(report.Checkpoints, a)
-		points = append(points, eval.PlanePoint{Label: fmt.Sprintf("%s (epoch %d)", a.Name, p.Epoch),
-			Uniformity: *a.Uniformity, Alignment: *a.Alignment})
+		points = append(points, eval.PlanePoint{Run: runs.name(runDir(p.Path)), Epoch: p.Epoch,
+			Label: planeLabel(a.Name, p.Epoch), Uniformity: *a.Uniformity, Alignment: *a.Alignment})
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return fmt.Errorf("--out %s: %w", outDir, err)
 		}
@@ -287,4 +288,28 @@ func uniqueFileName(name string, used map[string]bool) string {
 	}
 	used[s] = true
 	return s
+}
+
+// runNames names run directories in figures: the folder's base name, or
+// the whole path when two runs share a base name.
+type runNames map[string]string // base name → the first directory with it
+
+func (n runNames) name(dir string) string {
+	dir = filepath.Clean(dir)
+	base := filepath.Base(dir)
+	if first, ok := n[base]; ok && first != dir {
+		return dir
+	}
+	n[base] = dir
+	return base
+}
+
+// planeLabel labels a checkpoint on the plane, whose legend names the run:
+// "epoch 2", or "last, epoch 2" for a checkpoint not named after its epoch.
+func planeLabel(name string, epoch int) string {
+	label := fmt.Sprintf("epoch %d", epoch)
+	if stem := filepath.Base(name); stem != fmt.Sprintf("epoch-%04d", epoch) {
+		label = stem + ", " + label
+	}
+	return label
 }
