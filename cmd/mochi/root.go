@@ -29,6 +29,7 @@ const rootExamples = `  mochi pretrain --config configs/fashion-mnist.yaml --dry
   mochi pretrain --config configs/fashion-mnist.yaml
   MOCHI_OPTIM_EPOCHS=1 mochi pretrain --config configs/ci.yaml --set mochi.s=0 --set mochi.s_prime=0
   mochi config --config configs/cifar10-resnet18.yaml --lr 0.06
+  mochi plot runs/fmnist-mochi runs/fmnist-moco
   mochi --version`
 
 // newRootCmd builds the command tree. Each call returns a fresh tree, so tests
@@ -55,6 +56,7 @@ func newRootCmd() *cobra.Command {
 		newKNNCmd(),
 		newAnalyzeUniformityCmd(),
 		newConfigCmd(),
+		newPlotCmd(),
 		newVersionCmd(),
 		newBenchCmd(),
 	)

@@ -226,6 +226,115 @@ func histogramPlot(title string, st HardnessStats) (*plot.Plot, error) {
 	return p, nil
 }
 
+// Curve is one line of a Panel: Y over X, in the colour of run Run
+// (SeriesColor), dashed for a second measure of the same run.
+type Curve struct {
+	Label  string
+	Run    int
+	Dashed bool
+	X, Y   []float64
+}
+
+// Panel is one chart of a figure of curves, with a legend of its curves.
+type Panel struct {
+	Title, XLabel, YLabel string
+	Curves                []Curve
+}
+
+// curvePoints marks every point of a curve with at most this many (sparse
+// records such as a per-epoch kNN accuracy); denser curves are lines alone.
+const curvePoints = 20
+
+// panelPlot builds one panel.
+func panelPlot(pn Panel) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = pn.Title
+	p.Title.Padding = vg.Points(titlePadding)
+	p.X.Label.Text, p.Y.Label.Text = pn.XLabel, pn.YLabel
+	p.Legend.Top = true
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(legendInset), -vg.Points(legendInset)
+	p.Add(plotter.NewGrid())
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range pn.Curves {
+		if len(c.X) != len(c.Y) || len(c.X) == 0 {
+			return nil, fmt.Errorf("eval: panel %q, curve %q: %d x values and %d y values; want the same number, at least one", pn.Title, c.Label, len(c.X), len(c.Y))
+		}
+		xys := make(plotter.XYs, len(c.X))
+		for i := range c.X {
+			xys[i] = plotter.XY{X: c.X[i], Y: c.Y[i]}
+			lo, hi = math.Min(lo, c.Y[i]), math.Max(hi, c.Y[i])
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("eval: panel %q, curve %q: %w", pn.Title, c.Label, err)
+		}
+		l.Color, l.Width = SeriesColor(c.Run), vg.Points(1.5)
+		if c.Dashed {
+			l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		}
+		p.Add(l)
+		thumbs := []plot.Thumbnailer{l}
+		if len(xys) <= curvePoints {
+			sc, err := plotter.NewScatter(xys)
+			if err != nil {
+				return nil, fmt.Errorf("eval: panel %q, curve %q: %w", pn.Title, c.Label, err)
+			}
+			sc.GlyphStyle.Color, sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = SeriesColor(c.Run), draw.CircleGlyph{}, vg.Points(2.5)
+			p.Add(sc)
+			thumbs = append(thumbs, sc)
+		}
+		p.Legend.Add(c.Label, thumbs...)
+	}
+	if len(pn.Curves) == 0 {
+		return nil, fmt.Errorf("eval: panel %q has no curves", pn.Title)
+	}
+	// Headroom for the legend (a line per curve) above the highest value.
+	span := hi - lo
+	if span == 0 {
+		span = math.Max(math.Abs(hi), 1)
+	}
+	p.Y.Min, p.Y.Max = lo-0.05*span, hi+(0.1+0.1*float64(len(pn.Curves)))*span
+	return p, nil
+}
+
+// WritePanelsPNG writes panels, cols to a row, as one widthPx×heightPx PNG.
+func WritePanelsPNG(w io.Writer, panels []Panel, cols, widthPx, heightPx int) error {
+	if len(panels) == 0 || cols < 1 {
+		return fmt.Errorf("eval: a figure of %d panels in %d columns: want at least one of each", len(panels), cols)
+	}
+	if widthPx < 100 || heightPx < 100 {
+		return fmt.Errorf("eval: figure size %d×%d px is too small; use at least 100×100", widthPx, heightPx)
+	}
+	rows := (len(panels) + cols - 1) / cols
+	grid := make([][]*plot.Plot, rows)
+	for r := range grid {
+		grid[r] = make([]*plot.Plot, cols)
+	}
+	for i, pn := range panels {
+		p, err := panelPlot(pn)
+		if err != nil {
+			return err
+		}
+		grid[i/cols][i%cols] = p
+	}
+	c := vgimg.NewWith(vgimg.UseWH(pxToVG(widthPx), pxToVG(heightPx)), vgimg.UseDPI(PlotDPI))
+	dc := draw.New(c)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(10),
+		PadX: vg.Points(24), PadY: vg.Points(18)}
+	canvases := plot.Align(grid, tiles, dc)
+	for r := range grid {
+		for col, p := range grid[r] {
+			if p != nil {
+				p.Draw(canvases[r][col])
+			}
+		}
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(w); err != nil {
+		return fmt.Errorf("eval: encoding PNG: %w", err)
+	}
+	return nil
+}
+
 // renderPNG draws p on a widthPx×heightPx canvas at PlotDPI and writes a PNG.
 func renderPNG(w io.Writer, p *plot.Plot, widthPx, heightPx int) error {
 	if widthPx < 100 || heightPx < 100 {

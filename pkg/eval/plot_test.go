@@ -237,3 +237,41 @@ func TestHistogramHeadroom(t *testing.T) {
 		t.Errorf("title padding %v, want the title clear of the frame", p.Title.Padding)
 	}
 }
+
+func TestWritePanelsPNG(t *testing.T) {
+	panels := []Panel{
+		{Title: "loss", XLabel: "step", YLabel: "loss", Curves: []Curve{
+			{Label: "a", Run: 0, X: []float64{1, 2, 3}, Y: []float64{3, 2, 1}},
+			{Label: "b", Run: 1, Dashed: true, X: []float64{1, 2}, Y: []float64{2, 2}},
+		}},
+		{Title: "lr", XLabel: "step", YLabel: "lr", Curves: []Curve{{Label: "a", Run: 0, X: []float64{1}, Y: []float64{0.1}}}},
+		{Title: "speed", XLabel: "step", YLabel: "images/s", Curves: []Curve{{Label: "b", Run: 1, X: []float64{1, 2}, Y: []float64{5, 6}}}},
+	}
+	var buf bytes.Buffer
+	if err := WritePanelsPNG(&buf, panels, 2, 600, 500); err != nil {
+		t.Fatal(err)
+	}
+	img := decodePNG(t, buf.Bytes(), 600, 500)
+	for run := range 2 {
+		n := 0
+		for y := 0; y < 500; y++ {
+			for x := 0; x < 600; x++ {
+				if near(img.At(x, y), SeriesColor(run), 8) {
+					n++
+				}
+			}
+		}
+		if n < 100 {
+			t.Errorf("run %d: %d pixels of %v", run, n, SeriesColor(run))
+		}
+	}
+	bad := []Panel{{Title: "x", Curves: []Curve{{Label: "a", X: []float64{1, 2}, Y: []float64{1}}}}}
+	for _, tt := range []struct {
+		panels []Panel
+		cols   int
+	}{{nil, 2}, {panels, 0}, {bad, 1}, {[]Panel{{Title: "empty"}}, 1}} {
+		if err := WritePanelsPNG(&bytes.Buffer{}, tt.panels, tt.cols, 600, 500); err == nil {
+			t.Errorf("%d panels in %d columns (%+v): no error", len(tt.panels), tt.cols, tt.panels)
+		}
+	}
+}
