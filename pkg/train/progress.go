@@ -86,7 +86,7 @@ const slowLoader = 0.1
 
 // epochLine is the progress line for an epoch.
 func epochLine(m EpochMetrics) string {
-	msg := fmt.Sprintf("epoch %d: loss %.4f, %.1fs, %.0f img/s", m.Epoch, m.Loss, m.Seconds, m.ImagesSec)
+	msg := fmt.Sprintf("epoch %d: loss %.4f, %.0f img/s", m.Epoch, m.Loss, m.ImagesSec)
 	if m.KNNTop1 != nil {
 		msg += fmt.Sprintf(", kNN top-1 %.2f%%", 100**m.KNNTop1)
 	}
