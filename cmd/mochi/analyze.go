@@ -48,7 +48,8 @@ measure, as Wang & Isola (ICML 2020) and the MoCHi paper (arXiv 2010.01028) do:
 
 Written to --out (default <run dir of the first checkpoint>/analysis):
 analysis.json (the report), plane.png (one point per checkpoint on the
-alignment–uniformity plane) and hardness-<name>.png per checkpoint; the table
+alignment–uniformity plane, a colour per run, a run's checkpoints joined in
+epoch order) and hardness-<name>.png per checkpoint; the table
 goes to stdout. Checkpoints are evaluated under their own saved config unless
 --config is given (its model must match each checkpoint).`,
 		Example: `  mochi analyze-uniformity --checkpoint runs/fmnist-moco/checkpoints/last.ckpt runs/fmnist-mochi/checkpoints/last.ckpt
