@@ -1,7 +1,8 @@
 # mochi — see README.md. `make demo` sets up and runs the CPU demo; `make test`
-# is what CI runs (.ci/run).
+# sets up what is missing and runs what CI runs (.ci/run).
 
-GO         ?= go
+# go from PATH, else the toolchain scripts/setup.sh finds in /usr/local/go.
+GO         ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BENCH      ?= .
 BENCH_PKGS ?= ./...
 GO_FILES    = $(shell find . -name '*.go' -not -path './.*' -not -path './bin/*' -not -path './runs/*')
@@ -21,8 +22,10 @@ demo: setup
 	bin/mochi pretrain --config configs/fashion-mnist.yaml --dry-run
 	bin/mochi pretrain --config configs/fashion-mnist.yaml
 
-## test: vet, formatting, all tests
-test: vet fmt-check
+## test: setup (the cgo build needs OpenBLAS's headers, the tests the
+## dataset), then vet, formatting, all tests
+test: setup
+	$(MAKE) vet fmt-check
 	$(GO) test ./...
 
 vet:

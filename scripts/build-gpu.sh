@@ -7,10 +7,9 @@
 #                      `mochi-gpu bench` runs gpu-check.sh steps 2 and 3)
 #   .gpu/gpu-check.sh  a copy of scripts/gpu-check.sh (with gpu-env.sh and
 #                      gpu-mochi-cost.sh beside it)
-#   .gpu/data/         Fashion-MNIST's 10,000 test images and labels, as both the
-#                      train-* and the t10k-* idx files (a small dataset for
-#                      gpu-check.sh step 4; read as kind mnist, whose files have no
-#                      checksums, so the renamed copies are accepted)
+#   .gpu/data/         Fashion-MNIST's 10,000 test images and labels (the t10k-*
+#                      idx files): a small dataset for gpu-check.sh step 4, which
+#                      pretrains on the test split (data.train_split: test)
 #   .gpu/check.yaml    the step-4 config: MoCHi pretraining, 20 steps
 #
 # Steps: regenerate pkg/device/cuda/kernels/*.ptx from the .cu sources when
@@ -130,7 +129,6 @@ write_check_data() {
 	mkdir -p "$out/data"
 	for f in images-idx3-ubyte labels-idx1-ubyte; do
 		cp "$src/t10k-$f.gz" "$out/data/t10k-$f.gz"
-		cp "$src/t10k-$f.gz" "$out/data/train-$f.gz"
 	done
 	cat >"$out/check.yaml" <<'YAML'
 # gpu-check.sh step 4: MoCHi pretraining on the CPU and on the GPU from the
@@ -151,8 +149,9 @@ optim:
   batch: 64
   epochs: 1
 data:
-  kind: mnist            # Fashion-MNIST's test files renamed: kind mnist has no checksums
-  path: .gpu/data
+  kind: fashion-mnist
+  path: .gpu/data        # Fashion-MNIST's test files only
+  train_split: test
   limit: 1280
   workers: 4
 eval:
@@ -161,7 +160,7 @@ run:
   seed: 1
   checkpoint_every: 0
 YAML
-	echo "build-gpu: $out/data (Fashion-MNIST t10k as train and t10k) and $out/check.yaml for gpu-check step 4"
+	echo "build-gpu: $out/data (Fashion-MNIST t10k) and $out/check.yaml for gpu-check step 4"
 }
 
 if [ "${1:-}" = "--check" ]; then

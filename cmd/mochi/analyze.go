@@ -48,7 +48,8 @@ measure, as Wang & Isola (ICML 2020) and the MoCHi paper (arXiv 2010.01028) do:
 
 Written to --out (default <run dir of the first checkpoint>/analysis):
 analysis.json (the report), plane.png (one point per checkpoint on the
-alignment–uniformity plane) and hardness-<name>.png per checkpoint; the table
+alignment–uniformity plane, a colour per run, a run's checkpoints joined in
+epoch order) and hardness-<name>.png per checkpoint; the table
 goes to stdout. Checkpoints are evaluated under their own saved config unless
 --config is given (its model must match each checkpoint).`,
 		Example: `  mochi analyze-uniformity --checkpoint runs/fmnist-moco/checkpoints/last.ckpt runs/fmnist-mochi/checkpoints/last.ckpt
@@ -59,6 +60,7 @@ goes to stdout. Checkpoints are evaluated under their own saved config unless
 	addConfigFlags(cmd)
 	f := cmd.Flags()
 	f.Lookup("config").Usage = checkpointConfigUsage
+	markUnused(cmd, "epochs", "lr", "batch", "k", "mix-start-epoch")
 	f.StringArray("checkpoint", nil, "pretraining checkpoint to analyse; repeat the flag or list more checkpoints after it")
 	f.String("out", "", "output folder (default <run dir of the first checkpoint>/analysis)")
 	f.Int("pairs", 2048, "positive pairs for the alignment")
@@ -93,6 +95,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 		points []eval.PlanePoint
 		names  = map[string]bool{}
 		pngs   []string
+		runs   = runNames{}
 	)
 	// Every checkpoint and config is checked before the first is analysed.
 	type input struct {
@@ -114,8 +117,8 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 			return fmt.Errorf("%s: %w", p.Path, err)
 		}
 		report.Checkpoints = append(report.Checkpoints, a)
-		points = append(points, eval.PlanePoint{Label: fmt.Sprintf("%s (epoch %d)", a.Name, p.Epoch),
-			Uniformity: *a.Uniformity, Alignment: *a.Alignment})
+		points = append(points, eval.PlanePoint{Run: runs.name(runDir(p.Path)), Epoch: p.Epoch,
+			Label: planeLabel(a.Name, p.Epoch), Uniformity: *a.Uniformity, Alignment: *a.Alignment})
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return fmt.Errorf("--out %s: %w", outDir, err)
 		}
@@ -286,4 +289,28 @@ func uniqueFileName(name string, used map[string]bool) string {
 	}
 	used[s] = true
 	return s
+}
+
+// runNames names run directories in figures: the folder's base name, or
+// the whole path when two runs share a base name.
+type runNames map[string]string // base name → the first directory with it
+
+func (n runNames) name(dir string) string {
+	dir = filepath.Clean(dir)
+	base := filepath.Base(dir)
+	if first, ok := n[base]; ok && first != dir {
+		return dir
+	}
+	n[base] = dir
+	return base
+}
+
+// planeLabel labels a checkpoint on the plane, whose legend names the run:
+// "epoch 2", or "last, epoch 2" for a checkpoint not named after its epoch.
+func planeLabel(name string, epoch int) string {
+	label := fmt.Sprintf("epoch %d", epoch)
+	if stem := filepath.Base(name); stem != fmt.Sprintf("epoch-%04d", epoch) {
+		label = stem + ", " + label
+	}
+	return label
 }

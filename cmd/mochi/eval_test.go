@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
@@ -55,7 +56,7 @@ func TestMain(m *testing.M) {
 func pretrained(t *testing.T, variant string) string {
 	t.Helper()
 	if _, err := os.Stat(fashionMNIST); err != nil {
-		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+		testenv.Missing(t, "Fashion-MNIST in %s (apt-get install dataset-fashion-mnist, or scripts/setup.sh)", fashionMNIST)
 	}
 	sharedRuns.Lock()
 	defer sharedRuns.Unlock()

@@ -23,7 +23,7 @@ import (
 
 // checkpointConfigUsage is the help of --config for the commands that read
 // checkpoints, whose default is the run's own config rather than the defaults.
-const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint; the built-in defaults for --baseline pixels alone)"
+const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint)"
 
 func newLinearEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -52,7 +52,8 @@ total goes to stderr (a warning when it is long on the CPU).
 Without --config the run's own config (saved in the checkpoint) is used; with
 it, its model section must describe the checkpoint's network and its data and
 eval sections are used. Override flags (--set eval.linear_epochs=50, …) apply
-either way.
+either way; --epochs, --lr and --batch set the probe's eval.linear_epochs,
+eval.linear_lr and eval.linear_batch.
 
 --baseline pixels runs the same probe (and kNN) on the raw normalised pixels,
 standardised per pixel, so you see what pretraining bought; it needs no
@@ -69,7 +70,14 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 	}
 	addConfigFlags(cmd)
 	f := cmd.Flags()
-	f.Lookup("config").Usage = checkpointConfigUsage
+	f.Lookup("config").Usage = checkpointConfigUsage + "; for --baseline pixels alone, the built-in defaults"
+	// The training shortcuts set the probe's training here.
+	for flag, key := range map[string]string{"epochs": "eval.linear_epochs", "lr": "eval.linear_lr", "batch": "eval.linear_batch"} {
+		if err := config.RebindFlag(f, flag, key); err != nil {
+			panic(err)
+		}
+	}
+	markUnused(cmd, "k", "n", "s", "s-prime", "mix-start-epoch")
 	f.String("checkpoint", "", "pretraining checkpoint whose backbone is evaluated (e.g. runs/x/checkpoints/last.ckpt)")
 	f.String("baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
 	f.Bool("knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
@@ -95,9 +103,9 @@ running both extracts them once. --baseline pixels scores raw normalised pixels.
 The JSON report goes to <checkpoint>.knn.json or --json.`
 	cmd.Example = `  mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt
   mochi knn --checkpoint runs/fm-mochi/checkpoints/last.ckpt --baseline pixels --set eval.knn_k=20`
-	for _, probeOnly := range []string{"knn", "standardize", "augment", "augment-scale-min"} {
-		cmd.Flags().MarkHidden(probeOnly)
-	}
+	cmd.Flags().Lookup("json").Usage = "JSON report path (default <checkpoint without .ckpt>.knn.json)"
+	markUnused(cmd, "knn", "standardize", "augment-scale-min", "epochs", "lr", "batch")
+	cmd.Flags().MarkHidden("augment") // refused with its own reason in runLinearEval
 	return cmd
 }
 
@@ -123,7 +131,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	case baseline != "" && baseline != "pixels":
 		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", baseline)
 	case ckpt == "" && baseline == "":
-		return errors.New("linear-eval needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)")
+		return fmt.Errorf("%s needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)", cmd.Name())
 	}
 	log := cmd.ErrOrStderr()
 
@@ -160,7 +168,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	probe := probeConfig(cfg, trainSet.NumClasses())
 	probe.Standardize = standardize
 	if linear {
-		fmt.Fprintf(log, "linear probe: SGD lr %g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
+		fmt.Fprintf(log, "linear probe: SGD lr %.4g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
 			probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
 			trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
 	}
@@ -345,7 +353,7 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 			if views != nil {
 				cost = fmt.Sprintf("  (augmented features %.1fs)", views.last.Seconds())
 			}
-			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
+			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %.4g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
 		}
 	}
 	start := time.Now()
@@ -363,6 +371,14 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 	}
 	fmt.Fprintf(log, "%s: linear probe on %d×%d features in %.1fs: top-1 %.2f%%\n", name, trainX.N, trainX.D, time.Since(start).Seconds(), 100*res.Top1)
 	r.LinearTop1, r.LinearTop5, r.LinearLoss = eval.Float(res.Top1), eval.Float(res.Top5), res.LossCurve
+	if why := res.Diverged(pc.Classes); why != "" {
+		r.LinearDiverged = why
+		advice := fmt.Sprintf("lower eval.linear_lr (now %.4g; e.g. --lr %.4g)", pc.LR, pc.LR/10)
+		if !pc.Standardize {
+			advice = "rerun with --standardize (features on another scale than MoCo's lr 30 expects), or " + advice
+		}
+		fmt.Fprintf(log, "warning: %s: the linear probe diverged: %s; its accuracy means little: %s\n", name, why, advice)
+	}
 	return nil
 }
 

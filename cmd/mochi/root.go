@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -28,7 +29,8 @@ const rootExamples = `  mochi pretrain --config configs/fashion-mnist.yaml --dry
   mochi pretrain --config configs/fashion-mnist.yaml
   MOCHI_OPTIM_EPOCHS=1 mochi pretrain --config configs/ci.yaml --set mochi.s=0 --set mochi.s_prime=0
   mochi config --config configs/cifar10-resnet18.yaml --lr 0.06
-  mochi version`
+  mochi plot runs/fmnist-mochi runs/fmnist-moco
+  mochi --version`
 
 // newRootCmd builds the command tree. Each call returns a fresh tree, so tests
 // can run commands in-process with their own arguments and output buffers.
@@ -38,19 +40,68 @@ func newRootCmd() *cobra.Command {
 		Short:         "MoCo-v2 contrastive pretraining with MoCHi hard negative mixing",
 		Long:          rootLong + envList(),
 		Example:       rootExamples,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true, // main prints the error once
+		// Flags a command registers (as the shared config flags) but does
+		// not read are refused rather than ignored.
+		PersistentPreRunE: refuseUnusedFlags,
 	}
+	// --version and -v print what `mochi version` prints (as a template:
+	// braces quoted).
+	root.SetVersionTemplate(strings.ReplaceAll(versionText(), "{", "{{`{`}}"))
 	root.AddCommand(
 		newPretrainCmd(),
 		newLinearEvalCmd(),
 		newKNNCmd(),
 		newAnalyzeUniformityCmd(),
 		newConfigCmd(),
+		newPlotCmd(),
 		newVersionCmd(),
 		newBenchCmd(),
 	)
+	registerCompletions(root)
 	return root
+}
+
+// unusedFlagsAnnotation lists, comma-separated, the flags a command
+// inherits from a shared flag set but does not use; they are hidden from its
+// help and refused.
+const unusedFlagsAnnotation = "mochi/unused-flags"
+
+// markUnused hides flags of cmd that it does not use and makes it refuse them.
+func markUnused(cmd *cobra.Command, flags ...string) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	if prev := cmd.Annotations[unusedFlagsAnnotation]; prev != "" {
+		flags = append(strings.Split(prev, ","), flags...)
+	}
+	cmd.Annotations[unusedFlagsAnnotation] = strings.Join(flags, ",")
+	for _, name := range flags {
+		if err := cmd.Flags().MarkHidden(name); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// refuseUnusedFlags fails when the user set a flag marked unused for cmd.
+func refuseUnusedFlags(cmd *cobra.Command, _ []string) error {
+	list := cmd.Annotations[unusedFlagsAnnotation]
+	if list == "" {
+		return nil
+	}
+	for _, name := range strings.Split(list, ",") {
+		f := cmd.Flags().Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		if key := config.FlagKey(f); key != "" {
+			return fmt.Errorf("--%s sets %s, which mochi %s does not use: leave it out", name, key, cmd.Name())
+		}
+		return fmt.Errorf("mochi %s has no use for --%s: leave it out", cmd.Name(), name)
+	}
+	return nil
 }
 
 // envList lists every MOCHI_* variable: one config section per paragraph,

@@ -55,9 +55,14 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version, commit, Go version, compute backends and the CPU's BLAS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\nblas: %s\n",
-				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "), cpu.BLAS())
+			_, err := fmt.Fprint(cmd.OutOrStdout(), versionText())
 			return err
 		},
 	}
+}
+
+// versionText is what `mochi version` and `mochi --version` print.
+func versionText() string {
+	return fmt.Sprintf("mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\nblas: %s\n",
+		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "), cpu.BLAS())
 }

@@ -111,17 +111,44 @@ var commonFlags = []struct{ flag, key string }{
 // --n, --s, --s-prime, --mix-start-epoch, --data-path, --limit, --workers,
 // --seed, --device, --output-dir). Only flags the user sets override anything.
 func AddFlags(fs *pflag.FlagSet) {
-	fs.StringArray(SetFlag, nil, "set any config key: --set moco.k=8192 (repeatable; see `mochi config --reference`)")
+	// pflag shows the first `quoted` word of a usage as the value placeholder.
+	fs.StringArray(SetFlag, nil, "set any config `key=value`, e.g. moco.k=8192 (repeatable; mochi config --reference lists the keys)")
 	for _, cf := range commonFlags {
-		k, ok := lookupKey(cf.key)
-		if !ok {
-			panic("config: shortcut flag for unknown key " + cf.key)
-		}
-		fs.String(cf.flag, "", fmt.Sprintf("override %s (%s, default %s)", k.Name, k.Type, k.Default))
-		if err := fs.SetAnnotation(cf.flag, flagKeyAnnotation, []string{k.Name}); err != nil {
+		fs.String(cf.flag, "", "")
+		if err := RebindFlag(fs, cf.flag, cf.key); err != nil {
 			panic(err)
 		}
 	}
+}
+
+// RebindFlag makes the shortcut flag registered by AddFlags set key instead
+// of its usual one, for commands where the usual key means nothing:
+// linear-eval's --epochs sets eval.linear_epochs.
+func RebindFlag(fs *pflag.FlagSet, flag, key string) error {
+	k, ok := lookupKey(key)
+	if !ok {
+		return fmt.Errorf("config: flag --%s bound to unknown key %s", flag, key)
+	}
+	f := fs.Lookup(flag)
+	if f == nil {
+		return fmt.Errorf("config: no flag --%s to bind to %s", flag, key)
+	}
+	f.Usage = fmt.Sprintf("set %s to this `%s` (default %s)", k.Name, placeholder[k.Type], k.Default)
+	return fs.SetAnnotation(flag, flagKeyAnnotation, []string{k.Name})
+}
+
+// FlagKey returns the key a shortcut flag sets, or "" for other flags.
+func FlagKey(f *pflag.Flag) string {
+	if ann := f.Annotations[flagKeyAnnotation]; len(ann) > 0 {
+		return ann[0]
+	}
+	return ""
+}
+
+// placeholder names a key type in flag help the way pflag names its own
+// flag types (--epochs int).
+var placeholder = map[string]string{
+	"integer": "int", "number": "float", "bool": "bool", "string": "string", "list of integers": "ints",
 }
 
 // rawValue is one value from one layer, before it is decoded into the Config.

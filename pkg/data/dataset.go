@@ -56,7 +56,8 @@ var (
 	ErrCountMismatch = errors.New("image and label counts differ")
 	// ErrBadLabel: a label is outside the dataset's class range.
 	ErrBadLabel = errors.New("label out of range")
-	// ErrChecksum: a known file's SHA-256 differs from the published one.
+	// ErrChecksum: a known file's hash differs from the published one, or
+	// the file is another dataset's.
 	ErrChecksum = errors.New("checksum mismatch")
 	// ErrNoImages: an image folder holds no PNG/JPEG images.
 	ErrNoImages = errors.New("no images found")

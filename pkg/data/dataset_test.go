@@ -140,6 +140,7 @@ func writeMNIST(t *testing.T, dir, prefix string, n, h, w int, gz bool) ([]uint8
 }
 
 func TestMNISTLayout(t *testing.T) {
+	withPublishedMNIST(t, nil)
 	for _, gz := range []bool{true, false} {
 		dir := t.TempDir()
 		pixels, labels := writeMNIST(t, dir, "t10k", 37, 5, 6, gz)
@@ -330,6 +331,7 @@ func TestImageFolder(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	withPublishedMNIST(t, nil) // synthetic MNIST-layout files
 	rng := rand.New(rand.NewPCG(3, 4))
 	mk := func(setup func(dir string)) string {
 		dir := t.TempDir()

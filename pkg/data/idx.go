@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -26,13 +27,41 @@ const (
 // uncompressed copy alike (gzip files differ between mirrors: Debian's
 // dataset-fashion-mnist recompressed them). Computed from Debian's
 // dataset-fashion-mnist 1.0 files, which match the upstream release
-// (zalandoresearch/fashion-mnist). MNIST is not on this machine, so its files
-// are not checked.
+// (zalandoresearch/fashion-mnist).
 var knownSHA256 = map[string]string{
 	"fashion-mnist/train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
 	"fashion-mnist/train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
 	"fashion-mnist/t10k-images-idx3-ubyte":  "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
 	"fashion-mnist/t10k-labels-idx1-ubyte":  "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+// publishedGzipMD5 holds the MD5 of MNIST's gzip files as published with the
+// dataset (LeCun's site and the mirrors torchvision downloads from list the
+// same four). Only the compressed bytes have published hashes, so an
+// uncompressed MNIST copy is checked only for not being Fashion-MNIST (same
+// file names and sizes, see wrongKind).
+var publishedGzipMD5 = map[string]string{
+	"mnist/train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+	"mnist/train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+	"mnist/t10k-images-idx3-ubyte":  "9fb629c4189551a2d022fa330f9573f3",
+	"mnist/t10k-labels-idx1-ubyte":  "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+// wrongKind returns the other idx kind whose published file this is (by the
+// content's SHA-256 or the gzip's MD5), or "".
+func wrongKind(kind, stem, contentSHA256, gzipMD5 string) string {
+	for _, other := range []string{"mnist", "fashion-mnist"} {
+		if other == kind {
+			continue
+		}
+		if h, ok := knownSHA256[other+"/"+stem]; ok && h == contentSHA256 {
+			return other
+		}
+		if h, ok := publishedGzipMD5[other+"/"+stem]; ok && h == gzipMD5 {
+			return other
+		}
+	}
+	return ""
 }
 
 // downloadHint says where to get each idx dataset again.
@@ -114,9 +143,12 @@ func readIdxFile(kind, path, stem string) (*idxFile, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMissingFile, path, err)
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<16)
+	fileHash := md5.New() // of the bytes on disk, for publishedGzipMD5
+	br := bufio.NewReaderSize(io.TeeReader(f, fileHash), 1<<16)
 	var r io.Reader = br
+	gzipped := false
 	if head, _ := br.Peek(2); bytes.Equal(head, []byte{0x1f, 0x8b}) {
+		gzipped = true
 		gz, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: corrupt gzip header (%v): %s", ErrTruncated, path, err, downloadHint[kind])
@@ -161,10 +193,22 @@ func readIdxFile(kind, path, stem string) (*idxFile, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %v: %s", ErrTruncated, path, err, downloadHint[kind])
 	}
-	if want, ok := knownSHA256[kind+"/"+stem]; ok {
-		if got := hex.EncodeToString(hash.Sum(nil)); got != want {
-			return nil, fmt.Errorf("%w: %s: SHA-256 of the idx content is %s, want %s: the file is damaged or not the official %s file; %s", ErrChecksum, path, got, want, kind, downloadHint[kind])
-		}
+	if _, err := io.Copy(io.Discard, br); err != nil { // whatever follows the gzip stream, for the MD5
+		return nil, fmt.Errorf("%w: %s: %v: %s", ErrTruncated, path, err, downloadHint[kind])
+	}
+	content := hex.EncodeToString(hash.Sum(nil))
+	gzipMD5 := ""
+	if gzipped {
+		gzipMD5 = hex.EncodeToString(fileHash.Sum(nil))
+	}
+	if other := wrongKind(kind, stem, content, gzipMD5); other != "" {
+		return nil, fmt.Errorf("%w: %s is the official %s file, not %s's: set data.kind: %s, or point data.path at the %s files", ErrChecksum, path, other, kind, other, kind)
+	}
+	if want, ok := knownSHA256[kind+"/"+stem]; ok && content != want {
+		return nil, fmt.Errorf("%w: %s: SHA-256 of the idx content is %s, want %s: the file is damaged or not the official %s file; %s", ErrChecksum, path, content, want, kind, downloadHint[kind])
+	}
+	if want, ok := publishedGzipMD5[kind+"/"+stem]; ok && gzipped && gzipMD5 != want {
+		return nil, fmt.Errorf("%w: %s: MD5 of the gzip file is %s, want the published %s: the file is damaged or not the official %s file; %s", ErrChecksum, path, gzipMD5, want, kind, downloadHint[kind])
 	}
 	return out, nil
 }

@@ -18,7 +18,9 @@
 //     (Kalantidis et al., NeurIPS 2020, arXiv 2010.01028, §3, Fig. 2–3) for
 //     all negatives, the top-N hard negatives and synthetic h, h′ negatives,
 //     plus the share of negatives whose gradient contribution is negligible;
-//   - PlotPlane and PlotHistograms: PNG figures drawn with gonum/plot;
+//   - WritePlanePNG, WriteHistogramsPNG and WritePanelsPNG: PNG figures
+//     drawn with gonum/plot (the alignment–uniformity plane, the hardness
+//     histograms, panels of training curves), one SeriesColor per run;
 //   - Report: the JSON report and its text table;
 //   - SaveFeatures, LoadFeatures and FeatureCache: an on-disk cache of
 //     extracted features with magic, version, shape and checksum.

@@ -98,6 +98,32 @@ type ProbeResult struct {
 	Model LinearModel
 }
 
+// Diverged says why the probe's training went wrong, or "" when nothing
+// shows it did: a final loss that is not finite, above twice the first
+// epoch's or above ten times an untrained probe's ln(classes) (the loss of
+// the near-zero initial layer), or above ln(classes) with test top-1 below
+// chance (1/classes). A probe on features without signal ends near chance
+// too, but with a loss at or below ln(classes).
+func (r ProbeResult) Diverged(classes int) string {
+	if len(r.LossCurve) == 0 || classes < 2 {
+		return ""
+	}
+	first, last := r.LossCurve[0], r.LossCurve[len(r.LossCurve)-1]
+	chance, untrained := 1/float64(classes), math.Log(float64(classes))
+	switch {
+	case math.IsNaN(last) || math.IsInf(last, 0):
+		return fmt.Sprintf("its loss ended at %v", last)
+	case last > 2*first:
+		return fmt.Sprintf("its loss rose from %.4g in the first epoch to %.4g", first, last)
+	case last > 10*untrained:
+		return fmt.Sprintf("its loss ended at %.4g, over ten times an untrained probe's ln %d = %.4g", last, classes, untrained)
+	case last > untrained && r.Top1 < chance:
+		return fmt.Sprintf("its loss ended at %.4g, above an untrained probe's ln %d = %.4g, and top-1 %.2f%% is below chance (%.2f%%)",
+			last, classes, untrained, 100*r.Top1, 100*chance)
+	}
+	return ""
+}
+
 // LinearProbe trains a multinomial logistic regression (a d→classes linear
 // layer with bias, softmax cross-entropy) on frozen training features with
 // SGD + momentum and evaluates it on the test features.

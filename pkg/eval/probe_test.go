@@ -493,3 +493,62 @@ func BenchmarkLinearProbeEpoch(b *testing.B) {
 		}
 	}
 }
+
+// TestProbeDiverged: lr 30 on pixel-scale features diverges and is flagged
+// (standardised, the same features reach 99%); a healthy probe and one on
+// labels without signal are not.
+func TestProbeDiverged(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	const classes = 10
+	x, y := clusters(rng, 1500, 32, classes, 1, 0.3)
+	trX, trY, teX, teY := split(x, y, 1000)
+	cfg := shortProbe()
+	healthy, err := LinearProbe(trX, trY, teX, teY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := healthy.Diverged(classes); why != "" {
+		t.Errorf("separable features (top-1 %v, loss %v): flagged as diverged: %s", healthy.Top1, healthy.LossCurve, why)
+	}
+
+	shuffled := append([]int(nil), y...)
+	for i := range shuffled {
+		shuffled[i] = rng.IntN(classes)
+	}
+	_, strY, _, steY := split(x, shuffled, 1000)
+	noSignal, err := LinearProbe(trX, strY, teX, steY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := noSignal.Diverged(classes); why != "" {
+		t.Errorf("shuffled labels (top-1 %v, loss %v): flagged as diverged: %s", noSignal.Top1, noSignal.LossCurve, why)
+	}
+
+	scaled := Matrix{N: x.N, D: x.D, Data: make([]float32, len(x.Data))}
+	for i, v := range x.Data {
+		scaled.Data[i] = 120 + 10*v // pixel-like scale and offset
+	}
+	trS, _, teS, _ := split(scaled, y, 1000)
+	bad, err := LinearProbe(trS, trY, teS, teY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := bad.Diverged(classes); why == "" {
+		t.Errorf("lr 30 on pixel-scale features (top-1 %v, loss %v): not flagged", bad.Top1, bad.LossCurve)
+	}
+
+	for _, tt := range []struct {
+		r    ProbeResult
+		want string
+	}{
+		{ProbeResult{Top1: 0.5, LossCurve: []float64{2, math.NaN()}}, "NaN"},
+		{ProbeResult{Top1: 0.5, LossCurve: []float64{2, 5}}, "rose from 2 "},
+		{ProbeResult{Top1: 0.5, LossCurve: []float64{30, 24}}, "over ten times"},
+		{ProbeResult{Top1: 0.08, LossCurve: []float64{20.9, 20}}, "below chance"},
+		{ProbeResult{Top1: 0.08, LossCurve: []float64{2.3, 2.2}}, ""},
+	} {
+		if got := tt.r.Diverged(classes); !strings.Contains(got, tt.want) || (tt.want == "") != (got == "") {
+			t.Errorf("%+v: Diverged %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -25,8 +26,11 @@ type CheckpointReport struct {
 	LinearTop5 *float64 `json:"linear_top5,omitempty"`
 	// LinearLoss is the probe's training loss per epoch.
 	LinearLoss []float64 `json:"linear_loss,omitempty"`
-	Alignment  *float64  `json:"alignment,omitempty"`
-	Uniformity *float64  `json:"uniformity,omitempty"`
+	// LinearDiverged says why the probe's training diverged
+	// (ProbeResult.Diverged), empty when it did not.
+	LinearDiverged string   `json:"linear_diverged,omitempty"`
+	Alignment      *float64 `json:"alignment,omitempty"`
+	Uniformity     *float64 `json:"uniformity,omitempty"`
 	// Hardness is the MoCHi hardness analysis of this checkpoint.
 	Hardness *HardnessStats `json:"hardness,omitempty"`
 }
@@ -59,33 +63,72 @@ func ReadReport(path string) (Report, error) {
 	return r, nil
 }
 
-// Table writes one row per checkpoint: accuracies in percent, alignment and
-// uniformity, the mean q·n of all and of the hard negatives and the share of
-// negligible negatives; "-" marks what was not measured.
+// Table writes one row per checkpoint and a column for each measure some
+// row has: accuracies in percent, alignment and uniformity, the mean q·n of
+// all and of the hard negatives and the share of negligible negatives; "-"
+// marks what was not measured for a row.
 func (r Report) Table(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "checkpoint\tkNN top-1\tkNN top-5\tlinear top-1\tlinear top-5\talignment\tuniformity\tmean q·n\tmean top-N q·n\tnegligible\t")
 	pct := func(v *float64) string {
 		if v == nil {
-			return "-"
+			return ""
 		}
 		return fmt.Sprintf("%.2f%%", 100**v)
 	}
 	num := func(v *float64) string {
 		if v == nil {
-			return "-"
+			return ""
 		}
 		return fmt.Sprintf("%.4f", *v)
 	}
-	for _, c := range r.Checkpoints {
-		meanAll, meanTop, negl := "-", "-", "-"
-		if h := c.Hardness; h != nil {
-			meanAll, meanTop = fmt.Sprintf("%.4f", h.Negatives.Mean), fmt.Sprintf("%.4f", h.HardNegatives.Mean)
-			negl = fmt.Sprintf("%.1f%%", 100*h.NegligibleShare)
+	hard := func(f func(h *HardnessStats) string) func(CheckpointReport) string {
+		return func(c CheckpointReport) string {
+			if c.Hardness == nil {
+				return ""
+			}
+			return f(c.Hardness)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Name,
-			pct(c.KNNTop1), pct(c.KNNTop5), pct(c.LinearTop1), pct(c.LinearTop5),
-			num(c.Alignment), num(c.Uniformity), meanAll, meanTop, negl)
+	}
+	columns := []struct {
+		name  string
+		value func(CheckpointReport) string // "" when not measured
+	}{
+		{"kNN top-1", func(c CheckpointReport) string { return pct(c.KNNTop1) }},
+		{"kNN top-5", func(c CheckpointReport) string { return pct(c.KNNTop5) }},
+		{"linear top-1", func(c CheckpointReport) string { return pct(c.LinearTop1) }},
+		{"linear top-5", func(c CheckpointReport) string { return pct(c.LinearTop5) }},
+		{"alignment", func(c CheckpointReport) string { return num(c.Alignment) }},
+		{"uniformity", func(c CheckpointReport) string { return num(c.Uniformity) }},
+		{"mean q·n", hard(func(h *HardnessStats) string { return fmt.Sprintf("%.4f", h.Negatives.Mean) })},
+		{"mean top-N q·n", hard(func(h *HardnessStats) string { return fmt.Sprintf("%.4f", h.HardNegatives.Mean) })},
+		{"negligible", hard(func(h *HardnessStats) string { return fmt.Sprintf("%.1f%%", 100*h.NegligibleShare) })},
+	}
+	cells := make([][]string, len(r.Checkpoints))
+	header := []string{"checkpoint"}
+	for i, c := range r.Checkpoints {
+		cells[i] = []string{c.Name}
+	}
+	for _, col := range columns {
+		values := make([]string, len(r.Checkpoints))
+		filled := false
+		for i, c := range r.Checkpoints {
+			values[i] = col.value(c)
+			filled = filled || values[i] != ""
+		}
+		if !filled {
+			continue
+		}
+		header = append(header, col.name)
+		for i, v := range values {
+			if v == "" {
+				v = "-"
+			}
+			cells[i] = append(cells[i], v)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, row := range cells {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("eval: writing report table: %w", err)

@@ -62,6 +62,22 @@ func TestReportTable(t *testing.T) {
 		}
 	}
 	if f := strings.Fields(lines[2]); len(f) != 10 || f[0] != "pixels" || f[3] != "84.00%" || f[1] != "-" {
-		t.Errorf("pixels row %q, want 10 columns with linear top-1 84.00%% and dashes", lines[2])
+		t.Errorf("pixels row %q, want 10 columns (every column is filled by the first row) with linear top-1 84.00%% and dashes", lines[2])
+	}
+}
+
+// TestReportTableColumns: a column appears only when some row has its value.
+func TestReportTableColumns(t *testing.T) {
+	knnOnly := Report{Checkpoints: []CheckpointReport{{Name: "a/last", KNNTop1: Float(0.5), KNNTop5: Float(0.9)}}}
+	var buf bytes.Buffer
+	if err := knnOnly.Table(&buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if got := strings.Join(strings.Fields(lines[0]), " "); got != "checkpoint kNN top-1 kNN top-5" {
+		t.Errorf("kNN-only header %q, want checkpoint, kNN top-1, kNN top-5", got)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 3 || f[1] != "50.00%" || f[2] != "90.00%" {
+		t.Errorf("kNN-only row %q", lines[1])
 	}
 }

@@ -3,8 +3,8 @@ package train
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -12,11 +12,13 @@ import (
 )
 
 // progress shows a run's advance: a progress bar when the output is a
-// terminal, structured log lines (one every logEvery steps) otherwise.
+// terminal, plain text lines (a step line every logEvery steps) otherwise —
+// the same plain lines as the command's other notes, so the stream has one
+// format. metrics.jsonl is the machine-readable record.
 type progress struct {
 	bar      *progressbar.ProgressBar
+	barEnded bool // the finished bar's line has been closed with a newline
 	w        io.Writer
-	log      *slog.Logger
 	logEvery int
 	// stats are the last step statistics computed (run.stats_every may
 	// skip steps), nil before the first
@@ -24,8 +26,14 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, totalSteps, logEvery int) *progress {
+	f, ok := w.(*os.File)
+	return newProgressTo(w, totalSteps, logEvery, ok && term.IsTerminal(int(f.Fd())))
+}
+
+// newProgressTo is newProgress with the choice of a bar made by the caller.
+func newProgressTo(w io.Writer, totalSteps, logEvery int, bar bool) *progress {
 	p := &progress{w: w, logEvery: logEvery}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if bar {
 		p.bar = progressbar.NewOptions(totalSteps,
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionSetDescription("pretrain"),
@@ -35,9 +43,7 @@ func newProgress(w io.Writer, totalSteps, logEvery int) *progress {
 			progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionFullWidth(),
 		)
-		return p
 	}
-	p.log = slog.New(slog.NewJSONHandler(w, nil))
 	return p
 }
 
@@ -63,19 +69,22 @@ func (p *progress) step(m StepMetrics) {
 		return
 	}
 	if m.Step%p.logEvery == 0 {
-		args := []any{"epoch", m.Epoch, "step", m.Step, "loss", m.Loss, "lr", m.LR, "mixing", m.Mixing}
-		if p.stats != nil {
-			args = append(args, "pos_sim", p.stats.PosSim, "neg_sim", p.stats.NegSim)
+		line := fmt.Sprintf("step %d, epoch %d: loss %.4f, lr %.4g", m.Step, m.Epoch, m.Loss, m.LR)
+		if m.Mixing {
+			line += ", mixing"
 		}
-		p.log.Info("step", append(args, "images_per_sec", m.ImagesSec, "data_wait_ms", m.DataWaitMS)...)
+		if p.stats != nil {
+			line += fmt.Sprintf(", q·k %.3f, q·n %.3f", p.stats.PosSim, p.stats.NegSim)
+		}
+		p.println(line + fmt.Sprintf(", %.0f img/s, data wait %.1f ms", m.ImagesSec, m.DataWaitMS))
 	}
 }
 
 // slowLoader is the share of an epoch spent waiting for data above which
-// the progress bar says so.
+// the progress says so.
 const slowLoader = 0.1
 
-// epochLine is the progress bar's line for an epoch.
+// epochLine is the progress line for an epoch.
 func epochLine(m EpochMetrics) string {
 	msg := fmt.Sprintf("epoch %d: loss %.4f, %.0f img/s", m.Epoch, m.Loss, m.ImagesSec)
 	if m.KNNTop1 != nil {
@@ -88,28 +97,47 @@ func epochLine(m EpochMetrics) string {
 }
 
 func (p *progress) epoch(m EpochMetrics) {
-	if p.bar != nil {
-		progressbar.Bprintln(p.bar, epochLine(m))
-		return
-	}
-	args := []any{"epoch", m.Epoch, "loss", m.Loss, "seconds", m.Seconds, "images_per_sec", m.ImagesSec, "data_wait_share", m.DataWait}
-	if m.KNNTop1 != nil {
-		args = append(args, "knn_top1", *m.KNNTop1)
-	}
-	p.log.Info("epoch", args...)
+	p.println(epochLine(m))
 }
 
+// info shows a message with key–value details: info("MoCHi mixing
+// starts", "epoch", 1) prints "MoCHi mixing starts: epoch 1".
 func (p *progress) info(msg string, args ...any) {
-	if p.bar != nil {
-		progressbar.Bprintln(p.bar, msg+" "+fmt.Sprint(args...))
-		return
+	var details []string
+	for i := 0; i+1 < len(args); i += 2 {
+		details = append(details, fmt.Sprintf("%v %v", args[i], args[i+1]))
 	}
-	p.log.Info(msg, args...)
+	if len(details) > 0 {
+		msg += ": " + strings.Join(details, ", ")
+	}
+	p.println(msg)
+}
+
+// println writes a line of its own: above a running bar, after a finished
+// one (whose line it first ends), or plainly.
+func (p *progress) println(line string) {
+	switch {
+	case p.bar == nil:
+		fmt.Fprintln(p.w, line)
+	case p.bar.IsFinished():
+		p.endBarLine()
+		fmt.Fprintln(p.w, line)
+	default:
+		progressbar.Bprintln(p.bar, line)
+	}
+}
+
+// endBarLine ends the finished bar's line, once.
+func (p *progress) endBarLine() {
+	if !p.barEnded {
+		fmt.Fprintln(p.w)
+		p.barEnded = true
+	}
 }
 
 func (p *progress) finish() {
 	if p.bar != nil {
 		p.bar.Finish()
-		fmt.Fprintln(p.w)
+		p.endBarLine()
 	}
 }

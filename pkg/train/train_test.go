@@ -2,7 +2,6 @@ package train
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -378,38 +377,6 @@ func TestStatsEveryNegativeFails(t *testing.T) {
 	_, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "run.stats_every") {
 		t.Fatalf("run.stats_every = -1: err = %v, want an error naming run.stats_every", err)
-	}
-}
-
-// TestProgressShowsLastStats checks that a log line of a step without
-// statistics shows the last ones computed.
-func TestProgressShowsLastStats(t *testing.T) {
-	var buf bytes.Buffer
-	p := newProgress(&buf, 3, 1)
-	p.step(StepMetrics{Step: 1, Loss: 5})
-	p.step(StepMetrics{Step: 2, Loss: 4, StepStats: &StepStats{PosSim: 0.75, NegSim: 0.125}})
-	p.step(StepMetrics{Step: 3, Loss: 3, DataWaitMS: 12.5})
-	var lines []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		lines = append(lines, m)
-	}
-	if len(lines) != 3 {
-		t.Fatalf("%d log lines, want 3:\n%s", len(lines), buf.String())
-	}
-	if _, ok := lines[0]["pos_sim"]; ok {
-		t.Errorf("step 1, before any statistics, shows pos_sim: %v", lines[0])
-	}
-	for _, m := range lines[1:] {
-		if m["pos_sim"] != 0.75 || m["neg_sim"] != 0.125 {
-			t.Errorf("step %v shows pos_sim %v, neg_sim %v; want the last computed 0.75, 0.125", m["step"], m["pos_sim"], m["neg_sim"])
-		}
-	}
-	if lines[2]["data_wait_ms"] != 12.5 {
-		t.Errorf("step 3 shows data_wait_ms %v, want 12.5", lines[2]["data_wait_ms"])
 	}
 }
 
