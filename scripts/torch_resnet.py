@@ -23,12 +23,14 @@ measured against.
 
 Both passes differentiate mochi's piecewise branch, not their own: each ReLU
 computes x·[y_mochi > 0] and each max-pool takes x at the first arg-max of
-x_mochi's window, as mochi's backward does. A decision within rounding of a kink then cannot differ
-between the two, and the results differ by rounding only. branches64.json
-says, per ReLU and max-pool, where the float64 pass alone would have chosen
-another branch and how far from the kink: {"name", "elements", "flips",
-"worst"}, worst being max |x| (ReLU) or the window's maximum less the chosen
-value (max-pool) over those places, relative to the RMS of the float64 input.
+x_mochi's window, as mochi's backward does. A decision within rounding of a
+kink then cannot differ between the two, and the results differ by rounding
+only. branches64.json says, per ReLU and max-pool, where the float64 pass
+alone would have chosen another branch and how far from the kink: {"name",
+"elements", "flips", "worst", "float32"}, worst being max |x| (ReLU) or the
+window's maximum less the chosen value (max-pool) over those places, and
+float32 the largest error of PyTorch float32's input there, both relative to
+the RMS of the float64 input.
 
 The network is built from torchvision's own BasicBlock and Bottleneck, with
 the stage widths w, 2w, 4w, 8w that torchvision fixes at w = 64.
@@ -76,13 +78,15 @@ class SplitBatchNorm(nn.BatchNorm2d):
 
 class Branches:
     """mochi's forward decisions, consumed in forward order by BranchReLU and
-    BranchMaxPool; with record set, also where this pass would have decided
-    otherwise."""
+    BranchMaxPool. The float32 pass keeps what its ReLUs and max-pools get
+    (seen); the float64 pass, given those as float32, reports where it would
+    have decided otherwise than mochi and PyTorch float32's rounding there."""
 
-    def __init__(self, inputs):
+    def __init__(self, inputs, float32=None):
         self.inputs = inputs  # [(name, kind, mochi's ReLU output or max-pool input)]
         self.next = 0
-        self.record = False
+        self.float32 = float32
+        self.seen = {}
         self.report = []
 
     def take(self, kind, x):
@@ -95,10 +99,15 @@ class Branches:
         return name, xm.to(x.dtype)
 
     def note(self, name, elements, flips, dist, x):
-        if self.record:
-            rms = x.detach().pow(2).mean().sqrt().item()
-            worst = dist[flips].max().item() / rms if flips.any() else 0.0
-            self.report.append({"name": name, "elements": elements, "flips": int(flips.sum()), "worst": worst})
+        x = x.detach()
+        if self.float32 is None:
+            self.seen[name] = x.clone()
+            return
+        rms = x.pow(2).mean().sqrt().item()
+        worst = dist[flips].max().item() / rms if flips.any() else 0.0
+        err32 = (self.float32[name].to(x.dtype) - x).abs().max().item() / rms
+        self.report.append({"name": name, "elements": elements, "flips": int(flips.sum()), "worst": worst,
+                            "float32": err32})
 
     def relu(self, x):
         name, ym = self.take("relu", x)
@@ -222,11 +231,11 @@ def main():
     if unexpected or any(not k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in missing):
         sys.exit(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
     model64 = copy.deepcopy(model).double()
-    b32, b64 = Branches(inputs), Branches(inputs)
-    b64.record = True
+    b32 = Branches(inputs)
     follow_branches(model, b32)
-    follow_branches(model64, b64)
     write_tensors(os.path.join(d, "out"), step(model, b32, x, labels, cfg["tau"]))
+    b64 = Branches(inputs, b32.seen)
+    follow_branches(model64, b64)
     write_tensors(os.path.join(d, "out64"), step(model64, b64, x.double(), labels, cfg["tau"]))
     with open(os.path.join(d, "branches64.json"), "w") as f:
         json.dump(b64.report, f)
