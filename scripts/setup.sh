@@ -6,9 +6,13 @@
 #   scripts/setup.sh build    bin/mochi only (what `make build` runs)
 #
 # Environment:
-#   MOCHI_SETUP_TORCH=1   also install Debian's PyTorch 1.13 CPU and torchvision
-#                         (python3-torch, python3-torchvision), used only by the
-#                         reference benchmarks in scripts/; CI leaves it off.
+#   MOCHI_SETUP_TORCH=1   also install the references that the parity tests and
+#                         the benchmarks in scripts/ compare with: Debian's
+#                         PyTorch 1.13 CPU and torchvision (python3-torch,
+#                         python3-torchvision) and python3-sklearn, whose two
+#                         sample photographs a JPEG test decodes. Without them
+#                         those tests skip; CI (.ci/run) installs them and
+#                         fails on any such skip.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +24,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # for the version stamp.
 packages=(gcc libc6-dev make git ca-certificates libopenblas-dev dataset-fashion-mnist)
 if [[ "${MOCHI_SETUP_TORCH:-0}" == 1 ]]; then
-	packages+=(python3 python3-torch python3-torchvision)
+	packages+=(python3 python3-torch python3-torchvision python3-sklearn)
 fi
 
 install_packages() {

@@ -18,6 +18,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
+MARGIN = 1e-9  # the least gap in q·n at the edge of Q̃_N, see mochi()
+
 
 def mochi(c):
     t = lambda x: torch.tensor(x, dtype=torch.float64)
@@ -41,6 +43,15 @@ def mochi(c):
         # order, so that a plan names the same entries whatever the selection
         # algorithm; sorting topk's indices gives that order.
         idx = torch.topk(l_neg.detach(), N, dim=1).indices.sort(dim=1).values  # B×N
+        # Which N are hardest must not hinge on rounding: both sides compute
+        # q·n in float64 (errors about 1e-15 here), so a case whose N-th and
+        # (N+1)-th largest q·n are closer than MARGIN could select another set
+        # with another summation order; such a case is refused, not compared.
+        if N < l_neg.shape[1]:
+            top = torch.topk(l_neg.detach(), N + 1, dim=1).values
+            gap = (top[:, N - 1] - top[:, N]).min().item()
+            if gap < MARGIN:
+                sys.exit(f"the {N}-th and {N + 1}-th hardest negatives are only {gap:.2g} apart (< {MARGIN}): choose another seed")
         hard = queue[idx]  # B×N×D
         p = c["plan"]
 

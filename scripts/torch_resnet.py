@@ -7,8 +7,10 @@ of a ResNet with MoCo-v2's head on weights and inputs written by mochi.
 DIR holds tensors written by the Go test (pkg/resnet/torch_test.go):
   config.json  {"depth", "stem": "imagenet"|"small", "width", "in_channels",
                 "embed_dim", "bn_groups", "tau"}
-  in.json + in.f32    parameters (torchvision names), "input" N×C×H×W and
-                      "labels" (as float32)
+  in.json + in.f32    parameters (torchvision names), "input" N×C×H×W,
+                      "labels" (as float32) and, for mochi's k-th ReLU or
+                      max-pool in forward order, "branch.<k>.relu", its
+                      output, or "branch.<k>.maxpool", its input
 Each .json is a list of {"name", "shape"}; the .f32 file holds the tensors'
 little-endian float32 values one after the other in that order.
 
@@ -18,6 +20,17 @@ gradient as "grad.<name>" and every BatchNorm's updated running statistics,
 and out64.json + out64.f32 with the same computed in float64 (the values
 rounded to float32 on writing), the reference both float32 results are
 measured against.
+
+Both passes differentiate mochi's piecewise branch, not their own: each ReLU
+computes x·[y_mochi > 0] and each max-pool takes x at the first arg-max of
+x_mochi's window, as mochi's backward does. A decision within rounding of a
+kink then cannot differ between the two, and the results differ by rounding
+only. branches64.json says, per ReLU and max-pool, where the float64 pass
+alone would have chosen another branch and how far from the kink: {"name",
+"elements", "flips", "worst", "float32"}, worst being max |x| (ReLU) or the
+window's maximum less the chosen value (max-pool) over those places, and
+float32 the largest error of PyTorch float32's input there, both relative to
+the RMS of the float64 input.
 
 The network is built from torchvision's own BasicBlock and Bottleneck, with
 the stage widths w, 2w, 4w, 8w that torchvision fixes at w = 64.
@@ -61,6 +74,82 @@ class SplitBatchNorm(nn.BatchNorm2d):
         self.running_mean.data.copy_(rm.view(g, c).mean(dim=0))
         self.running_var.data.copy_(rv.view(g, c).mean(dim=0))
         return out.view(n // g, g, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+
+
+class Branches:
+    """mochi's forward decisions, consumed in forward order by BranchReLU and
+    BranchMaxPool. The float32 pass keeps what its ReLUs and max-pools get
+    (seen); the float64 pass, given those as float32, reports where it would
+    have decided otherwise than mochi and PyTorch float32's rounding there."""
+
+    def __init__(self, inputs, float32=None):
+        self.inputs = inputs  # [(name, kind, mochi's ReLU output or max-pool input)]
+        self.next = 0
+        self.float32 = float32
+        self.seen = {}
+        self.report = []
+
+    def take(self, kind, x):
+        if self.next == len(self.inputs):
+            sys.exit(f"the network has more ReLUs and max-pools than the {len(self.inputs)} that mochi sent")
+        name, k, xm = self.inputs[self.next]
+        self.next += 1
+        if k != kind or xm.shape != x.shape:
+            sys.exit(f"{name}: mochi's {k} has shape {list(xm.shape)}, here a {kind} gets {list(x.shape)}")
+        return name, xm.to(x.dtype)
+
+    def note(self, name, elements, flips, dist, x):
+        x = x.detach()
+        if self.float32 is None:
+            self.seen[name] = x.clone()
+            return
+        rms = x.pow(2).mean().sqrt().item()
+        worst = dist[flips].max().item() / rms if flips.any() else 0.0
+        err32 = (self.float32[name].to(x.dtype) - x).abs().max().item() / rms
+        self.report.append({"name": name, "elements": elements, "flips": int(flips.sum()), "worst": worst,
+                            "float32": err32})
+
+    def relu(self, x):
+        name, ym = self.take("relu", x)
+        mask = ym > 0
+        self.note(name, x.numel(), mask != (x.detach() > 0), x.detach().abs(), x)
+        return x * mask.to(x.dtype)
+
+    def maxpool(self, pool, x):
+        name, xm = self.take("maxpool", x)
+        _, idx = F.max_pool2d(xm, pool.kernel_size, pool.stride, pool.padding, return_indices=True)
+        y = x.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+        best, own = F.max_pool2d(x.detach(), pool.kernel_size, pool.stride, pool.padding, return_indices=True)
+        self.note(name, idx.numel(), own != idx, best - y.detach(), x)
+        return y
+
+
+class BranchReLU(nn.Module):
+    def __init__(self, branches):
+        super().__init__()
+        self.branches = branches
+
+    def forward(self, x):
+        return self.branches.relu(x)
+
+
+class BranchMaxPool(nn.Module):
+    def __init__(self, pool, branches):
+        super().__init__()
+        self.pool, self.branches = pool, branches
+
+    def forward(self, x):
+        return self.branches.maxpool(self.pool, x)
+
+
+def follow_branches(model, branches):
+    """Replaces every ReLU and max-pool of model by one that follows branches."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, BranchReLU(branches))
+            elif isinstance(child, nn.MaxPool2d):
+                setattr(parent, name, BranchMaxPool(child, branches))
 
 
 class ResNet(nn.Module):
@@ -137,19 +226,28 @@ def main():
     model = ResNet(cfg["depth"], cfg["stem"], cfg["width"], cfg["in_channels"], cfg["embed_dim"], cfg["bn_groups"])
     t = read_tensors(os.path.join(d, "in"))
     x, labels = t.pop("input"), t.pop("labels").long()
+    inputs = [(n, n.split(".")[2], t.pop(n)) for n in [n for n in t if n.startswith("branch.")]]
     missing, unexpected = model.load_state_dict(t, strict=False)
     if unexpected or any(not k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in missing):
         sys.exit(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
     model64 = copy.deepcopy(model).double()
-    write_tensors(os.path.join(d, "out"), step(model, x, labels, cfg["tau"]))
-    write_tensors(os.path.join(d, "out64"), step(model64, x.double(), labels, cfg["tau"]))
+    b32 = Branches(inputs)
+    follow_branches(model, b32)
+    write_tensors(os.path.join(d, "out"), step(model, b32, x, labels, cfg["tau"]))
+    b64 = Branches(inputs, b32.seen)
+    follow_branches(model64, b64)
+    write_tensors(os.path.join(d, "out64"), step(model64, b64, x.double(), labels, cfg["tau"]))
+    with open(os.path.join(d, "branches64.json"), "w") as f:
+        json.dump(b64.report, f)
 
 
-def step(model, x, labels, tau):
-    """One training-mode forward and backward; returns the loss, the
-    embedding, the gradients and the updated running statistics."""
+def step(model, branches, x, labels, tau):
+    """One training-mode forward and backward along branches; returns the
+    loss, the embedding, the gradients and the updated running statistics."""
     model.train()
     z = model(x)
+    if branches.next != len(branches.inputs):
+        sys.exit(f"mochi sent {len(branches.inputs)} ReLUs and max-pools, the network has {branches.next}")
     loss = F.cross_entropy(z / tau, labels)
     loss.backward()
     out = {"loss": loss.reshape(1), "embedding": z}

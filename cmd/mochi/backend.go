@@ -6,13 +6,11 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/backend"
-	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
 // openDevice opens the compute backend named by run.device (or --device),
 // switches its convolutions to TF32 when tf32 is set (run.tf32, --tf32), and
-// notes on log what does not apply: TF32 on a backend without it, an
-// environment that holds OpenBLAS to slower kernels.
+// notes on log when TF32 does not apply to the backend.
 func openDevice(name string, tf32 bool, log io.Writer) (device.Backend, error) {
 	be, err := backend.Open(name)
 	if err != nil {
@@ -22,11 +20,6 @@ func openDevice(name string, tf32 bool, log io.Writer) (device.Backend, error) {
 		if err := setTF32(be, log); err != nil {
 			closeBackend(be)
 			return nil, err
-		}
-	}
-	if name == "cpu" {
-		if hint := cpu.BLASHint(); hint != "" {
-			fmt.Fprintln(log, "note:", hint)
 		}
 	}
 	return be, nil

@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 func pretrained(t *testing.T, variant string) string {
 	t.Helper()
 	if _, err := os.Stat(fashionMNIST); err != nil {
-		testenv.Missing(t, "Fashion-MNIST in %s (apt-get install dataset-fashion-mnist, or scripts/setup.sh)", fashionMNIST)
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	sharedRuns.Lock()
 	defer sharedRuns.Unlock()
@@ -431,7 +431,7 @@ func TestLinearEvalAugment(t *testing.T) {
 // TestLinearEvalPixelsOnly runs the baseline from a config alone.
 func TestLinearEvalPixelsOnly(t *testing.T) {
 	if _, err := os.Stat(fashionMNIST); err != nil {
-		t.Skip("Fashion-MNIST not installed")
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
 	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 )
@@ -128,7 +129,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestPretrainCommand(t *testing.T) {
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		t.Skip("Fashion-MNIST is not installed (scripts/setup.sh)")
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	out := t.TempDir()
 	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
@@ -229,7 +230,7 @@ func TestDryRunErrors(t *testing.T) {
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
 	if err != nil {

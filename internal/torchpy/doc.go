@@ -1,10 +1,11 @@
 // Package torchpy runs the repository's PyTorch reference scripts
 // (scripts/*.py) from Go tests, with Debian's python3 and its python3-torch
-// (DESIGN.md, "PyTorch 1.13 CPU is in Debian").
+// (PyTorch 1.13 CPU).
 //
 // A test calls Python to get the interpreter, which skips the test in
-// -short mode (starting python3 with torch takes seconds) and when the
-// interpreter cannot import the modules the test needs; Run does that and
+// -short mode (starting python3 with torch takes seconds) and, through
+// testenv.Missing, skips it (fails it under CI=true) when the interpreter
+// cannot import the modules the test needs; Run does that and
 // then exchanges JSON with a script over stdin and stdout. Script names a
 // script's path for tests that exchange files instead.
 package torchpy

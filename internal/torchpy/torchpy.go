@@ -9,21 +9,24 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 // Interpreter is Debian's python3, which has python3-torch and
 // python3-torchvision; another python3 earlier on PATH (pyenv) may not.
 const Interpreter = "/usr/bin/python3"
 
-// Python returns Interpreter, after skipping t in -short mode or when it
-// cannot import every one of modules.
+// Python returns Interpreter, after skipping t in -short mode, and ends t
+// with testenv.Missing (a failure under CI=true) when it cannot import every
+// one of modules.
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: starting python3 with torch takes seconds")
 	}
 	if err := importable(Interpreter, modules); err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "%v", err)
 	}
 	return Interpreter
 }
@@ -42,7 +45,7 @@ func importable(python string, modules []string) error {
 	for i, m := range modules {
 		debs[i] = "python3-" + m
 	}
-	return fmt.Errorf("%s cannot import %s (install %s): %v\n%s",
+	return fmt.Errorf("%s cannot import %s (install %s, or run MOCHI_SETUP_TORCH=1 scripts/setup.sh): %v\n%s",
 		python, strings.Join(modules, " and "), strings.Join(debs, " "), err, bytes.TrimSpace(out))
 }
 

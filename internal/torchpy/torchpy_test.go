@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 // These tests use Interpreter without torch, so they run wherever Debian's
@@ -13,7 +15,7 @@ import (
 func needInterpreter(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(Interpreter); err != nil {
-		t.Skipf("%s not installed: %v", Interpreter, err)
+		testenv.Missing(t, "%s is not installed (apt-get install python3): %v", Interpreter, err)
 	}
 }
 

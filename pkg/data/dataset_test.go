@@ -15,13 +15,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 const fashionDir = "/usr/share/datasets/fashion-mnist"
 
 func TestFashionMNISTReal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(fashionDir, "train-images-idx3-ubyte.gz")); err != nil {
-		t.Skipf("Fashion-MNIST not installed in %s (apt-get install dataset-fashion-mnist): %v", fashionDir, err)
+		testenv.Missing(t, "Fashion-MNIST is not installed in %s (apt-get install dataset-fashion-mnist): %v", fashionDir, err)
 	}
 	for _, tc := range []struct {
 		split    string
@@ -470,7 +472,7 @@ func TestImageFolderRealJPEG(t *testing.T) {
 	for _, name := range []string{"china.jpg", "flower.jpg"} {
 		raw, err := os.ReadFile(filepath.Join(sklearnImages, name))
 		if err != nil {
-			t.Skipf("sample JPEGs of python3-sklearn not installed: %v", err)
+			testenv.Missing(t, "the sample JPEGs of python3-sklearn are not installed (apt-get install python3-sklearn, or MOCHI_SETUP_TORCH=1 scripts/setup.sh): %v", err)
 		}
 		img, err := jpeg.Decode(bytes.NewReader(raw))
 		if err != nil {

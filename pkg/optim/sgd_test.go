@@ -233,7 +233,8 @@ func TestNewSGDRejects(t *testing.T) {
 }
 
 // TestSGDMatchesTorch runs scripts/torch_sgd.py and compares 5 steps of
-// torch.optim.SGD with ours. It skips when Debian's python3 lacks torch.
+// torch.optim.SGD with ours. Without Debian's python3-torch it skips (fails
+// under CI=true).
 func TestSGDMatchesTorch(t *testing.T) {
 	type torchCase struct {
 		name string

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
 )
@@ -23,7 +24,7 @@ import (
 func ciConfig(t *testing.T, dir string) *config.Config {
 	t.Helper()
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		t.Skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
 	if err != nil {
@@ -164,8 +165,12 @@ func TestResumeIsExact(t *testing.T) {
 		}
 	}
 	var pa, pb progressState
-	json.Unmarshal(a.Blobs["progress.json"], &pa)
-	json.Unmarshal(b.Blobs["progress.json"], &pb)
+	if err := json.Unmarshal(a.Blobs["progress.json"], &pa); err != nil {
+		t.Fatalf("straight run's progress.json: %v", err)
+	}
+	if err := json.Unmarshal(b.Blobs["progress.json"], &pb); err != nil {
+		t.Fatalf("resumed run's progress.json: %v", err)
+	}
 	pa.MetricsOffset, pb.MetricsOffset = 0, 0 // byte lengths of timing figures differ
 	if !reflect.DeepEqual(pa, pb) {
 		t.Errorf("progress differs: straight %+v, resumed %+v", pa, pb)

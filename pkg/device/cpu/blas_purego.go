@@ -12,6 +12,3 @@ func setBLASThreads(int) {}
 
 // BLAS describes the BLAS library behind Gemm and the convolutions.
 func BLAS() string { return "gonum's pure-Go BLAS (build tag purego)" }
-
-// BLASHint returns "": gonum's BLAS has no kernel sets to advise on.
-func BLASHint() string { return "" }
