@@ -31,6 +31,7 @@ optim: {batch: 256, epochs: 1}
 eval: {knn_every: 0}
 run: {seed: 1, checkpoint_every: 0, stats_every: 0}
 YAML
+	rm -rf "$out/cost-$1" # a run directory is never reused: pretrain refuses one holding a run
 	local t0=$SECONDS
 	if ! timeout 240 "$gpu/mochi-gpu" pretrain --config "$out/cost-$1.yaml" --device cuda --output-dir "$out/cost-$1" >"$out/cost-$1.log" 2>&1; then
 		echo "$1: pretrain failed or timed out after $((SECONDS - t0)) s; last lines:"
@@ -40,7 +41,7 @@ YAML
 	fi
 	python3 - "$out/cost-$1/metrics.jsonl" "$1" $((SECONDS - t0)) <<'PY'
 import json, sys
-steps = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+steps = [m for m in map(json.loads, open(sys.argv[1])) if m.get("kind") == "step"]
 steps = steps[5:]  # after warm-up
 ms = sum(256 / s["images_per_sec"] * 1000 - s["data_wait_ms"] for s in steps) / len(steps)
 wait = sum(s["data_wait_ms"] for s in steps) / len(steps)

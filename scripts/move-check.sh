@@ -35,7 +35,7 @@ import json, sys
 
 def losses(d):
     with open(d + "/metrics.jsonl") as f:
-        return {m["step"]: m["loss"] for m in map(json.loads, f) if "step" in m}
+        return {m["step"]: m["loss"] for m in map(json.loads, f) if m.get("kind") == "step"}
 
 want = losses(sys.argv[1])
 ok = bool(want)
