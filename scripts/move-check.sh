@@ -27,6 +27,7 @@ pretrain "$out/straight" "$a" || exit 1
 for pair in "$a $b" "$b $a"; do
 	read -r first second <<<"$pair"
 	dir="$out/$first-$second"
+	rm -rf "$dir" # with DEV_A = DEV_B both orders use one directory: a new run needs it empty
 	pretrain "$dir" "$first" --stop-after-epochs 1 || exit 1
 	pretrain "$dir" "$second" --resume "$dir/checkpoints/last.ckpt" || exit 1
 done
