@@ -52,11 +52,15 @@ func lockRunDir(dir string) (*runLock, error) {
 			return nil, fmt.Errorf("run directory lock: %w", err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			pid, _ := os.ReadFile(path)
+			b, _ := os.ReadFile(path)
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
+				pid := strings.TrimSpace(string(b))
+				if pid == "" { // the holder has just taken the lock
+					pid = "not written yet"
+				}
 				return nil, fmt.Errorf("run directory %s is in use by another mochi process (PID %s); wait for it to end or stop it, or pass another --output-dir",
-					dir, strings.TrimSpace(string(pid)))
+					dir, pid)
 			}
 			return nil, fmt.Errorf("locking run directory %s: %w", dir, err)
 		}
