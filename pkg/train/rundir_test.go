@@ -113,6 +113,14 @@ func TestNewRunRefusesARunDirectory(t *testing.T) {
 	}
 	sameFiles(t, "refused run", before, snapshotDir(t, dir))
 
+	// --force with a run that cannot start (no data): the old run stays
+	broken := *again
+	broken.Data.Path = filepath.Join(t.TempDir(), "absent")
+	if _, err := Pretrain(context.Background(), &broken, Options{Progress: io.Discard, Force: true}); err == nil {
+		t.Fatal("a run without data started")
+	}
+	sameFiles(t, "--force run that failed to start", before, snapshotDir(t, dir))
+
 	if _, err := Pretrain(context.Background(), again, Options{Progress: io.Discard, Force: true}); err != nil {
 		t.Fatalf("--force: %v", err)
 	}

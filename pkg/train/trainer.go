@@ -128,10 +128,8 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 		return nil, err
 	}
 	defer lock.unlock()
-	if err := removeStaleTemps(dir); err != nil {
-		return nil, err
-	}
 	var st *state
+	var replace *foundRun // the run --force replaces
 	var changes []ConfigChange
 	if opts.Resume != "" {
 		if st, err = readState(opts.Resume); err != nil {
@@ -148,19 +146,15 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 				return nil, fmt.Errorf("%s, not the run of %s: nothing was changed; resume into that run's directory or an empty one (--output-dir), or pass --force to replace the run here, deleting its files",
 					run, opts.Resume)
 			}
-			if err := run.clear(); err != nil {
-				return nil, err
-			}
+			replace = run
 		}
 	} else if run := findRun(dir); run != nil {
 		if !opts.Force {
 			return nil, run.refuse()
 		}
-		if err := run.clear(); err != nil {
-			return nil, err
-		}
+		replace = run
 	}
-	t, err := newTrainer(cfg, opts, st, changes)
+	t, err := newTrainer(cfg, opts, st, changes, replace)
 	if err != nil {
 		return nil, err
 	}
@@ -215,8 +209,11 @@ func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 
 // newTrainer sets up the run of cfg in its (locked, checked) directory,
 // from the state st of a checkpoint when resuming, with the config changes
-// the resume allowed.
-func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange) (*trainer, error) {
+// the resume allowed. Once everything is checked and built, before it
+// writes, it deletes the run it replaces (--force; nil for none) and the
+// temporary files a killed run left: a run that fails to start destroys
+// nothing.
+func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange, replace *foundRun) (*trainer, error) {
 	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
 	if t.be == nil {
 		t.be = cpu.New(0)
@@ -280,6 +277,14 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
 		}
 		offset = st.Progress.MetricsOffset
+	}
+	if replace != nil {
+		if err := replace.clear(); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeStaleTemps(t.dir); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(t.dir, ckptDir), 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
