@@ -115,7 +115,7 @@ func TestNewRunRefusesARunDirectory(t *testing.T) {
 
 	// --force with a run that cannot start (no data): the old run stays
 	broken := *again
-	broken.Data.Path = filepath.Join(t.TempDir(), "absent")
+	broken.Data.Path = t.TempDir() // a directory without the dataset
 	if _, err := Pretrain(context.Background(), &broken, Options{Progress: io.Discard, Force: true}); err == nil {
 		t.Fatal("a run without data started")
 	}
