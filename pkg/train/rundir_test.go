@@ -438,3 +438,24 @@ func pflagWithLR(t *testing.T, lr string) *pflag.FlagSet {
 	}
 	return fs
 }
+
+// TestResumeRefusesAShortLog: a metrics.jsonl shorter than at the
+// checkpoint is not the run's log; the resume refuses it rather than pad it
+// with NUL bytes up to the checkpoint's offset, and leaves it as it is.
+func TestResumeRefusesAShortLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallRun(t, dir)
+	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "metrics.jsonl")
+	short := []byte(`{"kind":"step"}` + "\n")
+	os.WriteFile(log, short, 0o644)
+	_, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, Resume: filepath.Join(dir, "checkpoints", "last.ckpt")})
+	if err == nil || !strings.Contains(err.Error(), "not this run's log") {
+		t.Errorf("resume over a short metrics.jsonl: err = %v, want a refusal", err)
+	}
+	if now, _ := os.ReadFile(log); !bytes.Equal(now, short) {
+		t.Errorf("the refused resume changed metrics.jsonl to %q", now)
+	}
+}
