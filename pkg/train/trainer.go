@@ -289,11 +289,12 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	if err := os.MkdirAll(filepath.Join(t.dir, ckptDir), 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
-		return nil, err
-	}
 	var continued bool
 	if t.metrics, continued, err = openMetrics(filepath.Join(t.dir, metricsName), offset); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
+		t.metrics.close()
 		return nil, err
 	}
 	if st != nil && (!continued || len(changes) > 0) {
