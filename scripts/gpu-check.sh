@@ -183,7 +183,7 @@ def run(d):
     with open(d + "/metrics.jsonl") as f:
         for line in f:
             m = json.loads(line)
-            if "step" in m:
+            if m.get("kind") == "step":
                 steps[m["step"]] = m["loss"]
     with open(d + "/summary.json") as f:
         ips = json.load(f)["images_per_sec"]

@@ -47,6 +47,7 @@ optim: {batch: 256, epochs: 1}
 eval: {knn_every: 0}
 run: {seed: 1, checkpoint_every: 0, stats_every: 0}
 YAML
+	rm -rf "$out/cost-$1" # a run directory is never reused: pretrain refuses one holding a run
 	local t0=$SECONDS
 	rm -rf "$out/cost-$1"
 	timeout -k 5 "${COST_TIMEOUT:-240}" "$gpu/mochi-gpu" pretrain --config "$out/cost-$1.yaml" --device cuda \
@@ -64,7 +65,7 @@ YAML
 	fi
 	python3 - "$out/cost-$1/metrics.jsonl" "$1" $((SECONDS - t0)) <<'PY'
 import json, sys
-steps = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+steps = [m for m in map(json.loads, open(sys.argv[1])) if m.get("kind") == "step"]
 steps = steps[5:]  # after warm-up
 if not steps:
     print(f"gpu-mochi-cost: FAIL: {sys.argv[2]}: no step after the 5 warm-up steps in {sys.argv[1]}")

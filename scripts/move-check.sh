@@ -35,6 +35,7 @@ pretrain "$out/straight" "$a" || exit
 for pair in "$a $b" "$b $a"; do
 	read -r first second <<<"$pair"
 	dir="$out/$first-$second"
+	rm -rf "$dir" # with DEV_A = DEV_B both orders use one directory: a new run needs it empty
 	pretrain "$dir" "$first" --stop-after-epochs 1 || exit
 	pretrain "$dir" "$second" --resume "$dir/checkpoints/last.ckpt" || exit
 done
@@ -43,7 +44,7 @@ import json, sys
 
 def losses(d):
     with open(d + "/metrics.jsonl") as f:
-        return {m["step"]: m["loss"] for m in map(json.loads, f) if "step" in m}
+        return {m["step"]: m["loss"] for m in map(json.loads, f) if m.get("kind") == "step"}
 
 want = losses(sys.argv[1])
 ok = bool(want)

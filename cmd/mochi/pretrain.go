@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,7 +30,19 @@ from mochi.mix_start_epoch on (s = s′ = 0 is plain MoCo-v2).
 
 --dry-run loads and validates the config, opens the dataset and prints the plan
 (images, steps per epoch, queue, mixing, learning rate, augmentation) without
-training.`,
+training.
+
+The run directory (run.output_dir) is locked while a run uses it: a second
+process on it fails at once. A new run never replaces a run already there: it
+stops, naming the run found; --resume DIR/checkpoints/last.ckpt continues that
+run, another --output-dir starts elsewhere, and --force replaces it (deleting
+its files). A resume takes the config the run started with: a key that differs
+(in the file, a MOCHI_* variable or a flag) is refused with its source, unless
+it changes neither the model nor the data and --allow-change names it; the
+change is recorded in config.yaml and metrics.jsonl.
+
+Ctrl-C (SIGINT) or SIGTERM writes checkpoints/last.ckpt at the current step
+and exits with status 130 or 143.`,
 		Example: `  mochi pretrain --config configs/fashion-mnist.yaml --dry-run
   mochi pretrain --config configs/fashion-mnist.yaml --epochs 1 --s 0 --s-prime 0`,
 		Args: cobra.NoArgs,
@@ -38,6 +52,8 @@ training.`,
 	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
 	cmd.Flags().String("resume", "", "continue the run from this checkpoint (e.g. runs/x/checkpoints/last.ckpt) with the config it started with")
 	cmd.Flags().Int("stop-after-epochs", 0, "stop (checkpointed) once this many epochs are done; --resume continues exactly as if never stopped")
+	cmd.Flags().StringSlice("allow-change", nil, "with --resume: let KEY differ from the checkpoint's config from here on, recorded in config.yaml and metrics.jsonl (repeatable; "+train.AllowableKeys+")")
+	cmd.Flags().Bool("force", false, "replace the run already in the output directory, deleting its files first")
 	return cmd
 }
 
@@ -61,6 +77,14 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
+		if cfg.Run.TF32 {
+			// the notes a run prints about run.tf32 on this device
+			be, err := openDevice(cfg.Run.Device, true, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			closeBackend(be)
+		}
 		return p.write(cmd.OutOrStdout(), cfg, prov)
 	}
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
@@ -69,11 +93,35 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	}
 	resume, _ := cmd.Flags().GetString("resume")
 	stopAfter, _ := cmd.Flags().GetInt("stop-after-epochs")
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter})
+	allow, _ := cmd.Flags().GetStringSlice("allow-change")
+	force, _ := cmd.Flags().GetBool("force")
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	signals, caught := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		select {
+		case s := <-signals:
+			caught <- s
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter,
+		Provenance: prov, AllowChange: allow, Force: force})
 	if err != nil {
-		return err
+		select {
+		case s := <-caught: // the checkpoint is written: exit as shells expect of a signal
+			return &exitError{err: err, code: 128 + int(s.(syscall.Signal))}
+		default:
+			return err
+		}
+	}
+	if sum.AlreadyFinished {
+		fmt.Fprintf(cmd.OutOrStdout(), "the run of %s is already finished (%d epochs, %d steps): nothing to do, nothing changed; raise optim.epochs to train it further\n",
+			resume, sum.Epochs, sum.Steps)
+		return nil
 	}
 	knn := "off"
 	if sum.KNNTop1 != nil {
@@ -82,6 +130,24 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "pretrained %d epochs (%d steps) in %.0fs, %.0f images/s: final loss %.4f, kNN top-1 %s\ncheckpoint: %s\n",
 		sum.Epochs, sum.Steps, sum.Seconds, sum.ImagesPerSec, sum.FinalLoss, knn, sum.Checkpoint)
 	return nil
+}
+
+// exitError is an error that asks for a particular exit status.
+type exitError struct {
+	err  error
+	code int
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode is the process's exit status for err: the one it asks for, else 1.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
 }
 
 // plan is what a pretraining run will do, worked out from the config and the

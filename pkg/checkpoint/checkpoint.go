@@ -237,6 +237,11 @@ func Save(path string, c *Checkpoint) error {
 	if _, err := tmp.Write(c.Encode()); err != nil {
 		return cleanup(err)
 	}
+	// CreateTemp makes the file 0600; a checkpoint is as readable as the
+	// run's other files.
+	if err := tmp.Chmod(FileMode); err != nil {
+		return cleanup(err)
+	}
 	if err := tmp.Sync(); err != nil {
 		return cleanup(err)
 	}
@@ -247,11 +252,72 @@ func Save(path string, c *Checkpoint) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("writing checkpoint %s: %w", path, err)
 	}
+	syncDir(dir)
+	return nil
+}
+
+// FileMode is the permission of every checkpoint file.
+const FileMode os.FileMode = 0o644
+
+// TempPattern matches the temporary files Save and Link write beside a
+// checkpoint; one is left behind only when the process dies mid-write.
+const TempPattern = "*.ckpt.tmp-*"
+
+// Link makes dst a second name of the complete checkpoint file src,
+// atomically: dst is either its previous file or src's, never a torn one.
+// It hard-links src to a temporary name and renames that over dst, so no
+// byte is copied; where the file system has no hard links it copies.
+func Link(src, dst string) error {
+	dir := filepath.Dir(dst)
+	tmp, err := os.CreateTemp(dir, filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing checkpoint %s: %w", dst, err)
+	}
+	name := tmp.Name()
+	tmp.Close()
+	os.Remove(name)
+	if err := os.Link(src, name); err != nil {
+		if err := copyFile(src, name); err != nil {
+			os.Remove(name)
+			return fmt.Errorf("writing checkpoint %s from %s: %w", dst, src, err)
+		}
+	}
+	if err := os.Rename(name, dst); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("writing checkpoint %s: %w", dst, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// copyFile copies src to a new file dst and syncs it.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // Load reads and verifies the checkpoint at path.

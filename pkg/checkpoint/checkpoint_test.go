@@ -118,3 +118,61 @@ func TestKillDuringSave(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveAndLinkMode checks that checkpoints are 0644, as the run's other
+// files (os.CreateTemp alone makes them 0600).
+func TestSaveAndLinkMode(t *testing.T) {
+	dir := t.TempDir()
+	epoch, last := filepath.Join(dir, "epoch-0000.ckpt"), filepath.Join(dir, "last.ckpt")
+	if err := Save(epoch, randomCheckpoint(rand.New(rand.NewPCG(1, 2)), 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Link(epoch, last); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{epoch, last} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != FileMode {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), FileMode)
+		}
+	}
+}
+
+// TestLinkReplacesAtomically checks that Link gives dst src's content,
+// replacing an existing dst, and leaves no temporary file behind.
+func TestLinkReplacesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(3, 4))
+	src, dst := filepath.Join(dir, "epoch-0001.ckpt"), filepath.Join(dir, "last.ckpt")
+	if err := Save(dst, randomCheckpoint(rng, 10)); err != nil {
+		t.Fatal(err)
+	}
+	want := randomCheckpoint(rng, 20)
+	if err := Save(src, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := Link(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Error("after Link, dst does not hold src's checkpoint")
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, TempPattern)); len(tmps) != 0 {
+		t.Errorf("temporary files left behind: %v", tmps)
+	}
+	// dst is a new name of the file, not a shared one that a later Save of
+	// src could change: Save replaces src by rename.
+	if err := Save(src, randomCheckpoint(rng, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := Load(dst); !reflect.DeepEqual(again, want) {
+		t.Error("saving src again changed dst")
+	}
+}

@@ -554,3 +554,19 @@ func dirExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.IsDir()
 }
+
+// TestParseSavedIgnoresEnv checks that a config saved by a run reads back
+// as saved: a MOCHI_* variable set for the new invocation must not leak
+// into it, or a resume check would compare the new value with itself.
+func TestParseSavedIgnoresEnv(t *testing.T) {
+	t.Setenv("MOCHI_OPTIM_LR", "0.5")
+	t.Setenv("MOCHI_MODEL_WIDTH", "16")
+	cfg, err := ParseSaved("saved", []byte("optim:\n  lr: 0.03\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Optim.LR != 0.03 || cfg.Model.Width != Default().Model.Width {
+		t.Errorf("ParseSaved with MOCHI_OPTIM_LR=0.5, MOCHI_MODEL_WIDTH=16: lr %v, width %d; want the saved 0.03 and the default %d",
+			cfg.Optim.LR, cfg.Model.Width, Default().Model.Width)
+	}
+}

@@ -174,18 +174,26 @@ func Load(path string, fs *pflag.FlagSet) (*Config, *Provenance, error) {
 			return nil, nil, fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
-	return load(path, src, fs)
+	return load(path, src, fs, true)
 }
 
 // Parse is Load for YAML already in memory (a config saved inside a
 // checkpoint); name stands for the file in messages and provenance.
 func Parse(name string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, error) {
-	return load(name, src, fs)
+	return load(name, src, fs, true)
+}
+
+// ParseSaved reads a config a run saved (in a checkpoint) exactly as it was
+// saved: no MOCHI_* variable overrides it, so it can be compared with the
+// config a new invocation asks for.
+func ParseSaved(name string, src []byte) (*Config, error) {
+	cfg, _, err := load(name, src, nil, false)
+	return cfg, err
 }
 
 // load layers defaults, the YAML src of file path (none when path is ""),
-// the environment and the flags.
-func load(path string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, error) {
+// the environment (when env is set) and the flags.
+func load(path string, src []byte, fs *pflag.FlagSet, env bool) (*Config, *Provenance, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	prov := &Provenance{file: path, origins: make(map[string]Origin, len(keys))}
@@ -208,6 +216,9 @@ func load(path string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, err
 		}
 	}
 
+	if !env {
+		return decodeAll(v, prov)
+	}
 	if err := checkEnv(os.Environ()); err != nil {
 		return nil, nil, err
 	}
@@ -231,7 +242,11 @@ func load(path string, src []byte, fs *pflag.FlagSet) (*Config, *Provenance, err
 			prov.origins[key] = rv.origin
 		}
 	}
+	return decodeAll(v, prov)
+}
 
+// decodeAll decodes every key's layered value into a Config.
+func decodeAll(v *viper.Viper, prov *Provenance) (*Config, *Provenance, error) {
 	cfg := &Config{}
 	for _, k := range keys {
 		if err := decode(cfg.field(k), v.Get(k.Name)); err != nil {

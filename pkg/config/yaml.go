@@ -70,3 +70,8 @@ func formatValue(v reflect.Value) string {
 	}
 	panic(fmt.Sprintf("config: cannot format %v", v.Type()))
 }
+
+// FormatValue writes a key's value (Config.Value) as WriteYAML does.
+func FormatValue(v any) string {
+	return formatValue(reflect.ValueOf(v))
+}

@@ -91,6 +91,11 @@ func saveFeatures(path, key string, feats []float32, labels []int, n, d int) err
 		os.Remove(tmp.Name())
 		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
 	}
+	if err := tmp.Chmod(0o644); err != nil { // CreateTemp's 0600: a cache is as readable as the run's other files
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
+	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)

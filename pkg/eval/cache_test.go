@@ -31,6 +31,11 @@ func TestSaveLoadFeaturesRoundTrip(t *testing.T) {
 		if n != 13 || d != 7 || !slices.Equal(feats, x.Data) || !slices.Equal(gotLabels, ls) {
 			t.Fatalf("round trip: %d×%d labels %v, want 13×7 labels %v", n, d, gotLabels, ls)
 		}
+		if fi, err := os.Stat(path); err != nil {
+			t.Fatal(err)
+		} else if fi.Mode().Perm() != 0o644 {
+			t.Errorf("feature cache mode %v, want 0644 as the run's other files", fi.Mode().Perm())
+		}
 	}
 }
 

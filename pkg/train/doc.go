@@ -10,10 +10,15 @@
 // # Run directory
 //
 //	<run.output_dir>/
-//	  config.yaml         the effective config of the run
-//	  metrics.jsonl       one JSON line per step and per epoch (statistics
-//	                      on the steps run.stats_every picks)
+//	  config.yaml         the effective config of the run, with provenance
+//	  metrics.jsonl       one JSON line per record, with its kind (step,
+//	                      epoch, eval, resume) and time
 //	  checkpoints/last.ckpt            the newest checkpoint
-//	  checkpoints/epoch-NNNN.ckpt      every run.checkpoint_every epochs
+//	  checkpoints/epoch-NNNN.ckpt      the end of epoch NNNN (from 0), every
+//	                                   run.checkpoint_every epochs
 //	  summary.json        written when the run completes
+//	  mochi.lock          the lock of the process using the directory
+//
+// rundir.go keeps a directory to one run: the lock, the refusal of a new
+// run over an old one, the removal of a killed run's temporary files.
 package train

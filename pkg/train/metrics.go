@@ -5,11 +5,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 )
+
+// Every line of metrics.jsonl starts with its kind and the time it was
+// written (RFC 3339, UTC, to the nanosecond).
+const (
+	kindStep   = "step"   // StepMetrics
+	kindEpoch  = "epoch"  // EpochMetrics
+	kindEval   = "eval"   // EvalMetrics
+	kindResume = "resume" // ResumeRecord
+)
+
+// recordHead is the kind and time every metrics line starts with.
+type recordHead struct {
+	Kind string `json:"kind"`
+	Time string `json:"time"`
+}
+
+func (h *recordHead) head() *recordHead { return h }
+
+// record is a metrics line.
+type record interface{ head() *recordHead }
 
 // StepMetrics is one line of a run's metrics.jsonl: what happened at one
 // optimisation step.
 type StepMetrics struct {
+	recordHead
 	Epoch  int     `json:"epoch"`
 	Step   int     `json:"step"` // global step, counted from 1
 	Loss   float64 `json:"loss"`
@@ -28,25 +50,50 @@ type StepMetrics struct {
 // StepStats are the similarity and hardness statistics of a step
 // (hardneg.Stats plus the positives), written inline in its metrics line.
 type StepStats struct {
-	PosSim    float64 `json:"pos_sim"`      // mean q·k
-	NegSim    float64 `json:"neg_sim"`      // mean q·n over the queue
-	NegSimMax float64 `json:"neg_sim_max"`  // max q·n over the queue
-	TopNSim   float64 `json:"topn_sim"`     // mean q·n over Q̃_N
-	SynthSim  float64 `json:"synth_sim"`    // mean q·h over the synthetic negatives
-	Harder    float64 `json:"synth_harder"` // share of synthetic negatives harder than the hardest real one
-	Top5Grad  float64 `json:"top5_grad"`    // share of the negatives' gradient carried by the hardest 5%
+	PosSim    float64 `json:"pos_sim"`     // mean q·k
+	NegSim    float64 `json:"neg_sim"`     // mean q·n over the queue
+	NegSimMax float64 `json:"neg_sim_max"` // max q·n over the queue
+	// TopNSim and SynthSim exist only once mixing has started (nil, and
+	// absent from the line, before).
+	TopNSim  *float64 `json:"topn_sim,omitempty"`  // mean q·n over Q̃_N
+	SynthSim *float64 `json:"synth_sim,omitempty"` // mean q·h over the synthetic negatives
+	Harder   float64  `json:"synth_harder"`        // share of synthetic negatives harder than the hardest real one
+	Top5Grad float64  `json:"top5_grad"`           // share of the negatives' gradient carried by the hardest 5%
 }
 
 // EpochMetrics closes an epoch in metrics.jsonl.
 type EpochMetrics struct {
-	Epoch     int      `json:"epoch"`
-	Loss      float64  `json:"epoch_loss"` // mean loss over the epoch
-	KNNTop1   *float64 `json:"knn_top1,omitempty"`
+	recordHead
+	Epoch int     `json:"epoch"`
+	Loss  float64 `json:"epoch_loss"` // mean loss over the epoch
+	// KNNTop1 is the kNN monitor's accuracy at the epoch's end, shown with
+	// the epoch; metrics.jsonl has it on its own line (EvalMetrics).
+	KNNTop1   *float64 `json:"-"`
 	Seconds   float64  `json:"seconds"`
 	ImagesSec float64  `json:"images_per_sec"`
 	// DataWait is the share of the epoch's time spent waiting for the data
 	// loader (0–1): augmentation is the bottleneck when it is large.
 	DataWait float64 `json:"data_wait_share"`
+}
+
+// EvalMetrics is a kNN monitor result in metrics.jsonl.
+type EvalMetrics struct {
+	recordHead
+	Epoch   int     `json:"epoch"` // evaluated at the end of this epoch
+	Step    int     `json:"step"`  // global steps done
+	KNNTop1 float64 `json:"knn_top1"`
+}
+
+// ResumeRecord marks where a resumed run continues: the first line of a
+// metrics.jsonl begun in a new directory, or the line where a change
+// allowed with --allow-change took effect.
+type ResumeRecord struct {
+	recordHead
+	From    string         `json:"from"`  // the checkpoint resumed
+	Epoch   int            `json:"epoch"` // the next step to run: step InEpoch of Epoch
+	InEpoch int            `json:"step_in_epoch"`
+	Step    int            `json:"step"` // global steps done
+	Changes []ConfigChange `json:"changes,omitempty"`
 }
 
 // metricsLog appends JSON lines to a run's metrics file. Each line is
@@ -56,26 +103,47 @@ type metricsLog struct {
 	w *bufio.Writer
 }
 
-func openMetrics(path string, truncateTo int64) (*metricsLog, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+// openMetrics opens the metrics log of a run. A new run (resumeAt < 0)
+// starts it empty. A resumed run cuts the log it continues back to the
+// checkpoint's offset, so the history matches a run never interrupted; a
+// log shorter than that is not the one the checkpoint was written with,
+// and is refused rather than padded. continued says whether the log was
+// there to continue.
+func openMetrics(path string, resumeAt int64) (m *metricsLog, continued bool, err error) {
+	flags := os.O_CREATE | os.O_RDWR
+	if resumeAt < 0 {
+		flags |= os.O_TRUNC
+	}
+	size := int64(-1)
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	if resumeAt >= 0 && size >= 0 && size < resumeAt {
+		return nil, false, fmt.Errorf("%s has %d bytes, fewer than the %d it had at the checkpoint: it is not this run's log; move it away (a new one is started) or resume into another --output-dir", path, size, resumeAt)
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("opening metrics log: %w", err)
+		return nil, false, fmt.Errorf("opening metrics log: %w", err)
 	}
-	// On resume the log is cut back to where the checkpoint was taken, so the
-	// history matches a run that was never interrupted.
-	if err := f.Truncate(truncateTo); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("truncating metrics log %s: %w", path, err)
+	continued = resumeAt >= 0 && size >= 0
+	if continued {
+		if err := f.Truncate(resumeAt); err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("truncating metrics log %s: %w", path, err)
+		}
+		if _, err := f.Seek(resumeAt, 0); err != nil {
+			f.Close()
+			return nil, false, err
+		}
 	}
-	if _, err := f.Seek(truncateTo, 0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &metricsLog{f: f, w: bufio.NewWriter(f)}, nil
+	return &metricsLog{f: f, w: bufio.NewWriter(f)}, continued, nil
 }
 
-func (m *metricsLog) write(v any) error {
-	b, err := json.Marshal(v)
+// write appends one line of the given kind, stamped with the time.
+func (m *metricsLog) write(kind string, r record) error {
+	h := r.head()
+	h.Kind, h.Time = kind, time.Now().UTC().Format(time.RFC3339Nano)
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}

@@ -88,8 +88,12 @@ func (in *statsInput) compute() *StepStats {
 		pos += float64(v)
 	}
 	st := hardneg.ComputeStats(in.lpos, in.lneg, in.topN, in.extra, lab, in.dims, in.tau)
-	return &StepStats{PosSim: pos / float64(len(in.lpos)), NegSim: st.QueueMean, NegSimMax: st.QueueMax, TopNSim: st.TopNMean,
-		SynthSim: st.SynthMean, Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
+	out := &StepStats{PosSim: pos / float64(len(in.lpos)), NegSim: st.QueueMean, NegSimMax: st.QueueMax,
+		Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
+	if in.topN != nil { // mixing: Q̃_N and the synthetic negatives exist
+		out.TopNSim, out.SynthSim = &st.TopNMean, &st.SynthMean
+	}
+	return out
 }
 
 // newMoCo builds f_q (initialised from spec.Net.Seed), f_k as its copy, the

@@ -22,7 +22,10 @@ type Pretrained struct {
 	Config  *config.Config // the run's effective config, as saved
 	Net     resnet.Config
 	C, H, W int // input image shape
-	Epoch   int // epochs completed
+	// Epoch is the last epoch the checkpoint's run completed, counted from
+	// 0 as in progress lines and checkpoint names (epoch-0001.ckpt: 1);
+	// -1 before the first epoch ended.
+	Epoch   int
 	Weights map[string][]float32
 	Stats   map[string][]float32 // BatchNorm running statistics
 	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives
@@ -48,7 +51,7 @@ func LoadPretrained(path string) (*Pretrained, error) {
 	}
 	sum := sha256.Sum256(raw)
 	return &Pretrained{Path: path, SHA256: hex.EncodeToString(sum[:]), Config: cfg, Net: st.Spec.Net,
-		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch,
+		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1,
 		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue}, nil
 }
 
@@ -79,18 +82,19 @@ func (p *Pretrained) CheckModel(cfg *config.Config) error {
 	return nil
 }
 
-// parseConfig reads a config saved in a checkpoint.
+// parseConfig reads a config saved in a checkpoint, as saved.
 func parseConfig(yaml []byte) (*config.Config, error) {
-	cfg, _, err := config.Parse("the checkpoint's config", yaml, nil)
+	cfg, err := config.ParseSaved("the checkpoint's config", yaml)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint's config: %w", err)
 	}
 	return cfg, nil
 }
 
-// configBytes renders cfg as the YAML a checkpoint stores.
-func configBytes(cfg *config.Config) []byte {
+// configBytes renders cfg as the YAML a run stores (config.yaml and its
+// checkpoints), with where each value came from.
+func configBytes(cfg *config.Config, prov *config.Provenance) []byte {
 	var b bytes.Buffer
-	cfg.WriteYAML(&b, nil)
+	cfg.WriteYAML(&b, prov)
 	return b.Bytes()
 }

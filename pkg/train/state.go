@@ -1,7 +1,11 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/queue"
 )
 
@@ -19,6 +24,9 @@ type progressState struct {
 	EpochLoss           float64  // sum of the losses of the epoch's steps so far
 	KNNTop1             *float64 // last kNN monitor accuracy
 	MetricsOffset       int64    // length of metrics.jsonl at the checkpoint
+	// Changes lists every key changed with --allow-change since the run
+	// began, oldest first.
+	Changes []ConfigChange `json:",omitempty"`
 }
 
 // state is everything a run needs to continue exactly.
@@ -31,6 +39,10 @@ type state struct {
 	Queue              queue.State
 	MixRNG, BNRNG      []byte // PCG states
 	Config             []byte // the effective config, YAML
+	// DataSHA256 identifies the training images by content (see
+	// dataFingerprint), so a moved copy resumes and another set does not;
+	// "" in checkpoints written before it existed.
+	DataSHA256 string
 }
 
 // Checkpoint section names.
@@ -55,7 +67,9 @@ func (t *trainer) snapshot() *state {
 	}
 	st.MixRNG, _ = t.mixSrc.MarshalBinary()
 	st.BNRNG, _ = t.bnSrc.MarshalBinary()
-	st.Config = configBytes(t.cfg)
+	st.Config = configBytes(t.cfg, t.prov)
+	st.DataSHA256 = t.dataSHA256
+	st.Progress.Changes = t.changes
 	return st
 }
 
@@ -89,9 +103,11 @@ func (t *trainer) restore(st *state) error {
 	return t.be.Sync()
 }
 
-// save writes the run's state to checkpoints/name atomically and returns
-// its path.
-func (t *trainer) save(name string) (string, error) {
+// save writes the run's state to checkpoints/last.ckpt atomically and
+// returns its path. With an epoch file name it writes that file first and
+// makes last.ckpt a second name of it, so a kill between the two never
+// loses the epoch file.
+func (t *trainer) save(epochFile string) (string, error) {
 	st := t.snapshot()
 	off, err := t.metrics.offset()
 	if err != nil {
@@ -102,8 +118,20 @@ func (t *trainer) save(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(t.dir, "checkpoints", name)
-	return path, checkpoint.Save(path, c)
+	last := filepath.Join(t.dir, ckptDir, lastName)
+	if epochFile == "" {
+		err = checkpoint.Save(last, c)
+	} else {
+		path := filepath.Join(t.dir, ckptDir, epochFile)
+		if err = checkpoint.Save(path, c); err == nil {
+			err = checkpoint.Link(path, last)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	t.lastCkpt = last
+	return last, nil
 }
 
 func (st *state) encode() (*checkpoint.Checkpoint, error) {
@@ -122,6 +150,9 @@ func (st *state) encode() (*checkpoint.Checkpoint, error) {
 	c.PutBlob("rng/mix", st.MixRNG)
 	c.PutBlob("rng/shufflebn", st.BNRNG)
 	c.PutBlob("config.yaml", st.Config)
+	if st.DataSHA256 != "" {
+		c.PutBlob("data.sha256", []byte(st.DataSHA256))
+	}
 	for name, v := range map[string]any{"progress.json": st.Progress, "spec.json": st.Spec} {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -158,6 +189,7 @@ func decodeState(c *checkpoint.Checkpoint) (*state, error) {
 		return nil, err
 	}
 	st.MixRNG, st.BNRNG, st.Config = blob("rng/mix"), blob("rng/shufflebn"), blob("config.yaml")
+	st.DataSHA256 = string(blob("data.sha256"))
 	if err := json.Unmarshal(blob("progress.json"), &st.Progress); err != nil {
 		return nil, fmt.Errorf("progress: %w", err)
 	}
@@ -167,9 +199,8 @@ func decodeState(c *checkpoint.Checkpoint) (*state, error) {
 	return st, nil
 }
 
-// loadState reads a checkpoint to resume the run of cfg, refusing one
-// written for another model, batch or queue.
-func loadState(path string, cfg *config.Config) (*state, error) {
+// readState reads a pretraining checkpoint.
+func readState(path string) (*state, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		return nil, err
@@ -178,40 +209,150 @@ func loadState(path string, cfg *config.Config) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := sameRun(st.Config, cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	return st, nil
 }
 
-// sameRun checks that a checkpoint's config describes the run cfg asks
-// for: everything but the epochs, the run section, the evaluation settings
-// and the loader's parallelism (results do not depend on it) must be equal,
-// so that resuming continues the same computation.
-func sameRun(saved []byte, cfg *config.Config) error {
-	old, err := parseConfig(saved)
-	if err != nil {
-		return err
+// finishedSummary is the report of a resume that found its run finished:
+// the run's summary.json when it has one, else what the checkpoint says.
+func finishedSummary(path string, st *state) *Summary {
+	sum := &Summary{}
+	b, err := os.ReadFile(filepath.Join(checkpointRunDir(path), summaryName))
+	if err != nil || json.Unmarshal(b, sum) != nil {
+		sum = &Summary{Epochs: st.Progress.Epoch, Steps: st.Progress.Global, KNNTop1: st.Progress.KNNTop1, Checkpoint: path}
 	}
-	free := map[string]bool{"optim.epochs": true, "data.workers": true, "data.prefetch": true}
-	var diffs []string
-	for _, k := range config.Keys() {
-		if strings.HasPrefix(k.Name, "run.") || strings.HasPrefix(k.Name, "eval.") || free[k.Name] {
-			continue
-		}
-		a, b := old.Value(k.Name), cfg.Value(k.Name)
-		if !reflect.DeepEqual(a, b) {
-			diffs = append(diffs, fmt.Sprintf("%s: checkpoint %v, config %v", k.Name, a, b))
-		}
-	}
-	if len(diffs) > 0 {
-		return fmt.Errorf("the checkpoint was written by a different run (%s); resume with the config the run started with", strings.Join(diffs, "; "))
-	}
-	return nil
+	sum.AlreadyFinished = true
+	return sum
 }
 
-func writeConfig(path string, cfg *config.Config) error {
-	return writeFileAtomic(path, configBytes(cfg))
+// dataFingerprint is the SHA-256 of a dataset's content — shape, labels
+// and pixels — which names the data wherever its files lie.
+func dataFingerprint(ds data.Dataset) string {
+	h := sha256.New()
+	le := binary.LittleEndian
+	var head []byte
+	for _, v := range []int{ds.Len(), ds.Channels(), ds.Height(), ds.Width(), ds.NumClasses()} {
+		head = le.AppendUint64(head, uint64(v))
+	}
+	h.Write(head)
+	label := make([]byte, 8)
+	for i := range ds.Len() {
+		le.PutUint64(label, uint64(ds.Label(i)))
+		h.Write(label)
+		h.Write(ds.Pixels(i))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ConfigChange is a key a resumed run changed with --allow-change.
+type ConfigChange struct {
+	Key    string `json:"key"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Source string `json:"source"` // where the new value came from: "env MOCHI_OPTIM_LR", "flag --lr"
+	Epoch  int    `json:"epoch"`  // it took effect at step InEpoch of this epoch
+	Step   int    `json:"step"`   // global steps done when it took effect
+}
+
+func (c ConfigChange) String() string {
+	return fmt.Sprintf("%s %s → %s (%s) from epoch %d, step %d", c.Key, c.From, c.To, c.Source, c.Epoch, c.Step)
+}
+
+// resumeFree are the keys a resume may change freely: how long the run is,
+// where and on what it runs, and how its loader is parallelised — none
+// changes what a step computes.
+var resumeFree = map[string]bool{"optim.epochs": true, "data.workers": true, "data.prefetch": true,
+	"run.output_dir": true, "run.device": true, "run.tf32": true, "run.checkpoint_every": true}
+
+// ChangeableOnResume reports whether --allow-change may change key on a
+// resume: the optimiser (but the batch, which is the data of each step),
+// the temperature, the mixing, the statistics and evaluation settings —
+// keys that change neither the model's shape nor the data.
+func ChangeableOnResume(key string) bool {
+	switch {
+	case key == "optim.batch":
+		return false
+	case key == "moco.tau", key == "run.stats_every":
+		return true
+	}
+	for _, prefix := range []string{"optim.", "mochi.", "eval."} {
+		if strings.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowableKeys names the keys ChangeableOnResume accepts, for messages.
+const AllowableKeys = "optim.* (not optim.batch), moco.tau, mochi.*, run.stats_every, eval.*"
+
+// resumeChanges compares the checkpoint's config with cfg, the one this
+// invocation asks for with every layer applied (file, MOCHI_* environment,
+// flags), key by key. A key that differs is refused, naming where its new
+// value came from, unless it is free (resumeFree) or allowed; data.path is
+// free when the checkpoint holds the data's fingerprint, which is checked
+// once the data is open. The allowed changes are returned, stamped with
+// the checkpoint's position.
+func resumeChanges(st *state, cfg *config.Config, prov *config.Provenance, allow []string) ([]ConfigChange, error) {
+	old, err := parseConfig(st.Config)
+	if err != nil {
+		return nil, err
+	}
+	allowed := map[string]bool{}
+	for _, k := range allow {
+		allowed[k] = true
+	}
+	var changes []ConfigChange
+	var refused, fixed []string
+	for _, k := range config.Keys() {
+		a, b := old.Value(k.Name), cfg.Value(k.Name)
+		if reflect.DeepEqual(a, b) || resumeFree[k.Name] || (k.Name == "data.path" && st.DataSHA256 != "") {
+			continue
+		}
+		from, to := config.FormatValue(a), config.FormatValue(b)
+		src := prov.Of(k.Name).String()
+		if allowed[k.Name] {
+			changes = append(changes, ConfigChange{Key: k.Name, From: from, To: to, Source: src,
+				Epoch: st.Progress.Epoch, Step: st.Progress.Global})
+			continue
+		}
+		line := fmt.Sprintf("%s: checkpoint %s, now %s (from %s)", k.Name, from, to, src)
+		if ChangeableOnResume(k.Name) {
+			refused = append(refused, line)
+		} else {
+			fixed = append(fixed, line)
+		}
+	}
+	var msgs []string
+	if len(fixed) > 0 {
+		msgs = append(msgs, fmt.Sprintf("the run's model or data would change (%s): resume with the config the run started with (unset the variable or drop the flag named)",
+			strings.Join(fixed, "; ")))
+	}
+	if len(refused) > 0 {
+		var keys []string
+		for _, l := range refused {
+			k, _, _ := strings.Cut(l, ":")
+			keys = append(keys, "--allow-change "+k)
+		}
+		msgs = append(msgs, fmt.Sprintf("the config differs from the checkpoint's (%s): to change it from here on, say so with %s (recorded in config.yaml and metrics.jsonl), or resume with the run's values",
+			strings.Join(refused, "; "), strings.Join(keys, " ")))
+	}
+	if len(msgs) > 0 {
+		return nil, errors.New(strings.Join(msgs, "; "))
+	}
+	return changes, nil
+}
+
+// configYAML is the run's config.yaml: the effective config with where
+// each value came from, after the changes resumes made, if any.
+func (t *trainer) configYAML() []byte {
+	var b strings.Builder
+	for i, c := range t.changes {
+		if i == 0 {
+			b.WriteString("# changed on resume (--allow-change):\n")
+		}
+		fmt.Fprintf(&b, "#   %s\n", c)
+	}
+	return append([]byte(b.String()), configBytes(t.cfg, t.prov)...)
 }
 
 func writeJSON(path string, v any) error {

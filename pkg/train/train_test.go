@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
@@ -36,8 +37,9 @@ func ciConfig(t *testing.T, dir string) *config.Config {
 
 // readMetrics returns the run's metric lines without their timing fields,
 // which differ between two runs of the same computation, after checking
-// that each step's wait for data lies within the step (of batch images)
-// and each epoch's share of waiting within [0, 1].
+// that every line has a known kind and a time, that each step's wait for
+// data lies within the step (of batch images) and each epoch's share of
+// waiting within [0, 1].
 func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
@@ -52,22 +54,32 @@ func readMetrics(t *testing.T, dir string, batch int) []map[string]any {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("metrics line %q: %v", sc.Text(), err)
 		}
-		if _, epochLine := m["epoch_loss"]; epochLine {
+		if ts, ok := m["time"].(string); !ok {
+			t.Errorf("metrics line %q has no time", sc.Text())
+		} else if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+			t.Errorf("metrics line %q: time: %v", sc.Text(), err)
+		}
+		switch m["kind"] {
+		case "epoch":
 			if share, ok := m["data_wait_share"].(float64); !ok || share < 0 || share > 1 {
 				t.Errorf("metrics line %q: data_wait_share missing or outside [0, 1]", sc.Text())
 			}
-		} else {
+		case "eval", "resume":
+		case "step":
 			ips := m["images_per_sec"].(float64)
 			// the step took batch/ips seconds, the wait for its batch included
 			wait, ok := m["data_wait_ms"].(float64)
 			if stepMS := 1000 * float64(batch) / ips; !ok || wait < 0 || wait > stepMS {
 				t.Errorf("metrics line %q: data_wait_ms missing or outside [0, %.3g ms], the step's time", sc.Text(), stepMS)
 			}
+		default:
+			t.Errorf("metrics line %q: kind %v, want step, epoch, eval or resume", sc.Text(), m["kind"])
 		}
 		delete(m, "images_per_sec")
 		delete(m, "data_wait_ms")
 		delete(m, "data_wait_share")
 		delete(m, "seconds")
+		delete(m, "time")
 		out = append(out, m)
 	}
 	return out
@@ -90,17 +102,23 @@ func TestPretrainLearnsOnCIConfig(t *testing.T) {
 	if sum.Epochs != cfg.Optim.Epochs || sum.Steps != cfg.Optim.Epochs*perEpoch {
 		t.Errorf("summary reports %d epochs, %d steps", sum.Epochs, sum.Steps)
 	}
-	var steps, mixed int
+	var steps, mixed, evals int
 	var epochLoss []float64
 	for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
-		if l, ok := m["epoch_loss"]; ok {
-			epochLoss = append(epochLoss, l.(float64))
-			continue
+		switch m["kind"] {
+		case "epoch":
+			epochLoss = append(epochLoss, m["epoch_loss"].(float64))
+		case "eval":
+			evals++
+		case "step":
+			if m["mixing"].(bool) {
+				mixed++
+			}
+			steps++
 		}
-		if m["mixing"].(bool) {
-			mixed++
-		}
-		steps++
+	}
+	if evals != cfg.Optim.Epochs {
+		t.Errorf("metrics hold %d kNN monitor (eval) lines, want one per epoch, %d", evals, cfg.Optim.Epochs)
 	}
 	if steps != sum.Steps || mixed != sum.Steps-perEpoch {
 		t.Errorf("metrics hold %d steps, %d with mixing; want %d and %d", steps, mixed, sum.Steps, sum.Steps-perEpoch)
@@ -115,7 +133,8 @@ func TestPretrainLearnsOnCIConfig(t *testing.T) {
 	if sum.KNNTop1 == nil || *sum.KNNTop1 <= 0.2 {
 		t.Errorf("kNN top-1 %v, want well above chance (0.1)", sum.KNNTop1)
 	}
-	for _, f := range []string{"config.yaml", "summary.json", "checkpoints/last.ckpt", "checkpoints/epoch-0001.ckpt", "checkpoints/epoch-0008.ckpt"} {
+	// epochs count from 0 everywhere: the checkpoint of epoch 7, the last, is epoch-0007
+	for _, f := range []string{"config.yaml", "summary.json", "checkpoints/last.ckpt", "checkpoints/epoch-0000.ckpt", "checkpoints/epoch-0007.ckpt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("run directory lacks %s", f)
 		}
@@ -289,8 +308,12 @@ func TestNaNLossStops(t *testing.T) {
 }
 
 // statsKeys are the metrics fields of StepStats, present only on the steps
-// run.stats_every computes statistics on.
-var statsKeys = []string{"pos_sim", "neg_sim", "neg_sim_max", "topn_sim", "synth_sim", "synth_harder", "top5_grad"}
+// run.stats_every computes statistics on; before mixing starts only
+// plainStatsKeys (no Q̃_N, no synthetic negatives).
+var (
+	statsKeys      = []string{"pos_sim", "neg_sim", "neg_sim_max", "topn_sim", "synth_sim", "synth_harder", "top5_grad"}
+	plainStatsKeys = []string{"pos_sim", "neg_sim", "neg_sim_max", "synth_harder", "top5_grad"}
+)
 
 func TestStatsDue(t *testing.T) {
 	tests := []struct {
@@ -329,7 +352,7 @@ func TestStatsEvery(t *testing.T) {
 		}
 		var steps []map[string]any
 		for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
-			if _, ok := m["epoch_loss"]; !ok {
+			if m["kind"] == "step" {
 				steps = append(steps, m)
 			}
 		}
@@ -349,6 +372,10 @@ func TestStatsEvery(t *testing.T) {
 		var got []float64
 		for i, m := range stepLines(tt.every) {
 			step := m["step"].(float64)
+			keys := statsKeys
+			if !m["mixing"].(bool) {
+				keys = plainStatsKeys
+			}
 			present := 0
 			for _, k := range statsKeys {
 				if _, ok := m[k]; ok {
@@ -361,10 +388,10 @@ func TestStatsEvery(t *testing.T) {
 				for _, k := range statsKeys {
 					delete(want, k)
 				}
-			case len(statsKeys):
+			case len(keys):
 				got = append(got, step)
 			default:
-				t.Errorf("stats_every %d, step %v: %d of the %d statistics fields", tt.every, step, present, len(statsKeys))
+				t.Errorf("stats_every %d, step %v: %d of the %d statistics fields", tt.every, step, present, len(keys))
 			}
 			if !reflect.DeepEqual(m, want) {
 				t.Errorf("stats_every %d, step %v: %v, stats_every 1 gives %v", tt.every, step, m, want)

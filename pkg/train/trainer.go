@@ -34,6 +34,16 @@ type Options struct {
 	// (0: run all optim.epochs). The schedule still spans optim.epochs, so a
 	// run split this way and resumed equals one run straight through.
 	StopAfter int
+	// Provenance says where each value of the config came from; it is
+	// written into config.yaml and names the source of a key a resume
+	// refuses. nil reports every value as a default.
+	Provenance *config.Provenance
+	// AllowChange lists the keys a resume may change (ChangeableOnResume);
+	// each change is recorded in config.yaml and metrics.jsonl.
+	AllowChange []string
+	// Force lets a new run replace the run already in its directory,
+	// deleting that run's files first.
+	Force bool
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -47,6 +57,9 @@ type Summary struct {
 	ImagesPerSec float64  `json:"images_per_sec"` // training images per second in this invocation
 	Interrupted  bool     `json:"interrupted"`
 	Checkpoint   string   `json:"checkpoint"` // the newest checkpoint
+	// AlreadyFinished is set when a resume found the run finished: nothing
+	// was trained or written, and the other fields are the run's own.
+	AlreadyFinished bool `json:"-"`
 }
 
 // ErrInterrupted is returned (wrapped) when the context is cancelled: the
@@ -56,6 +69,7 @@ var ErrInterrupted = errors.New("training interrupted")
 // trainer is one pretraining run.
 type trainer struct {
 	cfg    *config.Config
+	prov   *config.Provenance
 	be     device.Backend
 	dir    string
 	train  data.Dataset
@@ -79,14 +93,68 @@ type trainer struct {
 	lastKNN             *float64
 	prog                *progress
 	stopAfter           int
-	pending             *pendingStats // the last step, its statistics still being computed
+	pending             *pendingStats  // the last step, its statistics still being computed
+	dataSHA256          string         // the training images' fingerprint
+	changes             []ConfigChange // keys changed on resume since the run began
+	lastCkpt            string         // the newest checkpoint of the run, "" before the first
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
 // returns its summary. When ctx is cancelled it saves a checkpoint and
 // returns an error wrapping ErrInterrupted with the summary.
+//
+// The run directory (run.output_dir) is locked for the run: a second
+// process on it fails at once. A new run refuses a directory that holds a
+// run unless opts.Force; a resume refuses one that holds another run. A
+// resume of a finished run changes nothing and reports it.
 func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, error) {
-	t, err := newTrainer(cfg, opts)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(opts.AllowChange) > 0 && opts.Resume == "" {
+		return nil, fmt.Errorf("--allow-change applies to a resumed run: add --resume with the checkpoint to continue")
+	}
+	for _, k := range opts.AllowChange {
+		if cfg.Value(k) == nil {
+			return nil, fmt.Errorf("--allow-change %s: no such config key (`mochi config --reference` lists them)", k)
+		}
+		if !ChangeableOnResume(k) && !resumeFree[k] {
+			return nil, fmt.Errorf("--allow-change %s: a resumed run cannot change it (it changes the model or the data); the keys that may change are %s", k, AllowableKeys)
+		}
+	}
+	dir := cfg.Run.OutputDir
+	lock, err := lockRunDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.unlock()
+	var st *state
+	var replace *foundRun // the run --force replaces
+	var changes []ConfigChange
+	if opts.Resume != "" {
+		if st, err = readState(opts.Resume); err != nil {
+			return nil, err
+		}
+		if st.Progress.Epoch >= cfg.Optim.Epochs {
+			return finishedSummary(opts.Resume, st), nil
+		}
+		if changes, err = resumeChanges(st, cfg, opts.Provenance, opts.AllowChange); err != nil {
+			return nil, fmt.Errorf("resuming %s: %w", opts.Resume, err)
+		}
+		if run := findRun(dir); run != nil && !sameDir(checkpointRunDir(opts.Resume), dir) {
+			if !opts.Force {
+				return nil, fmt.Errorf("%s, not the run of %s: nothing was changed; resume into that run's directory or an empty one (--output-dir), or pass --force to replace the run here, deleting its files",
+					run, opts.Resume)
+			}
+			replace = run
+		}
+	} else if run := findRun(dir); run != nil {
+		if !opts.Force {
+			return nil, run.refuse()
+		}
+		replace = run
+	}
+	t, err := newTrainer(cfg, opts, st, changes, replace)
 	if err != nil {
 		return nil, err
 	}
@@ -139,17 +207,25 @@ func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 	return ds, nil
 }
 
-func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	t := &trainer{cfg: cfg, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
+// newTrainer sets up the run of cfg in its (locked, checked) directory,
+// from the state st of a checkpoint when resuming, with the config changes
+// the resume allowed. Once everything is checked and built, before it
+// writes, it deletes the run it replaces (--force; nil for none) and the
+// temporary files a killed run left: a run that fails to start destroys
+// nothing.
+func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange, replace *foundRun) (*trainer, error) {
+	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
 	if t.be == nil {
 		t.be = cpu.New(0)
 	}
 	var err error
 	if t.train, err = OpenSplit(cfg, cfg.Data.TrainSplit); err != nil {
 		return nil, err
+	}
+	t.dataSHA256 = dataFingerprint(t.train)
+	if st != nil && st.DataSHA256 != "" && st.DataSHA256 != t.dataSHA256 {
+		return nil, fmt.Errorf("resuming %s: data.path %s holds other training images than the run's (content SHA-256 %.12s…, the run's %.12s…): point data.path at the run's dataset (a copy anywhere will do)",
+			opts.Resume, cfg.Data.Path, t.dataSHA256, st.DataSHA256)
 	}
 	if cfg.Eval.KNNEvery > 0 {
 		if t.test, err = OpenSplit(cfg, cfg.Data.TestSplit); err != nil {
@@ -186,32 +262,48 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 	t.mixSrc, t.bnSrc = rand.NewPCG(seed, 0x6d6978), rand.NewPCG(seed, 0x73687566)
 	t.mixRNG, t.bnRNG = rand.New(t.mixSrc), rand.New(t.bnSrc)
 
-	var st *state
-	if opts.Resume != "" {
-		if st, err = loadState(opts.Resume, cfg); err != nil {
-			return nil, err
-		}
+	if st != nil {
 		t.epoch, t.step, t.global = st.Progress.Epoch, st.Progress.Step, st.Progress.Global
 		t.epochLoss, t.lastKNN = st.Progress.EpochLoss, st.Progress.KNNTop1
+		t.changes = append(append([]ConfigChange(nil), st.Progress.Changes...), changes...)
+		t.lastCkpt = opts.Resume
 	}
 	if err := t.build(); err != nil {
 		return nil, err
 	}
-	var offset int64
+	offset := int64(-1) // a new log
 	if st != nil {
 		if err := t.restore(st); err != nil {
 			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
 		}
 		offset = st.Progress.MetricsOffset
 	}
-	if err := os.MkdirAll(filepath.Join(t.dir, "checkpoints"), 0o755); err != nil {
+	if replace != nil {
+		if err := replace.clear(); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeStaleTemps(t.dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(t.dir, ckptDir), 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	if err := writeConfig(filepath.Join(t.dir, "config.yaml"), cfg); err != nil {
+	var continued bool
+	if t.metrics, continued, err = openMetrics(filepath.Join(t.dir, metricsName), offset); err != nil {
 		return nil, err
 	}
-	if t.metrics, err = openMetrics(filepath.Join(t.dir, "metrics.jsonl"), offset); err != nil {
+	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
+		t.metrics.close()
 		return nil, err
+	}
+	if st != nil && (!continued || len(changes) > 0) {
+		// A log begun here says which run it continues; a change says
+		// where it took effect.
+		r := &ResumeRecord{From: opts.Resume, Epoch: t.epoch, InEpoch: t.step, Step: t.global, Changes: changes}
+		if err := t.metrics.write(kindResume, r); err != nil {
+			return nil, err
+		}
 	}
 	w := opts.Progress
 	if w == nil {
@@ -319,7 +411,7 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		if !done {
-			path, err := t.save("last.ckpt")
+			path, err := t.save("")
 			if err != nil {
 				return nil, fmt.Errorf("%w; saving the checkpoint failed too: %v", ErrInterrupted, err)
 			}
@@ -339,24 +431,28 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 			t.lastKNN, em.KNNTop1 = &acc, &acc
 		}
 		t.prog.epoch(em)
-		if err := t.metrics.write(em); err != nil {
+		if err := t.metrics.write(kindEpoch, &em); err != nil {
 			return nil, err
 		}
+		if em.KNNTop1 != nil {
+			if err := t.metrics.write(kindEval, &EvalMetrics{Epoch: t.epoch, Step: t.global, KNNTop1: *em.KNNTop1}); err != nil {
+				return nil, err
+			}
+		}
+		epochFile := ""
+		if n := t.cfg.Run.CheckpointEvery; n > 0 && (t.epoch+1)%n == 0 {
+			epochFile = epochName(t.epoch)
+		}
 		t.epoch, t.step, t.epochLoss, t.epochWait = t.epoch+1, 0, 0, 0
-		path, err := t.save("last.ckpt")
+		path, err := t.save(epochFile)
 		if err != nil {
 			return nil, err
 		}
 		sum.Checkpoint = path
-		if n := t.cfg.Run.CheckpointEvery; n > 0 && t.epoch%n == 0 {
-			if _, err := t.save(fmt.Sprintf("epoch-%04d.ckpt", t.epoch)); err != nil {
-				return nil, err
-			}
-		}
 	}
 	t.prog.finish()
 	s := finish()
-	if err := writeJSON(filepath.Join(t.dir, "summary.json"), s); err != nil {
+	if err := writeJSON(filepath.Join(t.dir, summaryName), s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -417,8 +513,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			t.model.scaleGrads(2)
 		}
 		if !finite(loss) {
-			return false, fmt.Errorf("loss is %v at epoch %d step %d: training diverged; the last good checkpoint is %s — lower optim.lr or raise moco.tau and resume from it",
-				loss, t.epoch, t.step, filepath.Join(t.dir, "checkpoints", "last.ckpt"))
+			return false, t.diverged(loss)
 		}
 		t.opt.Step(lr)
 		if err := t.model.enqueue(index, labels); err != nil {
@@ -451,6 +546,17 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 	return true, nil
 }
 
+// diverged is the error of a loss that is not finite: it names the last
+// good checkpoint and how to go on from it, or says that none exists.
+func (t *trainer) diverged(loss float64) error {
+	msg := fmt.Sprintf("loss is %v at epoch %d step %d: training diverged", loss, t.epoch, t.step)
+	if t.lastCkpt == "" {
+		return fmt.Errorf("%s before the run wrote any checkpoint (none exists): start it again with a lower optim.lr or a higher moco.tau, with --force to replace this run directory", msg)
+	}
+	return fmt.Errorf("%s; the last good checkpoint is %s: resume from it with a lower optim.lr or a higher moco.tau, e.g. --resume %s --lr <lower> --allow-change optim.lr",
+		msg, t.lastCkpt, t.lastCkpt)
+}
+
 // pendingStats is a step whose metrics line waits for its statistics.
 type pendingStats struct {
 	m    StepMetrics
@@ -472,7 +578,7 @@ func (t *trainer) flushStats() error {
 
 // record writes a step's metrics line and shows it.
 func (t *trainer) record(m StepMetrics) error {
-	if err := t.metrics.write(m); err != nil {
+	if err := t.metrics.write(kindStep, &m); err != nil {
 		return err
 	}
 	t.prog.step(m)
