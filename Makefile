@@ -17,10 +17,17 @@ setup:
 build:
 	scripts/setup.sh build
 
-## demo: setup, then MoCHi pretraining on Fashion-MNIST (configs/fashion-mnist.yaml)
+## demo: setup, then MoCHi pretraining on Fashion-MNIST (configs/fashion-mnist.yaml);
+## a second `make demo` continues the run in $(DEMO_RUN) (a finished one is left as it is)
+DEMO_RUN = runs/fashion-mnist
 demo: setup
-	bin/mochi pretrain --config configs/fashion-mnist.yaml --dry-run
-	bin/mochi pretrain --config configs/fashion-mnist.yaml
+	@if [ -e $(DEMO_RUN)/checkpoints/last.ckpt ]; then \
+		echo "make demo: continuing the run in $(DEMO_RUN) (remove that folder to start over)"; \
+		bin/mochi pretrain --config configs/fashion-mnist.yaml --resume $(DEMO_RUN)/checkpoints/last.ckpt; \
+	else \
+		bin/mochi pretrain --config configs/fashion-mnist.yaml --dry-run && \
+		bin/mochi pretrain --config configs/fashion-mnist.yaml; \
+	fi
 
 ## test: setup (the cgo build needs OpenBLAS's headers, the tests the
 ## dataset), then vet, formatting, all tests
