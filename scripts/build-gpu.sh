@@ -157,7 +157,7 @@ if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
 	fi
-	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/backend/ ./cmd/mochi/
+	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./cmd/mochi/
 	go test -c -tags "gpu purego" -o /dev/null ./pkg/device/cuda
 	go build -tags gpu -o /dev/null ./cmd/mochi
 	echo "build-gpu: --check passed (GPU build vets and compiles)"

@@ -5,8 +5,8 @@ import (
 	"io"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
-	"github.com/mochi-ssl/mochi/pkg/device/backend"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/device/registry"
 )
 
 // openDevice opens the compute backend named by run.device (or --device),
@@ -14,7 +14,7 @@ import (
 // notes on log what does not apply: TF32 on a backend without it, an
 // environment that holds OpenBLAS to slower kernels.
 func openDevice(name string, tf32 bool, log io.Writer) (device.Backend, error) {
-	be, err := backend.Open(name)
+	be, err := registry.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -100,8 +100,8 @@ type MixShape struct {
 	B, D, K, N, S, SPrime int
 }
 
-// PlanCols is the width of a row of the mixing plan: 3·S + 2·SPrime.
-func (s MixShape) PlanCols() int { return 3*s.S + 2*s.SPrime }
+// DrawCols is the width of a row of the mixing draw: 3·S + 2·SPrime.
+func (s MixShape) DrawCols() int { return 3*s.S + 2*s.SPrime }
 
 // Backend is a device that stores buffers and runs the kernels.
 //
@@ -209,8 +209,8 @@ type Backend interface {
 	TopN(rows, cols, n int, x, idx Buffer)
 	// MixLogits writes the MoCHi extra logits out (out, B×(S+SPrime)) from
 	// q (B×D), the queue (K×D), the q·n similarities sim (B×K), the top-N
-	// indices top (Int32 B×N, from TopN) and the step's plan (B×(3S+2SPrime),
-	// pkg/hardneg's Plan.Tensor): row b of plan is
+	// indices top (Int32 B×N, from TopN) and the step's mixing draw (B×(3S+2SPrime),
+	// pkg/hardneg's MixDraw.Tensor): row b of draw is
 	// [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_SPrime, β_1…β_SPrime] with the ranks
 	// i, j, j′ ∈ [0, N) stored as exact float integers. For t < S,
 	// h = normalize(α_t·n_i + (1−α_t)·n_j) with i = top[b, i_t], j = top[b, j_t]
@@ -218,11 +218,11 @@ type Backend interface {
 	// with j = top[b, j′_t′] and out[b,S+t′] = q_b·h′.
 	// normalize(u) = u/max(‖u‖, 1e-12), as in L2Normalize. A rank outside
 	// [0, N) is an error (the CPU backend records it; a GPU writes NaN).
-	MixLogits(s MixShape, q, queue, sim, top, plan, out Buffer)
+	MixLogits(s MixShape, q, queue, sim, top, draw, out Buffer)
 	// MixLogitsBackward: dq (out, B×D) = Σ_t dout[b,t]·h_t with h, h' held
-	// constant; with gradThroughQ the path through q inside h' is added.
+	// constant; with gradThroughHPrime the path through q inside h' is added.
 	// The arguments are MixLogits'; dout is B×(S+SPrime).
-	MixLogitsBackward(s MixShape, q, queue, top, plan, dout Buffer, gradThroughQ bool, dq Buffer)
+	MixLogitsBackward(s MixShape, q, queue, top, draw, dout Buffer, gradThroughHPrime bool, dq Buffer)
 
 	// ScaleRows: out[r,c] (out) = g[r]·x[r,c] for x rows×cols and g rows
 	// (out may alias x). With rows = 1 it scales a whole buffer by a scalar

@@ -36,7 +36,7 @@ func BenchmarkMoCHiOverhead(b *testing.B) {
 	dm := hardneg.Dims{B: benchB, K: benchK, D: benchD, N: benchN, S: benchS, SPrime: benchSP}
 	q := randomUnitRows32(rng, benchB, benchD)
 	queue := randomUnitRows32(rng, benchK, benchD)
-	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	plan, err := hardneg.NewMixDraw(rng, benchB, benchN, benchS, benchSP)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func BenchmarkMoCHiOverhead(b *testing.B) {
 func BenchmarkLossStep(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	cfg := hardneg.Config{N: benchN, S: benchS, SPrime: benchSP, Tau: 0.2}
-	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	plan, err := hardneg.NewMixDraw(rng, benchB, benchN, benchS, benchSP)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func BenchmarkLossStep(b *testing.B) {
 		in := hardneg.Inputs{Query: bound("q", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
 			Key:   bound("k", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
 			Queue: bound("queue", randomUnitRows32(rng, benchK, benchD), benchK, benchD),
-			Plan:  bound("plan", pt.Data().([]float32), pt.Shape()...)}
+			Draw:  bound("plan", pt.Data().([]float32), pt.Shape()...)}
 		l, err := hardneg.Loss(in, cfg, true)
 		if err != nil {
 			b.Fatal(err)

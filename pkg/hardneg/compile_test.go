@@ -35,7 +35,7 @@ func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config,
 		if err != nil {
 			t.Fatal(err)
 		}
-		in.Plan = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
+		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
 	}
 	if cfg.ClassOracle {
 		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
@@ -139,8 +139,8 @@ func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 	for i, tc := range cases {
 		for _, through := range []bool{false, true} {
 			cfg := tc.cfg
-			cfg.GradThroughQueryMix = through
-			t.Run(fmt.Sprintf("%s/gradThroughQueryMix=%t", tc.name, through), func(t *testing.T) {
+			cfg.GradThroughHPrime = through
+			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
 				p := newProblem(uint64(70+i), tc.b, tc.k, tc.d, cfg, tc.classes)
 				want, err := runGraph(p, p.q, cfg, tc.mix, tensor.Float32)
 				if err != nil {

@@ -23,7 +23,7 @@
 //
 // q gets its gradient from every logit block, k from l_pos; the queue is a
 // constant. h and h′ are constants, as in the paper, so the synthetic
-// negatives add Σ g·h to ∂/∂q; Config.GradThroughQueryMix also
+// negatives add Σ g·h to ∂/∂q; Config.GradThroughHPrime also
 // differentiates the q inside h′. Gorgonia's multi-axis reductions are wrong
 // (DESIGN §5), so no Gorgonia op is used: each op here has its own backward
 // op, checked against finite differences of an independent float64
@@ -32,10 +32,10 @@
 // # Invariants
 //
 //   - Every op's Do is a pure function of its inputs: the randomness (i, j,
-//     α, β) is a Plan drawn beforehand from the trainer's seeded RNG and fed
+//     α, β) is a MixDraw drawn beforehand from the trainer's seeded RNG and fed
 //     as a tensor. Ranks index Q̃_N, which is the set of the N entries
 //     highest under (q·n descending, queue index ascending), listed in queue
-//     order, so a plan names the same entries on every run and backend.
+//     order, so a draw names the same entries on every run and backend.
 //   - Each op writes all its parameters (N, s, s′, τ, the gradient flag,
 //     the oracle) in WriteHash, so ops that differ stay distinct nodes.
 //   - Each op has two implementations of one function. Do (the

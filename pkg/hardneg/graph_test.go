@@ -143,7 +143,7 @@ func TestDistinctParametersStayDistinctNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := hardneg.Inputs{Query: mat("q", p.q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D),
-		Plan: G.NewMatrix(g, tensor.Float64, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))}
+		Draw: G.NewMatrix(g, tensor.Float64, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))}
 	build := func(c hardneg.Config) *hardneg.LossGraph {
 		l, err := hardneg.Loss(in, c, true)
 		if err != nil {
@@ -156,7 +156,7 @@ func TestDistinctParametersStayDistinctNodes(t *testing.T) {
 		t.Fatal("equal parameters gave distinct nodes: the merge this test relies on did not happen")
 	}
 	flag := cfg
-	flag.GradThroughQueryMix = true
+	flag.GradThroughHPrime = true
 	otherN := cfg
 	otherN.N = 5
 	otherTau := cfg

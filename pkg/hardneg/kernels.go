@@ -357,9 +357,9 @@ func selectHardest[T Float](c []candidate[T], n int) {
 	}
 }
 
-// planRow splits one query's row of the plan tensor into its columns.
+// drawRow splits one query's row of the plan tensor into its columns.
 // row: 3s+2s′ = [i…, j…, α…, j′…, β…].
-func planRow[T Float](row []T, s, sPrime int) (ri, rj, alpha, rjq, beta []T) {
+func drawRow[T Float](row []T, s, sPrime int) (ri, rj, alpha, rjq, beta []T) {
 	return row[:s], row[s : 2*s], row[2*s : 3*s], row[3*s : 3*s+sPrime], row[3*s+sPrime : 3*s+2*sPrime]
 }
 
@@ -391,12 +391,12 @@ func safeNorm[T Float](n2 T) T {
 // Norms are kept in the formulas, so the result is exact for inputs that are
 // not quite unit length. Synthesize builds h and h′ explicitly.
 // out: B×(s+s′), q: B×D, queue: K×D, sim: B×K (= q·Qᵀ), sel: B×N (SelectTopN),
-// plan: B×(3s+2s′) (Plan.Tensor).
+// plan: B×(3s+2s′) (MixDraw.Tensor).
 func MixLogits[T Float](out, q, queue, sim []T, sel []int32, plan []T, dm Dims) {
 	d, k, n, s, sp, e := dm.D, dm.K, dm.N, dm.S, dm.SPrime, dm.E()
 	norm2 := make([]T, k) // K: ‖n‖²
 	squaredNorms(norm2, queue, k, d)
-	cols := planCols(s, sp)
+	cols := drawCols(s, sp)
 	row := func(i int32) []T { return queue[int(i)*d : int(i+1)*d] }
 	parallelRows(dm.B, func(rows iter.Seq[int]) {
 		// q·n and ‖n‖² of Q̃_N gathered by rank (ascending addresses, as Q̃_N
@@ -408,7 +408,7 @@ func MixLogits[T Float](out, q, queue, sim []T, sel []int32, plan []T, dm Dims) 
 			for r, i := range selb {
 				simN[r], norm2N[r] = simb[i], norm2[i]
 			}
-			ri, rj, alpha, rjq, beta := planRow(plan[b*cols:(b+1)*cols], s, sp)
+			ri, rj, alpha, rjq, beta := drawRow(plan[b*cols:(b+1)*cols], s, sp)
 			outb := out[b*e : (b+1)*e]
 			for t := range s { // q·h
 				i, j, a := int(ri[t]), int(rj[t]), alpha[t]
@@ -445,12 +445,12 @@ func mixInto[T Float](dst, x, y []T, a T) T {
 // h: B×(s+s′)×D, q: B×D, queue: K×D, sel: B×N, plan: B×(3s+2s′).
 func Synthesize[T Float](h, q, queue []T, sel []int32, plan []T, dm Dims) {
 	d, n, s, sp, e := dm.D, dm.N, dm.S, dm.SPrime, dm.E()
-	cols := planCols(s, sp)
+	cols := drawCols(s, sp)
 	row := func(x []T, i int32) []T { return x[int(i)*d : int(i+1)*d] }
 	parallelRows(dm.B, func(rows iter.Seq[int]) {
 		for b := range rows {
 			selb := sel[b*n : (b+1)*n]
-			ri, rj, alpha, rjq, beta := planRow(plan[b*cols:(b+1)*cols], s, sp)
+			ri, rj, alpha, rjq, beta := drawRow(plan[b*cols:(b+1)*cols], s, sp)
 			hb := h[b*e*d : (b+1)*e*d]
 			for t := range s {
 				mixInto(hb[t*d:(t+1)*d], row(queue, selb[int(ri[t])]), row(queue, selb[int(rj[t])]), alpha[t])
@@ -464,21 +464,21 @@ func Synthesize[T Float](h, q, queue []T, sel []int32, plan []T, dm Dims) {
 
 // MixGrad computes dq = ∂(Σ g⊙extra)/∂q for the extra logits of MixLogits.
 // With h and h′ constants (the paper): dq_b = Σ_t g_bt h_bt + Σ_t′ g_bt′ h′_bt′.
-// With throughQuery, the q inside h′ is differentiated too, adding per h′
+// With gradThroughHPrime, the q inside h′ is differentiated too, adding per h′
 //
 //	∂(q·h′)/∂q − h′ = β (q − (q·h′) h′) / ‖β q + (1−β) n_j‖.
 //
 // dq: B×D, q: B×D, queue: K×D, sel: B×N, plan: B×(3s+2s′), g: B×(s+s′).
-func MixGrad[T Float](dq, q, queue []T, sel []int32, plan, g []T, dm Dims, throughQuery bool) {
+func MixGrad[T Float](dq, q, queue []T, sel []int32, plan, g []T, dm Dims, gradThroughHPrime bool) {
 	d, n, s, sp, e := dm.D, dm.N, dm.S, dm.SPrime, dm.E()
-	cols := planCols(s, sp)
+	cols := drawCols(s, sp)
 	row := func(x []T, i int32) []T { return x[int(i)*d : int(i+1)*d] }
 	parallelRows(dm.B, func(rows iter.Seq[int]) {
 		h := make([]T, d) // D: one synthetic negative at a time
 		for b := range rows {
 			qb, dqb, gb := q[b*d:(b+1)*d], dq[b*d:(b+1)*d], g[b*e:(b+1)*e]
 			selb := sel[b*n : (b+1)*n]
-			ri, rj, alpha, rjq, beta := planRow(plan[b*cols:(b+1)*cols], s, sp)
+			ri, rj, alpha, rjq, beta := drawRow(plan[b*cols:(b+1)*cols], s, sp)
 			clear(dqb)
 			for t := range s {
 				mixInto(h, row(queue, selb[int(ri[t])]), row(queue, selb[int(rj[t])]), alpha[t])
@@ -492,7 +492,7 @@ func MixGrad[T Float](dq, q, queue []T, sel []int32, plan, g []T, dm Dims, throu
 				for x := range dqb {
 					dqb[x] += gt * h[x]
 				}
-				if throughQuery {
+				if gradThroughHPrime {
 					c := gt * beta[t] / norm
 					qh := dot(qb, h)
 					for x := range dqb {

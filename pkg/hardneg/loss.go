@@ -12,7 +12,7 @@ type Inputs struct {
 	Query *G.Node // B×D: q = normalize(head(f_q(x_q)))
 	Key   *G.Node // B×D: k = normalize(head(f_k(x_k))); the trainer does not differentiate it
 	Queue *G.Node // K×D: the queue; a constant for the gradient
-	Plan  *G.Node // B×(3s+2s′): Plan.Tensor; needed only when mixing
+	Draw  *G.Node // B×(3s+2s′): MixDraw.Tensor; needed only when mixing
 
 	QueryLabels *G.Node // B: the queries' labels, with Config.ClassOracle
 	QueueLabels *G.Node // K: the queue entries' labels, with Config.ClassOracle
@@ -55,8 +55,8 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 	if cfg.ClassOracle && (in.QueryLabels == nil || in.QueueLabels == nil) {
 		return nil, fmt.Errorf("hardneg: the class oracle needs the QueryLabels and QueueLabels nodes")
 	}
-	if mix && in.Plan == nil {
-		return nil, fmt.Errorf("hardneg: mixing needs the Plan node (a B×(3s+2s′) tensor from Plan.Tensor)")
+	if mix && in.Draw == nil {
+		return nil, fmt.Errorf("hardneg: mixing needs the Draw node (a B×(3s+2s′) tensor from MixDraw.Tensor)")
 	}
 	l := &LossGraph{cfg: cfg, dims: Dims{B: qs[0], K: queue[0], D: qs[1], N: cfg.N}}
 	var labelNodes G.Nodes
@@ -81,8 +81,8 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 			return nil, err
 		}
 		// synthetic negatives' logits [q·h, q·h′]: B×(s+s′)
-		mixer := newMixOp(l.dims, cfg.GradThroughQueryMix)
-		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Plan); err != nil {
+		mixer := newMixOp(l.dims, cfg.GradThroughHPrime)
+		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Draw); err != nil {
 			return nil, err
 		}
 		logits = append(logits, l.Extra)

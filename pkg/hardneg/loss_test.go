@@ -72,7 +72,7 @@ func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool, dt tensor.Dt
 		if err != nil {
 			return result{}, err
 		}
-		in.Plan = G.NewMatrix(g, dt, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
+		in.Draw = G.NewMatrix(g, dt, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
 	}
 	if p.queryLab != nil {
 		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
@@ -197,14 +197,14 @@ func TestForwardMatchesReference(t *testing.T) {
 // TestGradientsByFiniteDifferences checks ∂loss/∂q and ∂loss/∂k of the
 // float64 graph against central differences of the reference loss, in both
 // gradient modes. With h′ detached the reference keeps the q inside h′ at
-// its unperturbed value; with GradThroughQueryMix it moves with q.
+// its unperturbed value; with GradThroughHPrime it moves with q.
 func TestGradientsByFiniteDifferences(t *testing.T) {
 	const eps = 1e-6
 	for i, tc := range forwardCases {
 		for _, through := range []bool{false, true} {
 			cfg := tc.cfg
-			cfg.GradThroughQueryMix = through
-			t.Run(fmt.Sprintf("%s/gradThroughQueryMix=%t", tc.name, through), func(t *testing.T) {
+			cfg.GradThroughHPrime = through
+			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
 				p := newProblem(uint64(40+i), tc.b, tc.k, tc.d, cfg, tc.classes)
 				mixes := tc.mix && cfg.S+cfg.SPrime > 0
 				r, err := runGraph(p, p.q, cfg, tc.mix, tensor.Float64)
@@ -250,7 +250,7 @@ func TestGradientModesDiffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.GradThroughQueryMix = true
+	cfg.GradThroughHPrime = true
 	through, err := runGraph(p, p.q, cfg, true, tensor.Float64)
 	if err != nil {
 		t.Fatal(err)

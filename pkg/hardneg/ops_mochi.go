@@ -113,17 +113,17 @@ func (op topNOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) 
 // ---- extra logits [q·h, q·h′] ----
 
 // mixOp computes MoCHi's extra logits (B×(s+s′)) from q (B×D), the queue
-// (K×D), l_neg (B×K, = q·Qᵀ), Q̃_N (int32 B×N, topNOp) and the plan
-// (B×(3s+2s′), Plan.Tensor); see MixLogits. Only q gets a gradient.
+// (K×D), l_neg (B×K, = q·Qᵀ), Q̃_N (int32 B×N, topNOp) and the draw
+// (B×(3s+2s′), MixDraw.Tensor); see MixLogits. Only q gets a gradient.
 type mixOp struct {
 	opBase
-	dm           Dims
-	throughQuery bool
+	dm                Dims
+	gradThroughHPrime bool
 }
 
-func newMixOp(dm Dims, throughQuery bool) mixOp {
-	return mixOp{opBase{fmt.Sprintf("MoCHiMix{B=%d, K=%d, D=%d, N=%d, s=%d, s′=%d, gradThroughQueryMix=%t}",
-		dm.B, dm.K, dm.D, dm.N, dm.S, dm.SPrime, throughQuery)}, dm, throughQuery}
+func newMixOp(dm Dims, gradThroughHPrime bool) mixOp {
+	return mixOp{opBase{fmt.Sprintf("MoCHiMix{B=%d, K=%d, D=%d, N=%d, s=%d, s′=%d, gradThroughHPrime=%t}",
+		dm.B, dm.K, dm.D, dm.N, dm.S, dm.SPrime, gradThroughHPrime)}, dm, gradThroughHPrime}
 }
 
 func (mixOp) Arity() int { return 5 }
@@ -151,7 +151,7 @@ func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, queue, sim, sel, plan := s[0], s[1], s[2], s[3], s[4]
+	q, queue, sim, sel, draw := s[0], s[1], s[2], s[3], s[4]
 	b, k := q[0], queue[0]
 	switch {
 	case q[1] != queue[1]:
@@ -160,8 +160,8 @@ func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 		return nil, fmt.Errorf("hardneg: similarities are %v, want B×K = %d×%d", sim, b, k)
 	case !sel.Eq(tensor.Shape{b, op.dm.N}):
 		return nil, fmt.Errorf("hardneg: Q̃_N is %v, want B×N = %d×%d", sel, b, op.dm.N)
-	case !plan.Eq(tensor.Shape{b, planCols(op.dm.S, op.dm.SPrime)}):
-		return nil, fmt.Errorf("hardneg: plan is %v, want B×(3s+2s′) = %d×%d; draw it with NewPlan(rng, B, N, s, s′)", plan, b, planCols(op.dm.S, op.dm.SPrime))
+	case !draw.Eq(tensor.Shape{b, drawCols(op.dm.S, op.dm.SPrime)}):
+		return nil, fmt.Errorf("hardneg: the mixing draw is %v, want B×(3s+2s′) = %d×%d; draw it with NewMixDraw(rng, B, N, s, s′)", draw, b, drawCols(op.dm.S, op.dm.SPrime))
 	}
 	return tensor.Shape{b, op.dm.E()}, nil
 }
@@ -171,10 +171,10 @@ func (op mixOp) Do(in ...G.Value) (G.Value, error) {
 		func(in []G.Value) (G.Value, error) { return mixDo[float64](op, in) })
 }
 
-// selection returns Q̃_N's indices and checks them, and the plan's ranks
-// against N, so a plan drawn for another N fails instead of indexing out of
+// selection returns Q̃_N's indices and checks them, and the draw's ranks
+// against N, so a draw made for another N fails instead of indexing out of
 // range.
-func selection[T Float](v G.Value, plan []T, dm Dims) ([]int32, error) {
+func selection[T Float](v G.Value, draw []T, dm Dims) ([]int32, error) {
 	sel, ok := v.Data().([]int32)
 	if !ok {
 		return nil, fmt.Errorf("hardneg: Q̃_N of %v, want int32 queue indices", v.Dtype())
@@ -184,13 +184,13 @@ func selection[T Float](v G.Value, plan []T, dm Dims) ([]int32, error) {
 			return nil, fmt.Errorf("hardneg: Q̃_N holds %v, not a queue index in [0, %d)", i, dm.K)
 		}
 	}
-	cols := planCols(dm.S, dm.SPrime)
+	cols := drawCols(dm.S, dm.SPrime)
 	for b := range dm.B {
-		ri, rj, _, rjq, _ := planRow(plan[b*cols:(b+1)*cols], dm.S, dm.SPrime)
+		ri, rj, _, rjq, _ := drawRow(draw[b*cols:(b+1)*cols], dm.S, dm.SPrime)
 		for _, ranks := range [][]T{ri, rj, rjq} {
 			for _, r := range ranks {
 				if r < 0 || int(r) >= dm.N || T(int(r)) != r {
-					return nil, fmt.Errorf("hardneg: plan rank %v outside [0, N = %d); draw the plan with the op's N", r, dm.N)
+					return nil, fmt.Errorf("hardneg: mixing draw rank %v outside [0, N = %d); make the draw with the op's N", r, dm.N)
 				}
 			}
 		}
@@ -213,14 +213,14 @@ func mixDo[T Float](op mixOp, in []G.Value) (G.Value, error) {
 	return dense(out, dm.B, dm.E()), nil
 }
 
-// SymDiff: ∂/∂q from mixGradOp (h, h′ constant unless gradThroughQueryMix).
+// SymDiff: ∂/∂q from mixGradOp (h, h′ constant unless gradThroughHPrime).
 func (op mixOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	dq, err := G.ApplyOp(mixGradOp{opBase{op.name + "Grad"}, op}, in[0], in[1], in[3], in[4], grad)
 	return G.Nodes{dq, nil, nil, nil, nil}, err
 }
 
 // mixGradOp computes ∂(Σ g⊙extra)/∂q (B×D) from q, the queue, Q̃_N, the
-// plan and g (B×(s+s′)); see MixGrad.
+// draw and g (B×(s+s′)); see MixGrad.
 type mixGradOp struct {
 	opBase
 	fwd mixOp
@@ -234,7 +234,7 @@ func (mixGradOp) Type() hm.Type {
 
 // Exec runs the backend's MixLogitsBackward.
 func (op mixGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
-	be.MixLogitsBackward(op.fwd.shape(), in[0], in[1], in[2], in[3], in[4], op.fwd.throughQuery, out)
+	be.MixLogitsBackward(op.fwd.shape(), in[0], in[1], in[2], in[3], in[4], op.fwd.gradThroughHPrime, out)
 	return nil
 }
 
@@ -262,7 +262,7 @@ func mixGradDo[T Float](op mixGradOp, in []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	dq := make([]T, dm.B*dm.D)
-	MixGrad(dq, x[0], x[1], sel, x[2], x[3], dm, op.fwd.throughQuery)
+	MixGrad(dq, x[0], x[1], sel, x[2], x[3], dm, op.fwd.gradThroughHPrime)
 	return dense(dq, dm.B, dm.D), nil
 }
 

@@ -17,7 +17,7 @@ type problem struct {
 	B, K, D          int
 	q, k, queue      []float64 // B×D, B×D, K×D
 	queryLab, queLab []float64 // B, K; nil without labels
-	plan             *hardneg.Plan
+	plan             *hardneg.MixDraw
 }
 
 func unitRows(rng *rand.Rand, rows, d int) []float64 {
@@ -48,7 +48,7 @@ func newProblem(seed uint64, b, k, d int, cfg hardneg.Config, classes int) probl
 			p.queLab[i] = float64(rng.IntN(classes))
 		}
 	}
-	plan, err := hardneg.NewPlan(rng, b, max(cfg.N, 1), cfg.S, cfg.SPrime)
+	plan, err := hardneg.NewMixDraw(rng, b, max(cfg.N, 1), cfg.S, cfg.SPrime)
 	if err != nil {
 		panic(err)
 	}

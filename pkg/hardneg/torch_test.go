@@ -20,13 +20,13 @@ type torchCase struct {
 	SPrime      int         `json:"s_prime"`
 	Tau         float64     `json:"tau"`
 	GradThrough bool        `json:"grad_through_hprime"`
-	Plan        torchPlan   `json:"plan"`
+	Draw        torchDraw   `json:"plan"`
 	QueryLabels []float64   `json:"query_labels,omitempty"` // B, with the class oracle
 	QueueLabels []float64   `json:"queue_labels,omitempty"` // K, with the class oracle
 }
 
-// torchPlan is a hardneg.Plan as B×s and B×s′ lists.
-type torchPlan struct {
+// torchDraw is a hardneg.MixDraw as B×s and B×s′ lists.
+type torchDraw struct {
 	I     [][]int32   `json:"i"`
 	J     [][]int32   `json:"j"`
 	Alpha [][]float64 `json:"alpha"`
@@ -61,8 +61,8 @@ func newTorchCase(p problem, cfg hardneg.Config) torchCase {
 	s, sp := cfg.S, cfg.SPrime
 	c := torchCase{
 		Q: rowsOf(p.q, p.B, p.D), K: rowsOf(p.k, p.B, p.D), Queue: rowsOf(p.queue, p.K, p.D),
-		N: cfg.N, S: s, SPrime: sp, Tau: cfg.Tau, GradThrough: cfg.GradThroughQueryMix,
-		Plan: torchPlan{I: rowsOf(p.plan.I, p.B, s), J: rowsOf(p.plan.J, p.B, s), Alpha: rowsOf(widen(p.plan.Alpha), p.B, s),
+		N: cfg.N, S: s, SPrime: sp, Tau: cfg.Tau, GradThrough: cfg.GradThroughHPrime,
+		Draw: torchDraw{I: rowsOf(p.plan.I, p.B, s), J: rowsOf(p.plan.J, p.B, s), Alpha: rowsOf(widen(p.plan.Alpha), p.B, s),
 			JQ: rowsOf(p.plan.JQ, p.B, sp), Beta: rowsOf(widen(p.plan.Beta), p.B, sp)},
 	}
 	if cfg.ClassOracle {
@@ -101,8 +101,8 @@ func TestLossMatchesTorch(t *testing.T) {
 	} {
 		for _, through := range []bool{false, true} {
 			c := base
-			c.cfg.GradThroughQueryMix = through
-			c.name = fmt.Sprintf("%s/gradThroughQueryMix=%t", base.name, through)
+			c.cfg.GradThroughHPrime = through
+			c.name = fmt.Sprintf("%s/gradThroughHPrime=%t", base.name, through)
 			cases = append(cases, c)
 		}
 	}

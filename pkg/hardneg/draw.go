@@ -7,11 +7,11 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Plan is the randomness of one step of hard-negative mixing, drawn before
+// MixDraw is the randomness of one step of hard-negative mixing, drawn before
 // the data is known so that the mixing op is a pure function of its inputs.
 // Ranks index Q̃_N, the query's N hardest queue entries, listed in queue
 // index order (see SelectTopN).
-type Plan struct {
+type MixDraw struct {
 	B, N, S, SPrime int
 	I, J            []int32   // B×s ranks of n_i and n_j in h = normalize(α n_i + (1−α) n_j)
 	Alpha           []float32 // B×s, α ~ U(0, 1)
@@ -19,14 +19,14 @@ type Plan struct {
 	Beta            []float32 // B×s′, β ~ U(0, 0.5)
 }
 
-// NewPlan draws a plan for b queries from rng (which the trainer owns and
+// NewMixDraw draws the mixing for b queries from rng (which the trainer owns and
 // seeds): per query, s triples (i, j, α) then s′ pairs (j, β), with i and j
 // uniform on [0, N) (i = j allowed).
-func NewPlan(rng *rand.Rand, b, n, s, sPrime int) (*Plan, error) {
+func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 	if b <= 0 || n <= 0 || s < 0 || sPrime < 0 || n > 1<<24 {
-		return nil, fmt.Errorf("hardneg: plan for B = %d, N = %d, s = %d, s′ = %d: B and N must be positive (N ≤ 2²⁴), s and s′ not negative", b, n, s, sPrime)
+		return nil, fmt.Errorf("hardneg: mixing draw for B = %d, N = %d, s = %d, s′ = %d: B and N must be positive (N ≤ 2²⁴), s and s′ not negative", b, n, s, sPrime)
 	}
-	p := &Plan{B: b, N: n, S: s, SPrime: sPrime,
+	p := &MixDraw{B: b, N: n, S: s, SPrime: sPrime,
 		I: make([]int32, b*s), J: make([]int32, b*s), Alpha: make([]float32, b*s),
 		JQ: make([]int32, b*sPrime), Beta: make([]float32, b*sPrime)}
 	for q := range b {
@@ -43,25 +43,25 @@ func NewPlan(rng *rand.Rand, b, n, s, sPrime int) (*Plan, error) {
 	return p, nil
 }
 
-// Cols is the width of the plan's tensor encoding: 3s + 2s′.
-func (p *Plan) Cols() int { return planCols(p.S, p.SPrime) }
+// Cols is the width of the draw's tensor encoding: 3s + 2s′.
+func (p *MixDraw) Cols() int { return drawCols(p.S, p.SPrime) }
 
-func planCols(s, sPrime int) int { return 3*s + 2*sPrime }
+func drawCols(s, sPrime int) int { return 3*s + 2*sPrime }
 
-// Tensor encodes the plan as a B×(3s+2s′) tensor of dt (Float32 or Float64)
+// Tensor encodes the draw as a B×(3s+2s′) tensor of dt (Float32 or Float64)
 // to feed the mixing op. Row b holds [i_1…i_s, j_1…j_s, α_1…α_s,
 // j′_1…j′_s′, β_1…β_s′]; ranks below 2²⁴ are exact in float32.
-func (p *Plan) Tensor(dt tensor.Dtype) (*tensor.Dense, error) {
+func (p *MixDraw) Tensor(dt tensor.Dtype) (*tensor.Dense, error) {
 	switch dt {
 	case tensor.Float32:
-		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodePlan[float32](p))), nil
+		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodeDraw[float32](p))), nil
 	case tensor.Float64:
-		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodePlan[float64](p))), nil
+		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodeDraw[float64](p))), nil
 	}
-	return nil, fmt.Errorf("hardneg: plan tensor of %v; use Float32 or Float64", dt)
+	return nil, fmt.Errorf("hardneg: mixing draw as a tensor of %v; use Float32 or Float64", dt)
 }
 
-func encodePlan[T Float](p *Plan) []T {
+func encodeDraw[T Float](p *MixDraw) []T {
 	s, sp, cols := p.S, p.SPrime, p.Cols()
 	out := make([]T, p.B*cols)
 	for b := range p.B {

@@ -41,9 +41,9 @@ func ksUniform(x []float32, hi float64) float64 {
 	return d
 }
 
-func TestPlanDistributions(t *testing.T) {
+func TestMixDrawDistributions(t *testing.T) {
 	const b, n, s, sp = 64, 16, 200, 100
-	p, err := hardneg.NewPlan(rand.New(rand.NewPCG(2024, 7)), b, n, s, sp)
+	p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(2024, 7)), b, n, s, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,16 +79,16 @@ func TestPlanDistributions(t *testing.T) {
 	}
 }
 
-func TestPlanSeeded(t *testing.T) {
-	draw := func(seed uint64) *hardneg.Plan {
-		p, err := hardneg.NewPlan(rand.New(rand.NewPCG(seed, 3)), 4, 10, 5, 3)
+func TestMixDrawSeeded(t *testing.T) {
+	draw := func(seed uint64) *hardneg.MixDraw {
+		p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(seed, 3)), 4, 10, 5, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
 	a, b, c := draw(1), draw(1), draw(2)
-	same := func(x, y *hardneg.Plan) bool {
+	same := func(x, y *hardneg.MixDraw) bool {
 		return slices.Equal(x.I, y.I) && slices.Equal(x.J, y.J) && slices.Equal(x.Alpha, y.Alpha) &&
 			slices.Equal(x.JQ, y.JQ) && slices.Equal(x.Beta, y.Beta)
 	}
@@ -100,8 +100,8 @@ func TestPlanSeeded(t *testing.T) {
 	}
 }
 
-func TestPlanTensorLayout(t *testing.T) {
-	p, err := hardneg.NewPlan(rand.New(rand.NewPCG(5, 5)), 3, 7, 4, 2)
+func TestMixDrawTensorLayout(t *testing.T) {
+	p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(5, 5)), 3, 7, 4, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +143,11 @@ func TestPlanTensorLayout(t *testing.T) {
 	}
 }
 
-func TestPlanRejectsBadSizes(t *testing.T) {
+func TestMixDrawRejectsBadSizes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, c := range [][4]int{{0, 4, 1, 1}, {2, 0, 1, 1}, {2, 4, -1, 1}, {2, 4, 1, -1}} {
-		if _, err := hardneg.NewPlan(rng, c[0], c[1], c[2], c[3]); err == nil {
-			t.Errorf("NewPlan(B=%d, N=%d, s=%d, s′=%d) returned no error", c[0], c[1], c[2], c[3])
+		if _, err := hardneg.NewMixDraw(rng, c[0], c[1], c[2], c[3]); err == nil {
+			t.Errorf("NewMixDraw(B=%d, N=%d, s=%d, s′=%d) returned no error", c[0], c[1], c[2], c[3])
 		}
 	}
 }
