@@ -16,17 +16,17 @@ func Add(a, b *gorgonia.Node) (*gorgonia.Node, error) {
 	if !a.Shape().Eq(b.Shape()) {
 		return nil, fmt.Errorf("Add: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
-	return apply(&addOp{base: base{out: a.Shape()}}, a, b)
+	return apply(&addOp{OpBase: OpBase{out: a.Shape()}}, a, b)
 }
 
 // addOp is y = a + b.
-type addOp struct{ base }
+type addOp struct{ OpBase }
 
 func (op *addOp) Arity() int                                     { return 2 }
 func (op *addOp) Type() hm.Type                                  { r := len(op.out); return fnType(r, r, r) }
 func (op *addOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *addOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *addOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *addOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *addOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *addOp) String() string                                 { return fmt.Sprintf("Add{%s}", shapeString(op.out)) }
 func (op *addOp) DiffWRT(int) []bool                             { return []bool{true, true} }
 

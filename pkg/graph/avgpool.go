@@ -18,12 +18,12 @@ func GlobalAvgPool(x *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, err
 	}
 	xs := x.Shape()
-	return apply(&avgPoolOp{base: base{out: tensor.Shape{xs[0], xs[1]}}, n: xs[0], c: xs[1], h: xs[2], w: xs[3]}, x)
+	return apply(&avgPoolOp{OpBase: OpBase{out: tensor.Shape{xs[0], xs[1]}}, n: xs[0], c: xs[1], h: xs[2], w: xs[3]}, x)
 }
 
 // avgPoolOp is x N×C×H×W → y N×C, or with backward set dy N×C → dx N×C×H×W.
 type avgPoolOp struct {
-	base
+	OpBase
 	n, c, h, w int
 	backward   bool
 }
@@ -38,8 +38,8 @@ func (op *avgPoolOp) Type() hm.Type {
 }
 
 func (op *avgPoolOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *avgPoolOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *avgPoolOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *avgPoolOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *avgPoolOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *avgPoolOp) String() string {
 	name := "GlobalAvgPool"
 	if op.backward {

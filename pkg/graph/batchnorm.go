@@ -84,7 +84,7 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 	if st.mean == nil || st.statsGroups != s.Groups {
 		st.mean, st.inv, st.statsGroups = st.be.Alloc(device.Float32, s.Groups*s.C), st.be.Alloc(device.Float32, s.Groups*s.C), s.Groups
 	}
-	return apply(&bnOp{base: base{out: xs}, x: xs, s: s, st: st}, x, gamma, beta)
+	return apply(&bnOp{OpBase: OpBase{out: xs}, x: xs, s: s, st: st}, x, gamma, beta)
 }
 
 // bnOp is (x, γ, β) → y, or with backward set (x, y, dy, γ) → [dx | dγ | dβ]
@@ -92,7 +92,7 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 // three apart). The backward takes y only to be ordered after the forward
 // whose statistics it reads.
 type bnOp struct {
-	base
+	OpBase
 	x        tensor.Shape
 	s        device.BNShape
 	st       *BNState
@@ -115,8 +115,8 @@ func (op *bnOp) Type() hm.Type {
 }
 
 func (op *bnOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *bnOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *bnOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *bnOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *bnOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *bnOp) DiffWRT(int) []bool                             { return []bool{true, true, true} }
 func (op *bnOp) orderingOnly(i int) bool                        { return op.backward && i == 1 }
 func (op *bnOp) String() string {

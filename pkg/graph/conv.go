@@ -44,7 +44,7 @@ var convPassName = [...]string{"Conv2D", "Conv2DBackwardData", "Conv2DBackwardFi
 
 // convOp is one of the three passes of a convolution of shape s.
 type convOp struct {
-	base
+	OpBase
 	pass convPass
 	s    device.ConvShape
 }
@@ -55,14 +55,14 @@ func newConvOp(p convPass, s device.ConvShape) *convOp {
 		convBackData:   {s.N, s.C, s.H, s.W},
 		convBackFilter: {s.K, s.C, s.R, s.S},
 	}[p]
-	return &convOp{base: base{out: out}, pass: p, s: s}
+	return &convOp{OpBase: OpBase{out: out}, pass: p, s: s}
 }
 
 func (op *convOp) Arity() int                                     { return 2 }
 func (op *convOp) Type() hm.Type                                  { return fnType(4, 4, 4) }
 func (op *convOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *convOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *convOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *convOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *convOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *convOp) String() string {
 	return fmt.Sprintf("%s%+v", convPassName[op.pass], op.s)
 }

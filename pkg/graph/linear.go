@@ -21,7 +21,7 @@ func Linear(x, w, b *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, err
 	}
 	xs, ws := x.Shape(), w.Shape()
-	op := &linearOp{base: base{out: tensor.Shape{xs[0], ws[0]}}, n: xs[0], inF: xs[1], outF: ws[0]}
+	op := &linearOp{OpBase: OpBase{out: tensor.Shape{xs[0], ws[0]}}, n: xs[0], inF: xs[1], outF: ws[0]}
 	if ws[1] != op.inF {
 		return nil, fmt.Errorf("Linear: w is %v, want %d×%d for x %v", ws, op.outF, op.inF, xs)
 	}
@@ -51,7 +51,7 @@ var linearPassName = [...]string{"Linear", "LinearBackwardData", "LinearBackward
 
 // linearOp is one pass of a fully connected layer x N×in → y N×out.
 type linearOp struct {
-	base
+	OpBase
 	pass         linearPass
 	n, inF, outF int  // batch, input and output features
 	bias         bool // forward only: a third input b
@@ -78,10 +78,10 @@ func (op *linearOp) Type() hm.Type {
 }
 
 func (op *linearOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) {
-	return execDo(op, op.base.out, v)
+	return execDo(op, op.out, v)
 }
-func (op *linearOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op *linearOp) Hashcode() uint32      { return hashOf(op) }
+func (op *linearOp) WriteHash(h hash.Hash) { WriteHash(h, op) }
+func (op *linearOp) Hashcode() uint32      { return HashOf(op) }
 func (op *linearOp) String() string {
 	return fmt.Sprintf("%s{n=%d in=%d out=%d bias=%t}", linearPassName[op.pass], op.n, op.inF, op.outF, op.bias)
 }
@@ -119,7 +119,7 @@ func (op *linearOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.N
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	pass := func(p linearPass, out tensor.Shape, args ...*gorgonia.Node) (*gorgonia.Node, error) {
-		return apply(&linearOp{base: base{out: out}, pass: p, n: op.n, inF: op.inF, outF: op.outF}, args...)
+		return apply(&linearOp{OpBase: OpBase{out: out}, pass: p, n: op.n, inF: op.inF, outF: op.outF}, args...)
 	}
 	dx, err := pass(linearBackData, tensor.Shape{op.n, op.inF}, dy, in[1])
 	if err != nil {

@@ -23,12 +23,12 @@ func MaxPool2D(x *gorgonia.Node, size, stride, pad int) (*gorgonia.Node, error) 
 	if size < 1 || stride < 1 || pad < 0 || 2*pad > size || s.OutH() < 1 || s.OutW() < 1 {
 		return nil, fmt.Errorf("MaxPool2D: size %d, stride %d, pad %d do not fit input %v (pad must be at most size/2)", size, stride, pad, xs)
 	}
-	return apply(&maxPoolOp{base: base{out: tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}}, s: s}, x)
+	return apply(&maxPoolOp{OpBase: OpBase{out: tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}}, s: s}, x)
 }
 
 // maxPoolOp is the pooling x → y, or with backward set (x, dy) → dx.
 type maxPoolOp struct {
-	base
+	OpBase
 	s        device.PoolShape
 	backward bool
 }
@@ -48,8 +48,8 @@ func (op *maxPoolOp) Type() hm.Type {
 }
 
 func (op *maxPoolOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *maxPoolOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *maxPoolOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *maxPoolOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *maxPoolOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *maxPoolOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("MaxPool2DBackward{%+v}", op.s)
@@ -76,6 +76,6 @@ func (op *maxPoolOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	s := op.s
-	dx, err := apply(&maxPoolOp{base: base{out: tensor.Shape{s.N, s.C, s.H, s.W}}, s: s, backward: true}, in[0], dy)
+	dx, err := apply(&maxPoolOp{OpBase: OpBase{out: tensor.Shape{s.N, s.C, s.H, s.W}}, s: s, backward: true}, in[0], dy)
 	return gorgonia.Nodes{dx}, err
 }

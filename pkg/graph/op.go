@@ -18,7 +18,8 @@ import (
 // Kernel is an operator that runs on a device.Backend: it reads the
 // buffers of its inputs (in the order of the node's children) and writes
 // its output buffer, whose size is the node's shape. Every op of this
-// package implements it; Compile requires it of every node it executes.
+// package and of pkg/hardneg implements it; Compile requires it of every
+// node it executes.
 type Kernel interface {
 	Exec(be device.Backend, in []device.Buffer, out device.Buffer) error
 }
@@ -36,21 +37,24 @@ var (
 )
 
 // Host is the CPU backend that every op's Do (the TapeMachine path) runs on,
-// with one thread per available core.
+// with one thread per available core: an op is implemented once, as its
+// Exec, and the TapeMachine runs that Exec on host memory.
 func Host() device.Backend {
 	hostOnce.Do(func() { host = cpu.New(runtime.GOMAXPROCS(0)) })
 	return host
 }
 
-// hashOf is every op's Hashcode: the FNV hash of what WriteHash writes.
-func hashOf(op gorgonia.Op) uint32 {
+// HashOf is every op's Hashcode: the FNV hash of what WriteHash writes.
+func HashOf(op gorgonia.Op) uint32 {
 	h := fnv.New32a()
 	op.WriteHash(h)
 	return h.Sum32()
 }
 
-// writeHash writes an op's String, which names every parameter of the op.
-func writeHash(h hash.Hash, op fmt.Stringer) { fmt.Fprint(h, op.String()) }
+// WriteHash is every op's WriteHash: it writes the op's String, which names
+// every parameter of the op (shapes included), so that Gorgonia keeps ops
+// with different parameters as distinct nodes.
+func WriteHash(h hash.Hash, op fmt.Stringer) { fmt.Fprint(h, op.String()) }
 
 // fnType is the hm type of an op over float tensors of the given ranks,
 // inputs first, output last; rank 0 is a scalar.
@@ -70,9 +74,15 @@ func rankType(r int, of hm.Type) hm.Type {
 	return gorgonia.TensorType{Dims: r, Of: of}
 }
 
-// execDo is every op's Do: it wraps the input values' backing slices as host
-// buffers, allocates the output value and runs the kernel on Host.
+// execDo is the Do of an op of this package, whose output is float32.
 func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value, error) {
+	return HostDo(k, out, tensor.Float32, inputs)
+}
+
+// HostDo is every op's Do: it wraps the input values' backing slices as host
+// buffers, allocates the output value (of shape out and dtype dt, Float32 or
+// Int32) and runs the kernel on Host.
+func HostDo(k Kernel, out tensor.Shape, dt tensor.Dtype, inputs []gorgonia.Value) (gorgonia.Value, error) {
 	be := Host()
 	in := make([]device.Buffer, len(inputs))
 	for i, v := range inputs {
@@ -89,8 +99,17 @@ func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value
 		}
 		return gorgonia.NewF32(y[0]), be.Sync()
 	}
-	y := tensor.New(tensor.WithShape(out.Clone()...), tensor.Of(tensor.Float32))
-	if err := k.Exec(be, in, cpu.Wrap(y.Data().([]float32))); err != nil {
+	y := tensor.New(tensor.WithShape(out.Clone()...), tensor.Of(dt))
+	var yb device.Buffer
+	switch d := y.Data().(type) {
+	case []float32:
+		yb = cpu.Wrap(d)
+	case []int32:
+		yb = cpu.WrapInt32(d)
+	default:
+		return nil, fmt.Errorf("%v: output of %v; mochi's ops write float32 or int32", k, dt)
+	}
+	if err := k.Exec(be, in, yb); err != nil {
 		return nil, err
 	}
 	return y, be.Sync()
@@ -138,19 +157,27 @@ func shapeString(s tensor.Shape) string {
 	return str
 }
 
-// base holds what every op of this package shares: the static output shape
-// (graphs are built with known shapes) and the answers of the analysis
-// methods of gorgonia.Op.
-type base struct{ out tensor.Shape }
+// OpBase holds what every op of mochi shares, this package's and
+// pkg/hardneg's: the static output shape (graphs are built with known
+// shapes) and the answers of the analysis methods of gorgonia.Op. Beside it
+// an op has a String that names every parameter, WriteHash and Hashcode
+// from WriteHash and HashOf, a Do from HostDo, and an Exec (Kernel).
+type OpBase struct{ out tensor.Shape }
+
+// NewOpBase returns the base of an op whose output has shape out.
+func NewOpBase(out tensor.Shape) OpBase { return OpBase{out: out} }
+
+// Out is the output shape.
+func (b OpBase) Out() tensor.Shape { return b.out }
 
 // InferShape returns the output shape computed when the node was built.
-func (b base) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+func (b OpBase) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
 
 // ReturnsPtr is false: Do returns a fresh value.
-func (base) ReturnsPtr() bool { return false }
+func (OpBase) ReturnsPtr() bool { return false }
 
 // CallsExtern is false: the kernels run in the Go process.
-func (base) CallsExtern() bool { return false }
+func (OpBase) CallsExtern() bool { return false }
 
 // OverwritesInput is -1: no op writes into an input.
-func (base) OverwritesInput() int { return -1 }
+func (OpBase) OverwritesInput() int { return -1 }

@@ -12,12 +12,12 @@ import (
 
 // ReLU returns y = max(x, 0) elementwise, for x of any shape.
 func ReLU(x *gorgonia.Node) (*gorgonia.Node, error) {
-	return apply(&reluOp{base: base{out: x.Shape()}}, x)
+	return apply(&reluOp{OpBase: OpBase{out: x.Shape()}}, x)
 }
 
 // reluOp is y = max(x, 0), or with backward set dx = dy where y > 0 from (y, dy).
 type reluOp struct {
-	base
+	OpBase
 	backward bool
 }
 
@@ -37,8 +37,8 @@ func (op *reluOp) Type() hm.Type {
 }
 
 func (op *reluOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *reluOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *reluOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *reluOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *reluOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *reluOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("ReLUBackward{%s}", shapeString(op.out))
@@ -64,6 +64,6 @@ func (op *reluOp) SymDiff(_ gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Node
 	if op.backward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
-	dx, err := apply(&reluOp{base: op.base, backward: true}, y, dy)
+	dx, err := apply(&reluOp{OpBase: op.OpBase, backward: true}, y, dy)
 	return gorgonia.Nodes{dx}, err
 }

@@ -27,7 +27,7 @@ func SoftmaxCrossEntropy(logits, labels *gorgonia.Node, tau float32) (*gorgonia.
 	if !(tau > 0) {
 		return nil, fmt.Errorf("SoftmaxCrossEntropy: temperature tau must be positive, got %v", tau)
 	}
-	op := &softmaxCEOp{base: base{out: tensor.ScalarShape()}, rows: ls[0], cols: ls[1], tau: tau, ws: new(workspace)}
+	op := &softmaxCEOp{OpBase: OpBase{out: tensor.ScalarShape()}, rows: ls[0], cols: ls[1], tau: tau, ws: new(Workspace)}
 	return apply(op, logits, labels)
 }
 
@@ -37,11 +37,11 @@ func SoftmaxCrossEntropy(logits, labels *gorgonia.Node, tau float32) (*gorgonia.
 // the two share one workspace (per-row losses, probabilities, and the
 // unscaled gradient).
 type softmaxCEOp struct {
-	base
+	OpBase
 	rows, cols int
 	tau        float32
 	backward   bool
-	ws         *workspace
+	ws         *Workspace
 }
 
 func (op *softmaxCEOp) Arity() int {
@@ -61,8 +61,8 @@ func (op *softmaxCEOp) Type() hm.Type {
 }
 
 func (op *softmaxCEOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *softmaxCEOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *softmaxCEOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *softmaxCEOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
+func (op *softmaxCEOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *softmaxCEOp) DiffWRT(int) []bool                             { return []bool{true, false} }
 func (op *softmaxCEOp) String() string {
 	name := "SoftmaxCrossEntropy"
@@ -75,7 +75,7 @@ func (op *softmaxCEOp) String() string {
 // Exec computes the mean loss, or dlogits = dloss·(prob − onehot)/(τ·rows).
 func (op *softmaxCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	n := op.rows * op.cols
-	ws := op.ws.get(be, op.rows, n, n)
+	ws := op.ws.Float32s(be, op.rows, n, n)
 	loss, prob, grad := ws[0], ws[1], ws[2]
 	be.SoftmaxCrossEntropy(op.rows, op.cols, op.tau, in[0], in[1], loss, prob)
 	if !op.backward {

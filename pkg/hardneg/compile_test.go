@@ -23,19 +23,16 @@ func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config,
 	g := G.NewGraph()
 	mat := func(name string, x []float64, r, c int) *G.Node {
 		return G.NewMatrix(g, tensor.Float32, G.WithShape(r, c), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toDtype(x, tensor.Float32)))))
+			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toF32(x)))))
 	}
 	vec := func(name string, x []float64) *G.Node {
 		return G.NewVector(g, tensor.Float32, G.WithShape(len(x)), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toDtype(x, tensor.Float32)))))
+			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toF32(x)))))
 	}
 	in := hardneg.Inputs{Query: mat("q", p.q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D)}
 	if mix {
-		pt, err := p.plan.Tensor(tensor.Float32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
+		pt := p.draw.Tensor()
+		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("draw"), G.WithValue(pt))
 	}
 	if cfg.ClassOracle {
 		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
@@ -114,11 +111,11 @@ func relToMax(got, want []float64) float64 {
 }
 
 // TestCompiledLossMatchesTapeMachine runs the float32 loss graph compiled
-// for a backend (backend kernels: RowDot, GEMM, TopN, MixLogits, CopyCols,
-// MaskEqual, SoftmaxCrossEntropy, ScaleRows) and on the TapeMachine (the
-// host kernels of kernels.go), with and without mixing and the class
-// oracle, in both gradient modes, and compares every value. Both paths
-// round in float32 with different summation orders, hence 1e-5.
+// for a backend (a plan: buffers reused, views, kernels in one sequence)
+// and on the TapeMachine (each op's Exec on graph.Host, fresh values), with
+// and without mixing and the class oracle, in both gradient modes, and
+// compares every value. The two CPU backends differ in thread count, so
+// their kernels may split sums differently, hence 1e-5.
 func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 	const tol = 1e-5
 	be := cpu.New(2) // graph.Compile runs backend kernels only, as on a GPU
@@ -142,7 +139,7 @@ func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 			cfg.GradThroughHPrime = through
 			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
 				p := newProblem(uint64(70+i), tc.b, tc.k, tc.d, cfg, tc.classes)
-				want, err := runGraph(p, p.q, cfg, tc.mix, tensor.Float32)
+				want, err := runGraph(p, p.q, cfg, tc.mix)
 				if err != nil {
 					t.Fatal(err)
 				}

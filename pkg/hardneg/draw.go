@@ -44,37 +44,25 @@ func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 }
 
 // Cols is the width of the draw's tensor encoding: 3s + 2s′.
-func (p *MixDraw) Cols() int { return drawCols(p.S, p.SPrime) }
+func (p *MixDraw) Cols() int { return 3*p.S + 2*p.SPrime }
 
-func drawCols(s, sPrime int) int { return 3*s + 2*sPrime }
-
-// Tensor encodes the draw as a B×(3s+2s′) tensor of dt (Float32 or Float64)
-// to feed the mixing op. Row b holds [i_1…i_s, j_1…j_s, α_1…α_s,
-// j′_1…j′_s′, β_1…β_s′]; ranks below 2²⁴ are exact in float32.
-func (p *MixDraw) Tensor(dt tensor.Dtype) (*tensor.Dense, error) {
-	switch dt {
-	case tensor.Float32:
-		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodeDraw[float32](p))), nil
-	case tensor.Float64:
-		return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(encodeDraw[float64](p))), nil
-	}
-	return nil, fmt.Errorf("hardneg: mixing draw as a tensor of %v; use Float32 or Float64", dt)
-}
-
-func encodeDraw[T Float](p *MixDraw) []T {
+// Tensor encodes the draw as the B×(3s+2s′) float32 tensor that the
+// mixing op reads. Row b holds [i_1…i_s, j_1…j_s, α_1…α_s, j′_1…j′_s′,
+// β_1…β_s′]; ranks below 2²⁴ are exact in float32.
+func (p *MixDraw) Tensor() *tensor.Dense {
 	s, sp, cols := p.S, p.SPrime, p.Cols()
-	out := make([]T, p.B*cols)
+	out := make([]float32, p.B*cols)
 	for b := range p.B {
 		row := out[b*cols : (b+1)*cols]
 		for t := range s {
-			row[t] = T(p.I[b*s+t])
-			row[s+t] = T(p.J[b*s+t])
-			row[2*s+t] = T(p.Alpha[b*s+t])
+			row[t] = float32(p.I[b*s+t])
+			row[s+t] = float32(p.J[b*s+t])
+			row[2*s+t] = p.Alpha[b*s+t]
 		}
 		for t := range sp {
-			row[3*s+t] = T(p.JQ[b*sp+t])
-			row[3*s+sp+t] = T(p.Beta[b*sp+t])
+			row[3*s+t] = float32(p.JQ[b*sp+t])
+			row[3*s+sp+t] = p.Beta[b*sp+t]
 		}
 	}
-	return out
+	return tensor.New(tensor.WithShape(p.B, cols), tensor.WithBacking(out))
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
-	"gorgonia.org/tensor"
 )
 
 // torchCase is one problem as scripts/torch_mochi.py reads it.
@@ -62,8 +61,8 @@ func newTorchCase(p problem, cfg hardneg.Config) torchCase {
 	c := torchCase{
 		Q: rowsOf(p.q, p.B, p.D), K: rowsOf(p.k, p.B, p.D), Queue: rowsOf(p.queue, p.K, p.D),
 		N: cfg.N, S: s, SPrime: sp, Tau: cfg.Tau, GradThrough: cfg.GradThroughHPrime,
-		Draw: torchDraw{I: rowsOf(p.plan.I, p.B, s), J: rowsOf(p.plan.J, p.B, s), Alpha: rowsOf(widen(p.plan.Alpha), p.B, s),
-			JQ: rowsOf(p.plan.JQ, p.B, sp), Beta: rowsOf(widen(p.plan.Beta), p.B, sp)},
+		Draw: torchDraw{I: rowsOf(p.draw.I, p.B, s), J: rowsOf(p.draw.J, p.B, s), Alpha: rowsOf(widen(p.draw.Alpha), p.B, s),
+			JQ: rowsOf(p.draw.JQ, p.B, sp), Beta: rowsOf(widen(p.draw.Beta), p.B, sp)},
 	}
 	if cfg.ClassOracle {
 		c.QueryLabels, c.QueueLabels = p.queryLab, p.queLab
@@ -79,14 +78,15 @@ func flatten(x [][]float64) []float64 {
 	return out
 }
 
-// TestLossMatchesTorch compares the float64 loss and its gradients w.r.t. q
+// TestLossMatchesTorch compares the float32 loss and its gradients w.r.t. q
 // and k (TapeMachine) with scripts/torch_mochi.py, the paper's formulas in
 // PyTorch with autograd: torch.topk for Q̃_N, explicit normalised h and h′,
 // .detach() where the paper detaches, F.cross_entropy.
 func TestLossMatchesTorch(t *testing.T) {
-	// Both sides are float64 and differ only in the order of operations (the
-	// Go code forms q·h in closed form from q·n, PyTorch from explicit h).
-	const tol = 1e-10
+	// PyTorch runs in float64 on the same (float32-valued) inputs, and forms
+	// q·h from explicit h where the Go code uses the closed form from q·n:
+	// the difference is float32 rounding (observed ≤ 1.4e-7).
+	const tol = 2e-6
 	type tcase struct {
 		name    string
 		cfg     hardneg.Config
@@ -119,7 +119,7 @@ func TestLossMatchesTorch(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := runGraph(problems[i], problems[i].q, c.cfg, true, tensor.Float64)
+			got, err := runGraph(problems[i], problems[i].q, c.cfg, true)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -229,11 +229,7 @@ func (m *moco) step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabels
 	// q = normalize(head(f_q(x_q))) and the loss over [q·k, q·Qᵀ, q·h, q·h′]/τ
 	be.Upload(m.lossPlan.Buffer(m.qX), xq)
 	if m.mixing {
-		t, err := draw.Tensor(tensor.Float32)
-		if err != nil {
-			return 0, err
-		}
-		be.Upload(m.lossPlan.Buffer(m.drawIn), t.Data().([]float32))
+		be.Upload(m.lossPlan.Buffer(m.drawIn), draw.Tensor().Data().([]float32))
 	}
 	if s.Mix.ClassOracle {
 		for i, l := range qLabels {
