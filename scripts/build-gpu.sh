@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build-gpu.sh builds mochi's GPU binaries on a machine without a GPU
-# (DESIGN.md §6) and gathers what a GPU machine needs in .gpu/:
+# (docs/GPU.md, "CUDA build facts") and gathers what a GPU machine needs in .gpu/:
 #
 #   .gpu/cuda.test     the CUDA backend's tests (conformance suite + GPU checks)
 #   .gpu/mochi-gpu     the mochi binary built with -tags gpu (copy of bin/mochi-gpu;

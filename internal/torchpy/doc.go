@@ -1,6 +1,7 @@
 // Package torchpy runs the repository's PyTorch reference scripts
 // (scripts/*.py) from Go tests, with Debian's python3 and its python3-torch
-// (DESIGN.md, "PyTorch 1.13 CPU is in Debian").
+// (PyTorch 1.13 CPU, in Debian as python3-torch and python3-torchvision; run
+// with the system python3): the side-by-side reference for numerics.
 //
 // A test calls Python to get the interpreter, which skips the test in
 // -short mode (starting python3 with torch takes seconds) and when the

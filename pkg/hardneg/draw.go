@@ -10,7 +10,7 @@ import (
 // MixDraw is the randomness of one step of hard-negative mixing, drawn before
 // the data is known so that the mixing op is a pure function of its inputs.
 // Ranks index Q̃_N, the query's N hardest queue entries, listed in queue
-// index order (see SelectTopN).
+// index order (see device.Backend.TopN).
 type MixDraw struct {
 	B, N, S, SPrime int
 	I, J            []int32   // B×s ranks of n_i and n_j in h = normalize(α n_i + (1−α) n_j)
