@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -23,7 +22,7 @@ func MaxPool2D(x *gorgonia.Node, size, stride, pad int) (*gorgonia.Node, error) 
 	if size < 1 || stride < 1 || pad < 0 || 2*pad > size || s.OutH() < 1 || s.OutW() < 1 {
 		return nil, fmt.Errorf("MaxPool2D: size %d, stride %d, pad %d do not fit input %v (pad must be at most size/2)", size, stride, pad, xs)
 	}
-	return apply(&maxPoolOp{OpBase: OpBase{out: tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}}, s: s}, x)
+	return Apply(&maxPoolOp{OpBase: NewOpBase(tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}), s: s}, x)
 }
 
 // maxPoolOp is the pooling x → y, or with backward set (x, dy) → dx.
@@ -47,9 +46,6 @@ func (op *maxPoolOp) Type() hm.Type {
 	return fnType(4, 4)
 }
 
-func (op *maxPoolOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *maxPoolOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
-func (op *maxPoolOp) Hashcode() uint32                               { return HashOf(op) }
 func (op *maxPoolOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("MaxPool2DBackward{%+v}", op.s)
@@ -76,6 +72,6 @@ func (op *maxPoolOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	s := op.s
-	dx, err := apply(&maxPoolOp{OpBase: OpBase{out: tensor.Shape{s.N, s.C, s.H, s.W}}, s: s, backward: true}, in[0], dy)
+	dx, err := Apply(&maxPoolOp{OpBase: NewOpBase(tensor.Shape{s.N, s.C, s.H, s.W}), s: s, backward: true}, in[0], dy)
 	return gorgonia.Nodes{dx}, err
 }

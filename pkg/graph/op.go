@@ -44,18 +44,6 @@ func Host() device.Backend {
 	return host
 }
 
-// HashOf is every op's Hashcode: the FNV hash of what WriteHash writes.
-func HashOf(op gorgonia.Op) uint32 {
-	h := fnv.New32a()
-	op.WriteHash(h)
-	return h.Sum32()
-}
-
-// WriteHash is every op's WriteHash: it writes the op's String, which names
-// every parameter of the op (shapes included), so that Gorgonia keeps ops
-// with different parameters as distinct nodes.
-func WriteHash(h hash.Hash, op fmt.Stringer) { fmt.Fprint(h, op.String()) }
-
 // fnType is the hm type of an op over float tensors of the given ranks,
 // inputs first, output last; rank 0 is a scalar.
 func fnType(ranks ...int) hm.Type {
@@ -74,15 +62,10 @@ func rankType(r int, of hm.Type) hm.Type {
 	return gorgonia.TensorType{Dims: r, Of: of}
 }
 
-// execDo is the Do of an op of this package, whose output is float32.
-func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value, error) {
-	return HostDo(k, out, tensor.Float32, inputs)
-}
-
-// HostDo is every op's Do: it wraps the input values' backing slices as host
+// hostDo is every op's Do: it wraps the input values' backing slices as host
 // buffers, allocates the output value (of shape out and dtype dt, Float32 or
 // Int32) and runs the kernel on Host.
-func HostDo(k Kernel, out tensor.Shape, dt tensor.Dtype, inputs []gorgonia.Value) (gorgonia.Value, error) {
+func hostDo(k Kernel, out tensor.Shape, dt tensor.Dtype, inputs []gorgonia.Value) (gorgonia.Value, error) {
 	be := Host()
 	in := make([]device.Buffer, len(inputs))
 	for i, v := range inputs {
@@ -137,8 +120,19 @@ func checkRank(op string, what string, n *gorgonia.Node, r int) error {
 	return nil
 }
 
-// apply adds the op to the graph of its children.
-func apply(op gorgonia.Op, children ...*gorgonia.Node) (*gorgonia.Node, error) {
+// Op is what Apply takes: a Kernel with a String that names every
+// parameter, embedding OpBase, which supplies the rest of gorgonia.Op.
+type Op interface {
+	gorgonia.Op
+	Kernel
+	base() *OpBase
+}
+
+// Apply adds op to the graph of its children. Every op of mochi is added
+// through it: it points the op's OpBase at the op, so that WriteHash hashes
+// the op's String and Do runs its Exec.
+func Apply(op Op, children ...*gorgonia.Node) (*gorgonia.Node, error) {
+	op.base().self = op
 	return gorgonia.ApplyOp(op, children...)
 }
 
@@ -159,25 +153,55 @@ func shapeString(s tensor.Shape) string {
 
 // OpBase holds what every op of mochi shares, this package's and
 // pkg/hardneg's: the static output shape (graphs are built with known
-// shapes) and the answers of the analysis methods of gorgonia.Op. Beside it
-// an op has a String that names every parameter, WriteHash and Hashcode
-// from WriteHash and HashOf, a Do from HostDo, and an Exec (Kernel).
-type OpBase struct{ out tensor.Shape }
+// shapes), its dtype, and the methods of gorgonia.Op that follow from the
+// op's String and Exec — WriteHash writes String, which names every
+// parameter of the op (shapes included), so that Gorgonia keeps ops with
+// different parameters as distinct nodes; Do runs Exec on Host, so an op is
+// implemented once. An op embeds it, implements Arity, Type, String and
+// Exec (and SymDiff when differentiable), and is added with Apply.
+type OpBase struct {
+	out   tensor.Shape
+	dtype tensor.Dtype
+	self  interface {
+		Kernel
+		fmt.Stringer
+	} // the op embedding this base, set by Apply
+}
 
-// NewOpBase returns the base of an op whose output has shape out.
-func NewOpBase(out tensor.Shape) OpBase { return OpBase{out: out} }
+// NewOpBase returns the base of an op whose float32 output has shape out.
+func NewOpBase(out tensor.Shape) OpBase { return OpBase{out: out, dtype: tensor.Float32} }
+
+// NewInt32OpBase returns the base of an op whose output is int32 indices.
+func NewInt32OpBase(out tensor.Shape) OpBase { return OpBase{out: out, dtype: tensor.Int32} }
+
+func (b *OpBase) base() *OpBase { return b }
 
 // Out is the output shape.
-func (b OpBase) Out() tensor.Shape { return b.out }
+func (b *OpBase) Out() tensor.Shape { return b.out }
 
 // InferShape returns the output shape computed when the node was built.
-func (b OpBase) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+func (b *OpBase) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+
+// WriteHash writes the op's String.
+func (b *OpBase) WriteHash(h hash.Hash) { fmt.Fprint(h, b.self.String()) }
+
+// Hashcode is the FNV hash of what WriteHash writes.
+func (b *OpBase) Hashcode() uint32 {
+	h := fnv.New32a()
+	b.WriteHash(h)
+	return h.Sum32()
+}
+
+// Do runs the op's Exec on Host (the TapeMachine path).
+func (b *OpBase) Do(in ...gorgonia.Value) (gorgonia.Value, error) {
+	return hostDo(b.self, b.out, b.dtype, in)
+}
 
 // ReturnsPtr is false: Do returns a fresh value.
-func (OpBase) ReturnsPtr() bool { return false }
+func (*OpBase) ReturnsPtr() bool { return false }
 
 // CallsExtern is false: the kernels run in the Go process.
-func (OpBase) CallsExtern() bool { return false }
+func (*OpBase) CallsExtern() bool { return false }
 
 // OverwritesInput is -1: no op writes into an input.
-func (OpBase) OverwritesInput() int { return -1 }
+func (*OpBase) OverwritesInput() int { return -1 }

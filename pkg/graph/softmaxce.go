@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -27,8 +26,8 @@ func SoftmaxCrossEntropy(logits, labels *gorgonia.Node, tau float32) (*gorgonia.
 	if !(tau > 0) {
 		return nil, fmt.Errorf("SoftmaxCrossEntropy: temperature tau must be positive, got %v", tau)
 	}
-	op := &softmaxCEOp{OpBase: OpBase{out: tensor.ScalarShape()}, rows: ls[0], cols: ls[1], tau: tau, ws: new(Workspace)}
-	return apply(op, logits, labels)
+	op := &softmaxCEOp{OpBase: NewOpBase(tensor.ScalarShape()), rows: ls[0], cols: ls[1], tau: tau, ws: new(Workspace)}
+	return Apply(op, logits, labels)
 }
 
 // softmaxCEOp is (logits, labels) → mean loss, or with backward set
@@ -60,10 +59,7 @@ func (op *softmaxCEOp) Type() hm.Type {
 	return hm.NewFnType(logits, labels, a)
 }
 
-func (op *softmaxCEOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *softmaxCEOp) WriteHash(h hash.Hash)                          { WriteHash(h, op) }
-func (op *softmaxCEOp) Hashcode() uint32                               { return HashOf(op) }
-func (op *softmaxCEOp) DiffWRT(int) []bool                             { return []bool{true, false} }
+func (op *softmaxCEOp) DiffWRT(int) []bool { return []bool{true, false} }
 func (op *softmaxCEOp) String() string {
 	name := "SoftmaxCrossEntropy"
 	if op.backward {
@@ -95,6 +91,6 @@ func (op *softmaxCEOp) SymDiff(in gorgonia.Nodes, _, dloss *gorgonia.Node) (gorg
 	}
 	b := *op
 	b.backward, b.out = true, tensor.Shape{op.rows, op.cols}
-	dlogits, err := apply(&b, in[0], in[1], dloss)
+	dlogits, err := Apply(&b, in[0], in[1], dloss)
 	return gorgonia.Nodes{dlogits, nil}, err
 }

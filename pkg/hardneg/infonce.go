@@ -2,7 +2,6 @@ package hardneg
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -28,21 +27,16 @@ type infoNCEOp struct {
 	ws               *graph.Workspace // shared with the gradient op; see infoNCEBuffers
 }
 
-func newInfoNCEOp(b, k, e int, tau float64, hasExtra, oracle bool) infoNCEOp {
-	return infoNCEOp{graph.NewOpBase(tensor.ScalarShape()), b, k, e, tau, hasExtra, oracle, new(graph.Workspace)}
+func newInfoNCEOp(b, k, e int, tau float64, hasExtra, oracle bool) *infoNCEOp {
+	return &infoNCEOp{graph.NewOpBase(tensor.ScalarShape()), b, k, e, tau, hasExtra, oracle, new(graph.Workspace)}
 }
 
-func (op infoNCEOp) String() string {
+func (op *infoNCEOp) String() string {
 	return fmt.Sprintf("InfoNCE{B=%d, K=%d, E=%d, τ=%v, extra=%t, oracle=%t}", op.b, op.k, op.e, op.tau, op.hasExtra, op.oracle)
-}
-func (op infoNCEOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op infoNCEOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op infoNCEOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
 }
 
 // width is the number of logits per query, 1 + K + E.
-func (op infoNCEOp) width() int { return 1 + op.k + op.e }
+func (op *infoNCEOp) width() int { return 1 + op.k + op.e }
 
 // infoNCEBuffers are the backend scratch of the InfoNCE ops.
 type infoNCEBuffers struct {
@@ -56,7 +50,7 @@ type infoNCEBuffers struct {
 	colLabels, queueLabels device.Buffer
 }
 
-func (op infoNCEOp) buffers(be device.Backend) infoNCEBuffers {
+func (op *infoNCEOp) buffers(be device.Backend) infoNCEBuffers {
 	b := op.ws.Get(be, func(be device.Backend) []device.Buffer {
 		w := op.width()
 		bufs := []device.Buffer{be.Alloc(device.Float32, op.b*w), be.Alloc(device.Float32, op.b*w),
@@ -78,7 +72,7 @@ func (op infoNCEOp) buffers(be device.Backend) infoNCEBuffers {
 // forward assembles logits = [l_pos | l_neg | extra] (B×(1+K+E)) from the
 // op's inputs, masks the oracle's exclusions with −∞, and computes the
 // softmax and the per-query losses.
-func (op infoNCEOp) forward(be device.Backend, in []device.Buffer) infoNCEBuffers {
+func (op *infoNCEOp) forward(be device.Backend, in []device.Buffer) infoNCEBuffers {
 	ws, w := op.buffers(be), op.width()
 	be.CopyCols(op.b, 1, 0, w, 0, 1, in[0], ws.logits)
 	be.CopyCols(op.b, op.k, 0, w, 1, op.k, in[1], ws.logits)
@@ -95,7 +89,7 @@ func (op infoNCEOp) forward(be device.Backend, in []device.Buffer) infoNCEBuffer
 }
 
 // Exec: loss = Σ_b loss_b / B.
-func (op infoNCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *infoNCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	ws := op.forward(be, in)
 	be.Sum(ws.loss, out)
 	be.Scale(1/float32(op.b), out)
@@ -103,7 +97,7 @@ func (op infoNCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffe
 }
 
 // inputTypes are the types of the op's inputs, in order.
-func (op infoNCEOp) inputTypes() []hm.Type {
+func (op *infoNCEOp) inputTypes() []hm.Type {
 	t := []hm.Type{vecType, matType}
 	if op.hasExtra {
 		t = append(t, matType)
@@ -114,13 +108,13 @@ func (op infoNCEOp) inputTypes() []hm.Type {
 	return t
 }
 
-func (op infoNCEOp) Arity() int { return len(op.inputTypes()) }
+func (op *infoNCEOp) Arity() int { return len(op.inputTypes()) }
 
-func (op infoNCEOp) Type() hm.Type {
+func (op *infoNCEOp) Type() hm.Type {
 	return hm.NewFnType(append(op.inputTypes(), dtypeVar)...)
 }
 
-func (op infoNCEOp) DiffWRT(n int) []bool {
+func (op *infoNCEOp) DiffWRT(n int) []bool {
 	d := make([]bool, n)
 	for i := range op.logitBlocks() {
 		d[i] = true
@@ -129,14 +123,14 @@ func (op infoNCEOp) DiffWRT(n int) []bool {
 }
 
 // logitBlocks is the number of logit inputs: l_pos, l_neg and maybe extra.
-func (op infoNCEOp) logitBlocks() int {
+func (op *infoNCEOp) logitBlocks() int {
 	if op.hasExtra {
 		return 3
 	}
 	return 2
 }
 
-func (op infoNCEOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *infoNCEOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	ranks := make([]int, 0, 5)
 	for _, t := range op.inputTypes() {
 		ranks = append(ranks, t.(G.TensorType).Dims)
@@ -160,14 +154,14 @@ func (op infoNCEOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 // SymDiff: one infoNCEGradOp computes ∂loss/∂logits for the whole
 // B×(1+K+E) row block, and one infoNCEBlockOp per logit input takes its
 // columns out, so the backward computes the softmax once.
-func (op infoNCEOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dlogits, err := G.ApplyOp(infoNCEGradOp{graph.NewOpBase(tensor.Shape{op.b, op.width()}), op}, append(append(G.Nodes{}, in...), grad)...)
+func (op *infoNCEOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	dlogits, err := graph.Apply(&infoNCEGradOp{graph.NewOpBase(tensor.Shape{op.b, op.width()}), op}, append(append(G.Nodes{}, in...), grad)...)
 	if err != nil {
 		return nil, err
 	}
 	out := make(G.Nodes, len(in))
 	for i := range op.logitBlocks() {
-		if out[i], err = G.ApplyOp(newInfoNCEBlockOp(op, i, in[i].Shape()), dlogits); err != nil {
+		if out[i], err = graph.Apply(newInfoNCEBlockOp(op, i, in[i].Shape()), dlogits); err != nil {
 			return nil, err
 		}
 	}
@@ -181,24 +175,19 @@ func (op infoNCEOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 // (ScaleRows with one row: no host sync).
 type infoNCEGradOp struct {
 	graph.OpBase
-	fwd infoNCEOp
+	fwd *infoNCEOp
 }
 
-func (op infoNCEGradOp) Arity() int { return op.fwd.Arity() + 1 }
+func (op *infoNCEGradOp) Arity() int { return op.fwd.Arity() + 1 }
 
-func (op infoNCEGradOp) Type() hm.Type {
+func (op *infoNCEGradOp) Type() hm.Type {
 	return hm.NewFnType(append(op.fwd.inputTypes(), dtypeVar, matType)...)
 }
 
-func (op infoNCEGradOp) String() string        { return op.fwd.String() + "Grad" }
-func (op infoNCEGradOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op infoNCEGradOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op infoNCEGradOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
+func (op *infoNCEGradOp) String() string { return op.fwd.String() + "Grad" }
 
 // Exec writes g·(p − onehot(0))/(Bτ).
-func (op infoNCEGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *infoNCEGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	f := op.fwd
 	g := in[len(in)-1]
 	ws := f.forward(be, in[:len(in)-1])
@@ -213,12 +202,12 @@ func (op infoNCEGradOp) Exec(be device.Backend, in []device.Buffer, out device.B
 // (B×E).
 type infoNCEBlockOp struct {
 	graph.OpBase
-	fwd    infoNCEOp
+	fwd    *infoNCEOp
 	block  int
 	off, n int // the block's first column and width in the logits
 }
 
-func newInfoNCEBlockOp(fwd infoNCEOp, block int, shape tensor.Shape) infoNCEBlockOp {
+func newInfoNCEBlockOp(fwd *infoNCEOp, block int, shape tensor.Shape) *infoNCEBlockOp {
 	off, n := 0, 1
 	switch block {
 	case 1:
@@ -226,26 +215,21 @@ func newInfoNCEBlockOp(fwd infoNCEOp, block int, shape tensor.Shape) infoNCEBloc
 	case 2:
 		off, n = 1+fwd.k, fwd.e
 	}
-	return infoNCEBlockOp{graph.NewOpBase(shape.Clone()), fwd, block, off, n}
+	return &infoNCEBlockOp{graph.NewOpBase(shape.Clone()), fwd, block, off, n}
 }
 
-func (infoNCEBlockOp) Arity() int { return 1 }
+func (*infoNCEBlockOp) Arity() int { return 1 }
 
-func (op infoNCEBlockOp) Type() hm.Type {
+func (op *infoNCEBlockOp) Type() hm.Type {
 	return hm.NewFnType(matType, op.fwd.inputTypes()[op.block])
 }
 
-func (op infoNCEBlockOp) String() string {
+func (op *infoNCEBlockOp) String() string {
 	return fmt.Sprintf("%sGrad{block=%d}", op.fwd, op.block)
-}
-func (op infoNCEBlockOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op infoNCEBlockOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op infoNCEBlockOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
 }
 
 // Exec copies the block's columns.
-func (op infoNCEBlockOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *infoNCEBlockOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	f := op.fwd
 	be.CopyCols(f.b, f.width(), op.off, op.n, 0, op.n, in[0], out)
 	return nil

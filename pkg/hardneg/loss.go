@@ -6,6 +6,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/graph"
 )
 
 // Inputs are the graph nodes the loss reads, all Float32; labels are
@@ -73,30 +75,30 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 
 	var err error
 	// positive logits: B
-	if l.LPos, err = G.ApplyOp(newPositiveOp(l.dims.B, l.dims.D), in.Query, in.Key); err != nil {
+	if l.LPos, err = graph.Apply(newPositiveOp(l.dims.B, l.dims.D), in.Query, in.Key); err != nil {
 		return nil, err
 	}
 	// negative logits: B×K
-	if l.LNeg, err = G.ApplyOp(newNegativeOp(l.dims.B, l.dims.K, l.dims.D), in.Query, in.Queue); err != nil {
+	if l.LNeg, err = graph.Apply(newNegativeOp(l.dims.B, l.dims.K, l.dims.D), in.Query, in.Queue); err != nil {
 		return nil, err
 	}
 	logits := G.Nodes{l.LPos, l.LNeg}
 	if mix {
 		l.dims.S, l.dims.SPrime = cfg.S, cfg.SPrime
 		// Q̃_N, the N hardest negatives per query: B×N
-		if l.TopN, err = G.ApplyOp(newTopNOp(l.dims.B, l.dims.K, cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
+		if l.TopN, err = graph.Apply(newTopNOp(l.dims.B, l.dims.K, cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
 			return nil, err
 		}
 		// synthetic negatives' logits [q·h, q·h′]: B×(s+s′)
 		mixer := newMixOp(l.dims, cfg.GradThroughHPrime)
-		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Draw); err != nil {
+		if l.Extra, err = graph.Apply(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Draw); err != nil {
 			return nil, err
 		}
 		logits = append(logits, l.Extra)
 	}
 	// InfoNCE: cross-entropy of logits/τ with label 0, mean over the batch
 	ce := newInfoNCEOp(l.dims.B, l.dims.K, l.dims.E(), cfg.Tau, mix, cfg.ClassOracle)
-	if l.Loss, err = G.ApplyOp(ce, append(logits, labelNodes...)...); err != nil {
+	if l.Loss, err = graph.Apply(ce, append(logits, labelNodes...)...); err != nil {
 		return nil, err
 	}
 	if in.RecordStats {

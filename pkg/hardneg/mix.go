@@ -2,7 +2,6 @@ package hardneg
 
 import (
 	"fmt"
-	"hash"
 	"math"
 
 	"github.com/chewxy/hm"
@@ -32,38 +31,33 @@ type topNOp struct {
 	ws      *graph.Workspace // with the oracle: the masked copy of l_neg, B×K
 }
 
-func newTopNOp(b, k, n int, oracle bool) topNOp {
-	return topNOp{graph.NewOpBase(tensor.Shape{b, n}), b, k, n, oracle, new(graph.Workspace)}
+func newTopNOp(b, k, n int, oracle bool) *topNOp {
+	return &topNOp{graph.NewInt32OpBase(tensor.Shape{b, n}), b, k, n, oracle, new(graph.Workspace)}
 }
 
-func (op topNOp) Arity() int {
+func (op *topNOp) Arity() int {
 	if op.oracle {
 		return 3
 	}
 	return 1
 }
 
-func (op topNOp) Type() hm.Type {
+func (op *topNOp) Type() hm.Type {
 	if op.oracle {
 		return hm.NewFnType(matType, vecType, vecType, indexType)
 	}
 	return hm.NewFnType(matType, indexType)
 }
 
-func (op topNOp) String() string {
+func (op *topNOp) String() string {
 	return fmt.Sprintf("MoCHiTopN{B=%d, K=%d, N=%d, oracle=%t}", op.b, op.k, op.n, op.oracle)
 }
-func (op topNOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op topNOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op topNOp) DiffWRT(n int) []bool  { return make([]bool, n) }
-func (op topNOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+func (op *topNOp) DiffWRT(n int) []bool { return make([]bool, n) }
+func (op *topNOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, fmt.Errorf("hardneg: %v has no gradient", op)
 }
-func (op topNOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Int32, in)
-}
 
-func (op topNOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *topNOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	ranks := []int{2}
 	if op.oracle {
 		ranks = []int{2, 1, 1}
@@ -83,7 +77,7 @@ func (op topNOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 // candidates would get masked entries in Q̃_N; a GPU cannot report it
 // without a host sync, so callers check the labels first with
 // CheckCandidates.
-func (op topNOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *topNOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	sim := in[0]
 	if op.oracle {
 		sim = op.ws.Float32s(be, op.b*op.k)[0]
@@ -106,41 +100,36 @@ type mixOp struct {
 	gradThroughHPrime bool
 }
 
-func newMixOp(dm Dims, gradThroughHPrime bool) mixOp {
-	return mixOp{graph.NewOpBase(tensor.Shape{dm.B, dm.E()}), dm, gradThroughHPrime}
+func newMixOp(dm Dims, gradThroughHPrime bool) *mixOp {
+	return &mixOp{graph.NewOpBase(tensor.Shape{dm.B, dm.E()}), dm, gradThroughHPrime}
 }
 
-func (mixOp) Arity() int { return 5 }
+func (*mixOp) Arity() int { return 5 }
 
-func (mixOp) Type() hm.Type {
+func (*mixOp) Type() hm.Type {
 	return hm.NewFnType(matType, matType, matType, indexType, matType, matType)
 }
 
-func (op mixOp) String() string {
+func (op *mixOp) String() string {
 	d := op.dm
 	return fmt.Sprintf("MoCHiMix{B=%d, K=%d, D=%d, N=%d, s=%d, s′=%d, gradThroughHPrime=%t}",
 		d.B, d.K, d.D, d.N, d.S, d.SPrime, op.gradThroughHPrime)
 }
-func (op mixOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op mixOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (mixOp) DiffWRT(int) []bool       { return []bool{true, false, false, false, false} }
-func (op mixOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
+func (*mixOp) DiffWRT(int) []bool { return []bool{true, false, false, false, false} }
 
 // shape is the op's device.MixShape.
-func (op mixOp) shape() device.MixShape {
+func (op *mixOp) shape() device.MixShape {
 	d := op.dm
 	return device.MixShape{B: d.B, D: d.D, K: d.K, N: d.N, S: d.S, SPrime: d.SPrime}
 }
 
 // Exec runs the backend's MixLogits.
-func (op mixOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *mixOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.MixLogits(op.shape(), in[0], in[1], in[2], in[3], in[4], out)
 	return nil
 }
 
-func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapes(op, in, 2, 2, 2, 2, 2)
 	if err != nil {
 		return nil, err
@@ -161,8 +150,8 @@ func (op mixOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 // SymDiff: ∂/∂q from mixGradOp (h, h′ constant unless gradThroughHPrime).
-func (op mixOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dq, err := G.ApplyOp(mixGradOp{graph.NewOpBase(tensor.Shape{op.dm.B, op.dm.D}), op}, in[0], in[1], in[3], in[4], grad)
+func (op *mixOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	dq, err := graph.Apply(&mixGradOp{graph.NewOpBase(tensor.Shape{op.dm.B, op.dm.D}), op}, in[0], in[1], in[3], in[4], grad)
 	return G.Nodes{dq, nil, nil, nil, nil}, err
 }
 
@@ -170,24 +159,19 @@ func (op mixOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 // draw and g (B×(s+s′)); see device.Backend.MixLogitsBackward.
 type mixGradOp struct {
 	graph.OpBase
-	fwd mixOp
+	fwd *mixOp
 }
 
-func (mixGradOp) Arity() int { return 5 }
+func (*mixGradOp) Arity() int { return 5 }
 
-func (mixGradOp) Type() hm.Type {
+func (*mixGradOp) Type() hm.Type {
 	return hm.NewFnType(matType, matType, indexType, matType, matType, matType)
 }
 
-func (op mixGradOp) String() string        { return op.fwd.String() + "Grad" }
-func (op mixGradOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op mixGradOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op mixGradOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
+func (op *mixGradOp) String() string { return op.fwd.String() + "Grad" }
 
 // Exec runs the backend's MixLogitsBackward.
-func (op mixGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *mixGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.MixLogitsBackward(op.fwd.shape(), in[0], in[1], in[2], in[3], in[4], op.fwd.gradThroughHPrime, out)
 	return nil
 }

@@ -2,7 +2,6 @@ package hardneg
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -13,16 +12,17 @@ import (
 )
 
 // The Gorgonia ops of the MoCo/MoCHi loss follow pkg/graph's convention
-// (graph.OpBase): each is implemented once, as its Exec (graph.Kernel) over
-// device.Backend float32 buffers, so a plan compiled by graph.Compile keeps
-// the loss on the CPU or the GPU, and its Do runs that same Exec on
-// graph.Host for the TapeMachine. Each differentiable op has its own
+// (graph.OpBase, added with graph.Apply): each is implemented once, as its
+// Exec (graph.Kernel) over device.Backend float32 buffers, so a plan
+// compiled by graph.Compile keeps the loss on the CPU or the GPU, and its
+// Do (from graph.OpBase) runs that same Exec on graph.Host for the
+// TapeMachine. Each differentiable op has its own
 // backward op: Gorgonia's multi-axis reductions and several of its
 // gradients are wrong (docs/ARCHITECTURE.md, "Why mochi's own ops"), so the
 // loss is built from these ops only. Every op is a pure function of its
 // inputs and writes all its parameters, shapes included, in its String
-// (which WriteHash hashes), so ops with different parameters stay distinct
-// nodes.
+// (which graph.OpBase's WriteHash hashes), so ops with different parameters
+// stay distinct nodes.
 
 var (
 	dtypeVar = hm.TypeVariable('a')
@@ -56,21 +56,16 @@ type positiveOp struct {
 	b, d int
 }
 
-func newPositiveOp(b, d int) positiveOp { return positiveOp{graph.NewOpBase(tensor.Shape{b}), b, d} }
+func newPositiveOp(b, d int) *positiveOp { return &positiveOp{graph.NewOpBase(tensor.Shape{b}), b, d} }
 
-func (positiveOp) Arity() int         { return 2 }
-func (positiveOp) Type() hm.Type      { return hm.NewFnType(matType, matType, vecType) }
-func (positiveOp) DiffWRT(int) []bool { return []bool{true, true} }
-func (op positiveOp) String() string {
+func (*positiveOp) Arity() int         { return 2 }
+func (*positiveOp) Type() hm.Type      { return hm.NewFnType(matType, matType, vecType) }
+func (*positiveOp) DiffWRT(int) []bool { return []bool{true, true} }
+func (op *positiveOp) String() string {
 	return fmt.Sprintf("MoCoPositiveLogits{B=%d, D=%d}", op.b, op.d)
 }
-func (op positiveOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op positiveOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op positiveOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
 
-func (op positiveOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *positiveOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapes(op, in, 2, 2)
 	if err != nil {
 		return nil, err
@@ -82,18 +77,18 @@ func (op positiveOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 // Exec: l_pos = RowDot(q, k).
-func (op positiveOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *positiveOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.RowDot(op.b, op.d, in[0], in[1], out)
 	return nil
 }
 
 // SymDiff: ∂/∂q = g_b k_b, ∂/∂k = g_b q_b.
-func (op positiveOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dq, err := G.ApplyOp(newScaleRowsOp(op.b, op.d), grad, in[1])
+func (op *positiveOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	dq, err := graph.Apply(newScaleRowsOp(op.b, op.d), grad, in[1])
 	if err != nil {
 		return nil, err
 	}
-	dk, err := G.ApplyOp(newScaleRowsOp(op.b, op.d), grad, in[0])
+	dk, err := graph.Apply(newScaleRowsOp(op.b, op.d), grad, in[0])
 	return G.Nodes{dq, dk}, err
 }
 
@@ -103,23 +98,18 @@ type scaleRowsOp struct {
 	b, d int
 }
 
-func newScaleRowsOp(b, d int) scaleRowsOp {
-	return scaleRowsOp{graph.NewOpBase(tensor.Shape{b, d}), b, d}
+func newScaleRowsOp(b, d int) *scaleRowsOp {
+	return &scaleRowsOp{graph.NewOpBase(tensor.Shape{b, d}), b, d}
 }
 
-func (scaleRowsOp) Arity() int    { return 2 }
-func (scaleRowsOp) Type() hm.Type { return hm.NewFnType(vecType, matType, matType) }
-func (op scaleRowsOp) String() string {
+func (*scaleRowsOp) Arity() int    { return 2 }
+func (*scaleRowsOp) Type() hm.Type { return hm.NewFnType(vecType, matType, matType) }
+func (op *scaleRowsOp) String() string {
 	return fmt.Sprintf("MoCoPositiveLogitsGrad{B=%d, D=%d}", op.b, op.d)
-}
-func (op scaleRowsOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op scaleRowsOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op scaleRowsOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
 }
 
 // Exec: ScaleRows(g, x).
-func (op scaleRowsOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *scaleRowsOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.ScaleRows(op.b, op.d, in[0], in[1], out)
 	return nil
 }
@@ -133,23 +123,18 @@ type negativeOp struct {
 	b, k, d int
 }
 
-func newNegativeOp(b, k, d int) negativeOp {
-	return negativeOp{graph.NewOpBase(tensor.Shape{b, k}), b, k, d}
+func newNegativeOp(b, k, d int) *negativeOp {
+	return &negativeOp{graph.NewOpBase(tensor.Shape{b, k}), b, k, d}
 }
 
-func (negativeOp) Arity() int         { return 2 }
-func (negativeOp) Type() hm.Type      { return hm.NewFnType(matType, matType, matType) }
-func (negativeOp) DiffWRT(int) []bool { return []bool{true, false} }
-func (op negativeOp) String() string {
+func (*negativeOp) Arity() int         { return 2 }
+func (*negativeOp) Type() hm.Type      { return hm.NewFnType(matType, matType, matType) }
+func (*negativeOp) DiffWRT(int) []bool { return []bool{true, false} }
+func (op *negativeOp) String() string {
 	return fmt.Sprintf("MoCoNegativeLogits{B=%d, K=%d, D=%d}", op.b, op.k, op.d)
 }
-func (op negativeOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op negativeOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op negativeOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
 
-func (op negativeOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (op *negativeOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapes(op, in, 2, 2)
 	if err != nil {
 		return nil, err
@@ -161,34 +146,29 @@ func (op negativeOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 // Exec: l_neg = q·Qᵀ, one GEMM (cuBLAS on the GPU).
-func (op negativeOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *negativeOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.Gemm(false, true, op.b, op.k, op.d, 1, in[0], in[1], 0, out)
 	return nil
 }
 
 // SymDiff: ∂/∂q = g·Q.
-func (op negativeOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dq, err := G.ApplyOp(negativeGradOp{graph.NewOpBase(tensor.Shape{op.b, op.d}), op}, in[1], grad)
+func (op *negativeOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	dq, err := graph.Apply(&negativeGradOp{graph.NewOpBase(tensor.Shape{op.b, op.d}), op}, in[1], grad)
 	return G.Nodes{dq, nil}, err
 }
 
 // negativeGradOp computes g·Q (B×D) from the queue (K×D) and g (B×K).
 type negativeGradOp struct {
 	graph.OpBase
-	fwd negativeOp
+	fwd *negativeOp
 }
 
-func (negativeGradOp) Arity() int               { return 2 }
-func (negativeGradOp) Type() hm.Type            { return hm.NewFnType(matType, matType, matType) }
-func (op negativeGradOp) String() string        { return op.fwd.String() + "Grad" }
-func (op negativeGradOp) WriteHash(h hash.Hash) { graph.WriteHash(h, op) }
-func (op negativeGradOp) Hashcode() uint32      { return graph.HashOf(op) }
-func (op negativeGradOp) Do(in ...G.Value) (G.Value, error) {
-	return graph.HostDo(op, op.Out(), tensor.Float32, in)
-}
+func (*negativeGradOp) Arity() int        { return 2 }
+func (*negativeGradOp) Type() hm.Type     { return hm.NewFnType(matType, matType, matType) }
+func (op *negativeGradOp) String() string { return op.fwd.String() + "Grad" }
 
 // Exec: dq = g·Q, one GEMM.
-func (op negativeGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
+func (op *negativeGradOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	f := op.fwd
 	be.Gemm(false, false, f.b, f.d, f.k, 1, in[1], in[0], 0, out)
 	return nil
