@@ -20,28 +20,7 @@ import (
 // run's values.
 func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config, mix bool) result {
 	t.Helper()
-	g := G.NewGraph()
-	mat := func(name string, x []float64, r, c int) *G.Node {
-		return G.NewMatrix(g, tensor.Float32, G.WithShape(r, c), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toF32(x)))))
-	}
-	vec := func(name string, x []float64) *G.Node {
-		return G.NewVector(g, tensor.Float32, G.WithShape(len(x)), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toF32(x)))))
-	}
-	in := hardneg.Inputs{Query: mat("q", p.q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D)}
-	if mix {
-		pt := p.draw.Tensor()
-		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("draw"), G.WithValue(pt))
-	}
-	if cfg.ClassOracle {
-		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
-	}
-	l, err := hardneg.Loss(in, cfg, mix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grads, err := G.Grad(l.Loss, in.Query, in.Key)
+	g, l, grads, err := buildLoss(p, p.q, cfg, mix, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,19 +38,11 @@ func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config,
 		if b.DType() == device.Int32 {
 			x := make([]int32, b.Len())
 			be.DownloadInt32(x, b)
-			out := make([]float64, len(x))
-			for i, v := range x {
-				out[i] = float64(v)
-			}
-			return out
+			return toFloat64(tensor.New(tensor.WithBacking(x)))
 		}
 		x := make([]float32, b.Len())
 		be.Download(x, b)
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return toFloat64(tensor.New(tensor.WithBacking(x)))
 	}
 	var runs [2][][]float64
 	for i := range runs {

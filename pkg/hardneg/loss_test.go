@@ -47,9 +47,9 @@ func toFloat64(v G.Value) []float64 {
 	panic(fmt.Sprintf("value of %T", v.Data()))
 }
 
-// runGraph builds the float32 loss for p on the TapeMachine, with the
-// gradients w.r.t. q and k, runs it once and returns every value.
-func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool) (result, error) {
+// buildLoss builds, in a new graph, the float32 loss for p with q in place
+// of p.q, and its gradients w.r.t. q and k; record sets Inputs.RecordStats.
+func buildLoss(p problem, q []float64, cfg hardneg.Config, mix, record bool) (*G.ExprGraph, *hardneg.LossGraph, G.Nodes, error) {
 	g := G.NewGraph()
 	mat := func(name string, x []float64, r, c int) *G.Node {
 		return G.NewMatrix(g, tensor.Float32, G.WithShape(r, c), G.WithName(name),
@@ -59,7 +59,7 @@ func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool) (result, err
 		return G.NewVector(g, tensor.Float32, G.WithShape(len(x)), G.WithName(name),
 			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toF32(x)))))
 	}
-	in := hardneg.Inputs{Query: mat("q", q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D), RecordStats: true}
+	in := hardneg.Inputs{Query: mat("q", q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D), RecordStats: record}
 	if mix && cfg.S+cfg.SPrime > 0 {
 		pt := p.draw.Tensor()
 		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("draw"), G.WithValue(pt))
@@ -69,9 +69,16 @@ func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool) (result, err
 	}
 	l, err := hardneg.Loss(in, cfg, mix)
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
 	grads, err := G.Grad(l.Loss, in.Query, in.Key)
+	return g, l, grads, err
+}
+
+// runGraph builds the float32 loss for p on the TapeMachine, with the
+// gradients w.r.t. q and k, runs it once and returns every value.
+func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool) (result, error) {
+	g, l, grads, err := buildLoss(p, q, cfg, mix, true)
 	if err != nil {
 		return result{}, err
 	}
