@@ -21,7 +21,6 @@ func Add(a, b *gorgonia.Node) (*gorgonia.Node, error) {
 // addOp is y = a + b.
 type addOp struct{ OpBase }
 
-func (op *addOp) Arity() int         { return 2 }
 func (op *addOp) Type() hm.Type      { r := len(op.out); return fnType(r, r, r) }
 func (op *addOp) String() string     { return fmt.Sprintf("Add{%s}", shapeString(op.out)) }
 func (op *addOp) DiffWRT(int) []bool { return []bool{true, true} }

@@ -27,8 +27,6 @@ type avgPoolOp struct {
 	backward   bool
 }
 
-func (op *avgPoolOp) Arity() int { return 1 }
-
 func (op *avgPoolOp) Type() hm.Type {
 	if op.backward {
 		return fnType(2, 4)

@@ -98,13 +98,6 @@ type bnOp struct {
 	backward bool
 }
 
-func (op *bnOp) Arity() int {
-	if op.backward {
-		return 4
-	}
-	return 3
-}
-
 func (op *bnOp) Type() hm.Type {
 	r := len(op.x)
 	if op.backward {

@@ -57,7 +57,6 @@ func newConvOp(p convPass, s device.ConvShape) *convOp {
 	return &convOp{OpBase: NewOpBase(out), pass: p, s: s}
 }
 
-func (op *convOp) Arity() int    { return 2 }
 func (op *convOp) Type() hm.Type { return fnType(4, 4, 4) }
 func (op *convOp) String() string {
 	return fmt.Sprintf("%s%+v", convPassName[op.pass], op.s)

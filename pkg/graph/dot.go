@@ -26,7 +26,6 @@ type dotOp struct {
 	in tensor.Shape
 }
 
-func (op *dotOp) Arity() int         { return 2 }
 func (op *dotOp) Type() hm.Type      { r := len(op.in); return fnType(r, r, 0) }
 func (op *dotOp) String() string     { return fmt.Sprintf("Dot{%s}", shapeString(op.in)) }
 func (op *dotOp) DiffWRT(int) []bool { return []bool{true, true} }
@@ -52,7 +51,6 @@ func (op *dotOp) SymDiff(in gorgonia.Nodes, _, dz *gorgonia.Node) (gorgonia.Node
 // reading s back to the host.
 type scaleOp struct{ OpBase }
 
-func (op *scaleOp) Arity() int     { return 2 }
 func (op *scaleOp) Type() hm.Type  { r := len(op.out); return fnType(r, 0, r) }
 func (op *scaleOp) String() string { return fmt.Sprintf("ScaleByScalar{%s}", shapeString(op.out)) }
 

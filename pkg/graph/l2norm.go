@@ -24,13 +24,6 @@ type l2NormOp struct {
 	backward bool
 }
 
-func (op *l2NormOp) Arity() int {
-	if op.backward {
-		return 3
-	}
-	return 1
-}
-
 func (op *l2NormOp) Type() hm.Type {
 	if op.backward {
 		return fnType(2, 2, 2, 2)

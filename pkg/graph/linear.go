@@ -56,16 +56,6 @@ type linearOp struct {
 	bias         bool // forward only: a third input b
 }
 
-func (op *linearOp) Arity() int {
-	switch {
-	case op.pass == linearBackBias:
-		return 1
-	case op.bias:
-		return 3
-	}
-	return 2
-}
-
 func (op *linearOp) Type() hm.Type {
 	switch {
 	case op.pass == linearBackBias:

@@ -32,13 +32,6 @@ type maxPoolOp struct {
 	backward bool
 }
 
-func (op *maxPoolOp) Arity() int {
-	if op.backward {
-		return 2
-	}
-	return 1
-}
-
 func (op *maxPoolOp) Type() hm.Type {
 	if op.backward {
 		return fnType(4, 4, 4)

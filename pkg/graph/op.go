@@ -157,14 +157,16 @@ func shapeString(s tensor.Shape) string {
 // op's String and Exec — WriteHash writes String, which names every
 // parameter of the op (shapes included), so that Gorgonia keeps ops with
 // different parameters as distinct nodes; Do runs Exec on Host, so an op is
-// implemented once. An op embeds it, implements Arity, Type, String and
-// Exec (and SymDiff when differentiable), and is added with Apply.
+// implemented once; Arity counts Type's inputs. An op embeds it, implements
+// Type, String and Exec (and SymDiff when differentiable), and is added
+// with Apply.
 type OpBase struct {
 	out   tensor.Shape
 	dtype tensor.Dtype
 	self  interface {
 		Kernel
 		fmt.Stringer
+		Type() hm.Type
 	} // the op embedding this base, set by Apply
 }
 
@@ -178,6 +180,16 @@ func (b *OpBase) base() *OpBase { return b }
 
 // Out is the output shape.
 func (b *OpBase) Out() tensor.Shape { return b.out }
+
+// Arity is the number of inputs of the op's Type, so the two cannot
+// disagree.
+func (b *OpBase) Arity() int {
+	n := 0
+	for t, ok := b.self.Type().(*hm.FunctionType); ok; t, ok = t.Ret(false).(*hm.FunctionType) {
+		n++
+	}
+	return n
+}
 
 // InferShape returns the output shape computed when the node was built.
 func (b *OpBase) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }

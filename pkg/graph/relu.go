@@ -20,13 +20,6 @@ type reluOp struct {
 	backward bool
 }
 
-func (op *reluOp) Arity() int {
-	if op.backward {
-		return 2
-	}
-	return 1
-}
-
 func (op *reluOp) Type() hm.Type {
 	r := len(op.out)
 	if op.backward {

@@ -22,7 +22,6 @@ type sliceOp struct {
 	off, from int
 }
 
-func (op *sliceOp) Arity() int    { return 1 }
 func (op *sliceOp) Type() hm.Type { return fnType(1, len(op.out)) }
 func (op *sliceOp) String() string {
 	return fmt.Sprintf("Slice{[%d:%d] of %d as %s}", op.off, op.off+op.out.TotalSize(), op.from, shapeString(op.out))

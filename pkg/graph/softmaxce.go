@@ -43,13 +43,6 @@ type softmaxCEOp struct {
 	ws         *Workspace
 }
 
-func (op *softmaxCEOp) Arity() int {
-	if op.backward {
-		return 3
-	}
-	return 2
-}
-
 func (op *softmaxCEOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	logits, labels := gorgonia.TensorType{Dims: 2, Of: a}, gorgonia.TensorType{Dims: 1, Of: tensor.Int32}

@@ -108,8 +108,6 @@ func (op *infoNCEOp) inputTypes() []hm.Type {
 	return t
 }
 
-func (op *infoNCEOp) Arity() int { return len(op.inputTypes()) }
-
 func (op *infoNCEOp) Type() hm.Type {
 	return hm.NewFnType(append(op.inputTypes(), dtypeVar)...)
 }
@@ -178,8 +176,6 @@ type infoNCEGradOp struct {
 	fwd *infoNCEOp
 }
 
-func (op *infoNCEGradOp) Arity() int { return op.fwd.Arity() + 1 }
-
 func (op *infoNCEGradOp) Type() hm.Type {
 	return hm.NewFnType(append(op.fwd.inputTypes(), dtypeVar, matType)...)
 }
@@ -217,8 +213,6 @@ func newInfoNCEBlockOp(fwd *infoNCEOp, block int, shape tensor.Shape) *infoNCEBl
 	}
 	return &infoNCEBlockOp{graph.NewOpBase(shape.Clone()), fwd, block, off, n}
 }
-
-func (*infoNCEBlockOp) Arity() int { return 1 }
 
 func (op *infoNCEBlockOp) Type() hm.Type {
 	return hm.NewFnType(matType, op.fwd.inputTypes()[op.block])

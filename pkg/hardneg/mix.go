@@ -35,13 +35,6 @@ func newTopNOp(b, k, n int, oracle bool) *topNOp {
 	return &topNOp{graph.NewInt32OpBase(tensor.Shape{b, n}), b, k, n, oracle, new(graph.Workspace)}
 }
 
-func (op *topNOp) Arity() int {
-	if op.oracle {
-		return 3
-	}
-	return 1
-}
-
 func (op *topNOp) Type() hm.Type {
 	if op.oracle {
 		return hm.NewFnType(matType, vecType, vecType, indexType)
@@ -104,8 +97,6 @@ func newMixOp(dm Dims, gradThroughHPrime bool) *mixOp {
 	return &mixOp{graph.NewOpBase(tensor.Shape{dm.B, dm.E()}), dm, gradThroughHPrime}
 }
 
-func (*mixOp) Arity() int { return 5 }
-
 func (*mixOp) Type() hm.Type {
 	return hm.NewFnType(matType, matType, matType, indexType, matType, matType)
 }
@@ -161,8 +152,6 @@ type mixGradOp struct {
 	graph.OpBase
 	fwd *mixOp
 }
-
-func (*mixGradOp) Arity() int { return 5 }
 
 func (*mixGradOp) Type() hm.Type {
 	return hm.NewFnType(matType, matType, indexType, matType, matType, matType)

@@ -58,7 +58,6 @@ type positiveOp struct {
 
 func newPositiveOp(b, d int) *positiveOp { return &positiveOp{graph.NewOpBase(tensor.Shape{b}), b, d} }
 
-func (*positiveOp) Arity() int         { return 2 }
 func (*positiveOp) Type() hm.Type      { return hm.NewFnType(matType, matType, vecType) }
 func (*positiveOp) DiffWRT(int) []bool { return []bool{true, true} }
 func (op *positiveOp) String() string {
@@ -102,7 +101,6 @@ func newScaleRowsOp(b, d int) *scaleRowsOp {
 	return &scaleRowsOp{graph.NewOpBase(tensor.Shape{b, d}), b, d}
 }
 
-func (*scaleRowsOp) Arity() int    { return 2 }
 func (*scaleRowsOp) Type() hm.Type { return hm.NewFnType(vecType, matType, matType) }
 func (op *scaleRowsOp) String() string {
 	return fmt.Sprintf("MoCoPositiveLogitsGrad{B=%d, D=%d}", op.b, op.d)
@@ -127,7 +125,6 @@ func newNegativeOp(b, k, d int) *negativeOp {
 	return &negativeOp{graph.NewOpBase(tensor.Shape{b, k}), b, k, d}
 }
 
-func (*negativeOp) Arity() int         { return 2 }
 func (*negativeOp) Type() hm.Type      { return hm.NewFnType(matType, matType, matType) }
 func (*negativeOp) DiffWRT(int) []bool { return []bool{true, false} }
 func (op *negativeOp) String() string {
@@ -163,7 +160,6 @@ type negativeGradOp struct {
 	fwd *negativeOp
 }
 
-func (*negativeGradOp) Arity() int        { return 2 }
 func (*negativeGradOp) Type() hm.Type     { return hm.NewFnType(matType, matType, matType) }
 func (op *negativeGradOp) String() string { return op.fwd.String() + "Grad" }
 
