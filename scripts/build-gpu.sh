@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build-gpu.sh builds mochi's GPU binaries on a machine without a GPU
-# (DESIGN.md §6) and gathers what a GPU machine needs in .gpu/:
+# (docs/GPU.md, "CUDA build facts") and gathers what a GPU machine needs in .gpu/:
 #
 #   .gpu/cuda.test     the CUDA backend's tests (conformance suite + GPU checks)
 #   .gpu/mochi-gpu     the mochi binary built with -tags gpu (copy of bin/mochi-gpu;
@@ -167,7 +167,7 @@ if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
 	fi
-	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/backend/ ./cmd/mochi/
+	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./cmd/mochi/
 	go test -c -tags "gpu purego" -o /dev/null ./pkg/device/cuda
 	go build -tags gpu -o /dev/null ./cmd/mochi
 	echo "build-gpu: --check passed (GPU build vets and compiles)"

@@ -2,7 +2,8 @@
 # cuda-setup.sh installs the tools that build mochi's GPU binary on a Debian
 # bookworm machine without a GPU: nvcc, the CUDA 11.8 headers, libcuda (for
 # linking) and libcublas.so.11 from Debian's contrib/non-free components
-# (package nvidia-cuda-toolkit), plus patchelf. See DESIGN.md §6.
+# (package nvidia-cuda-toolkit), plus patchelf. See docs/GPU.md, "CUDA build
+# facts".
 #
 # Idempotent: it does nothing when nvcc and patchelf are already present.
 # Needs root (or sudo). Usage: bash scripts/cuda-setup.sh

@@ -5,14 +5,14 @@ import (
 	"io"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
-	"github.com/mochi-ssl/mochi/pkg/device/backend"
+	"github.com/mochi-ssl/mochi/pkg/device/registry"
 )
 
 // openDevice opens the compute backend named by run.device (or --device),
 // switches its convolutions to TF32 when tf32 is set (run.tf32, --tf32), and
 // notes on log when TF32 does not apply to the backend.
 func openDevice(name string, tf32 bool, log io.Writer) (device.Backend, error) {
-	be, err := backend.Open(name)
+	be, err := registry.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
-	"github.com/mochi-ssl/mochi/pkg/device/backend"
+	"github.com/mochi-ssl/mochi/pkg/device/registry"
 	"github.com/mochi-ssl/mochi/pkg/graph"
 	"github.com/mochi-ssl/mochi/pkg/optim"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
@@ -24,7 +24,7 @@ import (
 // benchConfig is one `mochi bench` run: a ResNet trained on one random
 // batch with the loss of scripts/torch_gpu_bench.py, mean(y²) of the output.
 type benchConfig struct {
-	Device   string  // backend name (package backend)
+	Device   string  // backend name (package registry)
 	Model    string  // resnet18-cifar or resnet50
 	Width    int     // channels of the stem; 64 is torchvision's
 	Channels int     // input channels, 1 or 3
@@ -425,7 +425,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 			}
 			defer closeBackend(be)
 			if compare {
-				ref, err := backend.Open("cpu")
+				ref, err := registry.Open("cpu")
 				if err != nil {
 					return err
 				}
@@ -454,7 +454,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.Device, "device", "cpu", "backend: "+strings.Join(backend.Available(), ", ")+" (cuda needs the GPU binary, bin/mochi-gpu)")
+	f.StringVar(&c.Device, "device", "cpu", "backend: "+strings.Join(registry.Available(), ", ")+" (cuda needs the GPU binary, bin/mochi-gpu)")
 	f.StringVar(&c.Model, "model", "resnet18-cifar", "network: resnet18-cifar (3×3 stem, no max-pool) or resnet50 (ImageNet stem)")
 	f.IntVar(&c.Width, "width", 64, "channels of the stem and first stage (torchvision: 64)")
 	f.IntVar(&c.Channels, "channels", 3, "input channels (1 or 3)")

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mochi-ssl/mochi/pkg/device/backend"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/device/registry"
 )
 
 // version and commit are set at link time by scripts/setup.sh:
@@ -21,7 +21,7 @@ var (
 
 // backends lists the compute backends built into this binary (package
 // backend): "cpu" always, "cuda" in the GPU build (build tag gpu).
-var backends = backend.Available()
+var backends = registry.Available()
 
 // hasBackend reports whether the binary holds the backend for device.
 func hasBackend(device string) bool {

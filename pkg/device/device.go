@@ -1,9 +1,15 @@
 // Package device defines the compute backend that runs mochi's heavy
-// operators: a small set of layer-level kernels over flat float32 (and int32)
-// buffers that live in the backend's memory (host memory for the CPU backend,
-// GPU memory for the CUDA backend).
+// operators: kernels over flat float32 (and int32) buffers that live in the
+// backend's memory (host memory for the CPU backend, GPU memory for the CUDA
+// backend), grouped by job into the interfaces a backend implements: Core
+// (buffers, transfers, GEMM, elementwise and row kernels, the optimizer
+// updates), Layers (the network's layers and their backwards) and
+// Contrastive (MoCHi's top-N, mixing and class-oracle masking). Backend is
+// all three, what training needs; a package that needs less takes less
+// (pkg/optim and pkg/queue take a Core). Optional abilities are small
+// interfaces found by a type assertion (ConvTF32).
 //
-// The rest of the program sees only this interface. The CPU backend
+// The rest of the program sees only these interfaces. The CPU backend
 // (package device/cpu) is the ground truth; every other backend must pass the
 // same conformance suite (package device/devicetest) within a stated tolerance.
 //
@@ -100,15 +106,25 @@ type MixShape struct {
 	B, D, K, N, S, SPrime int
 }
 
-// PlanCols is the width of a row of the mixing plan: 3·S + 2·SPrime.
-func (s MixShape) PlanCols() int { return 3*s.S + 2*s.SPrime }
+// DrawCols is the width of a row of the mixing draw: 3·S + 2·SPrime.
+func (s MixShape) DrawCols() int { return 3*s.S + 2*s.SPrime }
 
-// Backend is a device that stores buffers and runs the kernels.
+// Backend is a device that stores buffers and runs every kernel training
+// needs: Core, Layers and Contrastive.
 //
 // Shapes are listed in each method's comment; "(out)" marks a buffer the
 // kernel writes, everything else is read only. Outputs never alias inputs
 // unless a comment allows it.
 type Backend interface {
+	Core
+	Layers
+	Contrastive
+}
+
+// Core is what every backend implements: buffers and transfers, the sticky
+// error, and the BLAS-like, elementwise and row kernels (with the optimizer's
+// updates, which are elementwise).
+type Core interface {
 	// Name identifies the backend ("cpu", "cuda").
 	Name() string
 
@@ -154,6 +170,26 @@ type Backend interface {
 	// RowDot: out[r] = Σ_c a[r,c]·b[r,c] for a, b rows×cols (MoCo's l_pos).
 	RowDot(rows, cols int, a, b, out Buffer)
 
+	// ScaleRows: out[r,c] (out) = g[r]·x[r,c] for x rows×cols and g rows
+	// (out may alias x). With rows = 1 it scales a whole buffer by a scalar
+	// that stays in device memory (an upstream gradient).
+	ScaleRows(rows, cols int, g, x, out Buffer)
+	// CopyCols: dst[r, dstOff+c] = src[r, srcOff+c] for r < rows, c < n, with
+	// src rows×srcCols and dst rows×dstCols; the other elements of dst are
+	// unchanged. It concatenates column blocks (MoCo's [l_pos | l_neg | extra]
+	// logits) and takes them apart again.
+	CopyCols(rows, srcCols, srcOff, dstCols, dstOff, n int, src, dst Buffer)
+
+	// SGDStep updates param and velocity in place with grad (see SGDParams).
+	SGDStep(p SGDParams, param, grad, velocity Buffer)
+	// MomentumUpdate: dst = m·dst + (1−m)·src (the key encoder's update).
+	MomentumUpdate(m float32, src, dst Buffer)
+}
+
+// Layers are the network's layers and their backwards: convolution, batch
+// normalisation, ReLU, pooling, L2 normalisation and the softmax
+// cross-entropy.
+type Layers interface {
 	// Conv2DForward: y = x ⋆ w. x N×C×H×W, w K×C×R×S, y (out) N×K×OH×OW.
 	Conv2DForward(s ConvShape, x, w, y Buffer)
 	// Conv2DBackwardData: dx (out) = ∂L/∂x given dy N×K×OH×OW and w.
@@ -201,7 +237,11 @@ type Backend interface {
 	SoftmaxCrossEntropy(rows, cols int, tau float32, logits, labels, loss, prob Buffer)
 	// SoftmaxCrossEntropyBackward: dlogits (out) = scale·(prob − onehot(label))/tau.
 	SoftmaxCrossEntropyBackward(rows, cols int, tau, scale float32, prob, labels, dlogits Buffer)
+}
 
+// Contrastive are MoCHi's kernels: Q̃_N's top-N, the synthetic negatives'
+// logits and their backward, and the class oracle's masking.
+type Contrastive interface {
 	// TopN: idx (out, Int32 rows×n) lists, for each row of x rows×cols, the
 	// indices of its n largest values (ties broken by the lower index) in
 	// ascending index order: a set, listed in the order that is the same on
@@ -209,8 +249,8 @@ type Backend interface {
 	TopN(rows, cols, n int, x, idx Buffer)
 	// MixLogits writes the MoCHi extra logits out (out, B×(S+SPrime)) from
 	// q (B×D), the queue (K×D), the q·n similarities sim (B×K), the top-N
-	// indices top (Int32 B×N, from TopN) and the step's plan (B×(3S+2SPrime),
-	// pkg/hardneg's Plan.Tensor): row b of plan is
+	// indices top (Int32 B×N, from TopN) and the step's mixing draw (B×(3S+2SPrime),
+	// pkg/hardneg's MixDraw.Tensor): row b of draw is
 	// [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_SPrime, β_1…β_SPrime] with the ranks
 	// i, j, j′ ∈ [0, N) stored as exact float integers. For t < S,
 	// h = normalize(α_t·n_i + (1−α_t)·n_j) with i = top[b, i_t], j = top[b, j_t]
@@ -218,32 +258,22 @@ type Backend interface {
 	// with j = top[b, j′_t′] and out[b,S+t′] = q_b·h′.
 	// normalize(u) = u/max(‖u‖, 1e-12), as in L2Normalize. A rank outside
 	// [0, N) is an error (the CPU backend records it; a GPU writes NaN).
-	MixLogits(s MixShape, q, queue, sim, top, plan, out Buffer)
+	// sim is l_neg, which the loss already holds: the CPU backend reads q·n
+	// from it for its closed form (one D-long dot product per h); the CUDA
+	// kernel builds each h in D dimensions, as cheap there, and only checks
+	// sim's size. Dropping sim would make the CPU recompute q·n and change
+	// its rounding, so it stays; see docs/GPU.md.
+	MixLogits(s MixShape, q, queue, sim, top, draw, out Buffer)
 	// MixLogitsBackward: dq (out, B×D) = Σ_t dout[b,t]·h_t with h, h' held
-	// constant; with gradThroughQ the path through q inside h' is added.
+	// constant; with gradThroughHPrime the path through q inside h' is added.
 	// The arguments are MixLogits'; dout is B×(S+SPrime).
-	MixLogitsBackward(s MixShape, q, queue, top, plan, dout Buffer, gradThroughQ bool, dq Buffer)
-
-	// ScaleRows: out[r,c] (out) = g[r]·x[r,c] for x rows×cols and g rows
-	// (out may alias x). With rows = 1 it scales a whole buffer by a scalar
-	// that stays in device memory (an upstream gradient).
-	ScaleRows(rows, cols int, g, x, out Buffer)
-	// CopyCols: dst[r, dstOff+c] = src[r, srcOff+c] for r < rows, c < n, with
-	// src rows×srcCols and dst rows×dstCols; the other elements of dst are
-	// unchanged. It concatenates column blocks (MoCo's [l_pos | l_neg | extra]
-	// logits) and takes them apart again.
-	CopyCols(rows, srcCols, srcOff, dstCols, dstOff, n int, src, dst Buffer)
+	MixLogitsBackward(s MixShape, q, queue, top, draw, dout Buffer, gradThroughHPrime bool, dq Buffer)
 	// MaskEqual: x[r,c] = value where rowLabels[r] ≥ 0 and
 	// rowLabels[r] == colLabels[c], for x rows×cols (in place), rowLabels
 	// rows and colLabels cols, the labels float-coded integers (negative:
 	// unknown, never masked). MoCHi's class oracle masks l_neg with −∞ so
 	// that a queue entry of the query's class leaves the softmax and Q̃_N.
 	MaskEqual(rows, cols int, rowLabels, colLabels, x Buffer, value float32)
-
-	// SGDStep updates param and velocity in place with grad (see SGDParams).
-	SGDStep(p SGDParams, param, grad, velocity Buffer)
-	// MomentumUpdate: dst = m·dst + (1−m)·src (the key encoder's update).
-	MomentumUpdate(m float32, src, dst Buffer)
 }
 
 // ConvTF32 is implemented by backends whose convolutions can run their

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/mochi-ssl/mochi/internal/parallel"
 )
 
 // Alignment returns Wang & Isola's alignment of positive pairs (x_i, y_i):
@@ -72,7 +74,7 @@ func Uniformity(x Matrix, t float64) (float64, error) {
 		g := gram[:(hi-lo)*cols] // (hi−lo)×cols
 		gemmNT(x.Data[lo*d:hi*d], x.Data[(lo+1)*d:], hi-lo, cols, d, g)
 		var mu sync.Mutex
-		parallelRows(hi-lo, func(rlo, rhi int) {
+		parallel.Rows(hi-lo, func(rlo, rhi int) {
 			part := newLogSumExp()
 			for r := rlo; r < rhi; r++ {
 				i := lo + r

@@ -5,6 +5,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/mochi-ssl/mochi/internal/parallel"
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
 
 // HardnessConfig holds the parameters of the hardness analysis of the MoCHi
@@ -27,7 +32,7 @@ type HardnessConfig struct {
 	// Epsilon is the threshold on p_n below which a negative's gradient
 	// contribution counts as negligible (default 1e-5; see AnalyzeHardness).
 	Epsilon float64
-	// Seed drives the choice of i, j, α, β for the synthetic negatives.
+	// Seed drives the mixing draw (i, j, α, β) of the synthetic negatives.
 	Seed uint64
 }
 
@@ -112,7 +117,8 @@ type HardnessStats struct {
 // AnalyzeHardness measures how hard the negatives are for the queries q (B×D)
 // with positive keys k (B×D) and a set of negatives (K×D, e.g. the queue).
 // All rows are L2-normalised first (copies). Per query, following the MoCHi
-// paper §3.2 (the training op lives elsewhere; this is the analysis tool):
+// paper §3.2, with the kernels training runs (the CPU backend's TopN and
+// MixLogits, and pkg/hardneg's MixDraw):
 //
 //	l_n = q·n for every negative                          // K values
 //	Q̃_N = the N negatives with the highest l_n
@@ -144,8 +150,6 @@ func AnalyzeHardness(q, k, negatives Matrix, cfg HardnessConfig) (HardnessStats,
 		return HardnessStats{}, fmt.Errorf("eval: hardness needs τ > 0, bins > 0, ε > 0 (got %v, %d, %v); start from DefaultHardnessConfig", cfg.Tau, cfg.Bins, cfg.Epsilon)
 	}
 	q, k, negatives = normalizeRows(q), normalizeRows(k), normalizeRows(negatives)
-	nTop := min(cfg.N, negatives.N)
-	d, kNeg := q.D, negatives.N
 	stats := HardnessStats{
 		Config:        cfg,
 		Negatives:     NewHistogram(-1, 1, cfg.Bins),
@@ -155,26 +159,60 @@ func AnalyzeHardness(q, k, negatives Matrix, cfg HardnessConfig) (HardnessStats,
 		Positives:     NewHistogram(-1, 1, cfg.Bins),
 	}
 	const block = 256
-	logits := make([]float32, min(block, q.N)*kNeg) // block×K
+	d, kNeg := q.D, negatives.N
+	nTop := min(max(cfg.N, 0), kNeg)
+	shape := device.MixShape{D: d, K: kNeg, N: nTop, S: cfg.S, SPrime: cfg.SPrime}
+	e := cfg.S + cfg.SPrime // synthetic negatives per query
+	mixes := nTop > 0 && e > 0
+	be := cpu.New(0)
+	negBuf := cpu.Wrap(negatives.Data)
+	sim := make([]float32, min(block, q.N)*kNeg) // block×K: q·n
+	top := make([]int32, min(block, q.N)*nTop)   // block×N: Q̃_N
+	extra := make([]float32, min(block, q.N)*e)  // block×(s+s′): q·h, q·h′
+	// One stream for the whole analysis, drawn block by block in query
+	// order, so the draw does not depend on the number of CPUs.
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
 	var negligible int
-	var mu sync.Mutex
 	for lo := 0; lo < q.N; lo += block {
 		hi := min(lo+block, q.N)
-		gemmNT(q.Data[lo*d:hi*d], negatives.Data, hi-lo, kNeg, d, logits[:(hi-lo)*kNeg])
-		parallelRows(hi-lo, func(rlo, rhi int) {
-			part := HardnessStats{
-				Negatives: NewHistogram(-1, 1, cfg.Bins), HardNegatives: NewHistogram(-1, 1, cfg.Bins),
-				Mixed: NewHistogram(-1, 1, cfg.Bins), QueryMixed: NewHistogram(-1, 1, cfg.Bins),
-				Positives: NewHistogram(-1, 1, cfg.Bins),
+		rows := hi - lo
+		shape.B = rows
+		qBuf := cpu.Wrap(q.Data[lo*d : hi*d])
+		simBuf := cpu.Wrap(sim[:rows*kNeg])
+		be.Gemm(false, true, rows, kNeg, d, 1, qBuf, negBuf, 0, simBuf)
+		if nTop > 0 {
+			be.TopN(rows, kNeg, nTop, simBuf, cpu.WrapInt32(top[:rows*nTop]))
+		}
+		if mixes {
+			draw, err := hardneg.NewMixDraw(rng, rows, nTop, cfg.S, cfg.SPrime)
+			if err != nil {
+				return HardnessStats{}, err
 			}
+			be.MixLogits(shape, qBuf, negBuf, simBuf, cpu.WrapInt32(top[:rows*nTop]), cpu.Wrap(draw.Tensor().Data().([]float32)), cpu.Wrap(extra[:rows*e]))
+		}
+		if err := be.Sync(); err != nil {
+			return HardnessStats{}, err
+		}
+		for r := range rows {
+			for t, v := range extra[r*e : (r+1)*e] {
+				if t < cfg.S {
+					stats.Mixed.Add(float64(v))
+				} else {
+					stats.QueryMixed.Add(float64(v))
+				}
+			}
+			for _, i := range top[r*nTop : (r+1)*nTop] {
+				stats.HardNegatives.Add(float64(sim[r*kNeg+int(i)]))
+			}
+		}
+		var mu sync.Mutex
+		parallel.Rows(rows, func(rlo, rhi int) {
+			part := HardnessStats{Negatives: NewHistogram(-1, 1, cfg.Bins), Positives: NewHistogram(-1, 1, cfg.Bins)}
 			partNegligible := 0
-			idx := make([]int, 0, nTop)
-			h := make([]float32, d)
 			for r := rlo; r < rhi; r++ {
 				b := lo + r
-				qb := q.Row(b)
-				ln := logits[r*kNeg : (r+1)*kNeg] // 1×K: q·n
-				lpos := dot32(qb, k.Row(b))
+				ln := sim[r*kNeg : (r+1)*kNeg] // 1×K: q·n
+				lpos := dot32(q.Row(b), k.Row(b))
 				part.Positives.Add(lpos)
 				// p_n = exp(l_n/τ − logsumexp([l_pos, l_1 … l_K]/τ))
 				lse := newLogSumExp()
@@ -189,38 +227,10 @@ func AnalyzeHardness(q, k, negatives Matrix, cfg HardnessConfig) (HardnessStats,
 						partNegligible++
 					}
 				}
-				idx = topKIndices(ln, nTop, idx) // Q̃_N
-				for _, i := range idx {
-					part.HardNegatives.Add(float64(ln[i]))
-				}
-				// One stream per query, so results do not depend on the
-				// split over goroutines.
-				rng := rand.New(rand.NewPCG(cfg.Seed, uint64(b)))
-				for range cfg.S {
-					ni, nj := negatives.Row(idx[rng.IntN(nTop)]), negatives.Row(idx[rng.IntN(nTop)])
-					alpha := rng.Float64()
-					for c := range h {
-						h[c] = float32(alpha*float64(ni[c]) + (1-alpha)*float64(nj[c]))
-					}
-					normalizeVec(h)
-					part.Mixed.Add(dot32(qb, h))
-				}
-				for range cfg.SPrime {
-					nj := negatives.Row(idx[rng.IntN(nTop)])
-					beta := 0.5 * rng.Float64()
-					for c := range h {
-						h[c] = float32(beta*float64(qb[c]) + (1-beta)*float64(nj[c]))
-					}
-					normalizeVec(h)
-					part.QueryMixed.Add(dot32(qb, h))
-				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			stats.Negatives.merge(part.Negatives)
-			stats.HardNegatives.merge(part.HardNegatives)
-			stats.Mixed.merge(part.Mixed)
-			stats.QueryMixed.merge(part.QueryMixed)
 			stats.Positives.merge(part.Positives)
 			negligible += partNegligible
 		})

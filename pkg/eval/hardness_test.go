@@ -148,7 +148,7 @@ func TestAnalyzeHardnessDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One goroutine instead of several: the per-query streams keep the counts.
+	// One goroutine instead of several: the draw is one stream in query order.
 	prev := runtime.GOMAXPROCS(1)
 	b, err := AnalyzeHardness(q, k, negs, cfg)
 	runtime.GOMAXPROCS(prev)

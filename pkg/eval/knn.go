@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/mochi-ssl/mochi/internal/parallel"
 )
 
 // KNNConfig holds the weighted kNN monitor's parameters (Wu et al. 2018,
@@ -83,7 +85,7 @@ func KNN(train Matrix, trainLabels []int, test Matrix, testLabels []int, cfg KNN
 		hi := min(lo+block, test.N)
 		rows := hi - lo
 		gemmNT(testN.Data[lo*test.D:hi*test.D], trainN.Data, rows, train.N, train.D, sim[:rows*train.N])
-		parallelRows(rows, func(rlo, rhi int) {
+		parallel.Rows(rows, func(rlo, rhi int) {
 			idx := make([]int, 0, k)
 			score := make([]float64, classes)
 			order := make([]int, min(5, classes))

@@ -3,8 +3,6 @@ package eval
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -77,32 +75,6 @@ func gemmNT(a, b []float32, m, n, d int, c []float32) {
 		blas32.General{Rows: m, Cols: d, Stride: d, Data: a},
 		blas32.General{Rows: n, Cols: d, Stride: d, Data: b},
 		0, blas32.General{Rows: m, Cols: n, Stride: n, Data: c})
-}
-
-// parallelRows calls fn(lo, hi) on contiguous chunks of [0, n) from up to
-// GOMAXPROCS goroutines and waits for them all.
-func parallelRows(n int, fn func(lo, hi int)) {
-	workers := runtime.GOMAXPROCS(0)
-	if workers > n {
-		workers = n
-	}
-	if workers <= 1 {
-		if n > 0 {
-			fn(0, n)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }
 
 // topKIndices writes into idx the indices of the k largest values of s, in

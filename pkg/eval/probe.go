@@ -272,7 +272,11 @@ func checkLabels(labels []int, classes, epoch int) error {
 }
 
 // sgdMomentumStep applies PyTorch's SGD with momentum to w in place:
-// g ← g + wd·w; v ← μ·v + g; w ← w − lr·v.
+// g ← g + wd·w; v ← μ·v + g; w ← w − lr·v. The probe keeps this update and
+// crossEntropyGrad rather than pkg/optim and pkg/graph's softmax
+// cross-entropy: its model is a d→C layer on host slices, two GEMMs per
+// batch, which those would run only as a compiled plan on a backend, and it
+// accumulates in float64 (lr 30 amplifies float32 rounding).
 func sgdMomentumStep(w, g, v []float32, lr, mu, wd float64) {
 	for i := range w {
 		gi := float64(g[i]) + wd*float64(w[i])

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -16,19 +15,15 @@ func Add(a, b *gorgonia.Node) (*gorgonia.Node, error) {
 	if !a.Shape().Eq(b.Shape()) {
 		return nil, fmt.Errorf("Add: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
-	return apply(&addOp{base: base{out: a.Shape()}}, a, b)
+	return Apply(&addOp{OpBase: NewOpBase(a.Shape())}, a, b)
 }
 
 // addOp is y = a + b.
-type addOp struct{ base }
+type addOp struct{ OpBase }
 
-func (op *addOp) Arity() int                                     { return 2 }
-func (op *addOp) Type() hm.Type                                  { r := len(op.out); return fnType(r, r, r) }
-func (op *addOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *addOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *addOp) Hashcode() uint32                               { return hashOf(op) }
-func (op *addOp) String() string                                 { return fmt.Sprintf("Add{%s}", shapeString(op.out)) }
-func (op *addOp) DiffWRT(int) []bool                             { return []bool{true, true} }
+func (op *addOp) Type() hm.Type      { r := len(op.out); return fnType(r, r, r) }
+func (op *addOp) String() string     { return fmt.Sprintf("Add{%s}", shapeString(op.out)) }
+func (op *addOp) DiffWRT(int) []bool { return []bool{true, true} }
 
 // Exec runs the elementwise addition.
 func (op *addOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {

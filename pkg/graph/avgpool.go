@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -18,17 +17,15 @@ func GlobalAvgPool(x *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, err
 	}
 	xs := x.Shape()
-	return apply(&avgPoolOp{base: base{out: tensor.Shape{xs[0], xs[1]}}, n: xs[0], c: xs[1], h: xs[2], w: xs[3]}, x)
+	return Apply(&avgPoolOp{OpBase: NewOpBase(tensor.Shape{xs[0], xs[1]}), n: xs[0], c: xs[1], h: xs[2], w: xs[3]}, x)
 }
 
 // avgPoolOp is x N×C×H×W → y N×C, or with backward set dy N×C → dx N×C×H×W.
 type avgPoolOp struct {
-	base
+	OpBase
 	n, c, h, w int
 	backward   bool
 }
-
-func (op *avgPoolOp) Arity() int { return 1 }
 
 func (op *avgPoolOp) Type() hm.Type {
 	if op.backward {
@@ -37,9 +34,6 @@ func (op *avgPoolOp) Type() hm.Type {
 	return fnType(4, 2)
 }
 
-func (op *avgPoolOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *avgPoolOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *avgPoolOp) Hashcode() uint32                               { return hashOf(op) }
 func (op *avgPoolOp) String() string {
 	name := "GlobalAvgPool"
 	if op.backward {
@@ -68,6 +62,6 @@ func (op *avgPoolOp) SymDiff(_ gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.N
 	}
 	b := *op
 	b.backward, b.out = true, tensor.Shape{op.n, op.c, op.h, op.w}
-	dx, err := apply(&b, dy)
+	dx, err := Apply(&b, dy)
 	return gorgonia.Nodes{dx}, err
 }

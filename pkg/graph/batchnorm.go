@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -84,7 +83,7 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 	if st.mean == nil || st.statsGroups != s.Groups {
 		st.mean, st.inv, st.statsGroups = st.be.Alloc(device.Float32, s.Groups*s.C), st.be.Alloc(device.Float32, s.Groups*s.C), s.Groups
 	}
-	return apply(&bnOp{base: base{out: xs}, x: xs, s: s, st: st}, x, gamma, beta)
+	return Apply(&bnOp{OpBase: NewOpBase(xs), x: xs, s: s, st: st}, x, gamma, beta)
 }
 
 // bnOp is (x, γ, β) → y, or with backward set (x, y, dy, γ) → [dx | dγ | dβ]
@@ -92,18 +91,11 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 // three apart). The backward takes y only to be ordered after the forward
 // whose statistics it reads.
 type bnOp struct {
-	base
+	OpBase
 	x        tensor.Shape
 	s        device.BNShape
 	st       *BNState
 	backward bool
-}
-
-func (op *bnOp) Arity() int {
-	if op.backward {
-		return 4
-	}
-	return 3
 }
 
 func (op *bnOp) Type() hm.Type {
@@ -114,11 +106,8 @@ func (op *bnOp) Type() hm.Type {
 	return fnType(r, 1, 1, r)
 }
 
-func (op *bnOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *bnOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *bnOp) Hashcode() uint32                               { return hashOf(op) }
-func (op *bnOp) DiffWRT(int) []bool                             { return []bool{true, true, true} }
-func (op *bnOp) orderingOnly(i int) bool                        { return op.backward && i == 1 }
+func (op *bnOp) DiffWRT(int) []bool      { return []bool{true, true, true} }
+func (op *bnOp) orderingOnly(i int) bool { return op.backward && i == 1 }
 func (op *bnOp) String() string {
 	name := "BatchNorm"
 	if op.backward {
@@ -178,7 +167,7 @@ func (op *bnOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Nodes
 	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
 	b := *op
 	b.backward, b.out = true, tensor.Shape{n + 2*c}
-	all, err := apply(&b, in[0], y, dy, in[1])
+	all, err := Apply(&b, in[0], y, dy, in[1])
 	if err != nil {
 		return nil, err
 	}

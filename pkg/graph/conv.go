@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -29,7 +28,7 @@ func Conv2D(x, w *gorgonia.Node, stride, pad int) (*gorgonia.Node, error) {
 	if stride < 1 || pad < 0 || s.OutH() < 1 || s.OutW() < 1 {
 		return nil, fmt.Errorf("Conv2D: stride %d, pad %d and filter %d×%d do not fit input %v", stride, pad, s.R, s.S, xs)
 	}
-	return apply(newConvOp(convForward, s), x, w)
+	return Apply(newConvOp(convForward, s), x, w)
 }
 
 type convPass int
@@ -44,7 +43,7 @@ var convPassName = [...]string{"Conv2D", "Conv2DBackwardData", "Conv2DBackwardFi
 
 // convOp is one of the three passes of a convolution of shape s.
 type convOp struct {
-	base
+	OpBase
 	pass convPass
 	s    device.ConvShape
 }
@@ -55,14 +54,10 @@ func newConvOp(p convPass, s device.ConvShape) *convOp {
 		convBackData:   {s.N, s.C, s.H, s.W},
 		convBackFilter: {s.K, s.C, s.R, s.S},
 	}[p]
-	return &convOp{base: base{out: out}, pass: p, s: s}
+	return &convOp{OpBase: NewOpBase(out), pass: p, s: s}
 }
 
-func (op *convOp) Arity() int                                     { return 2 }
-func (op *convOp) Type() hm.Type                                  { return fnType(4, 4, 4) }
-func (op *convOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *convOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *convOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *convOp) Type() hm.Type { return fnType(4, 4, 4) }
 func (op *convOp) String() string {
 	return fmt.Sprintf("%s%+v", convPassName[op.pass], op.s)
 }
@@ -88,11 +83,11 @@ func (op *convOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.Nod
 	if op.pass != convForward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
-	dx, err := apply(newConvOp(convBackData, op.s), dy, in[1])
+	dx, err := Apply(newConvOp(convBackData, op.s), dy, in[1])
 	if err != nil {
 		return nil, err
 	}
-	dw, err := apply(newConvOp(convBackFilter, op.s), in[0], dy)
+	dw, err := Apply(newConvOp(convBackFilter, op.s), in[0], dy)
 	if err != nil {
 		return nil, err
 	}

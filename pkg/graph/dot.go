@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -18,22 +17,18 @@ func Dot(a, b *gorgonia.Node) (*gorgonia.Node, error) {
 	if !a.Shape().Eq(b.Shape()) {
 		return nil, fmt.Errorf("Dot: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
-	return apply(&dotOp{base: base{out: tensor.ScalarShape()}, in: a.Shape()}, a, b)
+	return Apply(&dotOp{OpBase: NewOpBase(tensor.ScalarShape()), in: a.Shape()}, a, b)
 }
 
 // dotOp is the scalar Σ a⊙b of two tensors of shape in.
 type dotOp struct {
-	base
+	OpBase
 	in tensor.Shape
 }
 
-func (op *dotOp) Arity() int                                     { return 2 }
-func (op *dotOp) Type() hm.Type                                  { r := len(op.in); return fnType(r, r, 0) }
-func (op *dotOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *dotOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *dotOp) Hashcode() uint32                               { return hashOf(op) }
-func (op *dotOp) String() string                                 { return fmt.Sprintf("Dot{%s}", shapeString(op.in)) }
-func (op *dotOp) DiffWRT(int) []bool                             { return []bool{true, true} }
+func (op *dotOp) Type() hm.Type      { r := len(op.in); return fnType(r, r, 0) }
+func (op *dotOp) String() string     { return fmt.Sprintf("Dot{%s}", shapeString(op.in)) }
+func (op *dotOp) DiffWRT(int) []bool { return []bool{true, true} }
 
 // Exec runs the sum as one row dot product.
 func (op *dotOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
@@ -43,25 +38,21 @@ func (op *dotOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) 
 
 // SymDiff: ∂L/∂a = dz·b, ∂L/∂b = dz·a.
 func (op *dotOp) SymDiff(in gorgonia.Nodes, _, dz *gorgonia.Node) (gorgonia.Nodes, error) {
-	da, err := apply(&scaleOp{base: base{out: op.in}}, in[1], dz)
+	da, err := Apply(&scaleOp{OpBase: NewOpBase(op.in)}, in[1], dz)
 	if err != nil {
 		return nil, err
 	}
-	db, err := apply(&scaleOp{base: base{out: op.in}}, in[0], dz)
+	db, err := Apply(&scaleOp{OpBase: NewOpBase(op.in)}, in[0], dz)
 	return gorgonia.Nodes{da, db}, err
 }
 
 // scaleOp is y = s·x for a tensor x and a scalar s that lives on the
 // device (a gradient), so it runs as a GEMM of x (n×1) by s (1×1) instead of
 // reading s back to the host.
-type scaleOp struct{ base }
+type scaleOp struct{ OpBase }
 
-func (op *scaleOp) Arity() int                                     { return 2 }
-func (op *scaleOp) Type() hm.Type                                  { r := len(op.out); return fnType(r, 0, r) }
-func (op *scaleOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *scaleOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *scaleOp) Hashcode() uint32                               { return hashOf(op) }
-func (op *scaleOp) String() string                                 { return fmt.Sprintf("ScaleByScalar{%s}", shapeString(op.out)) }
+func (op *scaleOp) Type() hm.Type  { r := len(op.out); return fnType(r, 0, r) }
+func (op *scaleOp) String() string { return fmt.Sprintf("ScaleByScalar{%s}", shapeString(op.out)) }
 
 // Exec computes y = x·s.
 func (op *scaleOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {

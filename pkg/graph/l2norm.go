@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -16,20 +15,13 @@ func L2Normalize(x *gorgonia.Node) (*gorgonia.Node, error) {
 	if err := checkRank("L2Normalize", "x", x, 2); err != nil {
 		return nil, err
 	}
-	return apply(&l2NormOp{base: base{out: x.Shape()}}, x)
+	return Apply(&l2NormOp{OpBase: NewOpBase(x.Shape())}, x)
 }
 
 // l2NormOp is x → y = x/‖x‖ per row, or with backward set (x, y, dy) → dx.
 type l2NormOp struct {
-	base
+	OpBase
 	backward bool
-}
-
-func (op *l2NormOp) Arity() int {
-	if op.backward {
-		return 3
-	}
-	return 1
 }
 
 func (op *l2NormOp) Type() hm.Type {
@@ -39,9 +31,6 @@ func (op *l2NormOp) Type() hm.Type {
 	return fnType(2, 2)
 }
 
-func (op *l2NormOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *l2NormOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *l2NormOp) Hashcode() uint32                               { return hashOf(op) }
 func (op *l2NormOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("L2NormalizeBackward{%s}", shapeString(op.out))
@@ -68,6 +57,6 @@ func (op *l2NormOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.N
 	if op.backward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
-	dx, err := apply(&l2NormOp{base: op.base, backward: true}, in[0], y, dy)
+	dx, err := Apply(&l2NormOp{OpBase: op.OpBase, backward: true}, in[0], y, dy)
 	return gorgonia.Nodes{dx}, err
 }

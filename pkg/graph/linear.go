@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -21,12 +20,12 @@ func Linear(x, w, b *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, err
 	}
 	xs, ws := x.Shape(), w.Shape()
-	op := &linearOp{base: base{out: tensor.Shape{xs[0], ws[0]}}, n: xs[0], inF: xs[1], outF: ws[0]}
+	op := &linearOp{OpBase: NewOpBase(tensor.Shape{xs[0], ws[0]}), n: xs[0], inF: xs[1], outF: ws[0]}
 	if ws[1] != op.inF {
 		return nil, fmt.Errorf("Linear: w is %v, want %d×%d for x %v", ws, op.outF, op.inF, xs)
 	}
 	if b == nil {
-		return apply(op, x, w)
+		return Apply(op, x, w)
 	}
 	if err := checkRank("Linear", "b", b, 1); err != nil {
 		return nil, err
@@ -35,7 +34,7 @@ func Linear(x, w, b *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, fmt.Errorf("Linear: b has %d elements, want %d", b.Shape()[0], op.outF)
 	}
 	op.bias = true
-	return apply(op, x, w, b)
+	return Apply(op, x, w, b)
 }
 
 type linearPass int
@@ -51,20 +50,10 @@ var linearPassName = [...]string{"Linear", "LinearBackwardData", "LinearBackward
 
 // linearOp is one pass of a fully connected layer x N×in → y N×out.
 type linearOp struct {
-	base
+	OpBase
 	pass         linearPass
 	n, inF, outF int  // batch, input and output features
 	bias         bool // forward only: a third input b
-}
-
-func (op *linearOp) Arity() int {
-	switch {
-	case op.pass == linearBackBias:
-		return 1
-	case op.bias:
-		return 3
-	}
-	return 2
 }
 
 func (op *linearOp) Type() hm.Type {
@@ -77,11 +66,6 @@ func (op *linearOp) Type() hm.Type {
 	return fnType(2, 2, 2)
 }
 
-func (op *linearOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) {
-	return execDo(op, op.base.out, v)
-}
-func (op *linearOp) WriteHash(h hash.Hash) { writeHash(h, op) }
-func (op *linearOp) Hashcode() uint32      { return hashOf(op) }
 func (op *linearOp) String() string {
 	return fmt.Sprintf("%s{n=%d in=%d out=%d bias=%t}", linearPassName[op.pass], op.n, op.inF, op.outF, op.bias)
 }
@@ -119,7 +103,7 @@ func (op *linearOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.N
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	pass := func(p linearPass, out tensor.Shape, args ...*gorgonia.Node) (*gorgonia.Node, error) {
-		return apply(&linearOp{base: base{out: out}, pass: p, n: op.n, inF: op.inF, outF: op.outF}, args...)
+		return Apply(&linearOp{OpBase: NewOpBase(out), pass: p, n: op.n, inF: op.inF, outF: op.outF}, args...)
 	}
 	dx, err := pass(linearBackData, tensor.Shape{op.n, op.inF}, dy, in[1])
 	if err != nil {

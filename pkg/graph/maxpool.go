@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -23,21 +22,14 @@ func MaxPool2D(x *gorgonia.Node, size, stride, pad int) (*gorgonia.Node, error) 
 	if size < 1 || stride < 1 || pad < 0 || 2*pad > size || s.OutH() < 1 || s.OutW() < 1 {
 		return nil, fmt.Errorf("MaxPool2D: size %d, stride %d, pad %d do not fit input %v (pad must be at most size/2)", size, stride, pad, xs)
 	}
-	return apply(&maxPoolOp{base: base{out: tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}}, s: s}, x)
+	return Apply(&maxPoolOp{OpBase: NewOpBase(tensor.Shape{s.N, s.C, s.OutH(), s.OutW()}), s: s}, x)
 }
 
 // maxPoolOp is the pooling x → y, or with backward set (x, dy) → dx.
 type maxPoolOp struct {
-	base
+	OpBase
 	s        device.PoolShape
 	backward bool
-}
-
-func (op *maxPoolOp) Arity() int {
-	if op.backward {
-		return 2
-	}
-	return 1
 }
 
 func (op *maxPoolOp) Type() hm.Type {
@@ -47,9 +39,6 @@ func (op *maxPoolOp) Type() hm.Type {
 	return fnType(4, 4)
 }
 
-func (op *maxPoolOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *maxPoolOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *maxPoolOp) Hashcode() uint32                               { return hashOf(op) }
 func (op *maxPoolOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("MaxPool2DBackward{%+v}", op.s)
@@ -76,6 +65,6 @@ func (op *maxPoolOp) SymDiff(in gorgonia.Nodes, _, dy *gorgonia.Node) (gorgonia.
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	s := op.s
-	dx, err := apply(&maxPoolOp{base: base{out: tensor.Shape{s.N, s.C, s.H, s.W}}, s: s, backward: true}, in[0], dy)
+	dx, err := Apply(&maxPoolOp{OpBase: NewOpBase(tensor.Shape{s.N, s.C, s.H, s.W}), s: s, backward: true}, in[0], dy)
 	return gorgonia.Nodes{dx}, err
 }

@@ -18,7 +18,8 @@ import (
 // Kernel is an operator that runs on a device.Backend: it reads the
 // buffers of its inputs (in the order of the node's children) and writes
 // its output buffer, whose size is the node's shape. Every op of this
-// package implements it; Compile requires it of every node it executes.
+// package and of pkg/hardneg implements it; Compile requires it of every
+// node it executes.
 type Kernel interface {
 	Exec(be device.Backend, in []device.Buffer, out device.Buffer) error
 }
@@ -36,21 +37,12 @@ var (
 )
 
 // Host is the CPU backend that every op's Do (the TapeMachine path) runs on,
-// with one thread per available core.
+// with one thread per available core: an op is implemented once, as its
+// Exec, and the TapeMachine runs that Exec on host memory.
 func Host() device.Backend {
 	hostOnce.Do(func() { host = cpu.New(runtime.GOMAXPROCS(0)) })
 	return host
 }
-
-// hashOf is every op's Hashcode: the FNV hash of what WriteHash writes.
-func hashOf(op gorgonia.Op) uint32 {
-	h := fnv.New32a()
-	op.WriteHash(h)
-	return h.Sum32()
-}
-
-// writeHash writes an op's String, which names every parameter of the op.
-func writeHash(h hash.Hash, op fmt.Stringer) { fmt.Fprint(h, op.String()) }
 
 // fnType is the hm type of an op over float tensors of the given ranks,
 // inputs first, output last; rank 0 is a scalar.
@@ -70,9 +62,10 @@ func rankType(r int, of hm.Type) hm.Type {
 	return gorgonia.TensorType{Dims: r, Of: of}
 }
 
-// execDo is every op's Do: it wraps the input values' backing slices as host
-// buffers, allocates the output value and runs the kernel on Host.
-func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value, error) {
+// hostDo is every op's Do: it wraps the input values' backing slices as host
+// buffers, allocates the output value (of shape out and dtype dt, Float32 or
+// Int32) and runs the kernel on Host.
+func hostDo(k Kernel, out tensor.Shape, dt tensor.Dtype, inputs []gorgonia.Value) (gorgonia.Value, error) {
 	be := Host()
 	in := make([]device.Buffer, len(inputs))
 	for i, v := range inputs {
@@ -89,8 +82,17 @@ func execDo(k Kernel, out tensor.Shape, inputs []gorgonia.Value) (gorgonia.Value
 		}
 		return gorgonia.NewF32(y[0]), be.Sync()
 	}
-	y := tensor.New(tensor.WithShape(out.Clone()...), tensor.Of(tensor.Float32))
-	if err := k.Exec(be, in, cpu.Wrap(y.Data().([]float32))); err != nil {
+	y := tensor.New(tensor.WithShape(out.Clone()...), tensor.Of(dt))
+	var yb device.Buffer
+	switch d := y.Data().(type) {
+	case []float32:
+		yb = cpu.Wrap(d)
+	case []int32:
+		yb = cpu.WrapInt32(d)
+	default:
+		return nil, fmt.Errorf("%v: output of %v; mochi's ops write float32 or int32", k, dt)
+	}
+	if err := k.Exec(be, in, yb); err != nil {
 		return nil, err
 	}
 	return y, be.Sync()
@@ -118,8 +120,19 @@ func checkRank(op string, what string, n *gorgonia.Node, r int) error {
 	return nil
 }
 
-// apply adds the op to the graph of its children.
-func apply(op gorgonia.Op, children ...*gorgonia.Node) (*gorgonia.Node, error) {
+// Op is what Apply takes: a Kernel with a String that names every
+// parameter, embedding OpBase, which supplies the rest of gorgonia.Op.
+type Op interface {
+	gorgonia.Op
+	Kernel
+	base() *OpBase
+}
+
+// Apply adds op to the graph of its children. Every op of mochi is added
+// through it: it points the op's OpBase at the op, so that WriteHash hashes
+// the op's String and Do runs its Exec.
+func Apply(op Op, children ...*gorgonia.Node) (*gorgonia.Node, error) {
+	op.base().self = op
 	return gorgonia.ApplyOp(op, children...)
 }
 
@@ -138,19 +151,69 @@ func shapeString(s tensor.Shape) string {
 	return str
 }
 
-// base holds what every op of this package shares: the static output shape
-// (graphs are built with known shapes) and the answers of the analysis
-// methods of gorgonia.Op.
-type base struct{ out tensor.Shape }
+// OpBase holds what every op of mochi shares, this package's and
+// pkg/hardneg's: the static output shape (graphs are built with known
+// shapes), its dtype, and the methods of gorgonia.Op that follow from the
+// op's String and Exec — WriteHash writes String, which names every
+// parameter of the op (shapes included), so that Gorgonia keeps ops with
+// different parameters as distinct nodes; Do runs Exec on Host, so an op is
+// implemented once; Arity counts Type's inputs. An op embeds it, implements
+// Type, String and Exec (and SymDiff when differentiable), and is added
+// with Apply.
+type OpBase struct {
+	out   tensor.Shape
+	dtype tensor.Dtype
+	self  interface {
+		Kernel
+		fmt.Stringer
+		Type() hm.Type
+	} // the op embedding this base, set by Apply
+}
+
+// NewOpBase returns the base of an op whose float32 output has shape out.
+func NewOpBase(out tensor.Shape) OpBase { return OpBase{out: out, dtype: tensor.Float32} }
+
+// NewInt32OpBase returns the base of an op whose output is int32 indices.
+func NewInt32OpBase(out tensor.Shape) OpBase { return OpBase{out: out, dtype: tensor.Int32} }
+
+func (b *OpBase) base() *OpBase { return b }
+
+// Out is the output shape.
+func (b *OpBase) Out() tensor.Shape { return b.out }
+
+// Arity is the number of inputs of the op's Type, so the two cannot
+// disagree.
+func (b *OpBase) Arity() int {
+	n := 0
+	for t, ok := b.self.Type().(*hm.FunctionType); ok; t, ok = t.Ret(false).(*hm.FunctionType) {
+		n++
+	}
+	return n
+}
 
 // InferShape returns the output shape computed when the node was built.
-func (b base) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+func (b *OpBase) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return b.out.Clone(), nil }
+
+// WriteHash writes the op's String.
+func (b *OpBase) WriteHash(h hash.Hash) { fmt.Fprint(h, b.self.String()) }
+
+// Hashcode is the FNV hash of what WriteHash writes.
+func (b *OpBase) Hashcode() uint32 {
+	h := fnv.New32a()
+	b.WriteHash(h)
+	return h.Sum32()
+}
+
+// Do runs the op's Exec on Host (the TapeMachine path).
+func (b *OpBase) Do(in ...gorgonia.Value) (gorgonia.Value, error) {
+	return hostDo(b.self, b.out, b.dtype, in)
+}
 
 // ReturnsPtr is false: Do returns a fresh value.
-func (base) ReturnsPtr() bool { return false }
+func (*OpBase) ReturnsPtr() bool { return false }
 
 // CallsExtern is false: the kernels run in the Go process.
-func (base) CallsExtern() bool { return false }
+func (*OpBase) CallsExtern() bool { return false }
 
 // OverwritesInput is -1: no op writes into an input.
-func (base) OverwritesInput() int { return -1 }
+func (*OpBase) OverwritesInput() int { return -1 }

@@ -136,6 +136,35 @@ func TestCompileRejectsForeignOps(t *testing.T) {
 	}
 }
 
+// TestGradInsertedAddIsRecognised pins what kernelOf relies on: the node
+// gorgonia.Grad inserts to sum the gradients of a value used twice is
+// Gorgonia's unexported type elemBinOp and prints as "+ …". A Gorgonia
+// upgrade that renames either makes every residual network fail to
+// compile; this test says so by name.
+func TestGradInsertedAddIsRecognised(t *testing.T) {
+	g := gorgonia.NewGraph()
+	x := input(g, "x", []float32{0.5, -0.25, 1}, 3)
+	r := gorgonia.Must(ReLU(x))
+	s := gorgonia.Must(Add(r, gorgonia.Must(ReLU(r)))) // r is used twice
+	loss := gorgonia.Must(Dot(s, s))
+	if _, err := gorgonia.Grad(loss, x); err != nil {
+		t.Fatal(err)
+	}
+	var foreign int
+	for _, n := range g.AllNodes() {
+		if _, ok := n.Op().(Kernel); ok || n.Op() == nil || isConstant(n) {
+			continue
+		}
+		foreign++
+		if _, err := kernelOf(n, children(g, n)); err != nil {
+			t.Errorf("Gorgonia's inserted op %T prints %q: no longer the elemBinOp \"+ …\" that graph.kernelOf maps to Backend.Add; update kernelOf for this Gorgonia version (%v)", n.Op(), n.Op(), err)
+		}
+	}
+	if foreign == 0 {
+		t.Fatal("gorgonia.Grad inserted no op of its own to sum r's two gradients; the plan's mapping of + is untested")
+	}
+}
+
 // The benchmark net: batch 16 of 16×16 images, width 16.
 const benchN, benchHW, benchWidth = 16, 16, 16
 

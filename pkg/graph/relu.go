@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -12,20 +11,13 @@ import (
 
 // ReLU returns y = max(x, 0) elementwise, for x of any shape.
 func ReLU(x *gorgonia.Node) (*gorgonia.Node, error) {
-	return apply(&reluOp{base: base{out: x.Shape()}}, x)
+	return Apply(&reluOp{OpBase: NewOpBase(x.Shape())}, x)
 }
 
 // reluOp is y = max(x, 0), or with backward set dx = dy where y > 0 from (y, dy).
 type reluOp struct {
-	base
+	OpBase
 	backward bool
-}
-
-func (op *reluOp) Arity() int {
-	if op.backward {
-		return 2
-	}
-	return 1
 }
 
 func (op *reluOp) Type() hm.Type {
@@ -36,9 +28,6 @@ func (op *reluOp) Type() hm.Type {
 	return fnType(r, r)
 }
 
-func (op *reluOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *reluOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *reluOp) Hashcode() uint32                               { return hashOf(op) }
 func (op *reluOp) String() string {
 	if op.backward {
 		return fmt.Sprintf("ReLUBackward{%s}", shapeString(op.out))
@@ -64,6 +53,6 @@ func (op *reluOp) SymDiff(_ gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Node
 	if op.backward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
-	dx, err := apply(&reluOp{base: op.base, backward: true}, y, dy)
+	dx, err := Apply(&reluOp{OpBase: op.OpBase, backward: true}, y, dy)
 	return gorgonia.Nodes{dx}, err
 }

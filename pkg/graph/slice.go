@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -14,20 +13,16 @@ import (
 // slice returns elements [off, off+shape.TotalSize()) of the vector v,
 // reshaped to shape. Under a Plan it is a view of v's buffer (no copy).
 func slice(v *gorgonia.Node, off int, shape tensor.Shape) (*gorgonia.Node, error) {
-	return apply(&sliceOp{base: base{out: shape}, off: off, from: v.Shape().TotalSize()}, v)
+	return Apply(&sliceOp{OpBase: NewOpBase(shape), off: off, from: v.Shape().TotalSize()}, v)
 }
 
 // sliceOp is y = v[off : off+|y|] of a vector of from elements.
 type sliceOp struct {
-	base
+	OpBase
 	off, from int
 }
 
-func (op *sliceOp) Arity() int                                     { return 1 }
-func (op *sliceOp) Type() hm.Type                                  { return fnType(1, len(op.out)) }
-func (op *sliceOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *sliceOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *sliceOp) Hashcode() uint32                               { return hashOf(op) }
+func (op *sliceOp) Type() hm.Type { return fnType(1, len(op.out)) }
 func (op *sliceOp) String() string {
 	return fmt.Sprintf("Slice{[%d:%d] of %d as %s}", op.off, op.off+op.out.TotalSize(), op.from, shapeString(op.out))
 }

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"hash"
 
 	"github.com/chewxy/hm"
 	"gorgonia.org/gorgonia"
@@ -27,8 +26,8 @@ func SoftmaxCrossEntropy(logits, labels *gorgonia.Node, tau float32) (*gorgonia.
 	if !(tau > 0) {
 		return nil, fmt.Errorf("SoftmaxCrossEntropy: temperature tau must be positive, got %v", tau)
 	}
-	op := &softmaxCEOp{base: base{out: tensor.ScalarShape()}, rows: ls[0], cols: ls[1], tau: tau, ws: new(workspace)}
-	return apply(op, logits, labels)
+	op := &softmaxCEOp{OpBase: NewOpBase(tensor.ScalarShape()), rows: ls[0], cols: ls[1], tau: tau, ws: new(Workspace)}
+	return Apply(op, logits, labels)
 }
 
 // softmaxCEOp is (logits, labels) → mean loss, or with backward set
@@ -37,18 +36,11 @@ func SoftmaxCrossEntropy(logits, labels *gorgonia.Node, tau float32) (*gorgonia.
 // the two share one workspace (per-row losses, probabilities, and the
 // unscaled gradient).
 type softmaxCEOp struct {
-	base
+	OpBase
 	rows, cols int
 	tau        float32
 	backward   bool
-	ws         *workspace
-}
-
-func (op *softmaxCEOp) Arity() int {
-	if op.backward {
-		return 3
-	}
-	return 2
+	ws         *Workspace
 }
 
 func (op *softmaxCEOp) Type() hm.Type {
@@ -60,10 +52,7 @@ func (op *softmaxCEOp) Type() hm.Type {
 	return hm.NewFnType(logits, labels, a)
 }
 
-func (op *softmaxCEOp) Do(v ...gorgonia.Value) (gorgonia.Value, error) { return execDo(op, op.out, v) }
-func (op *softmaxCEOp) WriteHash(h hash.Hash)                          { writeHash(h, op) }
-func (op *softmaxCEOp) Hashcode() uint32                               { return hashOf(op) }
-func (op *softmaxCEOp) DiffWRT(int) []bool                             { return []bool{true, false} }
+func (op *softmaxCEOp) DiffWRT(int) []bool { return []bool{true, false} }
 func (op *softmaxCEOp) String() string {
 	name := "SoftmaxCrossEntropy"
 	if op.backward {
@@ -75,7 +64,7 @@ func (op *softmaxCEOp) String() string {
 // Exec computes the mean loss, or dlogits = dloss·(prob − onehot)/(τ·rows).
 func (op *softmaxCEOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	n := op.rows * op.cols
-	ws := op.ws.get(be, op.rows, n, n)
+	ws := op.ws.Float32s(be, op.rows, n, n)
 	loss, prob, grad := ws[0], ws[1], ws[2]
 	be.SoftmaxCrossEntropy(op.rows, op.cols, op.tau, in[0], in[1], loss, prob)
 	if !op.backward {
@@ -95,6 +84,6 @@ func (op *softmaxCEOp) SymDiff(in gorgonia.Nodes, _, dloss *gorgonia.Node) (gorg
 	}
 	b := *op
 	b.backward, b.out = true, tensor.Shape{op.rows, op.cols}
-	dlogits, err := apply(&b, in[0], in[1], dloss)
+	dlogits, err := Apply(&b, in[0], in[1], dloss)
 	return gorgonia.Nodes{dlogits, nil}, err
 }

@@ -8,6 +8,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
@@ -30,37 +31,36 @@ func randomUnitRows32(rng *rand.Rand, rows, d int) []float32 {
 
 // BenchmarkMoCHiOverhead times, in each iteration, the B×K logits product
 // q·Qᵀ and then MoCHi's extra work on top of it (top-N selection, mixing,
-// extra logits), and reports both and their ratio (target ≤ 0.5).
+// extra logits) with the CPU backend's kernels, the ones training runs,
+// and reports both and their ratio (target ≤ 0.5).
 func BenchmarkMoCHiOverhead(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	dm := hardneg.Dims{B: benchB, K: benchK, D: benchD, N: benchN, S: benchS, SPrime: benchSP}
-	q := randomUnitRows32(rng, benchB, benchD)
-	queue := randomUnitRows32(rng, benchK, benchD)
-	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	s := device.MixShape{B: benchB, K: benchK, D: benchD, N: benchN, S: benchS, SPrime: benchSP}
+	draw, err := hardneg.NewMixDraw(rng, benchB, benchN, benchS, benchSP)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pt, err := plan.Tensor(tensor.Float32)
-	if err != nil {
-		b.Fatal(err)
-	}
-	planData := pt.Data().([]float32)
-	sim := make([]float32, benchB*benchK)
-	sel := make([]int32, benchB*benchN)
-	extra := make([]float32, benchB*dm.E())
+	be := cpu.New(0)
+	q := cpu.Wrap(randomUnitRows32(rng, benchB, benchD))
+	queue := cpu.Wrap(randomUnitRows32(rng, benchK, benchD))
+	drawBuf := cpu.Wrap(draw.Tensor().Data().([]float32))
+	sim := be.Alloc(device.Float32, benchB*benchK)
+	sel := be.Alloc(device.Int32, benchB*benchN)
+	extra := be.Alloc(device.Float32, benchB*(benchS+benchSP))
 	var tSim, tSel, tMix time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		hardneg.Similarities(sim, q, queue, benchB, benchK, benchD)
+		be.Gemm(false, true, benchB, benchK, benchD, 1, q, queue, 0, sim)
 		t1 := time.Now()
-		if err := hardneg.SelectTopN(sel, sim, nil, nil, benchB, benchK, benchN); err != nil {
-			b.Fatal(err)
-		}
+		be.TopN(benchB, benchK, benchN, sim, sel)
 		t2 := time.Now()
-		hardneg.MixLogits(extra, q, queue, sim, sel, planData, dm)
+		be.MixLogits(s, q, queue, sim, sel, drawBuf, extra)
 		tSim += t1.Sub(t0)
 		tSel += t2.Sub(t1)
 		tMix += time.Since(t2)
+	}
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
 	}
 	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(b.N) }
 	b.ReportMetric(ms(tSim), "qQt-ms/op")
@@ -70,20 +70,18 @@ func BenchmarkMoCHiOverhead(b *testing.B) {
 }
 
 // BenchmarkLossStep times the loss with its gradient w.r.t. q at the
-// paper's size, MoCHi(1024, 1024, 256) with K = 16384: the TapeMachine over
-// the host kernels, and the plan graph.Compile builds, which runs the
-// backend kernels (here the CPU backend; the GPU runs the same plan).
+// paper's size, MoCHi(1024, 1024, 256) with K = 16384: on the TapeMachine
+// (each op's Exec on graph.Host, fresh values every run) and as the plan
+// graph.Compile builds (here for the CPU backend; the GPU runs the same
+// plan).
 func BenchmarkLossStep(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	cfg := hardneg.Config{N: benchN, S: benchS, SPrime: benchSP, Tau: 0.2}
-	plan, err := hardneg.NewPlan(rng, benchB, benchN, benchS, benchSP)
+	draw, err := hardneg.NewMixDraw(rng, benchB, benchN, benchS, benchSP)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pt, err := plan.Tensor(tensor.Float32)
-	if err != nil {
-		b.Fatal(err)
-	}
+	pt := draw.Tensor()
 	build := func() (*G.ExprGraph, *hardneg.LossGraph, *G.Node) {
 		g := G.NewGraph()
 		bound := func(name string, x []float32, shape ...int) *G.Node {
@@ -93,7 +91,7 @@ func BenchmarkLossStep(b *testing.B) {
 		in := hardneg.Inputs{Query: bound("q", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
 			Key:   bound("k", randomUnitRows32(rng, benchB, benchD), benchB, benchD),
 			Queue: bound("queue", randomUnitRows32(rng, benchK, benchD), benchK, benchD),
-			Plan:  bound("plan", pt.Data().([]float32), pt.Shape()...)}
+			Draw:  bound("draw", pt.Data().([]float32), pt.Shape()...)}
 		l, err := hardneg.Loss(in, cfg, true)
 		if err != nil {
 			b.Fatal(err)

@@ -20,31 +20,7 @@ import (
 // run's values.
 func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config, mix bool) result {
 	t.Helper()
-	g := G.NewGraph()
-	mat := func(name string, x []float64, r, c int) *G.Node {
-		return G.NewMatrix(g, tensor.Float32, G.WithShape(r, c), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toDtype(x, tensor.Float32)))))
-	}
-	vec := func(name string, x []float64) *G.Node {
-		return G.NewVector(g, tensor.Float32, G.WithShape(len(x)), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toDtype(x, tensor.Float32)))))
-	}
-	in := hardneg.Inputs{Query: mat("q", p.q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D)}
-	if mix {
-		pt, err := p.plan.Tensor(tensor.Float32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.Plan = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
-	}
-	if cfg.ClassOracle {
-		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
-	}
-	l, err := hardneg.Loss(in, cfg, mix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grads, err := G.Grad(l.Loss, in.Query, in.Key)
+	g, l, grads, err := buildLoss(p, p.q, cfg, mix, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,19 +38,11 @@ func runCompiled(t *testing.T, be device.Backend, p problem, cfg hardneg.Config,
 		if b.DType() == device.Int32 {
 			x := make([]int32, b.Len())
 			be.DownloadInt32(x, b)
-			out := make([]float64, len(x))
-			for i, v := range x {
-				out[i] = float64(v)
-			}
-			return out
+			return toFloat64(tensor.New(tensor.WithBacking(x)))
 		}
 		x := make([]float32, b.Len())
 		be.Download(x, b)
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return toFloat64(tensor.New(tensor.WithBacking(x)))
 	}
 	var runs [2][][]float64
 	for i := range runs {
@@ -114,11 +82,11 @@ func relToMax(got, want []float64) float64 {
 }
 
 // TestCompiledLossMatchesTapeMachine runs the float32 loss graph compiled
-// for a backend (backend kernels: RowDot, GEMM, TopN, MixLogits, CopyCols,
-// MaskEqual, SoftmaxCrossEntropy, ScaleRows) and on the TapeMachine (the
-// host kernels of kernels.go), with and without mixing and the class
-// oracle, in both gradient modes, and compares every value. Both paths
-// round in float32 with different summation orders, hence 1e-5.
+// for a backend (a plan: buffers reused, views, kernels in one sequence)
+// and on the TapeMachine (each op's Exec on graph.Host, fresh values), with
+// and without mixing and the class oracle, in both gradient modes, and
+// compares every value. The two CPU backends differ in thread count, so
+// their kernels may split sums differently, hence 1e-5.
 func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 	const tol = 1e-5
 	be := cpu.New(2) // graph.Compile runs backend kernels only, as on a GPU
@@ -139,10 +107,10 @@ func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 	for i, tc := range cases {
 		for _, through := range []bool{false, true} {
 			cfg := tc.cfg
-			cfg.GradThroughQueryMix = through
-			t.Run(fmt.Sprintf("%s/gradThroughQueryMix=%t", tc.name, through), func(t *testing.T) {
+			cfg.GradThroughHPrime = through
+			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
 				p := newProblem(uint64(70+i), tc.b, tc.k, tc.d, cfg, tc.classes)
-				want, err := runGraph(p, p.q, cfg, tc.mix, tensor.Float32)
+				want, err := runGraph(p, p.q, cfg, tc.mix)
 				if err != nil {
 					t.Fatal(err)
 				}

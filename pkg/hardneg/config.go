@@ -15,10 +15,10 @@ type Config struct {
 	SPrime int
 	// Tau is τ, the InfoNCE temperature (0.2 for MoCo-v2).
 	Tau float64
-	// GradThroughQueryMix lets the gradient reach q through the copy of q
+	// GradThroughHPrime lets the gradient reach q through the copy of q
 	// inside h′ = normalize(β q + (1−β) n_j). Off by default, as in the
 	// paper, where h and h′ are constants.
-	GradThroughQueryMix bool
+	GradThroughHPrime bool
 	// ClassOracle removes the queue entries with the query's label from
 	// the negatives and from Q̃_N (the paper's upper bound on false-negative
 	// removal); it needs labels for the queries and the queue.

@@ -2,17 +2,21 @@ package hardneg
 
 import (
 	"fmt"
+	"math"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/pkg/graph"
 )
 
-// Inputs are the graph nodes the loss reads. All share one dtype (Float32
-// or Float64); labels are float-coded integers, −1 for unknown.
+// Inputs are the graph nodes the loss reads, all Float32; labels are
+// float-coded integers, −1 for unknown.
 type Inputs struct {
 	Query *G.Node // B×D: q = normalize(head(f_q(x_q)))
 	Key   *G.Node // B×D: k = normalize(head(f_k(x_k))); the trainer does not differentiate it
 	Queue *G.Node // K×D: the queue; a constant for the gradient
-	Plan  *G.Node // B×(3s+2s′): Plan.Tensor; needed only when mixing
+	Draw  *G.Node // B×(3s+2s′): MixDraw.Tensor; needed only when mixing
 
 	QueryLabels *G.Node // B: the queries' labels, with Config.ClassOracle
 	QueueLabels *G.Node // K: the queue entries' labels, with Config.ClassOracle
@@ -55,8 +59,13 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 	if cfg.ClassOracle && (in.QueryLabels == nil || in.QueueLabels == nil) {
 		return nil, fmt.Errorf("hardneg: the class oracle needs the QueryLabels and QueueLabels nodes")
 	}
-	if mix && in.Plan == nil {
-		return nil, fmt.Errorf("hardneg: mixing needs the Plan node (a B×(3s+2s′) tensor from Plan.Tensor)")
+	if mix && in.Draw == nil {
+		return nil, fmt.Errorf("hardneg: mixing needs the Draw node (a B×(3s+2s′) tensor from MixDraw.Tensor)")
+	}
+	for _, n := range []*G.Node{in.Query, in.Key, in.Queue, in.Draw, in.QueryLabels, in.QueueLabels} {
+		if n != nil && n.Dtype() != tensor.Float32 {
+			return nil, fmt.Errorf("hardneg: node %s is %v; the loss's ops run on Float32 (labels float-coded)", n.Name(), n.Dtype())
+		}
 	}
 	l := &LossGraph{cfg: cfg, dims: Dims{B: qs[0], K: queue[0], D: qs[1], N: cfg.N}}
 	var labelNodes G.Nodes
@@ -66,30 +75,30 @@ func Loss(in Inputs, cfg Config, mix bool) (*LossGraph, error) {
 
 	var err error
 	// positive logits: B
-	if l.LPos, err = G.ApplyOp(newPositiveOp(l.dims.B, l.dims.D), in.Query, in.Key); err != nil {
+	if l.LPos, err = graph.Apply(newPositiveOp(l.dims.B, l.dims.D), in.Query, in.Key); err != nil {
 		return nil, err
 	}
 	// negative logits: B×K
-	if l.LNeg, err = G.ApplyOp(newNegativeOp(l.dims.B, l.dims.K, l.dims.D), in.Query, in.Queue); err != nil {
+	if l.LNeg, err = graph.Apply(newNegativeOp(l.dims.B, l.dims.K, l.dims.D), in.Query, in.Queue); err != nil {
 		return nil, err
 	}
 	logits := G.Nodes{l.LPos, l.LNeg}
 	if mix {
 		l.dims.S, l.dims.SPrime = cfg.S, cfg.SPrime
 		// Q̃_N, the N hardest negatives per query: B×N
-		if l.TopN, err = G.ApplyOp(newTopNOp(l.dims.B, l.dims.K, cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
+		if l.TopN, err = graph.Apply(newTopNOp(l.dims.B, l.dims.K, cfg.N, cfg.ClassOracle), append(G.Nodes{l.LNeg}, labelNodes...)...); err != nil {
 			return nil, err
 		}
 		// synthetic negatives' logits [q·h, q·h′]: B×(s+s′)
-		mixer := newMixOp(l.dims, cfg.GradThroughQueryMix)
-		if l.Extra, err = G.ApplyOp(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Plan); err != nil {
+		mixer := newMixOp(l.dims, cfg.GradThroughHPrime)
+		if l.Extra, err = graph.Apply(mixer, in.Query, in.Queue, l.LNeg, l.TopN, in.Draw); err != nil {
 			return nil, err
 		}
 		logits = append(logits, l.Extra)
 	}
 	// InfoNCE: cross-entropy of logits/τ with label 0, mean over the batch
 	ce := newInfoNCEOp(l.dims.B, l.dims.K, l.dims.E(), cfg.Tau, mix, cfg.ClassOracle)
-	if l.Loss, err = G.ApplyOp(ce, append(logits, labelNodes...)...); err != nil {
+	if l.Loss, err = graph.Apply(ce, append(logits, labelNodes...)...); err != nil {
 		return nil, err
 	}
 	if in.RecordStats {
@@ -113,43 +122,24 @@ func (l *LossGraph) Stats() (Stats, error) {
 	if l.lneg == nil {
 		return Stats{}, fmt.Errorf("hardneg: no recorded values; build the loss with Inputs.RecordStats and run the machine first")
 	}
-	switch l.lneg.Data().(type) {
-	case []float32:
-		return statsOf[float32](l)
-	default:
-		return statsOf[float64](l)
-	}
-}
-
-func statsOf[T Float](l *LossGraph) (Stats, error) {
-	vals := []G.Value{l.lpos, l.lneg}
-	if l.extra != nil {
-		vals = append(vals, l.extra)
-	}
-	x, err := datas[T](vals)
-	if err != nil {
-		return Stats{}, err
-	}
+	f32 := func(v G.Value) []float32 { return v.Data().([]float32) }
 	var sel []int32
-	var extra []T
+	var extra []float32
 	if l.extra != nil {
-		var ok bool
-		if sel, ok = l.topN.Data().([]int32); !ok {
-			return Stats{}, fmt.Errorf("hardneg: recorded Q̃_N of %v, want int32 queue indices", l.topN.Dtype())
-		}
-		extra = x[2]
+		sel, extra = l.topN.Data().([]int32), f32(l.extra)
 	}
 	var lab Labels
 	if l.cfg.ClassOracle {
-		ql, err := data[T](l.queryLabels)
-		if err != nil {
-			return Stats{}, err
-		}
-		kl, err := data[T](l.queueLabs)
-		if err != nil {
-			return Stats{}, err
-		}
-		lab = Labels{Query: labels(ql), Queue: labels(kl)}
+		lab = Labels{Query: labels(f32(l.queryLabels)), Queue: labels(f32(l.queueLabs))}
 	}
-	return ComputeStats(x[0], x[1], sel, extra, lab, l.dims, l.cfg.Tau), nil
+	return ComputeStats(f32(l.lpos), f32(l.lneg), sel, extra, lab, l.dims, l.cfg.Tau), nil
+}
+
+// labels converts float-coded labels (exact integers) to int32.
+func labels(x []float32) []int32 {
+	out := make([]int32, len(x))
+	for i, v := range x {
+		out[i] = int32(math.Round(float64(v)))
+	}
+	return out
 }

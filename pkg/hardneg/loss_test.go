@@ -19,10 +19,7 @@ type result struct {
 	stats                   hardneg.Stats
 }
 
-func toDtype(x []float64, dt tensor.Dtype) any {
-	if dt == tensor.Float64 {
-		return append([]float64(nil), x...)
-	}
+func toF32(x []float64) []float32 {
 	out := make([]float32, len(x))
 	for i, v := range x {
 		out[i] = float32(v)
@@ -32,16 +29,12 @@ func toDtype(x []float64, dt tensor.Dtype) any {
 
 func toFloat64(v G.Value) []float64 {
 	switch x := v.Data().(type) {
-	case []float64:
-		return append([]float64(nil), x...)
 	case []float32:
 		out := make([]float64, len(x))
 		for i, v := range x {
 			out[i] = float64(v)
 		}
 		return out
-	case float64:
-		return []float64{x}
 	case float32:
 		return []float64{float64(x)}
 	case []int32:
@@ -54,34 +47,38 @@ func toFloat64(v G.Value) []float64 {
 	panic(fmt.Sprintf("value of %T", v.Data()))
 }
 
-// runGraph builds the loss for p on the TapeMachine, with the gradients
-// w.r.t. q and k, runs it once and returns every value.
-func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool, dt tensor.Dtype) (result, error) {
+// buildLoss builds, in a new graph, the float32 loss for p with q in place
+// of p.q, and its gradients w.r.t. q and k; record sets Inputs.RecordStats.
+func buildLoss(p problem, q []float64, cfg hardneg.Config, mix, record bool) (*G.ExprGraph, *hardneg.LossGraph, G.Nodes, error) {
 	g := G.NewGraph()
 	mat := func(name string, x []float64, r, c int) *G.Node {
-		return G.NewMatrix(g, dt, G.WithShape(r, c), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toDtype(x, dt)))))
+		return G.NewMatrix(g, tensor.Float32, G.WithShape(r, c), G.WithName(name),
+			G.WithValue(tensor.New(tensor.WithShape(r, c), tensor.WithBacking(toF32(x)))))
 	}
 	vec := func(name string, x []float64) *G.Node {
-		return G.NewVector(g, dt, G.WithShape(len(x)), G.WithName(name),
-			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toDtype(x, dt)))))
+		return G.NewVector(g, tensor.Float32, G.WithShape(len(x)), G.WithName(name),
+			G.WithValue(tensor.New(tensor.WithShape(len(x)), tensor.WithBacking(toF32(x)))))
 	}
-	in := hardneg.Inputs{Query: mat("q", q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D), RecordStats: true}
+	in := hardneg.Inputs{Query: mat("q", q, p.B, p.D), Key: mat("k", p.k, p.B, p.D), Queue: mat("queue", p.queue, p.K, p.D), RecordStats: record}
 	if mix && cfg.S+cfg.SPrime > 0 {
-		pt, err := p.plan.Tensor(dt)
-		if err != nil {
-			return result{}, err
-		}
-		in.Plan = G.NewMatrix(g, dt, G.WithShape(pt.Shape()...), G.WithName("plan"), G.WithValue(pt))
+		pt := p.draw.Tensor()
+		in.Draw = G.NewMatrix(g, tensor.Float32, G.WithShape(pt.Shape()...), G.WithName("draw"), G.WithValue(pt))
 	}
 	if p.queryLab != nil {
 		in.QueryLabels, in.QueueLabels = vec("queryLabels", p.queryLab), vec("queueLabels", p.queLab)
 	}
 	l, err := hardneg.Loss(in, cfg, mix)
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
 	grads, err := G.Grad(l.Loss, in.Query, in.Key)
+	return g, l, grads, err
+}
+
+// runGraph builds the float32 loss for p on the TapeMachine, with the
+// gradients w.r.t. q and k, runs it once and returns every value.
+func runGraph(p problem, q []float64, cfg hardneg.Config, mix bool) (result, error) {
+	g, l, grads, err := buildLoss(p, q, cfg, mix, true)
 	if err != nil {
 		return result{}, err
 	}
@@ -140,22 +137,23 @@ var forwardCases = []struct {
 	{name: "MoCo-v2 (s=s′=0)", b: 4, k: 30, d: 8, cfg: hardneg.Config{N: 6, Tau: 0.2}, mix: true},
 }
 
-// TestForwardMatchesReference compares every forward value, in float64 and
-// float32, with the test's own float64 reference.
+// forwardTol is the float32 graph's error against the float64 reference:
+// float32 rounding of D-term dot products and K-term sums.
+const forwardTol = 2e-5
+
+// TestForwardMatchesReference compares every forward value of the float32
+// graph with the test's own float64 reference.
 func TestForwardMatchesReference(t *testing.T) {
 	for i, tc := range forwardCases {
 		p := newProblem(uint64(10+i), tc.b, tc.k, tc.d, tc.cfg, tc.classes)
 		mixes := tc.mix && tc.cfg.S+tc.cfg.SPrime > 0
-		for _, dt := range []struct {
-			dtype tensor.Dtype
-			tol   float64 // float32 rounding of D-term dot products and K-term sums
-		}{{tensor.Float64, 1e-12}, {tensor.Float32, 2e-5}} {
-			t.Run(fmt.Sprintf("%s/%v", tc.name, dt.dtype), func(t *testing.T) {
-				r, err := runGraph(p, p.q, tc.cfg, tc.mix, dt.dtype)
+		{
+			t.Run(tc.name, func(t *testing.T) {
+				r, err := runGraph(p, p.q, tc.cfg, tc.mix)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := maxRelErr([]float64{r.loss}, []float64{p.refLoss(p.q, p.k, p.q, tc.cfg, mixes)}); e > dt.tol {
+				if e := maxRelErr([]float64{r.loss}, []float64{p.refLoss(p.q, p.k, p.q, tc.cfg, mixes)}); e > forwardTol {
 					t.Errorf("loss: relative error %g", e)
 				}
 				var lpos, lneg []float64
@@ -165,10 +163,10 @@ func TestForwardMatchesReference(t *testing.T) {
 						lneg = append(lneg, refDot(row(p.q, b, p.D), row(p.queue, j, p.D)))
 					}
 				}
-				if e := maxRelErr(r.lpos, lpos); e > dt.tol {
+				if e := maxRelErr(r.lpos, lpos); e > forwardTol {
 					t.Errorf("q·k: relative error %g", e)
 				}
-				if e := maxRelErr(r.lneg, lneg); e > dt.tol {
+				if e := maxRelErr(r.lneg, lneg); e > forwardTol {
 					t.Errorf("q·Qᵀ: relative error %g", e)
 				}
 				if !mixes {
@@ -186,7 +184,7 @@ func TestForwardMatchesReference(t *testing.T) {
 				if e := maxRelErr(r.topN, sel); e != 0 {
 					t.Errorf("Q̃_N differs from the reference's full sort:\n got %v\nwant %v", r.topN, sel)
 				}
-				if e := maxRelErr(r.extra, p.refExtra(p.q, p.q, tc.cfg)); e > dt.tol {
+				if e := maxRelErr(r.extra, p.refExtra(p.q, p.q, tc.cfg)); e > forwardTol {
 					t.Errorf("extra logits: relative error %g", e)
 				}
 			})
@@ -195,19 +193,19 @@ func TestForwardMatchesReference(t *testing.T) {
 }
 
 // TestGradientsByFiniteDifferences checks ∂loss/∂q and ∂loss/∂k of the
-// float64 graph against central differences of the reference loss, in both
-// gradient modes. With h′ detached the reference keeps the q inside h′ at
-// its unperturbed value; with GradThroughQueryMix it moves with q.
+// float32 graph against central differences of the float64 reference loss,
+// in both gradient modes. With h′ detached the reference keeps the q inside h′ at
+// its unperturbed value; with GradThroughHPrime it moves with q.
 func TestGradientsByFiniteDifferences(t *testing.T) {
 	const eps = 1e-6
 	for i, tc := range forwardCases {
 		for _, through := range []bool{false, true} {
 			cfg := tc.cfg
-			cfg.GradThroughQueryMix = through
-			t.Run(fmt.Sprintf("%s/gradThroughQueryMix=%t", tc.name, through), func(t *testing.T) {
+			cfg.GradThroughHPrime = through
+			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
 				p := newProblem(uint64(40+i), tc.b, tc.k, tc.d, cfg, tc.classes)
 				mixes := tc.mix && cfg.S+cfg.SPrime > 0
-				r, err := runGraph(p, p.q, cfg, tc.mix, tensor.Float64)
+				r, err := runGraph(p, p.q, cfg, tc.mix)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -246,12 +244,12 @@ func TestGradientsByFiniteDifferences(t *testing.T) {
 func TestGradientModesDiffer(t *testing.T) {
 	cfg := hardneg.Config{N: 6, S: 2, SPrime: 6, Tau: 0.2}
 	p := newProblem(3, 3, 20, 6, cfg, 0)
-	detached, err := runGraph(p, p.q, cfg, true, tensor.Float64)
+	detached, err := runGraph(p, p.q, cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.GradThroughQueryMix = true
-	through, err := runGraph(p, p.q, cfg, true, tensor.Float64)
+	cfg.GradThroughHPrime = true
+	through, err := runGraph(p, p.q, cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,17 +264,8 @@ func TestGradientModesDiffer(t *testing.T) {
 func TestNLargerThanKFails(t *testing.T) {
 	cfg := hardneg.Config{N: 21, S: 2, SPrime: 2, Tau: 0.2}
 	p := newProblem(1, 2, 20, 4, cfg, 0)
-	_, err := runGraph(p, p.q, cfg, true, tensor.Float64)
+	_, err := runGraph(p, p.q, cfg, true)
 	if err == nil || !strings.Contains(err.Error(), "N = 21 exceeds the queue size K = 20") {
 		t.Fatalf("N > K: error %v, want one naming N and K", err)
-	}
-}
-
-func TestOracleWithTooFewCandidatesFails(t *testing.T) {
-	cfg := hardneg.Config{N: 15, S: 2, SPrime: 2, Tau: 0.2, ClassOracle: true}
-	p := newProblem(1, 2, 20, 4, cfg, 2) // about half the queue shares each query's label
-	_, err := runGraph(p, p.q, cfg, true, tensor.Float64)
-	if err == nil || !strings.Contains(err.Error(), "fewer than N = 15") {
-		t.Fatalf("oracle with < N candidates: error %v", err)
 	}
 }

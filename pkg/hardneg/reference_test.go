@@ -17,7 +17,7 @@ type problem struct {
 	B, K, D          int
 	q, k, queue      []float64 // B×D, B×D, K×D
 	queryLab, queLab []float64 // B, K; nil without labels
-	plan             *hardneg.Plan
+	draw             *hardneg.MixDraw
 }
 
 func unitRows(rng *rand.Rand, rows, d int) []float64 {
@@ -29,8 +29,8 @@ func unitRows(rng *rand.Rand, rows, d int) []float64 {
 			x[r*d+i] = v
 			n2 += v * v
 		}
-		for i := range d {
-			x[r*d+i] /= math.Sqrt(n2)
+		for i := range d { // a float32 value: the graph's input is the same number
+			x[r*d+i] = float64(float32(x[r*d+i] / math.Sqrt(n2)))
 		}
 	}
 	return x
@@ -48,11 +48,11 @@ func newProblem(seed uint64, b, k, d int, cfg hardneg.Config, classes int) probl
 			p.queLab[i] = float64(rng.IntN(classes))
 		}
 	}
-	plan, err := hardneg.NewPlan(rng, b, max(cfg.N, 1), cfg.S, cfg.SPrime)
+	draw, err := hardneg.NewMixDraw(rng, b, max(cfg.N, 1), cfg.S, cfg.SPrime)
 	if err != nil {
 		panic(err)
 	}
-	p.plan = plan
+	p.draw = draw
 	return p
 }
 
@@ -102,9 +102,9 @@ func (p problem) refSynthetic(q, qMix []float64, cfg hardneg.Config, b int) [][]
 	sel := p.refTopN(q, cfg.ClassOracle, b, cfg.N)
 	var hs [][]float64
 	for t := range cfg.S {
-		a := float64(p.plan.Alpha[b*cfg.S+t])
-		ni := row(p.queue, sel[p.plan.I[b*cfg.S+t]], p.D)
-		nj := row(p.queue, sel[p.plan.J[b*cfg.S+t]], p.D)
+		a := float64(p.draw.Alpha[b*cfg.S+t])
+		ni := row(p.queue, sel[p.draw.I[b*cfg.S+t]], p.D)
+		nj := row(p.queue, sel[p.draw.J[b*cfg.S+t]], p.D)
 		h := make([]float64, p.D)
 		for x := range h {
 			h[x] = a*ni[x] + (1-a)*nj[x]
@@ -112,8 +112,8 @@ func (p problem) refSynthetic(q, qMix []float64, cfg hardneg.Config, b int) [][]
 		hs = append(hs, refNormalize(h))
 	}
 	for t := range cfg.SPrime {
-		be := float64(p.plan.Beta[b*cfg.SPrime+t])
-		nj := row(p.queue, sel[p.plan.JQ[b*cfg.SPrime+t]], p.D)
+		be := float64(p.draw.Beta[b*cfg.SPrime+t])
+		nj := row(p.queue, sel[p.draw.JQ[b*cfg.SPrime+t]], p.D)
 		h := make([]float64, p.D)
 		for x := range h {
 			h[x] = be*row(qMix, b, p.D)[x] + (1-be)*nj[x]

@@ -1,8 +1,9 @@
 package hardneg
 
 import (
-	"iter"
 	"math"
+
+	"github.com/mochi-ssl/mochi/internal/parallel"
 )
 
 // Stats summarises one step's negatives, for monitoring and for the paper's
@@ -41,12 +42,12 @@ type rowStats struct {
 // ComputeStats computes Stats from the forward values of one step, the
 // queries spread over one goroutine per CPU.
 // lpos: B, lneg: B×K (= q·Qᵀ), sel: B×N (nil without mixing), extra: B×E.
-func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, dm Dims, tau float64) Stats {
+func ComputeStats(lpos, lneg []float32, sel []int32, extra []float32, lab Labels, dm Dims, tau float64) Stats {
 	b, k, n, e := dm.B, dm.K, dm.N, dm.E()
 	rows := make([]rowStats, b)
-	parallelRows(b, func(queries iter.Seq[int]) {
+	parallel.Rows(b, func(lo, hi int) {
 		probs := make([]float64, 0, k+e) // one query's negative probabilities
-		for q := range queries {
+		for q := lo; q < hi; q++ {
 			var qSel []int32
 			if sel != nil {
 				qSel = sel[q*n : (q+1)*n]
@@ -88,7 +89,7 @@ func ComputeStats[T Float](lpos, lneg []T, sel []int32, extra []T, lab Labels, d
 
 // queryStats is query q's part of Stats. neg: K (q·Qᵀ), sel: N (nil without
 // mixing), extra: E; probs is scratch of capacity K+E.
-func queryStats[T Float](neg []T, sel []int32, extra []T, lab Labels, q int, tau float64, probs []float64) rowStats {
+func queryStats(neg []float32, sel []int32, extra []float32, lab Labels, q int, tau float64, probs []float64) rowStats {
 	kept := func(i int) bool { return !lab.excludes(q, i) } // the class oracle's rule
 	var queueSum float64
 	queueCount, hardest := 0, math.Inf(-1)
@@ -128,7 +129,7 @@ func queryStats[T Float](neg []T, sel []int32, extra []T, lab Labels, q int, tau
 }
 
 // maxOf is the largest value of x, −∞ when x is empty.
-func maxOf[T Float](x []T) float64 {
+func maxOf(x []float32) float64 {
 	m := math.Inf(-1)
 	for _, v := range x {
 		m = max(m, float64(v))
@@ -160,4 +161,36 @@ func topShare(p []float64, frac float64) float64 {
 	}
 	head += float64(top-above) * t
 	return head / all
+}
+
+// kthLargest returns the value of rank r (0 = largest) of x, reordering x
+// (quickselect).
+func kthLargest(x []float64, r int) float64 {
+	lo, hi := 0, len(x)-1
+	for hi > lo {
+		pivot := x[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for x[i] > pivot {
+				i++
+			}
+			for pivot > x[j] {
+				j--
+			}
+			if i <= j {
+				x[i], x[j] = x[j], x[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case r <= j:
+			hi = j
+		case r >= i:
+			lo = i
+		default:
+			return x[r]
+		}
+	}
+	return x[r]
 }

@@ -26,7 +26,7 @@ type statsInput struct {
 
 func newStatsInput(seed uint64, mixing, oracle bool) statsInput {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	// B = 37 rows: several of parallelRows' 4-row chunks and a ragged end.
+	// B = 37 rows: split unevenly over any number of workers.
 	in := statsInput{dm: hardneg.Dims{B: 37, K: 300, D: 8}, tau: 0.2,
 		description: fmt.Sprintf("mixing=%t oracle=%t", mixing, oracle)}
 	if mixing {
@@ -35,7 +35,7 @@ func newStatsInput(seed uint64, mixing, oracle bool) statsInput {
 	sim := func(n int) []float64 {
 		x := make([]float64, n)
 		for i := range x {
-			x[i] = math.Tanh(rng.NormFloat64() * 0.3)
+			x[i] = float64(float32(math.Tanh(rng.NormFloat64() * 0.3))) // the float32 the step holds
 		}
 		return x
 	}
@@ -59,7 +59,7 @@ func newStatsInput(seed uint64, mixing, oracle bool) statsInput {
 }
 
 func (in statsInput) compute() hardneg.Stats {
-	return hardneg.ComputeStats(in.lpos, in.lneg, in.sel, in.extra, hardneg.Labels{Query: in.qLab, Queue: in.kLab}, in.dm, in.tau)
+	return hardneg.ComputeStats(toF32(in.lpos), toF32(in.lneg), in.sel, toF32(in.extra), hardneg.Labels{Query: in.qLab, Queue: in.kLab}, in.dm, in.tau)
 }
 
 // reference is the test's own Stats: every sum over a plain list of the

@@ -7,7 +7,6 @@ import (
 
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
-	"gorgonia.org/tensor"
 )
 
 // torchCase is one problem as scripts/torch_mochi.py reads it.
@@ -20,13 +19,13 @@ type torchCase struct {
 	SPrime      int         `json:"s_prime"`
 	Tau         float64     `json:"tau"`
 	GradThrough bool        `json:"grad_through_hprime"`
-	Plan        torchPlan   `json:"plan"`
+	Draw        torchDraw   `json:"plan"`
 	QueryLabels []float64   `json:"query_labels,omitempty"` // B, with the class oracle
 	QueueLabels []float64   `json:"queue_labels,omitempty"` // K, with the class oracle
 }
 
-// torchPlan is a hardneg.Plan as B×s and B×s′ lists.
-type torchPlan struct {
+// torchDraw is a hardneg.MixDraw as B×s and B×s′ lists.
+type torchDraw struct {
 	I     [][]int32   `json:"i"`
 	J     [][]int32   `json:"j"`
 	Alpha [][]float64 `json:"alpha"`
@@ -61,9 +60,9 @@ func newTorchCase(p problem, cfg hardneg.Config) torchCase {
 	s, sp := cfg.S, cfg.SPrime
 	c := torchCase{
 		Q: rowsOf(p.q, p.B, p.D), K: rowsOf(p.k, p.B, p.D), Queue: rowsOf(p.queue, p.K, p.D),
-		N: cfg.N, S: s, SPrime: sp, Tau: cfg.Tau, GradThrough: cfg.GradThroughQueryMix,
-		Plan: torchPlan{I: rowsOf(p.plan.I, p.B, s), J: rowsOf(p.plan.J, p.B, s), Alpha: rowsOf(widen(p.plan.Alpha), p.B, s),
-			JQ: rowsOf(p.plan.JQ, p.B, sp), Beta: rowsOf(widen(p.plan.Beta), p.B, sp)},
+		N: cfg.N, S: s, SPrime: sp, Tau: cfg.Tau, GradThrough: cfg.GradThroughHPrime,
+		Draw: torchDraw{I: rowsOf(p.draw.I, p.B, s), J: rowsOf(p.draw.J, p.B, s), Alpha: rowsOf(widen(p.draw.Alpha), p.B, s),
+			JQ: rowsOf(p.draw.JQ, p.B, sp), Beta: rowsOf(widen(p.draw.Beta), p.B, sp)},
 	}
 	if cfg.ClassOracle {
 		c.QueryLabels, c.QueueLabels = p.queryLab, p.queLab
@@ -79,16 +78,17 @@ func flatten(x [][]float64) []float64 {
 	return out
 }
 
-// TestLossMatchesTorch compares the float64 loss and its gradients w.r.t. q
+// TestLossMatchesTorch compares the float32 loss and its gradients w.r.t. q
 // and k (TapeMachine) with scripts/torch_mochi.py, the paper's formulas in
 // PyTorch with autograd: torch.topk for Q̃_N, explicit normalised h and h′,
 // .detach() where the paper detaches, F.cross_entropy. The script refuses a
 // case whose N hardest negatives are within 1e-9 in q·n of the next one, so
 // that the selection cannot hinge on the order of summation.
 func TestLossMatchesTorch(t *testing.T) {
-	// Both sides are float64 and differ only in the order of operations (the
-	// Go code forms q·h in closed form from q·n, PyTorch from explicit h).
-	const tol = 1e-10
+	// PyTorch runs in float64 on the same (float32-valued) inputs, and forms
+	// q·h from explicit h where the Go code uses the closed form from q·n:
+	// the difference is float32 rounding (observed ≤ 1.4e-7).
+	const tol = 2e-6
 	type tcase struct {
 		name    string
 		cfg     hardneg.Config
@@ -103,8 +103,8 @@ func TestLossMatchesTorch(t *testing.T) {
 	} {
 		for _, through := range []bool{false, true} {
 			c := base
-			c.cfg.GradThroughQueryMix = through
-			c.name = fmt.Sprintf("%s/gradThroughQueryMix=%t", base.name, through)
+			c.cfg.GradThroughHPrime = through
+			c.name = fmt.Sprintf("%s/gradThroughHPrime=%t", base.name, through)
 			cases = append(cases, c)
 		}
 	}
@@ -121,7 +121,7 @@ func TestLossMatchesTorch(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := runGraph(problems[i], problems[i].q, c.cfg, true, tensor.Float64)
+			got, err := runGraph(problems[i], problems[i].q, c.cfg, true)
 			if err != nil {
 				t.Fatal(err)
 			}

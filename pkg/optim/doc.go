@@ -11,7 +11,7 @@
 //	p = p − lr·v             // otherwise
 //
 // Parameters, gradients and velocities live in device.Buffers and the update
-// runs through device.Backend.SGDStep, so one optimizer serves every backend.
+// runs through device.Core.SGDStep, so one optimizer serves every backend.
 // The velocities are exported and imported by parameter name for checkpoints.
 //
 // # Schedules

@@ -26,7 +26,7 @@ type SGDConfig struct {
 // exactly torch.optim.SGD's update (see the package comment). It owns one
 // velocity buffer per parameter.
 type SGD struct {
-	backend  device.Backend
+	backend  device.Core
 	cfg      SGDConfig
 	params   []Param
 	velocity []device.Buffer // velocity[i] belongs to params[i]
@@ -35,7 +35,7 @@ type SGD struct {
 // NewSGD returns an optimizer over params with zero velocities. Names must be
 // unique and non-empty (they key the checkpointed state) and every gradient
 // must be as long as its value.
-func NewSGD(b device.Backend, params []Param, cfg SGDConfig) (*SGD, error) {
+func NewSGD(b device.Core, params []Param, cfg SGDConfig) (*SGD, error) {
 	if cfg.Momentum < 0 || cfg.WeightDecay < 0 {
 		return nil, fmt.Errorf("optim: momentum %g and weight decay %g must be ≥ 0", cfg.Momentum, cfg.WeightDecay)
 	}

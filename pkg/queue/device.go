@@ -11,7 +11,7 @@ import (
 // enqueued by a device-to-device copy. The metadata and the pointer stay on
 // the host; Host and Snapshot copy the keys out.
 type Device struct {
-	be   device.Backend
+	be   device.Core
 	keys device.Buffer // K×D
 	k, d int
 	ptr  int
@@ -21,7 +21,7 @@ type Device struct {
 
 // NewDevice makes a K×D queue in keys (a Float32 buffer of at least K·D
 // elements on be), initialised exactly as NewRing(k, d, seed).
-func NewDevice(be device.Backend, keys device.Buffer, k, d int, seed uint64) (*Device, error) {
+func NewDevice(be device.Core, keys device.Buffer, k, d int, seed uint64) (*Device, error) {
 	r, err := NewRing(k, d, seed)
 	if err != nil {
 		return nil, err

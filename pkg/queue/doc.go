@@ -1,6 +1,6 @@
 // Package queue holds MoCo's dictionary: a K×D circular buffer of
 // L2-normalised keys with a write pointer (He et al., "Momentum Contrast",
-// 2020; DESIGN.md §1).
+// 2020: the keys of past batches are the negatives of the current one).
 //
 // # Overview
 //
@@ -11,9 +11,11 @@
 // the dataset index and label of the image it came from, which the class
 // oracle of package hardneg and the analysis tools read.
 //
-// Queue is the interface every implementation satisfies (the CPU Ring here, a
-// GPU-resident queue later); package queuetest holds the conformance suite
-// that each implementation runs.
+// Queue is the interface every implementation satisfies: Ring, in host
+// memory, and Device, whose keys live in a device.Backend buffer (the one
+// training reads, on the CPU or the GPU) with the metadata on the host;
+// package queuetest holds the conformance suite that each implementation
+// runs.
 //
 // # Invariants
 //

@@ -42,7 +42,7 @@ type moco struct {
 	qX       *gorgonia.Node
 	kIn      *gorgonia.Node // B×D keys from the key encoder, a constant here
 	queueIn  *gorgonia.Node // K×D
-	planIn   *gorgonia.Node // B×(3s+2s′), with mixing
+	drawIn   *gorgonia.Node // B×(3s+2s′), with mixing
 	qLabels  *gorgonia.Node // B, with the class oracle
 	kLabels  *gorgonia.Node // K, with the class oracle
 	qNet     *resnet.Model
@@ -153,8 +153,8 @@ func (m *moco) buildQuery() error {
 	m.queueIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.K, d), gorgonia.WithName("queue"))
 	in := hardneg.Inputs{Query: net.Embedding, Key: m.kIn, Queue: m.queueIn}
 	if m.mixing {
-		m.planIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, 3*s.Mix.S+2*s.Mix.SPrime), gorgonia.WithName("mix_plan"))
-		in.Plan = m.planIn
+		m.drawIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, 3*s.Mix.S+2*s.Mix.SPrime), gorgonia.WithName("mix_draw"))
+		in.Draw = m.drawIn
 	}
 	if s.Mix.ClassOracle {
 		m.qLabels = gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(s.B), gorgonia.WithName("query_labels"))
@@ -204,8 +204,8 @@ func (m *moco) buildKey() error {
 // step runs one MoCo/MoCHi iteration on a batch up to the gradients: the
 // momentum update of f_k, the keys, the loss and ∂loss/∂θ_q. The caller
 // applies the optimizer and then enqueue. perm shuffles the key batch over
-// the split-BN groups (MoCo's ShuffleBN); plan is the step's mixing plan.
-func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []int) (float64, error) {
+// the split-BN groups (MoCo's ShuffleBN); draw is the step's mixing draw.
+func (m *moco) step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabels []int) (float64, error) {
 	s, be := m.spec, m.be
 	d := s.Net.EmbedDim
 	img := s.C * s.H * s.W
@@ -233,11 +233,7 @@ func (m *moco) step(xq, xk []float32, perm []int, plan *hardneg.Plan, qLabels []
 	// q = normalize(head(f_q(x_q))) and the loss over [q·k, q·Qᵀ, q·h, q·h′]/τ
 	be.Upload(m.lossPlan.Buffer(m.qX), xq)
 	if m.mixing {
-		t, err := plan.Tensor(tensor.Float32)
-		if err != nil {
-			return 0, err
-		}
-		be.Upload(m.lossPlan.Buffer(m.planIn), t.Data().([]float32))
+		be.Upload(m.lossPlan.Buffer(m.drawIn), draw.Tensor().Data().([]float32))
 	}
 	if s.Mix.ClassOracle {
 		for i, l := range qLabels {

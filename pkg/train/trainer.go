@@ -80,7 +80,7 @@ type trainer struct {
 	model  *moco
 	opt    *optim.SGD
 	sched  optim.Schedule
-	mixSrc *rand.PCG // mixing plans: i, j, α, β
+	mixSrc *rand.PCG // mixing draws: i, j, α, β
 	bnSrc  *rand.PCG // ShuffleBN permutations
 	mixRNG *rand.Rand
 	bnRNG  *rand.Rand
@@ -250,7 +250,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	t.spec = MoCoSpec{Net: rc, B: cfg.KeysPerStep(), C: t.train.Channels(), H: size, W: size,
 		K: cfg.MoCo.K, M: cfg.MoCo.M, QueueSeed: uint64(cfg.Run.Seed) + 1,
 		Mix: hardneg.Config{N: cfg.MoCHi.N, S: cfg.MoCHi.S, SPrime: cfg.MoCHi.SPrime, Tau: cfg.MoCo.Tau,
-			GradThroughQueryMix: cfg.MoCHi.GradThroughHPrime, ClassOracle: cfg.MoCHi.ClassOracle,
+			GradThroughHPrime: cfg.MoCHi.GradThroughHPrime, ClassOracle: cfg.MoCHi.ClassOracle,
 			MixStartEpoch: cfg.MoCHi.MixStartEpoch}}
 	if cfg.MoCo.Symmetric {
 		t.sym = &symmetricBatch{}
@@ -490,10 +490,10 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
 		}
 		lr := t.lr()
-		var plan *hardneg.Plan
+		var draw *hardneg.MixDraw
 		if t.model.mixing {
 			var err error
-			if plan, err = hardneg.NewPlan(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
+			if draw, err = hardneg.NewMixDraw(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
 				return false, err
 			}
 		}
@@ -502,7 +502,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if t.sym != nil {
 			xq, xk, index, labels = t.sym.views(b)
 		}
-		loss, err := t.model.step(xq, xk, perm, plan, labels)
+		loss, err := t.model.step(xq, xk, perm, draw, labels)
 		if err != nil {
 			return false, err
 		}

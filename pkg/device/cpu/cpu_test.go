@@ -176,21 +176,21 @@ func TestSyncReportsShapeErrors(t *testing.T) {
 	}
 }
 
-// TestMixRejectsBadPlan: a plan rank outside [0, N), or not an integer, and
+// TestMixRejectsBadDraw: a draw rank outside [0, N), or not an integer, and
 // a top index outside the queue are errors from Sync that name the element
-// (the plan comes from another N or is corrupt; a GPU cannot report this).
-func TestMixRejectsBadPlan(t *testing.T) {
+// (the draw comes from another N or is corrupt; a GPU cannot report this).
+func TestMixRejectsBadDraw(t *testing.T) {
 	s := device.MixShape{B: 2, D: 3, K: 5, N: 2, S: 1, SPrime: 1}
 	good := []float32{0, 1, 0.5, 1, 0.25, 1, 1, 0.5, 0, 0.125} // B×(3S+2S′): [i, j, α, j′, β] per query
 	for _, c := range []struct {
 		name    string
-		plan    []float32
+		draw    []float32
 		top     []int32
 		wantErr string
 	}{
 		{"good", good, []int32{0, 4, 1, 2}, ""},
-		{"rank = N", []float32{0, 2, 0.5, 1, 0.25, 1, 1, 0.5, 0, 0.125}, []int32{0, 4, 1, 2}, "plan[0, 1] = 2 is not a rank in [0, N = 2)"},
-		{"fractional rank", []float32{0, 1, 0.5, 1, 0.25, 1, 1, 0.5, 0.5, 0.125}, []int32{0, 4, 1, 2}, "plan[1, 3] = 0.5"},
+		{"rank = N", []float32{0, 2, 0.5, 1, 0.25, 1, 1, 0.5, 0, 0.125}, []int32{0, 4, 1, 2}, "draw[0, 1] = 2 is not a rank in [0, N = 2)"},
+		{"fractional rank", []float32{0, 1, 0.5, 1, 0.25, 1, 1, 0.5, 0.5, 0.125}, []int32{0, 4, 1, 2}, "draw[1, 3] = 0.5"},
 		{"top ≥ K", good, []int32{0, 4, 5, 2}, "top[1, 0] = 5 is not a queue index"},
 	} {
 		be := New(2)
@@ -203,9 +203,9 @@ func TestMixRejectsBadPlan(t *testing.T) {
 		}
 		sim := make([]float32, s.B*s.K)
 		out, dq := make([]float32, s.B*2), make([]float32, s.B*s.D)
-		be.MixLogits(s, Wrap(q), Wrap(queue), Wrap(sim), WrapInt32(c.top), Wrap(c.plan), Wrap(out))
+		be.MixLogits(s, Wrap(q), Wrap(queue), Wrap(sim), WrapInt32(c.top), Wrap(c.draw), Wrap(out))
 		err := be.Sync()
-		be.MixLogitsBackward(s, Wrap(q), Wrap(queue), WrapInt32(c.top), Wrap(c.plan), Wrap(out), true, Wrap(dq))
+		be.MixLogitsBackward(s, Wrap(q), Wrap(queue), WrapInt32(c.top), Wrap(c.draw), Wrap(out), true, Wrap(dq))
 		errBack := be.Sync()
 		for kernel, e := range map[string]error{"MixLogits": err, "MixLogitsBackward": errBack} {
 			if c.wantErr == "" {

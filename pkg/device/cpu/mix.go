@@ -87,15 +87,15 @@ func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
 // mixTask computes the MoCHi logits (or their gradient) for a range of
 // queries.
 type mixTask struct {
-	s                  device.MixShape
-	q, queue, sim      []float32
-	top                []int32
-	plan               []float32 // B×(3S+2S′): [i…, j…, α…, j′…, β…] per query
-	out, dout, dq      []float32
-	backward, throughQ bool
-	ws                 *workspace
-	kernel             string                           // for errors
-	fail               func(format string, args ...any) // the backend's, for errors found by a worker
+	s                           device.MixShape
+	q, queue, sim               []float32
+	top                         []int32
+	draw                        []float32 // B×(3S+2S′): [i…, j…, α…, j′…, β…] per query
+	out, dout, dq               []float32
+	backward, gradThroughHPrime bool
+	ws                          *workspace
+	kernel                      string                           // for errors
+	fail                        func(format string, args ...any) // the backend's, for errors found by a worker
 }
 
 // mixNorm is max(√u², 1e-12) for the squared norm u² of a mixed vector
@@ -104,15 +104,15 @@ func mixNorm(u2 float64) float64 { return math.Max(math.Sqrt(math.Max(u2, 0)), l
 
 func (t *mixTask) run(part, lo, hi int) {
 	s := t.s
-	d, cols := s.D, s.PlanCols()
+	d, cols := s.D, s.DrawCols()
 	row := func(k int32) []float32 { return t.queue[int(k)*d : (int(k)+1)*d] }
 	norms := t.ws.f64[part][:s.N] // ‖n_r‖² of the top-N ranks, −1 until needed
 	for b := lo; b < hi; b++ {
 		qb, top := t.q[b*d:(b+1)*d], t.top[b*s.N:(b+1)*s.N]
-		plan := t.plan[b*cols : (b+1)*cols]
-		pairI, pairJ, alpha := plan[:s.S], plan[s.S:2*s.S], plan[2*s.S:3*s.S]
-		negJ, beta := plan[3*s.S:3*s.S+s.SPrime], plan[3*s.S+s.SPrime:cols]
-		if !t.validRow(b, top, plan[:3*s.S], negJ) {
+		draw := t.draw[b*cols : (b+1)*cols]
+		pairI, pairJ, alpha := draw[:s.S], draw[s.S:2*s.S], draw[2*s.S:3*s.S]
+		negJ, beta := draw[3*s.S:3*s.S+s.SPrime], draw[3*s.S+s.SPrime:cols]
+		if !t.validRow(b, top, draw[:3*s.S], negJ) {
 			return
 		}
 		for i := range norms {
@@ -176,7 +176,7 @@ func (t *mixTask) run(part, lo, hi int) {
 			}
 			g := float64(t.dout[b*m+s.S+t1]) / u
 			cqT, cnT := g*be, g*(1-be) // dq += dout·h′
-			if t.throughQ {
+			if t.gradThroughHPrime {
 				// ∂(q·u/‖u‖)/∂q through u adds β/‖u‖·(q − (q·h′)·h′).
 				cqT += g * be
 				cqT -= g * be * qh * be / u
@@ -199,7 +199,7 @@ func axpy32(a float32, x, y []float32) {
 	}
 }
 
-// validRow checks query b's top-N indices and the ranks of its plan row
+// validRow checks query b's top-N indices and the ranks of its draw row
 // (pairs: the 2S ranks i, j followed by the S weights α, which are skipped;
 // negJ: the S′ ranks j′), recording an error naming the first bad one.
 func (t *mixTask) validRow(b int, top []int32, pairs, negJ []float32) bool {
@@ -212,13 +212,13 @@ func (t *mixTask) validRow(b int, top []int32, pairs, negJ []float32) bool {
 	}
 	for c, v := range pairs[:2*s.S] {
 		if !validRank(v, s.N) {
-			t.fail("%s: plan[%d, %d] = %v is not a rank in [0, N = %d); draw the plan with the same N", t.kernel, b, c, v, s.N)
+			t.fail("%s: draw[%d, %d] = %v is not a rank in [0, N = %d); make the draw with the same N", t.kernel, b, c, v, s.N)
 			return false
 		}
 	}
 	for c, v := range negJ {
 		if !validRank(v, s.N) {
-			t.fail("%s: plan[%d, %d] = %v is not a rank in [0, N = %d); draw the plan with the same N", t.kernel, b, 3*s.S+c, v, s.N)
+			t.fail("%s: draw[%d, %d] = %v is not a rank in [0, N = %d); make the draw with the same N", t.kernel, b, 3*s.S+c, v, s.N)
 			return false
 		}
 	}
@@ -229,20 +229,20 @@ func (t *mixTask) validRow(b int, top []int32, pairs, negJ []float32) bool {
 func validRank(v float32, n int) bool { return v >= 0 && v < float32(n) && v == float32(int32(v)) }
 
 // mix validates the buffers of the MoCHi kernels and runs t over the batch.
-func (b *Backend) mix(kernel string, t mixTask, sim, top, plan device.Buffer) {
+func (b *Backend) mix(kernel string, t mixTask, sim, top, draw device.Buffer) {
 	s := t.s
 	if s.B < 0 || s.D <= 0 || s.N <= 0 || s.N > s.K || s.S < 0 || s.SPrime < 0 {
 		b.fail("%s: invalid shape %+v (need 1 ≤ N ≤ K)", kernel, s)
 		return
 	}
 	if !b.need(kernel, "q", Wrap(t.q), s.B*s.D) || !b.need(kernel, "queue", Wrap(t.queue), s.K*s.D) ||
-		!b.need(kernel, "top", top, s.B*s.N) || !b.need(kernel, "plan", plan, s.B*s.PlanCols()) {
+		!b.need(kernel, "top", top, s.B*s.N) || !b.need(kernel, "draw", draw, s.B*s.DrawCols()) {
 		return
 	}
 	if sim != nil && !b.need(kernel, "sim", sim, s.B*s.K) {
 		return
 	}
-	t.top, t.plan = Int32s(top), Float32s(plan)
+	t.top, t.draw = Int32s(top), Float32s(draw)
 	if sim != nil {
 		t.sim = Float32s(sim)
 	}
@@ -262,20 +262,20 @@ func (b *Backend) mix(kernel string, t mixTask, sim, top, plan device.Buffer) {
 // similarities s = q·n in sim and the Gram entries n_i·n_i, n_j·n_j, n_i·n_j
 // of the queue rows; q·h′ from q·q, n_j·n_j and s_j. The norms are computed,
 // not assumed to be 1, so the result is exact for any rows.
-func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, plan, out device.Buffer) {
+func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, draw, out device.Buffer) {
 	if !b.need("MixLogits", "out", out, s.B*(s.S+s.SPrime)) {
 		return
 	}
-	b.mix("MixLogits", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), out: Float32s(out)}, sim, top, plan)
+	b.mix("MixLogits", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), out: Float32s(out)}, sim, top, draw)
 }
 
 // MixLogitsBackward: dq = Σ_t dout[b,t]·h_t with h, h′ constant; with
-// gradThroughQ it adds the path through q inside h′,
+// gradThroughHPrime it adds the path through q inside h′,
 // dout·β/‖u‖·(q − (q·h′)·h′).
-func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, plan, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
+func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, draw, dout device.Buffer, gradThroughHPrime bool, dq device.Buffer) {
 	if !b.need("MixLogitsBackward", "dout", dout, s.B*(s.S+s.SPrime)) || !b.need("MixLogitsBackward", "dq", dq, s.B*s.D) {
 		return
 	}
 	b.mix("MixLogitsBackward", mixTask{s: s, q: Float32s(q), queue: Float32s(queue), dout: Float32s(dout),
-		dq: Float32s(dq), backward: true, throughQ: gradThroughQ}, nil, top, plan)
+		dq: Float32s(dq), backward: true, gradThroughHPrime: gradThroughHPrime}, nil, top, draw)
 }

@@ -14,7 +14,10 @@ type chunk struct {
 	part, lo, hi int
 }
 
-// workers is a fixed pool of n−1 goroutines plus the caller.
+// workers is a fixed pool of n−1 goroutines plus the caller. The host
+// analyses split their rows with internal/parallel.Rows instead; the
+// kernels, called many times a step, keep goroutines alive for the
+// backend's lifetime and number their parts for per-part workspace slots.
 type workers struct {
 	n    int
 	fine bool // split every kernel as finely as possible (tests)

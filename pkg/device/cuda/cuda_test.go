@@ -262,7 +262,7 @@ type mixInputs struct {
 
 // newMixInputs draws unit-norm q (B×D) and queue (K×D), sim = q·queueᵀ in
 // float64, top = the N largest of each sim row (ties to the lower index) in
-// index order, and a random plan packed as pkg/hardneg's Plan.Tensor:
+// index order, and a random plan packed as pkg/hardneg's MixDraw.Tensor:
 // B×(3S+2S′), row [i…, j…, α…, j′…, β…].
 func newMixInputs(s device.MixShape, rng *rand.Rand) mixInputs {
 	unit := func(rows int) []float32 {
@@ -296,7 +296,7 @@ func newMixInputs(s device.MixShape, rng *rand.Rand) mixInputs {
 		sort.Slice(kept, func(i, j int) bool { return kept[i] < kept[j] })
 		in.top = append(in.top, kept...)
 	}
-	in.plan = make([]float32, 0, s.B*s.PlanCols())
+	in.plan = make([]float32, 0, s.B*s.DrawCols())
 	ranks := func(n int) {
 		for t := 0; t < n; t++ {
 			in.plan = append(in.plan, float32(rng.IntN(s.N)))

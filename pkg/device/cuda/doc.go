@@ -7,7 +7,7 @@
 //
 // The backend itself (New, Backend) is compiled only with the build tag gpu
 // — never Gorgonia's tag cuda, whose packages do not build on current NVIDIA
-// software (DESIGN.md §6). A binary that links cu exits at start on a
+// software (docs/GPU.md, "CUDA build facts"). A binary that links cu exits at start on a
 // machine without a GPU, so the GPU code is compiled and vetted in CI but
 // tested only on a GPU machine (scripts/gpu-check.sh). The host-side logic —
 // launch configurations, kernel argument packing, the memory pool, buffer

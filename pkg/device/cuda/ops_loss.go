@@ -22,14 +22,14 @@ func (b *Backend) TopN(rows, cols, n int, x, idx device.Buffer) {
 }
 
 // mixBuffers checks MixLogits' shared arguments and returns their addresses
-// in kernel order: q, queue, top, plan.
-func mixBuffers(c *argCheck, s device.MixShape, q, queue, top, plan device.Buffer) []kernelArg {
+// in kernel order: q, queue, top, draw.
+func mixBuffers(c *argCheck, s device.MixShape, q, queue, top, draw device.Buffer) []kernelArg {
 	if err := validMix(s); err != nil {
 		c.fail("%v", err)
 	}
 	return []kernelArg{
 		ptrArg(c.f32("q", q, s.B*s.D)), ptrArg(c.f32("queue", queue, s.K*s.D)),
-		ptrArg(c.i32("top", top, s.B*s.N)), ptrArg(c.f32("plan", plan, s.B*s.PlanCols())),
+		ptrArg(c.i32("top", top, s.B*s.N)), ptrArg(c.f32("draw", draw, s.B*s.DrawCols())),
 	}
 }
 
@@ -40,10 +40,10 @@ func mixShapeArgs(s device.MixShape) []kernelArg {
 // MixLogits writes the MoCHi logits out[b,t] = q_b·h_t. The kernel builds
 // each u_t in D dimensions (as cheap as the closed form on a GPU), so sim
 // is checked but not read.
-func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, plan, out device.Buffer) {
+func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, draw, out device.Buffer) {
 	b.do(func() {
 		c := b.check("MixLogits")
-		args := mixBuffers(c, s, q, queue, top, plan)
+		args := mixBuffers(c, s, q, queue, top, draw)
 		c.f32("sim", sim, s.B*s.K)
 		t := s.S + s.SPrime
 		po := c.f32("out", out, s.B*t)
@@ -55,10 +55,10 @@ func (b *Backend) MixLogits(s device.MixShape, q, queue, sim, top, plan, out dev
 }
 
 // MixLogitsBackward: dq = Σ_t dout[b,t]·h_t (+ the path through q in h′).
-func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, plan, dout device.Buffer, gradThroughQ bool, dq device.Buffer) {
+func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, draw, dout device.Buffer, gradThroughHPrime bool, dq device.Buffer) {
 	b.do(func() {
 		c := b.check("MixLogitsBackward")
-		args := mixBuffers(c, s, q, queue, top, plan)
+		args := mixBuffers(c, s, q, queue, top, draw)
 		pdo, pdq := c.f32("dout", dout, s.B*(s.S+s.SPrime)), c.f32("dq", dq, s.B*s.D)
 		lc, err := mixBackwardLaunch(s.B, s.D)
 		if err != nil {
@@ -66,7 +66,7 @@ func (b *Backend) MixLogitsBackward(s device.MixShape, q, queue, top, plan, dout
 		}
 		if b.ok(c) {
 			args = append(append(args, ptrArg(pdo), ptrArg(pdq)), mixShapeArgs(s)...)
-			b.launch(kMixLogitsBackward, lc, append(args, boolArg(gradThroughQ))...)
+			b.launch(kMixLogitsBackward, lc, append(args, boolArg(gradThroughHPrime))...)
 		}
 	})
 }

@@ -375,15 +375,15 @@ func refTopN(rows, cols, n int, x []float64) []int32 {
 	return out
 }
 
-// mixPlan is one step's MoCHi mixing plan on the host.
-type mixPlan struct {
+// mixDraw is one step's MoCHi mixing draw on the host.
+type mixDraw struct {
 	top, pairI, pairJ, negJ []int32   // B×N, B×S, B×S, B×S′
 	alpha, beta             []float64 // B×S, B×S′
 }
 
-// packed encodes the plan as the kernels read it: B×(3S+2S′), row b =
+// packed encodes the draw as the kernels read it: B×(3S+2S′), row b =
 // [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_S′, β_1…β_S′], ranks as floats.
-func (p mixPlan) packed(sh device.MixShape) []float32 {
+func (p mixDraw) packed(sh device.MixShape) []float32 {
 	cols := 3*sh.S + 2*sh.SPrime
 	out := make([]float32, sh.B*cols)
 	for b := 0; b < sh.B; b++ {
@@ -405,7 +405,7 @@ func (p mixPlan) packed(sh device.MixShape) []float32 {
 // in D dimensions: h_t = normalize(α·n_i + (1−α)·n_j) for t < S and
 // h′_t = normalize(β·q + (1−β)·n_j), with ‖u_t‖ (the norm before normalising).
 // normalize divides by max(‖u‖, 1e-12) like L2Normalize and F.normalize.
-func refMixVectors(sh device.MixShape, b int, q, queue []float64, p mixPlan) (h [][]float64, u []float64) {
+func refMixVectors(sh device.MixShape, b int, q, queue []float64, p mixDraw) (h [][]float64, u []float64) {
 	row := func(k int32) []float64 { return queue[int(k)*sh.D : (int(k)+1)*sh.D] }
 	qb := q[b*sh.D : (b+1)*sh.D]
 	for t := 0; t < sh.S; t++ {
@@ -431,7 +431,7 @@ func refMixVectors(sh device.MixShape, b int, q, queue []float64, p mixPlan) (h 
 }
 
 // refMixLogits: out[b,t] = q_b·h_t over the S + S′ synthetic negatives.
-func refMixLogits(sh device.MixShape, q, queue []float64, p mixPlan) []float64 {
+func refMixLogits(sh device.MixShape, q, queue []float64, p mixDraw) []float64 {
 	out := make([]float64, sh.B*(sh.S+sh.SPrime))
 	for b := 0; b < sh.B; b++ {
 		h, _ := refMixVectors(sh, b, q, queue, p)
@@ -442,10 +442,10 @@ func refMixLogits(sh device.MixShape, q, queue []float64, p mixPlan) []float64 {
 	return out
 }
 
-// refMixLogitsBackward: dq = Σ_t dout[b,t]·h_t; with gradThroughQ the path
+// refMixLogitsBackward: dq = Σ_t dout[b,t]·h_t; with gradThroughHPrime the path
 // through q inside h′ = u/‖u‖, u = βq + (1−β)n_j, adds
 // dout·β/‖u‖·(q − (q·h′)·h′).
-func refMixLogitsBackward(sh device.MixShape, q, queue []float64, p mixPlan, dout []float64, gradThroughQ bool) []float64 {
+func refMixLogitsBackward(sh device.MixShape, q, queue []float64, p mixDraw, dout []float64, gradThroughHPrime bool) []float64 {
 	dq := make([]float64, sh.B*sh.D)
 	for b := 0; b < sh.B; b++ {
 		qb := q[b*sh.D : (b+1)*sh.D]
@@ -455,7 +455,7 @@ func refMixLogitsBackward(sh device.MixShape, q, queue []float64, p mixPlan, dou
 			for d := range ht {
 				dq[b*sh.D+d] += g * ht[d]
 			}
-			if gradThroughQ && t >= sh.S {
+			if gradThroughHPrime && t >= sh.S {
 				be := p.beta[b*sh.SPrime+t-sh.S]
 				qh := dot(qb, ht)
 				for d := range ht {

@@ -143,7 +143,7 @@ func TestRefMixLogitsGradient(t *testing.T) {
 		sim := make([]float64, s.B*s.K)
 		refGemm(false, true, s.B, s.K, s.D, 1, q, queue, 0, sim)
 		h := &harness{rng: rng}
-		p := h.randomMixPlan(s, sim)
+		p := h.randomMixDraw(s, sim)
 		dout := randSlice(rng, s.B*(s.S+s.SPrime), -1, 1)
 		name := fmt.Sprintf("%+v", s)
 

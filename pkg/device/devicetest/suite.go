@@ -740,10 +740,10 @@ func testTopN(h *harness, _ Tolerances) {
 	}
 }
 
-// randomMixPlan draws a MoCHi plan (i = j allowed) with top the reference
+// randomMixDraw draws a MoCHi mixing draw (i = j allowed) with top the reference
 // top-N of sim.
-func (h *harness) randomMixPlan(s device.MixShape, sim []float64) mixPlan {
-	p := mixPlan{top: refTopN(s.B, s.K, s.N, sim)}
+func (h *harness) randomMixDraw(s device.MixShape, sim []float64) mixDraw {
+	p := mixDraw{top: refTopN(s.B, s.K, s.N, sim)}
 	for i := 0; i < s.B*s.S; i++ {
 		p.pairI = append(p.pairI, int32(h.rng.IntN(s.N)))
 		p.pairJ = append(p.pairJ, int32(h.rng.IntN(s.N)))
@@ -791,7 +791,7 @@ func testMixLogits(h *harness, tol Tolerances) {
 			sim := make([]float64, s.B*s.K)
 			refGemm(false, true, s.B, s.K, s.D, 1, f64(q), f64(queue), 0, sim)
 			sim = f64(f32(sim)) // the kernel sees sim in float32
-			p := h.randomMixPlan(s, sim)
+			p := h.randomMixDraw(s, sim)
 			qb, kb, tb := h.upload(q), h.upload(queue), h.uploadInt32(p.top)
 			pb := h.upload(append(p.packed(s), 0)) // never empty: S = S′ = 0 has no columns
 			m := s.S + s.SPrime
@@ -803,7 +803,7 @@ func testMixLogits(h *harness, tol Tolerances) {
 			for _, through := range []bool{false, true} {
 				dq := h.poisoned(s.B * s.D)
 				h.be.MixLogitsBackward(s, qb, kb, tb, pb, h.upload(dout), through, dq)
-				h.check(fmt.Sprintf("MixLogitsBackward %s gradThroughQ=%v", name, through), dq,
+				h.check(fmt.Sprintf("MixLogitsBackward %s gradThroughHPrime=%v", name, through), dq,
 					refMixLogitsBackward(s, f64(q), f64(queue), p, f64(dout), through), tol.Mix)
 			}
 		}

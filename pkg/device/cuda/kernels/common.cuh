@@ -2,7 +2,8 @@
 //
 // Every kernel parameter is 8 bytes wide (pointers, long long, double):
 // gorgonia.org/cu's Function.Launch copies 8 bytes for every argument
-// (DESIGN.md §6), so a float or int parameter would be misread. Scalars
+// (docs/GPU.md, "CUDA build facts"), so a float or int parameter would be
+// misread. Scalars
 // arrive as double or long long and are narrowed inside the kernel.
 //
 // Kernels are extern "C" so that their PTX entry names are the plain names

@@ -1,13 +1,14 @@
 // mix.cu: MoCHi's synthetic-negative logits and their gradient.
 //
-// The plan (B×(3S+2S′), pkg/hardneg's Plan.Tensor) holds per query b the row
+// The mixing draw (B×(3S+2S′), pkg/hardneg's MixDraw.Tensor; the kernels'
+// `plan` argument) holds per query b the row
 // [i_1…i_S, j_1…j_S, α_1…α_S, j′_1…j′_S′, β_1…β_S′], ranks into the query's
 // top-N list as exact float integers. For mix t < S: u = α·n_i + (1−α)·n_j
 // with i = top[b, i_t], j = top[b, j_t]; for t = S + t' < S + S′:
 // u = β·q_b + (1−β)·n_j with j = top[b, j′_t']. h = u/max(‖u‖, 1e-12) and
 // out[b,t] = q_b·h. The kernels build u explicitly in D dimensions, which
-// costs the same as the closed form from sim on a GPU and needs no
-// similarity buffer. A rank or index out of range gives NaN (the kernel
+// costs the same as the closed form from sim on a GPU, so MixLogits' sim
+// argument is not passed to them. A rank or index out of range gives NaN (the kernel
 // cannot report errors).
 #include "common.cuh"
 

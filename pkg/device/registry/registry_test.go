@@ -1,4 +1,4 @@
-package backend
+package registry
 
 import (
 	"math/rand/v2"

@@ -1,4 +1,4 @@
-package backend
+package registry
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ var gpuOnly = []string{"cuda"}
 // build tag calls it. A name registered twice is a programming error.
 func register(name string, open opener) {
 	if _, dup := openers[name]; dup {
-		panic("backend: " + name + " registered twice")
+		panic("registry: " + name + " registered twice")
 	}
 	openers[name] = open
 }

@@ -1,6 +1,6 @@
 //go:build gpu
 
-package backend
+package registry
 
 import (
 	"github.com/mochi-ssl/mochi/pkg/device"

@@ -1,4 +1,4 @@
-// Package backend opens a compute backend by name, so that the rest of
+// Package registry opens a compute backend by name, so that the rest of
 // mochi picks a device with a flag and imports no device package itself.
 //
 // # Overview
@@ -13,4 +13,4 @@
 //
 // Registration happens in init functions only; Open and Available may be
 // called from any goroutine afterwards.
-package backend
+package registry

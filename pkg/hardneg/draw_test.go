@@ -41,9 +41,9 @@ func ksUniform(x []float32, hi float64) float64 {
 	return d
 }
 
-func TestPlanDistributions(t *testing.T) {
+func TestMixDrawDistributions(t *testing.T) {
 	const b, n, s, sp = 64, 16, 200, 100
-	p, err := hardneg.NewPlan(rand.New(rand.NewPCG(2024, 7)), b, n, s, sp)
+	p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(2024, 7)), b, n, s, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,16 +79,16 @@ func TestPlanDistributions(t *testing.T) {
 	}
 }
 
-func TestPlanSeeded(t *testing.T) {
-	draw := func(seed uint64) *hardneg.Plan {
-		p, err := hardneg.NewPlan(rand.New(rand.NewPCG(seed, 3)), 4, 10, 5, 3)
+func TestMixDrawSeeded(t *testing.T) {
+	draw := func(seed uint64) *hardneg.MixDraw {
+		p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(seed, 3)), 4, 10, 5, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
 	a, b, c := draw(1), draw(1), draw(2)
-	same := func(x, y *hardneg.Plan) bool {
+	same := func(x, y *hardneg.MixDraw) bool {
 		return slices.Equal(x.I, y.I) && slices.Equal(x.J, y.J) && slices.Equal(x.Alpha, y.Alpha) &&
 			slices.Equal(x.JQ, y.JQ) && slices.Equal(x.Beta, y.Beta)
 	}
@@ -100,54 +100,41 @@ func TestPlanSeeded(t *testing.T) {
 	}
 }
 
-func TestPlanTensorLayout(t *testing.T) {
-	p, err := hardneg.NewPlan(rand.New(rand.NewPCG(5, 5)), 3, 7, 4, 2)
+func TestMixDrawTensorLayout(t *testing.T) {
+	p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(5, 5)), 3, 7, 4, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
-		pt, err := p.Tensor(dt)
+	pt := p.Tensor()
+	if !pt.Shape().Eq(tensor.Shape{3, 3*4 + 2*2}) {
+		t.Fatalf("draw tensor shape %v", pt.Shape())
+	}
+	at := func(b, c int) float32 {
+		v, err := pt.At(b, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !pt.Shape().Eq(tensor.Shape{3, 3*4 + 2*2}) {
-			t.Fatalf("plan tensor shape %v", pt.Shape())
-		}
-		at := func(b, c int) float64 {
-			v, err := pt.At(b, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch v := v.(type) {
-			case float32:
-				return float64(v)
-			default:
-				return v.(float64)
-			}
-		}
-		for b := range 3 {
-			for tt := range 4 {
-				if at(b, tt) != float64(p.I[b*4+tt]) || at(b, 4+tt) != float64(p.J[b*4+tt]) || at(b, 8+tt) != float64(p.Alpha[b*4+tt]) {
-					t.Fatalf("%v: row %d mix %d does not hold (i, j, α)", dt, b, tt)
-				}
-			}
-			for tt := range 2 {
-				if at(b, 12+tt) != float64(p.JQ[b*2+tt]) || at(b, 14+tt) != float64(p.Beta[b*2+tt]) {
-					t.Fatalf("%v: row %d query mix %d does not hold (j′, β)", dt, b, tt)
-				}
-			}
-		}
+		return v.(float32)
 	}
-	if _, err := p.Tensor(tensor.Int); err == nil {
-		t.Error("an Int plan tensor was accepted")
+	for b := range 3 {
+		for tt := range 4 {
+			if at(b, tt) != float32(p.I[b*4+tt]) || at(b, 4+tt) != float32(p.J[b*4+tt]) || at(b, 8+tt) != p.Alpha[b*4+tt] {
+				t.Fatalf("row %d mix %d does not hold (i, j, α)", b, tt)
+			}
+		}
+		for tt := range 2 {
+			if at(b, 12+tt) != float32(p.JQ[b*2+tt]) || at(b, 14+tt) != p.Beta[b*2+tt] {
+				t.Fatalf("row %d query mix %d does not hold (j′, β)", b, tt)
+			}
+		}
 	}
 }
 
-func TestPlanRejectsBadSizes(t *testing.T) {
+func TestMixDrawRejectsBadSizes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, c := range [][4]int{{0, 4, 1, 1}, {2, 0, 1, 1}, {2, 4, -1, 1}, {2, 4, 1, -1}} {
-		if _, err := hardneg.NewPlan(rng, c[0], c[1], c[2], c[3]); err == nil {
-			t.Errorf("NewPlan(B=%d, N=%d, s=%d, s′=%d) returned no error", c[0], c[1], c[2], c[3])
+		if _, err := hardneg.NewMixDraw(rng, c[0], c[1], c[2], c[3]); err == nil {
+			t.Errorf("NewMixDraw(B=%d, N=%d, s=%d, s′=%d) returned no error", c[0], c[1], c[2], c[3])
 		}
 	}
 }
