@@ -28,7 +28,7 @@ done
 python3 - "$work/run-before/metrics.jsonl" "$work/run-after/metrics.jsonl" "$rev" <<'PY'
 import json, sys
 
-TIMINGS = {"images_per_sec", "data_wait_ms", "data_wait_share", "seconds"}
+TIMINGS = {"images_per_sec", "data_wait_ms", "data_wait_share", "seconds", "time"}
 
 def values(path):
     # every value but the timings; repr keeps every bit of a float64

@@ -1,11 +1,10 @@
 // Package train runs MoCo-v2 pretraining with MoCHi hard negative mixing
 // (Kalantidis et al., NeurIPS 2020, arXiv 2010.01028) on one device.
 //
-// moco.go is the method in one place — query and key encoders, the
-// momentum update, the queue, the logits and the loss — in the order of
-// MoCo's builder.py. trainer.go is the loop around it: data, learning-rate
-// schedule, progress, metrics, the kNN monitor and checkpoints (state.go),
-// which resume a run exactly.
+// The method itself — query and key encoders, the momentum update, the
+// queue, the logits and the loss — is pkg/moco. trainer.go is the loop
+// around it: data, learning-rate schedule, progress, metrics, the kNN
+// monitor and checkpoints (state.go), which resume a run exactly.
 //
 // # Run directory
 //

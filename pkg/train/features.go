@@ -119,7 +119,7 @@ func (e *Encoder) Free() { e.plan.Free() }
 // train split are the memory bank, the test split is classified.
 func (t *trainer) knn() (float64, error) {
 	m := t.model
-	enc, err := NewEncoder(t.be, t.spec.Net, m.qNet.Weights(), m.qNet.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
+	enc, err := NewEncoder(t.be, t.spec.Net, m.Q.Weights(), m.Q.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
 	if err != nil {
 		return 0, err
 	}

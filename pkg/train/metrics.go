@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/moco"
 )
 
 // Every line of metrics.jsonl starts with its kind and the time it was
@@ -167,4 +170,23 @@ func (m *metricsLog) close() error {
 		return err
 	}
 	return m.f.Close()
+}
+
+// stepStats computes a step's statistics from its logits.
+func stepStats(l *moco.Logits) *StepStats {
+	var lab hardneg.Labels
+	if l.QLabel != nil {
+		lab = hardneg.Labels{Query: l.QLabel, Queue: l.KLabel}
+	}
+	var pos float64
+	for _, v := range l.LPos {
+		pos += float64(v)
+	}
+	st := hardneg.ComputeStats(l.LPos, l.LNeg, l.TopN, l.Extra, lab, l.Dims, l.Tau)
+	out := &StepStats{PosSim: pos / float64(len(l.LPos)), NegSim: st.QueueMean, NegSimMax: st.QueueMax,
+		Harder: st.HarderThanHardestReal, Top5Grad: st.Top5GradShare}
+	if l.TopN != nil { // mixing: Q̃_N and the synthetic negatives exist
+		out.TopNSim, out.SynthSim = &st.TopNMean, &st.SynthMean
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/queue"
 )
 
@@ -32,7 +33,7 @@ type progressState struct {
 // state is everything a run needs to continue exactly.
 type state struct {
 	Progress           progressState
-	Spec               MoCoSpec
+	Spec               moco.Spec
 	QWeights, KWeights map[string][]float32 // f_q, f_k parameters
 	QStats, KStats     map[string][]float32 // BatchNorm running statistics
 	Velocity           map[string][]float32 // SGD momentum buffers
@@ -60,10 +61,10 @@ func (t *trainer) snapshot() *state {
 	st := &state{
 		Progress: progressState{Epoch: t.epoch, Step: t.step, Global: t.global, EpochLoss: t.epochLoss, KNNTop1: t.lastKNN},
 		Spec:     t.spec,
-		QWeights: m.qNet.Weights(), KWeights: m.keyNet.Weights(),
-		QStats: m.qNet.RunningStats(), KStats: m.keyNet.RunningStats(),
-		Velocity: t.opt.Velocity(),
-		Queue:    m.queue.Snapshot(),
+		QWeights: m.Q.Weights(), KWeights: m.K.Weights(),
+		QStats: m.Q.RunningStats(), KStats: m.K.RunningStats(),
+		Velocity: m.Opt.Velocity(),
+		Queue:    m.Queue.Snapshot(),
 	}
 	st.MixRNG, _ = t.mixSrc.MarshalBinary()
 	st.BNRNG, _ = t.bnSrc.MarshalBinary()
@@ -76,22 +77,22 @@ func (t *trainer) snapshot() *state {
 // restore puts a state into the run's model, optimizer and RNGs.
 func (t *trainer) restore(st *state) error {
 	m := t.model
-	if err := m.qNet.LoadWeights(st.QWeights); err != nil {
+	if err := m.Q.LoadWeights(st.QWeights); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
 	}
-	if err := m.keyNet.LoadWeights(st.KWeights); err != nil {
+	if err := m.K.LoadWeights(st.KWeights); err != nil {
 		return fmt.Errorf("key encoder: %w", err)
 	}
-	if err := m.qNet.LoadRunningStats(st.QStats); err != nil {
+	if err := m.Q.LoadRunningStats(st.QStats); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
 	}
-	if err := m.keyNet.LoadRunningStats(st.KStats); err != nil {
+	if err := m.K.LoadRunningStats(st.KStats); err != nil {
 		return fmt.Errorf("key encoder: %w", err)
 	}
-	if err := t.opt.LoadVelocity(st.Velocity); err != nil {
+	if err := m.Opt.LoadVelocity(st.Velocity); err != nil {
 		return err
 	}
-	if err := m.queue.Restore(st.Queue); err != nil {
+	if err := m.Queue.Restore(st.Queue); err != nil {
 		return err
 	}
 	if err := t.mixSrc.UnmarshalBinary(st.MixRNG); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/optim"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
 )
@@ -75,10 +77,9 @@ type trainer struct {
 	train  data.Dataset
 	test   data.Dataset // nil without the kNN monitor
 	loader *data.TwoViewLoader
-	spec   MoCoSpec
+	spec   moco.Spec
 	sym    *symmetricBatch // nil unless moco.symmetric
-	model  *moco
-	opt    *optim.SGD
+	model  *moco.Model
 	sched  optim.Schedule
 	mixSrc *rand.PCG // mixing draws: i, j, α, β
 	bnSrc  *rand.PCG // ShuffleBN permutations
@@ -158,7 +159,7 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 	if err != nil {
 		return nil, err
 	}
-	defer t.model.free()
+	defer t.model.Free()
 	sum, err := t.run(ctx)
 	if cerr := t.metrics.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing the metrics log: %w", cerr)
@@ -247,7 +248,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	// The symmetric loss (MoCo's CIFAR demo: ctr(q1, k2) + ctr(q2, k1)) runs
 	// both views as queries in one batch of 2B, [x1; x2] against keys
 	// [k2; k1]: with split-BN each group holds one view, as two passes would.
-	t.spec = MoCoSpec{Net: rc, B: cfg.KeysPerStep(), C: t.train.Channels(), H: size, W: size,
+	t.spec = moco.Spec{Net: rc, B: cfg.KeysPerStep(), C: t.train.Channels(), H: size, W: size,
 		K: cfg.MoCo.K, M: cfg.MoCo.M, QueueSeed: uint64(cfg.Run.Seed) + 1,
 		Mix: hardneg.Config{N: cfg.MoCHi.N, S: cfg.MoCHi.S, SPrime: cfg.MoCHi.SPrime, Tau: cfg.MoCo.Tau,
 			GradThroughHPrime: cfg.MoCHi.GradThroughHPrime, ClassOracle: cfg.MoCHi.ClassOracle,
@@ -349,21 +350,14 @@ func (t *trainer) build() error {
 	var carry *state
 	if t.model != nil {
 		carry = t.snapshot()
-		t.model.free()
+		t.model.Free()
 	}
-	m, err := newMoCo(t.be, t.spec, t.mixingAt(t.epoch))
+	o := t.cfg.Optim
+	m, err := moco.New(t.be, t.spec, t.mixingAt(t.epoch), optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov})
 	if err != nil {
 		return err
 	}
 	t.model = m
-	params, err := m.qNet.OptimParams(m.lossPlan, m.grads)
-	if err != nil {
-		return err
-	}
-	o := t.cfg.Optim
-	if t.opt, err = optim.NewSGD(t.be, params, optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}); err != nil {
-		return err
-	}
 	if carry != nil {
 		return t.restore(carry)
 	}
@@ -399,7 +393,7 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		end = min(end, t.stopAfter)
 	}
 	for t.epoch < end {
-		if t.mixingAt(t.epoch) != t.model.mixing {
+		if t.mixingAt(t.epoch) != t.model.Mixing {
 			if err := t.build(); err != nil {
 				return nil, err
 			}
@@ -491,18 +485,18 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		}
 		lr := t.lr()
 		var draw *hardneg.MixDraw
-		if t.model.mixing {
+		if t.model.Mixing {
 			var err error
 			if draw, err = hardneg.NewMixDraw(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
 				return false, err
 			}
 		}
-		perm = keyPermutation(t.bnRNG, t.spec.B, perm)
+		perm = moco.Shuffle(t.bnRNG, t.spec.B, perm)
 		xq, xk, index, labels := b.Query, b.Key, b.Index, b.Label
 		if t.sym != nil {
 			xq, xk, index, labels = t.sym.views(b)
 		}
-		loss, err := t.model.step(xq, xk, perm, draw, labels)
+		loss, err := t.model.Step(xq, xk, perm, draw, labels)
 		if err != nil {
 			return false, err
 		}
@@ -510,13 +504,13 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			// the loss is the sum of the two directions, each a mean over B:
 			// twice the mean over the 2B rows the graph averages
 			loss *= 2
-			t.model.scaleGrads(2)
+			t.model.ScaleGrads(2)
 		}
 		if !finite(loss) {
 			return false, t.diverged(loss)
 		}
-		t.opt.Step(lr)
-		if err := t.model.enqueue(index, labels); err != nil {
+		t.model.Opt.Step(lr)
+		if err := t.model.Enqueue(index, labels); err != nil {
 			return false, err
 		}
 		if err := t.be.Sync(); err != nil {
@@ -527,15 +521,15 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		t.step++
 		t.global++
 		t.epochLoss += loss
-		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.mixing,
+		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.Mixing,
 			ImagesSec: float64(t.spec.B) / elapsed.Seconds(), DataWaitMS: dataWait.Seconds() * 1000}
 		if err := t.flushStats(); err != nil {
 			return false, err
 		}
 		if statsDue(t.cfg.Run.StatsEvery, t.global, t.step, it.Steps()) {
 			// computed on the host while the next step runs on the device
-			in, done := t.model.statsInput(), make(chan *StepStats, 1)
-			go func() { done <- in.compute() }()
+			logits, done := t.model.Logits(), make(chan *StepStats, 1)
+			go func() { done <- stepStats(logits) }()
 			t.pending = &pendingStats{m: m, done: done}
 			continue
 		}
@@ -593,6 +587,9 @@ func (t *trainer) record(m StepMetrics) error {
 func statsDue(every, global, stepInEpoch, steps int) bool {
 	return every > 0 && (global%every == 0 || stepInEpoch == steps)
 }
+
+// finite reports whether x is neither NaN nor ±Inf.
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // symmetricBatch lays out the symmetric loss's batch: queries [x1; x2] and
 // keys [x2; x1], so that row i of the queries meets its positive at row i

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+)
+
+// tinyBench is a CIFAR ResNet-18 small enough for a test (width 4, 8 images
+// of 16×16) with split-BN.
+func tinyBench() Config {
+	return Config{Model: "resnet18-cifar", Width: 4, Channels: 3, Size: 16, Batch: 8,
+		BNGroups: 2, Steps: 2, Warmup: 1, LR: 0.03, WeightDecay: 1e-4, Seed: 7}
+}
+
+// TestStepIsTorchSGDOnMeanSquare checks the rescaling Step relies
+// on: one step of SGD with lr/M and wd·M on Σy² must be torch.optim.SGD's
+// first step on mean(y²), p₁ = p₀ − lr·(∂mean(y²)/∂p + wd·p₀), computed
+// here in float64 from the gradient buffers of Σy².
+func TestStepIsTorchSGDOnMeanSquare(t *testing.T) {
+	c := tinyBench()
+	be := cpu.New(1)
+	s, err := NewStep(c, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Free()
+	before := s.Model.Weights()
+	if err := s.Run(); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Model.Weights()
+	const wd = 1e-4
+	worst := 0.0
+	for i, p := range s.Model.Params {
+		g := make([]float32, len(before[p.Name]))
+		be.Download(g, s.Plan.Buffer(s.Grads[i]))
+		for k, p0 := range before[p.Name] {
+			gMean := float64(g[k]) / float64(s.m) // ∂mean(y²)/∂p from ∂Σy²/∂p
+			want := float64(p0) - c.LR*(gMean+wd*float64(p0))
+			d := math.Abs(float64(after[p.Name][k])-want) / math.Max(math.Abs(want), 1e-3)
+			worst = math.Max(worst, d)
+		}
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if worst > 1e-5 {
+		t.Errorf("first update differs from torch's SGD on mean(y²) by %.3g (relative)", worst)
+	}
+}
+
+// TestStepLossDecreases: five steps at lr 0.5 lower mean(y²) every
+// step (the gradient has the right sign and reaches every layer).
+func TestStepLossDecreases(t *testing.T) {
+	c := tinyBench()
+	c.LR = 0.5
+	s, err := NewStep(c, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Free()
+	prev := math.Inf(1)
+	for k := range 5 {
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		loss, err := s.Loss()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !(loss < prev) || loss <= 0 {
+			t.Fatalf("step %d: loss %v after %v", k+1, loss, prev)
+		}
+		prev = loss
+	}
+}
+
+// skewedSGD is a CPU backend whose SGD learning rate is 5% too large: a
+// kernel error --compare-cpu must catch.
+type skewedSGD struct{ *cpu.Backend }
+
+func (b skewedSGD) SGDStep(p device.SGDParams, param, grad, velocity device.Buffer) {
+	p.LR *= 1.05
+	b.Backend.SGDStep(p, param, grad, velocity)
+}
+
+// TestCompareBackends runs --compare-cpu's check on two CPU backends that
+// split their GEMMs differently (one and two threads: float32 rounding
+// differences like a GPU's, smaller), which must pass, and against a
+// backend whose SGD learning rate is 5% off, which must fail. The
+// tolerances were set on gpu-check.sh's larger network (see
+// compareLossTol); this tiny one is more sensitive, so it runs 6 steps.
+func TestCompareBackends(t *testing.T) {
+	c := tinyBench()
+	c.Steps = 6
+	cmp, err := CompareBackends(c, cpu.New(1), cpu.New(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := cmp.Print(&out, c, "cpu1", "cpu2"); err != nil {
+		t.Errorf("%v\n%s", err, out.String())
+	}
+	t.Logf("1 vs 2 threads after %d steps: loss drift %.2g, weight drift %.2g", c.Steps, cmp.WorstLoss(), cmp.TotalErr)
+	if !strings.Contains(out.String(), "cpu2 matches cpu1") {
+		t.Errorf("comparison lacks %q:\n%s", "cpu2 matches cpu1", out.String())
+	}
+
+	cmp, err = CompareBackends(c, cpu.New(1), skewedSGD{cpu.New(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := cmp.Print(&out, c, "cpu", "skewed"); err == nil {
+		t.Errorf("an SGD with a 5%% larger learning rate passed the comparison:\n%s", out.String())
+	}
+}
