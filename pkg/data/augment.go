@@ -143,6 +143,12 @@ func SampleCrop(rng *rand.Rand, height, width int, scaleMin, scaleMax, ratioMin,
 			return CropBox{Top: top, Left: left, Height: h, Width: w}
 		}
 	}
+	return centreCrop(height, width, ratioMin, ratioMax)
+}
+
+// centreCrop is RandomResizedCrop's fallback: the largest centred box whose
+// aspect ratio is within [ratioMin, ratioMax].
+func centreCrop(height, width int, ratioMin, ratioMax float64) CropBox {
 	w, h := width, height
 	switch inRatio := float64(width) / float64(height); {
 	case inRatio < ratioMin:
@@ -207,6 +213,13 @@ func (a *Augmenter) Apply(dst []float32, src []uint8, rng *rand.Rand) {
 	dst = dst[:a.OutputLen()]
 	box := SampleCrop(rng, a.h, a.w, cfg.ScaleMin, cfg.ScaleMax, CropRatioMin, CropRatioMax)
 	a.resizedCrop(dst, src, box)
+	a.photometric(dst, rng)
+}
+
+// photometric applies everything after the crop to the S×S view in dst:
+// colour jitter, grayscale, blur, flip and normalisation.
+func (a *Augmenter) photometric(dst []float32, rng *rand.Rand) {
+	cfg := &a.cfg
 	if rng.Float64() < cfg.JitterProb {
 		a.colorJitter(dst, rng)
 	}
