@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,11 +41,19 @@ type ImageFolder struct {
 
 // folderIndex is what the index cache stores.
 type folderIndex struct {
-	Key     string   // the listing it was built from
-	Classes []string // sorted
-	Files   []string // relative to the split folder
+	Version string
+	Dirs    []dirStamp // every folder listed: the cache is valid while none changed
+	Classes []string   // sorted
+	Files   []string   // relative to the split folder
 	Labels  []int32
 	Bytes   int64 // total file size
+}
+
+// dirStamp identifies a listing: a folder's modification time changes when
+// an entry is added, removed or renamed in it.
+type dirStamp struct {
+	Path    string // relative to the split folder
+	ModNano int64
 }
 
 // indexVersion changes whenever folderIndex or the listing rules change.
@@ -60,7 +69,7 @@ func openImageFolder(spec Spec) (*ImageFolder, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, missingSplit(spec)
 	}
-	classes, key, err := listClasses(dir)
+	classes, err := listClasses(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +77,10 @@ func openImageFolder(spec Spec) (*ImageFolder, error) {
 		name: "imagefolder:" + filepath.Base(filepath.Clean(spec.Path)) + "/" + spec.Split,
 		dir:  dir, size: spec.ImageSize, skipCorrupt: spec.SkipCorrupt,
 	}
-	if !d.loadIndex(key) {
+	if !d.loadIndex(classes) {
 		if d.idx, err = buildIndex(dir, classes); err != nil {
 			return nil, err
 		}
-		d.idx.Key = key
 		d.saveIndex()
 	}
 	if spec.Limit > 0 && spec.Limit < len(d.idx.Files) {
@@ -93,13 +101,11 @@ func missingSplit(spec Spec) error {
 	return fmt.Errorf("%w: imagefolder %s has no %s/ folder: %s", ErrMissingFile, spec.Path, spec.Split, layout)
 }
 
-// listClasses returns the sorted class folders of dir and the key of the
-// listing: the names, sizes and modification times of dir and of every class
-// folder (a folder's time changes when an entry is added, removed or renamed).
-func listClasses(dir string) ([]string, string, error) {
+// listClasses returns the sorted class folders of dir.
+func listClasses(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %s: %v: check the dataset path", ErrMissingFile, dir, err)
+		return nil, fmt.Errorf("%w: %s: %v: check the dataset path", ErrMissingFile, dir, err)
 	}
 	var classes []string
 	for _, e := range entries {
@@ -109,24 +115,23 @@ func listClasses(dir string) ([]string, string, error) {
 	}
 	sort.Strings(classes)
 	if len(classes) == 0 {
-		return nil, "", fmt.Errorf("%w: %s has no class sub-folders: lay the images out as %s/<class>/<image>.jpg", ErrNoImages, dir, dir)
+		return nil, fmt.Errorf("%w: %s has no class sub-folders: lay the images out as %s/<class>/<image>.jpg", ErrNoImages, dir, dir)
 	}
-	h := sha256.New()
-	abs, _ := filepath.Abs(dir)
-	fmt.Fprintf(h, "%s\n%s\n", indexVersion, abs)
-	for _, name := range append([]string{"."}, classes...) {
-		st, err := os.Stat(filepath.Join(dir, name))
-		if err != nil {
-			return nil, "", fmt.Errorf("%w: %v", ErrMissingFile, err)
-		}
-		fmt.Fprintf(h, "%s %d %d\n", name, st.Size(), st.ModTime().UnixNano())
+	return classes, nil
+}
+
+// stamp is the listing stamp of dir/rel.
+func stamp(dir, rel string) (dirStamp, error) {
+	st, err := os.Stat(filepath.Join(dir, rel))
+	if err != nil {
+		return dirStamp{}, err
 	}
-	return classes, hex.EncodeToString(h.Sum(nil)), nil
+	return dirStamp{Path: rel, ModNano: st.ModTime().UnixNano()}, nil
 }
 
 // buildIndex walks every class folder in torchvision's order.
 func buildIndex(dir string, classes []string) (folderIndex, error) {
-	idx := folderIndex{Classes: classes}
+	idx := folderIndex{Version: indexVersion, Classes: classes}
 	for ci, class := range classes {
 		type folder struct {
 			path  string
@@ -139,7 +144,10 @@ func buildIndex(dir string, classes []string) (folderIndex, error) {
 			}
 			if e.IsDir() {
 				folders = append(folders, folder{path: p})
-				return nil
+				rel, _ := filepath.Rel(dir, p)
+				st, err := stamp(dir, rel)
+				idx.Dirs = append(idx.Dirs, st)
+				return err
 			}
 			if !e.Type().IsRegular() && e.Type()&fs.ModeSymlink == 0 {
 				return nil
@@ -178,19 +186,23 @@ func buildIndex(dir string, classes []string) (folderIndex, error) {
 	return idx, nil
 }
 
-// indexPaths are where the index cache may live: beside the data, else
-// (read-only data) in the user's cache folder.
-func (d *ImageFolder) indexPaths(key string) []string {
+// indexPaths are where the index cache may live: beside the data (in the
+// split folder, whose own listing is not part of the stamp), else (read-only
+// data) in the user's cache folder under a name derived from the folder.
+func (d *ImageFolder) indexPaths() []string {
 	paths := []string{filepath.Join(d.dir, ".mochi-index")}
 	if c, err := os.UserCacheDir(); err == nil {
-		paths = append(paths, filepath.Join(c, "mochi", "imagefolder-"+key[:16]+".index"))
+		abs, _ := filepath.Abs(d.dir)
+		sum := sha256.Sum256([]byte(abs))
+		paths = append(paths, filepath.Join(c, "mochi", "imagefolder-"+hex.EncodeToString(sum[:8])+".index"))
 	}
 	return paths
 }
 
-// loadIndex reads a cached index whose key matches.
-func (d *ImageFolder) loadIndex(key string) bool {
-	for _, p := range d.indexPaths(key) {
+// loadIndex reads a cached index of the same classes whose folders' listings
+// are unchanged.
+func (d *ImageFolder) loadIndex(classes []string) bool {
+	for _, p := range d.indexPaths() {
 		f, err := os.Open(p)
 		if err != nil {
 			continue
@@ -198,7 +210,7 @@ func (d *ImageFolder) loadIndex(key string) bool {
 		var idx folderIndex
 		err = gob.NewDecoder(f).Decode(&idx)
 		f.Close()
-		if err == nil && idx.Key == key && len(idx.Files) == len(idx.Labels) {
+		if err == nil && idx.Version == indexVersion && slices.Equal(idx.Classes, classes) && len(idx.Files) == len(idx.Labels) && d.unchanged(idx.Dirs) {
 			d.idx = idx
 			return true
 		}
@@ -206,10 +218,20 @@ func (d *ImageFolder) loadIndex(key string) bool {
 	return false
 }
 
+// unchanged reports whether every stamped folder still has its stamp.
+func (d *ImageFolder) unchanged(dirs []dirStamp) bool {
+	for _, s := range dirs {
+		if now, err := stamp(d.dir, s.Path); err != nil || now != s {
+			return false
+		}
+	}
+	return true
+}
+
 // saveIndex writes the index cache at the first place that accepts it. A
 // cache that cannot be written only costs the next run a listing.
 func (d *ImageFolder) saveIndex() {
-	for _, p := range d.indexPaths(d.idx.Key) {
+	for _, p := range d.indexPaths() {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			continue
 		}

@@ -3,6 +3,8 @@ package data
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/gob"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -298,4 +300,273 @@ func TestImageFolderTorchvision(t *testing.T) {
 		worstCrop = max(worstCrop, m)
 	}
 	t.Logf("largest difference from torchvision: evaluation %.2f, training crop %.2f levels (%s)", worstEval, worstCrop, JPEGDecoder)
+}
+
+// ksStatistic is the two-sample Kolmogorov–Smirnov statistic: the largest
+// distance between the empirical distribution functions of a and b.
+func ksStatistic(a, b []float64) float64 {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	var d float64
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		x := min(a[i], b[j])
+		for i < len(a) && a[i] <= x {
+			i++
+		}
+		for j < len(b) && b[j] <= x {
+			j++
+		}
+		d = max(d, math.Abs(float64(i)/float64(len(a))-float64(j)/float64(len(b))))
+	}
+	return d
+}
+
+// TestRandomResizedCropStatistics draws RandomResizedCrop boxes (scale
+// 0.2–1, ratio 3/4–4/3) on the original sizes of the synthetic folder's
+// images — panoramas and small images included, where the fallback matters
+// — and compares the distributions of the area fraction and of log(w/h)
+// with torchvision's RandomResizedCrop.get_params on the same sizes: the
+// two-sample Kolmogorov–Smirnov statistic must stay below its 0.1% critical
+// value, 1.95·√(2/n).
+func TestRandomResizedCropStatistics(t *testing.T) {
+	const draws = 2000
+	f := makeSyntheticFolder(t, 20)
+	ds, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := ds.(*ImageFolder)
+	var sizes [][2]int // h, w as the decoder reads them
+	var dec imageDecoder
+	for i := range ds.Len() {
+		if err := dec.open(folder.Path(i)); err != nil {
+			continue // the corrupt file
+		}
+		if s := [2]int{dec.h, dec.w}; !slices.Contains(sizes, s) {
+			sizes = append(sizes, s)
+		}
+	}
+	ref := torchReference(t, map[string]any{"root": f.split, "size": 8, "resize": 9,
+		"crop_sizes": sizes, "draws": draws, "seed": 1})
+	rng := rand.New(rand.NewPCG(5, 6))
+	var area, logRatio []float64
+	for _, s := range sizes {
+		for range draws {
+			b := SampleCrop(rng, s[0], s[1], 0.2, 1, CropRatioMin, CropRatioMax)
+			area = append(area, float64(b.Width*b.Height)/float64(s[0]*s[1]))
+			logRatio = append(logRatio, math.Log(float64(b.Width)/float64(b.Height)))
+		}
+	}
+	if len(ref.Area) != len(area) {
+		t.Fatalf("torchvision drew %d boxes, we %d", len(ref.Area), len(area))
+	}
+	critical := 1.95 * math.Sqrt(2/float64(len(area)))
+	for _, c := range []struct {
+		name      string
+		ours, ref []float64
+	}{{"area fraction", area, ref.Area}, {"log aspect ratio", logRatio, ref.LogRatio}} {
+		d := ksStatistic(c.ours, c.ref)
+		t.Logf("%s: KS statistic %.4f (critical %.4f) over %d sizes × %d draws", c.name, d, critical, len(sizes), draws)
+		if d > critical {
+			t.Errorf("%s distribution differs from torchvision's: KS statistic %.4f > %.4f", c.name, d, critical)
+		}
+	}
+}
+
+// TestImageFolderLoaderViews runs the two-view loader with every
+// photometric step off and RandomResizedCrop at scale (1, 1): each view is
+// then torchvision's deterministic centre crop, taken from the original
+// image, here through libjpeg-turbo's DCT-domain reduction when the crop is
+// at least twice the output (the reduced image is mapped back with
+// fractional crop boxes). DCT reduction (down to 1/8: the 8×8 block means)
+// is another low-pass filter than PIL's triangle, so the tolerance is a mean
+// of 3 levels and a maximum of 48 (measured with libjpeg-turbo 2.1: up to
+// 2.4 and 35 on these noisy images); a crop box not mapped to the reduced
+// image, or a squashed image, is off by far more.
+func TestImageFolderLoaderViews(t *testing.T) {
+	const size = 40
+	f := makeSyntheticFolder(t, 30)
+	ds, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: size, SkipCorrupt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := ds.(*ImageFolder)
+	ref := torchReference(t, map[string]any{"root": f.split, "size": size, "resize": EvalResizeSide(size),
+		"crop_sizes": [][2]int{}, "draws": 0, "seed": 0})
+	aug := AugmentConfig{CropSize: size, ScaleMin: 1, ScaleMax: 1, Mean: []float32{0, 0, 0}, Std: []float32{1, 1, 1}}
+	loader, err := NewTwoViewLoader(ds, aug, 1, 3, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := loader.Epoch(0)
+	defer it.Close()
+	got := make([]float64, 3*size*size)
+	reduced := 0
+	for {
+		b, ok := it.Next()
+		if !ok {
+			break
+		}
+		rel, _ := filepath.Rel(f.split, folder.Path(b.Index[0]))
+		want, ok := ref.Crop[rel]
+		if rel == f.gray16 || !ok {
+			loader.Release(b)
+			continue
+		}
+		for _, v := range [][]float32{b.Query, b.Key} {
+			for k, x := range v {
+				got[k] = float64(x) * 255
+			}
+			maxD, mean := pixelDiff(got, decodeB64(t, want))
+			limitMax, limitMean := 48.0, 3.0
+			if !jpegTurbo && !strings.HasSuffix(rel, ".png") {
+				limitMax, limitMean = 64, 5 // Go's decoder, as in TestImageFolderTorchvision
+			}
+			if maxD > limitMax || mean > limitMean {
+				t.Errorf("loader view of %s: max difference %.1f levels, mean %.2f; want ≤ %v and ≤ %v", rel, maxD, mean, limitMax, limitMean)
+			}
+		}
+		var dec imageDecoder
+		if dec.open(folder.Path(b.Index[0])) == nil && dec.dctDenom(min(dec.w, dec.h), size) > 1 {
+			reduced++
+		}
+		loader.Release(b)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if jpegTurbo && reduced == 0 {
+		t.Error("no image went through DCT-domain reduction: the test does not cover it")
+	}
+}
+
+// TestImageFolderCorrupt: a corrupt file stops the loader and the
+// evaluation batches with an error naming it; with SkipCorrupt the loader
+// steps over it (the next image stands in) and reports it.
+func TestImageFolderCorrupt(t *testing.T) {
+	f := makeSyntheticFolder(t, 10)
+	aug := MoCoV2Augment(3, 16)
+	corrupt := filepath.Join(f.split, f.corrupt)
+	for _, skip := range []bool{false, true} {
+		ds, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: 16, SkipCorrupt: skip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loader, err := NewTwoViewLoader(ds, aug, 3, 1, 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := loader.Epoch(0)
+		steps, seen := 0, map[int]bool{}
+		for {
+			b, ok := it.Next()
+			if !ok {
+				break
+			}
+			for _, i := range b.Index {
+				seen[i] = true
+			}
+			steps++
+			loader.Release(b)
+		}
+		it.Close()
+		corruptIdx := slices.IndexFunc(make([]int, ds.Len()), func(int) bool { return false })
+		for i := range ds.Len() {
+			if ds.(*ImageFolder).Path(i) == corrupt {
+				corruptIdx = i
+			}
+		}
+		if !skip {
+			if err := it.Err(); err == nil || !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), corrupt) || !strings.Contains(err.Error(), "data.skip_corrupt") {
+				t.Errorf("without skip_corrupt: epoch error %v, want one naming %s and data.skip_corrupt", err, corrupt)
+			}
+			err := EvalBatches(ds, ImageNetMean, ImageNetStd, 4, func([]float32, []int, []int) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), corrupt) {
+				t.Errorf("EvalBatches error %v, want one naming %s", err, corrupt)
+			}
+			continue
+		}
+		if err := it.Err(); err != nil || steps != it.Steps() {
+			t.Fatalf("with skip_corrupt: %d of %d steps, error %v", steps, it.Steps(), err)
+		}
+		skipped := it.Skipped()
+		if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), corrupt) {
+			t.Errorf("skipped %v, want the one corrupt file %s", skipped, corrupt)
+		}
+		if seen[corruptIdx] {
+			t.Errorf("the corrupt image (index %d) was delivered", corruptIdx)
+		}
+	}
+}
+
+// TestImageFolderIndexCache: the index is cached beside the data and reused
+// while the listing is unchanged; adding an image rebuilds it.
+func TestImageFolderIndexCache(t *testing.T) {
+	f := makeSyntheticFolder(t, 6)
+	spec := Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: 16}
+	ds, err := Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := ds.Len()
+	cache := filepath.Join(f.split, ".mochi-index")
+	raw, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatalf("no index cache written: %v", err)
+	}
+	// Mark the cached index: a reopen that shows the mark read the cache.
+	var idx folderIndex
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&idx); err != nil {
+		t.Fatal(err)
+	}
+	idx.Files[0] = "marked.jpg"
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&idx); err != nil {
+		t.Fatal(err)
+	}
+	writeBytes(t, cache, buf.Bytes())
+	ds, err = Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ds.(*ImageFolder).Path(0); filepath.Base(got) != "marked.jpg" {
+		t.Errorf("reopened index starts with %s: the cache was not used", got)
+	}
+	// A new image changes its class folder's listing: the index is rebuilt.
+	writeJPEG(t, filepath.Join(f.split, "apple", "new.jpg"), picture(rand.New(rand.NewPCG(1, 1)), 20, 20), 90)
+	ds, err = Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Len() != n+1 || filepath.Base(ds.(*ImageFolder).Path(0)) == "marked.jpg" {
+		t.Errorf("after adding an image: %d images (want %d), first %s", ds.Len(), n+1, ds.(*ImageFolder).Path(0))
+	}
+}
+
+// TestImageFolderDeepPNG: a 16-bit PNG reads as its high bytes, the same as
+// the 8-bit PNG of those bytes.
+func TestImageFolderDeepPNG(t *testing.T) {
+	f := makeSyntheticFolder(t, 1)
+	ds, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := ds.(*ImageFolder)
+	var i16, i8 = -1, -1
+	for i := range ds.Len() {
+		switch folder.Path(i) {
+		case filepath.Join(f.split, f.gray16):
+			i16 = i
+		case filepath.Join(f.split, f.gray8):
+			i8 = i
+		}
+	}
+	if !slices.Equal(ds.Pixels(i16), ds.Pixels(i8)) {
+		t.Error("the 16-bit PNG does not read as its high bytes")
+	}
+	if px := ds.Pixels(i16); !slices.Equal(px[:576], px[576:1152]) {
+		t.Error("the grayscale PNG's channels differ")
+	}
 }
