@@ -450,7 +450,7 @@ func loadPretrained(path string) (*train.Pretrained, error) {
 // checkpoint, checks that its images are the shape the network was trained on.
 func openEvalSplit(cfg *config.Config, split string, p *train.Pretrained) (data.Dataset, error) {
 	d := cfg.Data
-	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
 	}
