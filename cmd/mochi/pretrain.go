@@ -61,7 +61,10 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
-		return p.write(cmd.OutOrStdout(), cfg, prov)
+		if err := p.write(cmd.OutOrStdout(), cfg, prov); err != nil {
+			return err
+		}
+		return writeLoaderPlan(cmd.OutOrStdout(), cfg, p)
 	}
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
 	if err != nil {
