@@ -48,16 +48,27 @@ func writeLoaderPlan(w io.Writer, cfg *config.Config, p *plan) error {
 		bytesText(mem), workers+cfg.Data.Prefetch+2, b, p.cropSize, bytesText(int64(est.MaxFileBytes)), bytesText(int64(est.MaxDecodedBytes)))
 	line("", "projected %.0f pairs/s (%.1f per worker, measured on %d images here): %.2f s of loading per step of %d",
 		est.PairsPerSec, est.PairsPerSec/float64(workers), est.Images, float64(b)/est.PairsPerSec, b)
-	if cfg.Run.Device == "cuda" && cfg.Model.Backbone == "resnet50" {
-		// the model's work scales with the pixels of a view
-		gpu := gpuResNet50PairsPerSec * (224.0 / float64(p.cropSize)) * (224.0 / float64(p.cropSize))
-		if est.PairsPerSec < gpu {
-			need := int(gpu/(est.PairsPerSec/float64(workers))) + 1
-			line("warning", "the loader, not the model, will bound the step: one GPU trains ResNet-50 at %d² at about %.0f pairs/s (from an H200's 224² figure in this project), the loader makes %.0f; give it about %d workers (data.workers, one core each)",
-				p.cropSize, gpu, est.PairsPerSec, need)
-		}
+	if warn := loaderWarning(cfg, p.cropSize, est.PairsPerSec, workers); warn != "" {
+		line("warning", "%s", warn)
 	}
 	return nil
+}
+
+// loaderWarning says, for ResNet-50 on a GPU, when the loader's pairs/s
+// with the given workers is below what the GPU trains at, and how many
+// workers would do; "" otherwise (a CPU step is far slower than its loader).
+func loaderWarning(cfg *config.Config, cropSize int, pairsPerSec float64, workers int) string {
+	if cfg.Run.Device != "cuda" || cfg.Model.Backbone != "resnet50" {
+		return ""
+	}
+	// the model's work scales with the pixels of a view
+	gpu := gpuResNet50PairsPerSec * (224.0 / float64(cropSize)) * (224.0 / float64(cropSize))
+	if pairsPerSec >= gpu {
+		return ""
+	}
+	need := int(gpu/(pairsPerSec/float64(workers))) + 1
+	return fmt.Sprintf("the loader, not the model, will bound the step: one GPU trains ResNet-50 at %d² at about %.0f pairs/s (from an H200's 224² figure in this project), the loader makes %.0f; give it about %d workers (data.workers, one core each)",
+		cropSize, gpu, pairsPerSec, need)
 }
 
 // bytesText writes n bytes in KB, MB or GB (powers of 1000).
