@@ -287,6 +287,11 @@ func (d *ImageFolder) Pixels(i int) []uint8 {
 // evaluation, scaled with the crop.
 func EvalResizeSide(size int) int { return int(math.Round(256 * float64(size) / 224)) }
 
+// EvalTransform names the evaluation transform, e.g. for cache keys.
+func (d *ImageFolder) EvalTransform() string {
+	return fmt.Sprintf("Resize(%d)+CenterCrop(%d), antialiased bilinear", EvalResizeSide(d.size), d.size)
+}
+
 // ReadEval decodes image i into dst (3×S×S uint8) through the evaluation
 // transform EvalTransform.
 func (d *ImageFolder) ReadEval(i int, dst []uint8) error {
