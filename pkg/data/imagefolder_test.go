@@ -440,6 +440,48 @@ func TestImageFolderLoaderViews(t *testing.T) {
 	if jpegTurbo && reduced == 0 {
 		t.Error("no image went through DCT-domain reduction: the test does not cover it")
 	}
+
+	// The linear evaluation's augmented batches crop the same way; they stop
+	// at a corrupt file, naming it.
+	err = AugmentedBatches(ds, aug, 1, 0, 8, 2, func([]float32, []int, []int) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), f.corrupt) {
+		t.Errorf("AugmentedBatches error %v, want one naming %s", err, f.corrupt)
+	}
+	if err := os.Remove(filepath.Join(f.split, f.corrupt)); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err = Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: size}); err != nil {
+		t.Fatal(err)
+	}
+	folder = ds.(*ImageFolder)
+	checked := 0
+	err = AugmentedBatches(ds, aug, 1, 0, 8, 2, func(x []float32, _ []int, idx []int) error {
+		for j, i := range idx {
+			rel, _ := filepath.Rel(f.split, folder.Path(i))
+			if rel == f.gray16 {
+				continue
+			}
+			for k, v := range x[j*3*size*size : (j+1)*3*size*size] {
+				got[k] = float64(v) * 255
+			}
+			maxD, mean := pixelDiff(got, decodeB64(t, ref.Crop[rel]))
+			limitMax, limitMean := 48.0, 3.0
+			if !jpegTurbo && !strings.HasSuffix(rel, ".png") {
+				limitMax, limitMean = 64, 5
+			}
+			if maxD > limitMax || mean > limitMean {
+				t.Errorf("augmented batch view of %s: max difference %.1f levels, mean %.2f; want ≤ %v and ≤ %v", rel, maxD, mean, limitMax, limitMean)
+			}
+			checked++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked != ds.Len()-1 {
+		t.Errorf("AugmentedBatches checked %d views of %d images", checked, ds.Len()-1)
+	}
 }
 
 // TestImageFolderCorrupt: a corrupt file stops the loader and the
