@@ -86,7 +86,7 @@ func decodeJPEG(buf []byte, w, h, denom int, img *rgbImage) error {
 	switch {
 	case rc < 0:
 		return errors.New(C.GoString(&msg[0]))
-	case rc > 0 && strings.Contains(C.GoString(&msg[0]), "Premature end"):
+	case rc > 0 && strings.Contains(strings.ToLower(C.GoString(&msg[0])), "premature end"):
 		// libjpeg pads a truncated file with gray and calls it a warning;
 		// the image is incomplete, so it is corrupt (PIL refuses it too).
 		return errors.New(C.GoString(&msg[0]))
