@@ -514,7 +514,7 @@ func TestImageFolderCorrupt(t *testing.T) {
 			loader.Release(b)
 		}
 		it.Close()
-		corruptIdx := slices.IndexFunc(make([]int, ds.Len()), func(int) bool { return false })
+		corruptIdx := -1
 		for i := range ds.Len() {
 			if ds.(*ImageFolder).Path(i) == corrupt {
 				corruptIdx = i
