@@ -612,3 +612,35 @@ func TestImageFolderDeepPNG(t *testing.T) {
 		t.Error("the grayscale PNG's channels differ")
 	}
 }
+
+// TestImageFolderWorkersInvariant: streamed batches depend only on (seed,
+// epoch, step) and the files, not on the number of workers.
+func TestImageFolderWorkersInvariant(t *testing.T) {
+	f := makeSyntheticFolder(t, 12)
+	ds, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: 24, SkipCorrupt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := func(workers int) (views []float32, index []int) {
+		l, err := NewTwoViewLoader(ds, MoCoV2Augment(3, 24), 4, 9, workers, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := l.Epoch(1)
+		defer it.Close()
+		for b, ok := it.Next(); ok; b, ok = it.Next() {
+			views = append(append(views, b.Query...), b.Key...)
+			index = append(index, b.Index...)
+			l.Release(b)
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return views, index
+	}
+	v1, i1 := epoch(1)
+	v3, i3 := epoch(3)
+	if !slices.Equal(i1, i3) || !slices.Equal(v1, v3) {
+		t.Error("one worker and three workers made different batches")
+	}
+}
