@@ -85,7 +85,10 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 			}
 			closeBackend(be)
 		}
-		return p.write(cmd.OutOrStdout(), cfg, prov)
+		if err := p.write(cmd.OutOrStdout(), cfg, prov); err != nil {
+			return err
+		}
+		return writeLoaderPlan(cmd.OutOrStdout(), cfg, p)
 	}
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
 	if err != nil {
@@ -170,13 +173,13 @@ type plan struct {
 // makePlan opens the dataset and derives the run's figures.
 func makePlan(cfg *config.Config) (*plan, error) {
 	d := cfg.Data
-	trainSet, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+	trainSet, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, data.train_split %s): %w", d.Kind, d.Path, d.TrainSplit, err)
 	}
 	p := &plan{train: trainSet}
 	if cfg.Eval.KNNEvery > 0 {
-		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 		if err != nil {
 			return nil, fmt.Errorf("kNN monitor data (data.test_split %s; set eval.knn_every 0 to turn the monitor off): %w", d.TestSplit, err)
 		}

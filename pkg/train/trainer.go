@@ -200,7 +200,7 @@ func AugmentConfig(cfg *config.Config, channels, size int) data.AugmentConfig {
 // OpenSplit opens one split of the configured dataset.
 func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 	d := cfg.Data
-	ds, err := data.Open(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	ds, err := data.Open(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
 	}
@@ -471,7 +471,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 	for i := 0; i < t.step; i++ { // resume inside an epoch: the batches are a function of (seed, epoch, position)
 		b, ok := it.Next()
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", i, t.epoch)
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", i, t.epoch, it.Err())
 		}
 		t.loader.Release(b)
 	}
@@ -487,7 +487,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		dataWait := time.Since(stepStart)
 		t.epochWait += dataWait
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", t.step, t.epoch, it.Err())
 		}
 		lr := t.lr()
 		var draw *hardneg.MixDraw
@@ -542,6 +542,10 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if err := t.record(m); err != nil {
 			return false, err
 		}
+	}
+	it.Close() // the workers are done: the list of skipped images is complete
+	if skipped := it.Skipped(); len(skipped) > 0 {
+		t.prog.info("data.skip_corrupt: skipped unreadable images", "epoch", t.epoch, "count", len(skipped), "first", skipped[0].Error())
 	}
 	return true, nil
 }
