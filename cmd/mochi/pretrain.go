@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -38,6 +39,8 @@ training.`,
 	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
 	cmd.Flags().String("resume", "", "continue the run from this checkpoint (e.g. runs/x/checkpoints/last.ckpt) with the config it started with")
 	cmd.Flags().Int("stop-after-epochs", 0, "stop (checkpointed) once this many epochs are done; --resume continues exactly as if never stopped")
+	cmd.Flags().Int("dump-steps", 0, "debug: write the first n steps' inputs, random draws, lr and loss and the state before and after them to --dump-dir, for scripts/torch_moco.py to replay")
+	cmd.Flags().String("dump-dir", "", "directory of the --dump-steps dump (default <run.output_dir>/dump); must not hold a dump already")
 	return cmd
 }
 
@@ -69,9 +72,15 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	}
 	resume, _ := cmd.Flags().GetString("resume")
 	stopAfter, _ := cmd.Flags().GetInt("stop-after-epochs")
+	dumpSteps, _ := cmd.Flags().GetInt("dump-steps")
+	dumpDir, _ := cmd.Flags().GetString("dump-dir")
+	if dumpDir == "" {
+		dumpDir = filepath.Join(cfg.Run.OutputDir, "dump")
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter})
+	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter,
+		DumpSteps: dumpSteps, DumpDir: dumpDir})
 	if err != nil {
 		return err
 	}

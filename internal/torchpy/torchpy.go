@@ -9,21 +9,24 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 // Interpreter is Debian's python3, which has python3-torch and
 // python3-torchvision; another python3 earlier on PATH (pyenv) may not.
 const Interpreter = "/usr/bin/python3"
 
-// Python returns Interpreter, after skipping t in -short mode or when it
-// cannot import every one of modules.
+// Python returns Interpreter, after skipping t in -short mode; when it
+// cannot import every one of modules, t ends by testenv.Missing (a skip, a
+// failure under CI=true).
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: starting python3 with torch takes seconds")
 	}
 	if err := importable(Interpreter, modules); err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "%v", err)
 	}
 	return Interpreter
 }

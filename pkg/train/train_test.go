@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
 )
@@ -24,7 +25,7 @@ import (
 func ciConfig(t *testing.T, dir string) *config.Config {
 	t.Helper()
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		t.Skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
 	if err != nil {

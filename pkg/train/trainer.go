@@ -34,6 +34,11 @@ type Options struct {
 	// (0: run all optim.epochs). The schedule still spans optim.epochs, so a
 	// run split this way and resumed equals one run straight through.
 	StopAfter int
+	// DumpSteps > 0 writes the inputs, random draws, lr and loss of the
+	// run's first DumpSteps steps, and the state before and after them, to
+	// DumpDir, for a reference implementation to replay (see stepDump).
+	DumpSteps int
+	DumpDir   string
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -80,6 +85,7 @@ type trainer struct {
 	prog                *progress
 	stopAfter           int
 	pending             *pendingStats // the last step, its statistics still being computed
+	dump                *stepDump     // nil unless Options.DumpSteps
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -203,6 +209,9 @@ func newTrainer(cfg *config.Config, opts Options) (*trainer, error) {
 			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
 		}
 		offset = st.Progress.MetricsOffset
+	}
+	if t.dump, err = openDump(t, opts); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(t.dir, "checkpoints"), 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
@@ -425,6 +434,9 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			return false, err
 		}
 		if err := t.be.Sync(); err != nil {
+			return false, err
+		}
+		if err := t.dump.step(t, xq, xk, perm, plan, lr, loss); err != nil {
 			return false, err
 		}
 		t.loader.Release(b)
