@@ -58,18 +58,19 @@ type torchReplay struct {
 // the two runs differ by that kick of size lr·(one gradient element) and
 // the kicks add up step by step: in float64 a perturbation of 10⁻¹⁰ of
 // every weight stays 10⁻¹⁰ in the loss over 32 steps (the dynamics do not
-// amplify), one of 10⁻⁷ jumps to 10⁻⁴ within five steps. Measured: mochi
-// ≤ 2.4e-4·step; PyTorch's own float32 against its float64 ≤ 1.1e-3·step.
-// The bound, 2e-3·step for the loss and for the final queue's entries,
-// holds any correct float32 implementation; the forced replay is what
-// pins each step down.
+// amplify), one of 10⁻⁷ jumps to 10⁻⁴ within five steps. Measured |Δloss|:
+// mochi ≤ 1.9e-4·step (MoCo-v2) and ≤ 9.1e-4·step (MoCHi); PyTorch's own
+// float32 against its float64 on the MoCo-v2 run ≤ 1.1e-3·step; the final
+// queues' entries 1.7e-2 and 3.6e-2 apart after 24 steps. The bound,
+// 5e-3·step for both, holds for any correct float32 implementation, so it
+// only catches gross errors; the forced replay is what pins each step down.
 const (
 	forcedLossTol   = 5e-6
 	forcedUpdateTol = 5e-2
 	bnTol           = 1e-6
 	queueTol        = 1e-5
 	topNTol         = 1e-5
-	freePerStepTol  = 2e-3
+	freePerStepTol  = 5e-3
 )
 
 // TestTrainingMatchesTorchMoCo trains the CI configuration for 24 steps
