@@ -39,7 +39,7 @@ training.`,
 	cmd.Flags().Bool("dry-run", false, "validate the config, open the dataset and print the plan; train nothing")
 	cmd.Flags().String("resume", "", "continue the run from this checkpoint (e.g. runs/x/checkpoints/last.ckpt) with the config it started with")
 	cmd.Flags().Int("stop-after-epochs", 0, "stop (checkpointed) once this many epochs are done; --resume continues exactly as if never stopped")
-	cmd.Flags().Int("dump-steps", 0, "debug: write the first n steps' inputs, random draws, lr and loss and the state before and after them to --dump-dir, for scripts/torch_moco.py to replay")
+	cmd.Flags().Int("dump-steps", 0, "debug: write the first n steps' inputs, random draws, lr and loss, and the state before the first step and after each, to --dump-dir for scripts/torch_moco.py to replay")
 	cmd.Flags().String("dump-dir", "", "directory of the --dump-steps dump (default <run.output_dir>/dump); must not hold a dump already")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +49,13 @@ type torchReplay struct {
 //   - the change of f_q, f_k and the momentum buffers, relative to the
 //     change: 6e-5 typically, up to 9e-3 on a step where a ReLU input lies
 //     within float32 rounding of 0 and the two sides pass a different
-//     gradient element through it;
+//     gradient element through it. Such steps are a minority, so the
+//     median over the steps of f_q's and the buffers' errors stays at the
+//     rounding level [3e-4] and is held to 1e-3: weight decay is 4e-3 of
+//     each step's change here, skipping it fails that where the bound on
+//     the worst step (5e-2, for the ReLU decisions) cannot see it. f_k's
+//     change is (1−m)/m of f_q's, so its error is its float32 rounding
+//     [1e-2 at step 2, 9e-4 later], held to 5e-2 only;
 //   - BatchNorm running statistics [5e-8], queue entries (unit keys) [5e-7];
 //   - MoCHi's top-N: where the float64 set differs from mochi's, the
 //     swapped similarities are within rounding [2e-8].
@@ -67,6 +74,7 @@ type torchReplay struct {
 const (
 	forcedLossTol   = 5e-6
 	forcedUpdateTol = 5e-2
+	medianUpdateTol = 1e-3
 	bnTol           = 1e-6
 	queueTol        = 1e-5
 	topNTol         = 1e-5
@@ -125,6 +133,7 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 			var table strings.Builder
 			fmt.Fprintf(&table, "step   loss (mochi)   |Δ| free   |Δ| forced  f_q step  f_k step  velocity  queue\n")
 			var worstFree float64
+			var qErrs, vErrs []float64
 			for i, r := range ref.Steps {
 				m, n := mochi[i], float64(i+1)
 				loss, lr := m["loss"].(float64), m["lr"].(float64)
@@ -153,6 +162,7 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 						fail("the change of %s differs from the reference's by %.2e of itself (> %g)", e.what, e.err, forcedUpdateTol)
 					}
 				}
+				qErrs, vErrs = append(qErrs, r.QUpdateErr), append(vErrs, r.VelocityErr)
 				if !(r.BNErr <= bnTol) {
 					fail("BatchNorm running statistics differ by %.2e (> %g)", r.BNErr, bnTol)
 				}
@@ -161,6 +171,15 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 				}
 				if r.Mixing && !(r.TopNViolation <= topNTol) {
 					fail("mochi's top-%d leaves out a queue entry %.2e more similar than one it took (%d rows differ)", cfg.MoCHi.N, r.TopNViolation, r.TopNRowsChanged)
+				}
+			}
+
+			for _, e := range []struct {
+				what string
+				errs []float64
+			}{{"f_q", qErrs}, {"the SGD momentum buffers", vErrs}} {
+				if m := median(e.errs); !(m <= medianUpdateTol) {
+					t.Errorf("the change of %s differs from the reference's by %.2e of itself in the median step (> %g)", e.what, m, medianUpdateTol)
 				}
 			}
 
@@ -179,11 +198,43 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 					queueDiff = max(queueDiff, math.Abs(v-float64(q.Keys[i*q.D+j])))
 				}
 			}
-			fmt.Fprintf(&table, "final queue (free replay): max |Δ| %.2e; free loss |Δ|/step ≤ %.2e", queueDiff, worstFree)
+			fmt.Fprintf(&table, "final queue (free replay): max |Δ| %.2e; free loss |Δ|/step ≤ %.2e; median step error f_q %.1e, buffers %.1e",
+				queueDiff, worstFree, median(qErrs), median(vErrs))
 			t.Logf("mochi (float32) against PyTorch (float64), %d steps:\n%s", steps, table.String())
 			if queueDiff > freePerStepTol*steps {
 				t.Errorf("final queue: entries differ by up to %.2e from the free reference's (> %g·%d steps)", queueDiff, freePerStepTol, steps)
 			}
 		})
+	}
+}
+
+func median(x []float64) float64 {
+	s := slices.Sorted(slices.Values(x))
+	return s[len(s)/2]
+}
+
+// TestDumpRefusesWhatItCannotDo: a dump longer than the run and a dump into
+// a directory that holds one are errors before anything is written.
+func TestDumpRefusesWhatItCannotDo(t *testing.T) {
+	dir := t.TempDir()
+	cfg := ciConfig(t, filepath.Join(dir, "run"))
+	cfg.Eval.KNNEvery = 0
+	dump := filepath.Join(dir, "dump")
+	_, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, DumpSteps: 33, DumpDir: dump})
+	if err == nil || !strings.Contains(err.Error(), "the run has 32") {
+		t.Errorf("a 33-step dump of a 32-step run: error %v, want one naming the run's 32 steps", err)
+	}
+	if err := os.MkdirAll(dump, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dump, "meta.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Pretrain(context.Background(), cfg, Options{Progress: io.Discard, DumpSteps: 2, DumpDir: dump})
+	if err == nil || !strings.Contains(err.Error(), "holds a step dump already") {
+		t.Errorf("a dump into a directory holding one: error %v, want a refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Errorf("a refused dump created the run directory")
 	}
 }
