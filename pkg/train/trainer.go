@@ -44,6 +44,11 @@ type Options struct {
 	// Force lets a new run replace the run already in its directory,
 	// deleting that run's files first.
 	Force bool
+	// DumpSteps > 0 writes the inputs, random draws, lr and loss of the
+	// run's first DumpSteps steps, and the state before and after them, to
+	// DumpDir, for a reference implementation to replay (see stepDump).
+	DumpSteps int
+	DumpDir   string
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -97,6 +102,7 @@ type trainer struct {
 	dataSHA256          string         // the training images' fingerprint
 	changes             []ConfigChange // keys changed on resume since the run began
 	lastCkpt            string         // the newest checkpoint of the run, "" before the first
+	dump                *stepDump      // nil unless Options.DumpSteps
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -277,6 +283,9 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
 		}
 		offset = st.Progress.MetricsOffset
+	}
+	if t.dump, err = openDump(t, opts); err != nil {
+		return nil, err
 	}
 	if replace != nil {
 		if err := replace.clear(); err != nil {
@@ -520,6 +529,9 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			return false, err
 		}
 		if err := t.be.Sync(); err != nil {
+			return false, err
+		}
+		if err := t.dump.step(t, xq, xk, perm, draw, lr, loss); err != nil {
 			return false, err
 		}
 		t.loader.Release(b)
