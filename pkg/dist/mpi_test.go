@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,9 +119,13 @@ func values(r, n int) []float32 {
 func rankCollectives(c Comm) error {
 	r, p := c.Rank(), c.Size()
 	// Go's own signal handling must survive MPI_Init (OpenMPI installs
-	// handlers for SIGSEGV and others unless some are already there).
+	// handlers for SIGSEGV and others unless some are already there; a
+	// handler without SA_ONSTACK makes Go crash on the signal).
 	if err := nilDereference(); err == nil {
 		return errors.New("a nil dereference did not panic")
+	}
+	if err := exec.Command("true").Run(); err != nil { // SIGCHLD reaches Go's handler
+		return fmt.Errorf("running a child process after MPI_Init: %v", err)
 	}
 	for _, n := range []int{0, 1, 5, 1<<20 + 3} {
 		buf := values(r, n)
@@ -259,13 +264,24 @@ func TestMPIConfigMismatch(t *testing.T) {
 	}
 }
 
-// rankDies: rank 1 is killed in the middle of training-like all-reduces;
-// the others would go on for ever.
+const deathEnv = "DIST_TEST_DEATH" // how rank 1 dies: kill, exit or panic
+
+// rankDies: rank 1 dies in the middle of training-like all-reduces (killed,
+// exiting with an error, or panicking); the others would go on for ever.
 func rankDies(c Comm) error {
 	buf := make([]float32, 1000)
 	for step := 0; ; step++ {
 		if c.Rank() == 1 && step == 5 {
-			return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			switch how := os.Getenv(deathEnv); how {
+			case "kill":
+				return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			case "exit":
+				return errors.New("cannot read the next batch")
+			case "panic":
+				panic("rank 1 panics")
+			default:
+				return fmt.Errorf("%s=%q: want kill, exit or panic", deathEnv, how)
+			}
 		}
 		if err := c.AllReduceSum(buf); err != nil {
 			return err
@@ -273,20 +289,32 @@ func rankDies(c Comm) error {
 	}
 }
 
-// TestMPIDeadRank: when a rank dies, mpirun ends the others and names it.
+// TestMPIDeadRank: when a rank dies, mpirun ends the others within seconds
+// and names the rank: "process rank 1" after a signal, "Process name:
+// [[job,1],1]" (the last number is the rank) after a non-zero exit.
 func TestMPIDeadRank(t *testing.T) {
 	const bound = 30 * time.Second
-	out, err, took := mpirun(t, 2, "dead", nil)
-	if err == nil {
-		t.Fatalf("the job succeeded with rank 1 killed:\n%s", out)
+	exited := regexp.MustCompile(`Process name: \[\[\d+,\d+\],1\]`)
+	for _, tc := range []struct {
+		how   string
+		names *regexp.Regexp
+	}{
+		{"kill", regexp.MustCompile(`process rank 1 with PID \d+ on node .* exited on signal 9`)},
+		{"exit", exited},
+		{"panic", exited},
+	} {
+		out, err, took := mpirun(t, 2, "dead", nil, deathEnv+"="+tc.how)
+		if err == nil {
+			t.Fatalf("%s: the job succeeded without rank 1:\n%s", tc.how, out)
+		}
+		if took > bound {
+			t.Errorf("%s: the surviving rank took %v to stop (bound %v)", tc.how, took, bound)
+		}
+		if !tc.names.MatchString(out) {
+			t.Errorf("%s: mpirun's output does not name rank 1 (%s):\n%s", tc.how, tc.names, out)
+		}
+		t.Logf("%s: the job ended %v after the start:\n%s", tc.how, took.Round(time.Millisecond), out)
 	}
-	if took > bound {
-		t.Errorf("the surviving rank took %v to stop (bound %v)", took, bound)
-	}
-	if !strings.Contains(out, "rank 1") {
-		t.Errorf("the output does not name rank 1:\n%s", out)
-	}
-	t.Logf("job ended %v after the start:\n%s", took.Round(time.Millisecond), out)
 }
 
 // rankStalls: rank 1 lives on without ever joining; rank 0's barrier must
