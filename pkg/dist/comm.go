@@ -80,10 +80,10 @@ func checkRoot(size, root int) error {
 	return nil
 }
 
-// checkCount checks that n values fit MPI's int count.
-func checkCount(what string, n int) error {
+// checkCount checks that n units (values or bytes) fit MPI's int count.
+func checkCount(what string, n int, unit string) error {
 	if n > math.MaxInt32 {
-		return fmt.Errorf("dist: %s of %d values: MPI counts stop at %d; split the buffer", what, n, math.MaxInt32)
+		return fmt.Errorf("dist: %s of %d %s: MPI counts stop at %d; split the buffer", what, n, unit, math.MaxInt32)
 	}
 	return nil
 }

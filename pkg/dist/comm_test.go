@@ -1,6 +1,7 @@
 package dist
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -47,13 +48,13 @@ func TestArgumentErrors(t *testing.T) {
 		{"gather bytes", c.AllGatherBytes([]byte{1}, nil), "needs a receive buffer of 1, not 0"},
 		{"root", Broadcast(c, []float32{1}, 1), "broadcast from rank 1: the job has ranks 0 to 0"},
 		{"gather 4 ranks", checkGather(4, 3, 9), "3 values from each of 4 ranks needs a receive buffer of 12, not 9"},
-		{"count", checkCount("all-reduce", 1<<31), "MPI counts stop at 2147483647"},
+		{"count", checkCount("all-reduce", 1<<31, "values"), "all-reduce of 2147483648 values: MPI counts stop at 2147483647"},
 	} {
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.name, tc.err, tc.want)
 		}
 	}
-	if err := checkCount("all-reduce", 1<<31-1); err != nil {
+	if err := checkCount("all-reduce", 1<<31-1, "values"); err != nil {
 		t.Errorf("the largest MPI count is refused: %v", err)
 	}
 }
@@ -95,6 +96,13 @@ func TestOpenAlone(t *testing.T) {
 	}
 	if _, ok := c.(Single); !ok {
 		t.Fatalf("Open without mpirun gave %T, want Single", c)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(maps), "libmpi") {
+		t.Fatal("Open without mpirun loaded libmpi")
 	}
 }
 

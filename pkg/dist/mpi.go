@@ -264,7 +264,7 @@ func (c *mpiComm) Rank() int { return c.rank }
 func (c *mpiComm) Size() int { return c.size }
 
 func (c *mpiComm) AllReduceSum(buf []float32) error {
-	if err := checkCount("all-reduce", len(buf)); err != nil {
+	if err := checkCount("all-reduce", len(buf), "values"); err != nil {
 		return err
 	}
 	return c.run("AllReduceSum", request{op: opAllReduceSum, recv: pointer(buf), count: len(buf)})
@@ -274,7 +274,7 @@ func (c *mpiComm) AllGatherBytes(send, recv []byte) error {
 	if err := checkGather(c.size, len(send), len(recv)); err != nil {
 		return err
 	}
-	if err := checkCount("all-gather", len(send)); err != nil {
+	if err := checkCount("all-gather", len(send), "bytes"); err != nil {
 		return err
 	}
 	return c.run("AllGather", request{op: opAllGather, send: pointer(send), recv: pointer(recv), count: len(send)})
@@ -284,7 +284,7 @@ func (c *mpiComm) BroadcastBytes(buf []byte, root int) error {
 	if err := checkRoot(c.size, root); err != nil {
 		return err
 	}
-	if err := checkCount("broadcast", len(buf)); err != nil {
+	if err := checkCount("broadcast", len(buf), "bytes"); err != nil {
 		return err
 	}
 	return c.run("Broadcast", request{op: opBroadcast, recv: pointer(buf), count: len(buf), root: root})
