@@ -38,7 +38,10 @@
 // refuses mpirun with an error.
 //
 // All MPI calls run on one locked OS thread (MPI_THREAD_FUNNELED), handed
-// over by channel: goroutines move between threads, MPI calls must not.
+// over by channel: goroutines move between threads, MPI calls must not. A
+// rank waiting in a collective polls, keeping a core busy (OpenMPI's
+// default; mpirun --oversubscribe, or --mca mpi_yield_when_idle 1, makes it
+// yield when ranks share cores).
 //
 // # Failure
 //
