@@ -466,7 +466,7 @@ func loadPretrained(path string) (*train.Pretrained, error) {
 // checkpoint, checks that its images are the shape the network was trained on.
 func openEvalSplit(cfg *config.Config, split string, p *train.Pretrained) (data.Dataset, error) {
 	d := cfg.Data
-	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
 	}
@@ -522,8 +522,12 @@ func (s *featureSource) key(ds data.Dataset, split string) string {
 	if s.head {
 		output = "embedding"
 	}
-	return fmt.Sprintf("checkpoint sha256 %s\ndata %s %s split %s limit %d image_size %d %d×%d×%d mean %v std %v\noutput %s",
+	key := fmt.Sprintf("checkpoint sha256 %s\ndata %s %s split %s limit %d image_size %d %d×%d×%d mean %v std %v\noutput %s",
 		s.p.SHA256, d.Kind, path, split, d.Limit, d.ImageSize, ds.Channels(), ds.Height(), ds.Width(), s.mean, s.std, output)
+	if f, ok := ds.(*data.ImageFolder); ok { // its images are read through a transform, and files come and go
+		key += fmt.Sprintf("\nimagefolder %d images, %s", f.Len(), f.EvalTransform())
+	}
+	return key
 }
 
 // encoder returns the checkpoint's frozen encoder, building it on first use.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -54,6 +55,8 @@ and exits with status 130 or 143.`,
 	cmd.Flags().Int("stop-after-epochs", 0, "stop (checkpointed) once this many epochs are done; --resume continues exactly as if never stopped")
 	cmd.Flags().StringSlice("allow-change", nil, "with --resume: let KEY differ from the checkpoint's config from here on, recorded in config.yaml and metrics.jsonl (repeatable; "+train.AllowableKeys+")")
 	cmd.Flags().Bool("force", false, "replace the run already in the output directory, deleting its files first")
+	cmd.Flags().Int("dump-steps", 0, "debug: write the first n steps' inputs, random draws, lr and loss, and the state before the first step and after each, to --dump-dir for scripts/torch_moco.py to replay")
+	cmd.Flags().String("dump-dir", "", "directory of the --dump-steps dump (default <run.output_dir>/dump); must not hold a dump already")
 	return cmd
 }
 
@@ -85,7 +88,10 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 			}
 			closeBackend(be)
 		}
-		return p.write(cmd.OutOrStdout(), cfg, prov)
+		if err := p.write(cmd.OutOrStdout(), cfg, prov); err != nil {
+			return err
+		}
+		return writeLoaderPlan(cmd.OutOrStdout(), cfg, p)
 	}
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
 	if err != nil {
@@ -95,6 +101,11 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	stopAfter, _ := cmd.Flags().GetInt("stop-after-epochs")
 	allow, _ := cmd.Flags().GetStringSlice("allow-change")
 	force, _ := cmd.Flags().GetBool("force")
+	dumpSteps, _ := cmd.Flags().GetInt("dump-steps")
+	dumpDir, _ := cmd.Flags().GetString("dump-dir")
+	if dumpDir == "" {
+		dumpDir = filepath.Join(cfg.Run.OutputDir, "dump")
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	signals, caught := make(chan os.Signal, 1), make(chan os.Signal, 1)
@@ -109,7 +120,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		}
 	}()
 	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter,
-		Provenance: prov, AllowChange: allow, Force: force})
+		Provenance: prov, AllowChange: allow, Force: force, DumpSteps: dumpSteps, DumpDir: dumpDir})
 	if err != nil {
 		select {
 		case s := <-caught: // the checkpoint is written: exit as shells expect of a signal
@@ -170,13 +181,13 @@ type plan struct {
 // makePlan opens the dataset and derives the run's figures.
 func makePlan(cfg *config.Config) (*plan, error) {
 	d := cfg.Data
-	trainSet, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+	trainSet, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TrainSplit, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, data.train_split %s): %w", d.Kind, d.Path, d.TrainSplit, err)
 	}
 	p := &plan{train: trainSet}
 	if cfg.Eval.KNNEvery > 0 {
-		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit})
+		p.test, err = openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: d.TestSplit, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 		if err != nil {
 			return nil, fmt.Errorf("kNN monitor data (data.test_split %s; set eval.knn_every 0 to turn the monitor off): %w", d.TestSplit, err)
 		}

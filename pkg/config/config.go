@@ -109,6 +109,8 @@ type Data struct {
 	Workers int `key:"workers" help:"augmentation goroutines (0 = one per CPU core); results do not depend on it"`
 	// Prefetch is the number of batches prepared ahead of the trainer.
 	Prefetch int `key:"prefetch" help:"batches prepared ahead of the trainer"`
+	// SkipCorrupt skips ImageFolder images that cannot be decoded.
+	SkipCorrupt bool `key:"skip_corrupt" help:"imagefolder: skip images that cannot be decoded (counted and reported at each epoch's end) instead of stopping"`
 }
 
 // Augment holds the MoCo-v2 augmentation parameters, applied independently to

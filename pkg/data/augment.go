@@ -143,6 +143,12 @@ func SampleCrop(rng *rand.Rand, height, width int, scaleMin, scaleMax, ratioMin,
 			return CropBox{Top: top, Left: left, Height: h, Width: w}
 		}
 	}
+	return centreCrop(height, width, ratioMin, ratioMax)
+}
+
+// centreCrop is RandomResizedCrop's fallback: the largest centred box whose
+// aspect ratio is within [ratioMin, ratioMax].
+func centreCrop(height, width int, ratioMin, ratioMax float64) CropBox {
 	w, h := width, height
 	switch inRatio := float64(width) / float64(height); {
 	case inRatio < ratioMin:
@@ -163,7 +169,7 @@ type Augmenter struct {
 	x0, x1, y0  []int32   // bilinear source columns / rows, S each
 	y1          []int32   // S
 	fx, fy      []float32 // bilinear weights, S each
-	kernel      []float32 // blur taps, blurTaps(S)
+	kernel      []float32 // blur taps, up to blurTaps(BlurSigmaMax, S)
 	padded      []float32 // one reflect-padded row, S + taps − 1
 	blurTmp     []float32 // S×S
 	order       [4]int    // ColorJitter permutation
@@ -180,7 +186,10 @@ func NewAugmenter(cfg AugmentConfig, channels, height, width int) (*Augmenter, e
 		return nil, fmt.Errorf("augmenter: image size %d×%d must be positive", height, width)
 	}
 	s := cfg.CropSize
-	taps := blurTaps(s)
+	taps := 1
+	if cfg.BlurProb > 0 {
+		taps = blurTaps(cfg.BlurSigmaMax, s)
+	}
 	a := &Augmenter{
 		cfg: cfg, c: channels, h: height, w: width, s: s,
 		invStd: make([]float32, channels),
@@ -207,6 +216,13 @@ func (a *Augmenter) Apply(dst []float32, src []uint8, rng *rand.Rand) {
 	dst = dst[:a.OutputLen()]
 	box := SampleCrop(rng, a.h, a.w, cfg.ScaleMin, cfg.ScaleMax, CropRatioMin, CropRatioMax)
 	a.resizedCrop(dst, src, box)
+	a.photometric(dst, rng)
+}
+
+// photometric applies everything after the crop to the S×S view in dst:
+// colour jitter, grayscale, blur, flip and normalisation.
+func (a *Augmenter) photometric(dst []float32, rng *rand.Rand) {
+	cfg := &a.cfg
 	if rng.Float64() < cfg.JitterProb {
 		a.colorJitter(dst, rng)
 	}
@@ -424,21 +440,22 @@ func toGrayscale(x []float32, plane int) {
 	}
 }
 
-// blurTaps is the Gaussian kernel size for an s×s view: about 10% of the side,
-// odd, at least 3 (torchvision's GaussianBlur needs an explicit size; SimCLR
-// and BYOL use 10% of the image, 23 taps at 224).
-func blurTaps(s int) int {
-	k := int(math.Round(0.1 * float64(s)))
-	if k%2 == 0 {
-		k++
-	}
-	return max(k, 3)
+// blurTaps is the Gaussian kernel size for standard deviation sigma on an
+// s×s view: 2·⌈3σ⌉+1, the whole Gaussian to 3σ (the kernel follows σ, not
+// the image: 3 taps at σ 0.1, 13 at σ 2), capped at 2s−1 so that the
+// reflect padding stays inside the view.
+func blurTaps(sigma float64, s int) int {
+	return min(2*int(math.Ceil(3*sigma))+1, 2*s-1)
 }
 
 // blur applies a separable Gaussian of standard deviation sigma with reflect
 // padding (torchvision's gaussian_blur), in place.
 func (a *Augmenter) blur(x []float32, sigma float64) {
-	taps := len(a.kernel)
+	taps := blurTaps(sigma, a.s)
+	if taps > cap(a.kernel) { // σ above BlurSigmaMax: only tests call that
+		a.kernel, a.padded = make([]float32, taps), make([]float32, a.s+taps-1)
+	}
+	a.kernel = a.kernel[:taps]
 	r := taps / 2
 	var sum float64
 	for t := range taps {

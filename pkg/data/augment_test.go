@@ -303,13 +303,16 @@ func refBlur(x []float32, c, s, taps int, sigma float64) []float64 {
 }
 
 func TestBlurMatchesReference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 3))
 	for _, tc := range []struct {
-		c, s, taps int
-	}{{1, 28, 3}, {3, 32, 3}, {3, 64, 7}, {1, 224, 23}, {1, 96, 11}} {
-		if got := blurTaps(tc.s); got != tc.taps {
-			t.Errorf("blurTaps(%d) = %d, want %d", tc.s, got, tc.taps)
+		sigma   float64
+		s, taps int
+	}{{0.1, 28, 3}, {0.7, 28, 7}, {1.05, 224, 9}, {2, 224, 13}, {2, 5, 9}} {
+		if got := blurTaps(tc.sigma, tc.s); got != tc.taps {
+			t.Errorf("blurTaps(%v, %d) = %d, want %d", tc.sigma, tc.s, got, tc.taps)
 		}
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, tc := range []struct{ c, s int }{{1, 28}, {3, 32}, {3, 64}, {1, 224}, {1, 96}, {1, 5}} {
 		a, err := NewAugmenter(MoCoV2Augment(tc.c, tc.s), tc.c, tc.s, tc.s)
 		if err != nil {
 			t.Fatal(err)
@@ -320,7 +323,7 @@ func TestBlurMatchesReference(t *testing.T) {
 		}
 		for _, sigma := range sigmas {
 			x := randomFloats(rng, tc.c*tc.s*tc.s)
-			want := refBlur(x, tc.c, tc.s, tc.taps, sigma)
+			want := refBlur(x, tc.c, tc.s, blurTaps(sigma, tc.s), sigma)
 			a.blur(x, sigma)
 			assertClose(t, "blur", x, want, 1e-5)
 		}

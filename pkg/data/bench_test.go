@@ -1,6 +1,14 @@
 package data
 
 import (
+	"bytes"
+	"fmt"
+	"image/jpeg"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -60,4 +68,71 @@ func BenchmarkTwoViewPipeline(b *testing.B) {
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/1e3/float64(pairs), "cpu-µs/pair")
 		})
 	}
+}
+
+// benchFolder is the ImageFolder split BenchmarkImageFolderPairs reads:
+// $MOCHI_BENCH_IMAGEFOLDER (a folder holding train/, e.g. written by
+// scripts/make-imagefolder.py), else 64 generated 500×375 quality-90 JPEGs.
+func benchFolder(b *testing.B) string {
+	if dir := os.Getenv("MOCHI_BENCH_IMAGEFOLDER"); dir != "" {
+		return dir
+	}
+	root := b.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 64 {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, picture(rng, 500, 375), &jpeg.Options{Quality: 90}); err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(root, "train", fmt.Sprintf("c%d", i%4), fmt.Sprintf("%03d.jpg", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return root
+}
+
+// BenchmarkImageFolderPairs measures two-view MoCo-v2 pairs per second at
+// 224² through the streaming loader: read, decode (libjpeg-turbo, or Go's
+// decoder under -tags purego), crop, resize, augment, batch of 64, with
+// $MOCHI_BENCH_WORKERS workers (default: one per core). pairs/s/core divides
+// by the workers; cpu-µs/pair is the CPU time per pair over all threads.
+// scripts/loader-bench.sh runs it against torchvision's DataLoader.
+func BenchmarkImageFolderPairs(b *testing.B) {
+	ds, err := Open(Spec{Kind: "imagefolder", Path: benchFolder(b), Split: "train", ImageSize: 224})
+	if err != nil {
+		b.Fatal(err)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if w := os.Getenv("MOCHI_BENCH_WORKERS"); w != "" {
+		if workers, err = strconv.Atoi(w); err != nil || workers < 1 {
+			b.Fatalf("MOCHI_BENCH_WORKERS=%q: want a positive count", w)
+		}
+	}
+	const batch = 64
+	l, err := NewTwoViewLoader(ds, MoCoV2Augment(3, 224), batch, 1, workers, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pairs := 0
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	for e := range b.N {
+		it := l.Epoch(e)
+		for bt, ok := it.Next(); ok; bt, ok = it.Next() {
+			pairs += bt.B
+			l.Release(bt)
+		}
+		it.Close()
+		if err := it.Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rate := float64(pairs) / b.Elapsed().Seconds()
+	b.ReportMetric(rate, "pairs/s")
+	b.ReportMetric(rate/float64(workers), "pairs/s/core")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/1e3/float64(pairs), "cpu-µs/pair")
 }

@@ -20,6 +20,9 @@ type Spec struct {
 	ImageSize int
 	// Limit keeps only the first Limit images; 0 keeps all.
 	Limit int
+	// SkipCorrupt makes the loaders skip an ImageFolder image that cannot be
+	// decoded (counted and reported) instead of failing.
+	SkipCorrupt bool
 }
 
 // Dataset is a labelled set of images held as uint8 C×H×W arrays.
@@ -70,7 +73,8 @@ var (
 // Kinds lists the dataset kinds Open understands.
 var Kinds = []string{"mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"}
 
-// Open reads the dataset described by spec into memory.
+// Open opens the dataset described by spec: the small formats (idx, CIFAR)
+// are read into memory, an ImageFolder is indexed and read image by image.
 func Open(spec Spec) (Dataset, error) {
 	if spec.Split != "train" && spec.Split != "test" {
 		return nil, fmt.Errorf("%w: split %q: use \"train\" or \"test\"", ErrBadSpec, spec.Split)
@@ -96,7 +100,7 @@ func Open(spec Spec) (Dataset, error) {
 	case "cifar100":
 		ds, err = openCIFAR100(spec)
 	case "imagefolder":
-		ds, err = openImageFolder(spec)
+		return openImageFolder(spec)
 	default:
 		return nil, fmt.Errorf("%w: unknown dataset kind %q: use one of %s", ErrBadSpec, spec.Kind, strings.Join(Kinds, ", "))
 	}

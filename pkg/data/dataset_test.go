@@ -316,19 +316,22 @@ func TestImageFolder(t *testing.T) {
 		}
 	}
 
-	// All-gray folder, no split folder: one channel.
+	// All-gray folder: RGB with three equal channels, as torchvision's loader
+	// converts every image.
 	grayRoot := t.TempDir()
-	writeImage(t, filepath.Join(grayRoot, "x", "1.png"), solid(10, 12, color.Gray{33}, true))
-	writeImage(t, filepath.Join(grayRoot, "y", "2.jpg"), solid(30, 12, color.Gray{222}, true))
+	writeImage(t, filepath.Join(grayRoot, "test", "x", "1.png"), solid(10, 12, color.Gray{33}, true))
+	writeImage(t, filepath.Join(grayRoot, "test", "y", "2.jpg"), solid(30, 12, color.Gray{222}, true))
 	ds, err = Open(Spec{Kind: "imagefolder", Path: grayRoot, Split: "test", ImageSize: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds.Channels() != 1 || ds.Len() != 2 || len(ds.Pixels(1)) != 64 {
+	if ds.Channels() != 3 || ds.Len() != 2 || len(ds.Pixels(1)) != 3*64 {
 		t.Fatalf("gray folder: %d channels, %d images, %d bytes per image", ds.Channels(), ds.Len(), len(ds.Pixels(1)))
 	}
-	if p := ds.Pixels(0)[20]; p != 33 {
-		t.Errorf("gray pixel %d, want 33", p)
+	for c := range 3 {
+		if p := ds.Pixels(0)[c*64+20]; p != 33 {
+			t.Errorf("gray pixel channel %d = %d, want 33", c, p)
+		}
 	}
 }
 
@@ -423,25 +426,20 @@ func TestOpenErrors(t *testing.T) {
 	d = mk(func(dir string) { os.MkdirAll(filepath.Join(dir, "train"), 0o755) })
 	add("image folder without classes", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrNoImages, filepath.Join(d, "train"))
 	d = mk(func(dir string) {
-		writeImage(t, filepath.Join(dir, "a", "1.png"), solid(4, 4, color.Gray{1}, true))
-		os.MkdirAll(filepath.Join(dir, "b"), 0o755)
-		os.WriteFile(filepath.Join(dir, "b", "readme.txt"), []byte("x"), 0o644)
+		writeImage(t, filepath.Join(dir, "train", "a", "1.png"), solid(4, 4, color.Gray{1}, true))
+		os.MkdirAll(filepath.Join(dir, "train", "b"), 0o755)
+		os.WriteFile(filepath.Join(dir, "train", "b", "readme.txt"), []byte("x"), 0o644)
 	})
-	add("class folder without images", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrNoImages, filepath.Join(d, "b"))
+	add("class folder without images", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrNoImages, filepath.Join(d, "train", "b"))
+	// Class folders straight under the root: both splits would be the same
+	// images, so each split names its missing folder.
+	d = mk(func(dir string) { writeImage(t, filepath.Join(dir, "a", "1.png"), solid(4, 4, color.Gray{1}, true)) })
+	add("image folder without split folders", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrMissingFile, "no train/ folder")
+	add("image folder without split folders (test)", Spec{Kind: "imagefolder", Path: d, Split: "test", ImageSize: 8}, ErrMissingFile, "no test/ folder")
 	d = mk(func(dir string) {
-		writeImage(t, filepath.Join(dir, "a", "1.png"), solid(4, 4, color.Gray{1}, true))
-		os.WriteFile(filepath.Join(dir, "a", "2.jpg"), []byte("this is not a jpeg"), 0o644)
+		writeImage(t, filepath.Join(dir, "train", "a", "1.png"), solid(4, 4, color.Gray{1}, true))
 	})
-	add("unreadable image", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrBadImage, filepath.Join(d, "a", "2.jpg"))
-	d = mk(func(dir string) {
-		p := filepath.Join(dir, "a", "1.png")
-		noise := image.NewGray(image.Rect(0, 0, 64, 64))
-		copy(noise.Pix, randomBytes(rng, len(noise.Pix)))
-		writeImage(t, p, noise)
-		b, _ := os.ReadFile(p)
-		cut(p, len(b)/2) // header intact, pixel data cut
-	})
-	add("truncated image", Spec{Kind: "imagefolder", Path: d, Split: "train", ImageSize: 8}, ErrBadImage, filepath.Join(d, "a", "1.png"))
+	add("image folder without test/", Spec{Kind: "imagefolder", Path: d, Split: "test", ImageSize: 8}, ErrMissingFile, "set data.test_split: train to evaluate on the training images")
 	add("image folder without size", Spec{Kind: "imagefolder", Path: d, Split: "train"}, ErrBadSpec, d)
 	add("unknown kind", Spec{Kind: "svhn", Path: d, Split: "train"}, ErrBadSpec, "svhn")
 	add("bad split", Spec{Kind: "mnist", Path: d, Split: "val"}, ErrBadSpec, "val")
@@ -463,8 +461,9 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// TestImageFolderRealJPEG resizes the two photographs Debian's python3-sklearn
-// ships and checks that each channel's mean survives the resize.
+// TestImageFolderRealJPEG reads the two photographs Debian's python3-sklearn
+// ships and checks that each channel's mean over the centre crop survives
+// the evaluation transform.
 func TestImageFolderRealJPEG(t *testing.T) {
 	const sklearnImages = "/usr/lib/python3/dist-packages/sklearn/datasets/images"
 	root := t.TempDir()
@@ -478,8 +477,12 @@ func TestImageFolderRealJPEG(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The evaluation transform keeps the centre square of side
+		// shorter·size/EvalResizeSide(size).
 		var m [3]float64
 		b := img.Bounds()
+		side := int(float64(min(b.Dx(), b.Dy())) * 64 / float64(EvalResizeSide(64)))
+		b = image.Rect((b.Dx()-side)/2, (b.Dy()-side)/2, (b.Dx()+side)/2, (b.Dy()+side)/2)
 		for y := b.Min.Y; y < b.Max.Y; y++ {
 			for x := b.Min.X; x < b.Max.X; x++ {
 				r, g, bl, _ := img.At(x, y).RGBA()
@@ -490,8 +493,8 @@ func TestImageFolderRealJPEG(t *testing.T) {
 			m[c] /= float64(b.Dx() * b.Dy())
 		}
 		want = append(want, m)
-		os.MkdirAll(filepath.Join(root, name[:len(name)-4]), 0o755)
-		os.WriteFile(filepath.Join(root, name[:len(name)-4], name), raw, 0o644)
+		os.MkdirAll(filepath.Join(root, "train", name[:len(name)-4]), 0o755)
+		os.WriteFile(filepath.Join(root, "train", name[:len(name)-4], name), raw, 0o644)
 	}
 	ds, err := Open(Spec{Kind: "imagefolder", Path: root, Split: "train", ImageSize: 64})
 	if err != nil {

@@ -3,10 +3,17 @@
 //
 // # Overview
 //
-// Open reads a dataset described by a Spec into memory as uint8 C×H×W images:
-// MNIST and Fashion-MNIST idx files (gzip or raw), CIFAR-10 and CIFAR-100 binary
-// batches, and ImageFolder trees of PNG/JPEG files resized to a square. Known
-// files are checked against their SHA-256.
+// Open reads a dataset described by a Spec: MNIST and Fashion-MNIST idx files
+// (gzip or raw) and CIFAR-10 and CIFAR-100 binary batches into memory as uint8
+// C×H×W images (known files are checked against their SHA-256), and ImageFolder
+// trees (root/<split>/<class>/…) as a streamed ImageFolder: an index of paths
+// and labels, cached beside the data, whose images the loaders' workers decode
+// when needed (JPEG through libjpeg-turbo, with DCT-domain reduction when the
+// crop is shrunk anyway; Go's decoders for the rest and under the purego
+// tag). Training views crop the full-resolution image (RandomResizedCrop)
+// and resize it with PIL's antialiased bilinear filter; as a Dataset an
+// ImageFolder yields torchvision's evaluation transform, Resize(256·S/224)
+// then CenterCrop(S).
 //
 // TwoViewLoader shuffles the dataset once per epoch from (seed, epoch), cuts it
 // into drop-last batches, and for every image draws two independent MoCo-v2

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -60,6 +61,14 @@ func AugmentedBatches(ds Dataset, aug AugmentConfig, seed uint64, epoch, batch, 
 	x := make([]float32, batch*view)
 	labels, idx := make([]int, batch), make([]int, batch)
 	streamSeed := splitmix64(seed ^ linevalSalt)
+	var srcs []*viewSource
+	if folder, ok := ds.(*ImageFolder); ok {
+		srcs = make([]*viewSource, workers)
+		for w := range srcs {
+			srcs[w] = &viewSource{d: folder}
+		}
+	}
+	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for start := 0; start < ds.Len(); start += batch {
 		n := min(batch, ds.Len()-start)
@@ -74,11 +83,21 @@ func AugmentedBatches(ds Dataset, aug AugmentConfig, seed uint64, epoch, batch, 
 				rng := rand.New(pcg)
 				for i := lo; i < hi; i++ {
 					pcg.Seed(sampleSeeds(streamSeed, epoch, start+i))
+					if srcs != nil { // crop the full-resolution image
+						if err := srcs[w].oneView(x[i*view:(i+1)*view], start+i, a, rng); err != nil {
+							errs[w] = err
+							return
+						}
+						continue
+					}
 					a.Apply(x[i*view:(i+1)*view], ds.Pixels(start+i), rng)
 				}
 			})
 		}
 		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 		for i := range n {
 			labels[i] = ds.Label(start + i)
 			idx[i] = start + i

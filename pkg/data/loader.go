@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sort"
 	"sync"
 )
 
@@ -118,6 +119,11 @@ type EpochIter struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
+
+	mu      sync.Mutex
+	err     error         // the first worker error; Next then ends the epoch
+	failed  chan struct{} // closed with err set
+	skipped map[int]error // corrupt images stepped over (data.skip_corrupt)
 }
 
 // Epoch starts producing the batches of epoch e.
@@ -130,6 +136,7 @@ func (l *TwoViewLoader) Epoch(e int) *EpochIter {
 		slots:  make([]chan *Batch, inFlight),
 		tokens: make(chan struct{}, inFlight),
 		done:   make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	for i := range it.slots {
 		it.slots[i] = make(chan *Batch, 1)
@@ -156,9 +163,14 @@ func (l *TwoViewLoader) Epoch(e int) *EpochIter {
 		go func() {
 			defer it.wg.Done()
 			w := newBatchWorker(l)
+			defer it.addSkipped(w)
 			for t := range jobs {
 				b := l.newBatch()
-				w.fill(b, perm, e, t)
+				if err := w.fill(b, perm, e, t); err != nil {
+					l.Release(b)
+					it.fail(err)
+					return
+				}
 				it.slots[t%len(it.slots)] <- b // never blocks: the token reserved the slot
 			}
 		}()
@@ -169,15 +181,68 @@ func (l *TwoViewLoader) Epoch(e int) *EpochIter {
 // Steps is the number of batches the epoch yields.
 func (it *EpochIter) Steps() int { return it.steps }
 
-// Next returns the next batch, or false after the last one.
+// Next returns the next batch, or false after the last one or when a batch
+// could not be made (Err says why).
 func (it *EpochIter) Next() (*Batch, bool) {
 	if it.next >= it.steps {
 		return nil, false
 	}
-	b := <-it.slots[it.next%len(it.slots)]
-	<-it.tokens
-	it.next++
-	return b, true
+	select {
+	case b := <-it.slots[it.next%len(it.slots)]:
+		<-it.tokens
+		it.next++
+		return b, true
+	case <-it.failed:
+		return nil, false
+	}
+}
+
+// Err is the error that ended the epoch early (an unreadable image), or nil.
+func (it *EpochIter) Err() error {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.err
+}
+
+func (it *EpochIter) fail(err error) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.err == nil {
+		it.err = err
+		close(it.failed)
+	}
+}
+
+// Skipped lists the corrupt images the epoch stepped over so far (with
+// data.skip_corrupt), one error naming each file, in index order. Read it
+// after Close for the whole epoch.
+func (it *EpochIter) Skipped() []error {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	idx := make([]int, 0, len(it.skipped))
+	for i := range it.skipped {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	errs := make([]error, len(idx))
+	for k, i := range idx {
+		errs[k] = it.skipped[i]
+	}
+	return errs
+}
+
+func (it *EpochIter) addSkipped(w *batchWorker) {
+	if w.src == nil || len(w.src.skipped) == 0 {
+		return
+	}
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.skipped == nil {
+		it.skipped = map[int]error{}
+	}
+	for i, err := range w.src.skipped {
+		it.skipped[i] = err
+	}
 }
 
 // Close stops the workers and waits for them; batches not yet taken are
@@ -196,12 +261,13 @@ func (it *EpochIter) Close() {
 	})
 }
 
-// batchWorker owns one goroutine's augmenter and RNG.
+// batchWorker owns one goroutine's augmenter, RNG and (ImageFolder) decoder.
 type batchWorker struct {
 	loader *TwoViewLoader
 	aug    *Augmenter
 	pcg    *rand.PCG
 	rng    *rand.Rand
+	src    *viewSource // nil for in-memory datasets
 }
 
 func newBatchWorker(l *TwoViewLoader) *batchWorker {
@@ -211,24 +277,38 @@ func newBatchWorker(l *TwoViewLoader) *batchWorker {
 		panic(err)
 	}
 	pcg := rand.NewPCG(0, 0)
-	return &batchWorker{loader: l, aug: aug, pcg: pcg, rng: rand.New(pcg)}
+	w := &batchWorker{loader: l, aug: aug, pcg: pcg, rng: rand.New(pcg)}
+	if d, ok := l.ds.(*ImageFolder); ok {
+		w.src = &viewSource{d: d}
+	}
+	return w
 }
 
 // fill builds step t of epoch e: images perm[t·B : (t+1)·B], each with its
-// own RNG stream seeded from (seed, e, position), query view first.
-func (w *batchWorker) fill(b *Batch, perm []int, e, t int) {
+// own RNG stream seeded from (seed, e, position), query view first. An
+// ImageFolder image is decoded here and cropped at full resolution.
+func (w *batchWorker) fill(b *Batch, perm []int, e, t int) error {
 	l := w.loader
 	n := w.aug.OutputLen()
 	for i := range l.batch {
 		pos := t*l.batch + i
 		idx := perm[pos]
 		w.pcg.Seed(sampleSeeds(l.seed, e, pos))
-		px := l.ds.Pixels(idx)
-		w.aug.Apply(b.Query[i*n:(i+1)*n], px, w.rng)
-		w.aug.Apply(b.Key[i*n:(i+1)*n], px, w.rng)
+		q, k := b.Query[i*n:(i+1)*n], b.Key[i*n:(i+1)*n]
+		if w.src != nil {
+			var err error
+			if idx, err = w.src.twoViews(q, k, idx, w.aug, w.rng); err != nil {
+				return err
+			}
+		} else {
+			px := l.ds.Pixels(idx)
+			w.aug.Apply(q, px, w.rng)
+			w.aug.Apply(k, px, w.rng)
+		}
 		b.Index[i] = idx
 		b.Label[i] = l.ds.Label(idx)
 	}
+	return nil
 }
 
 // EvalBatches calls fn on every image of ds in order, batch at a time (the last
@@ -254,10 +334,25 @@ func EvalBatches(ds Dataset, mean, std []float32, batch int, fn func(x []float32
 	}
 	x := make([]float32, batch*c*plane)
 	labels, idx := make([]int, batch), make([]int, batch)
+	folder, _ := ds.(*ImageFolder)
+	var decoded []uint8 // an ImageFolder batch, decoded in parallel
+	if folder != nil {
+		decoded = make([]uint8, batch*c*plane)
+	}
 	for start := 0; start < ds.Len(); start += batch {
 		n := min(batch, ds.Len()-start)
+		if folder != nil {
+			if err := folder.readEvalBatch(decoded, start, n); err != nil {
+				return err
+			}
+		}
 		for i := range n {
-			px := ds.Pixels(start + i)
+			var px []uint8
+			if folder != nil {
+				px = decoded[i*c*plane : (i+1)*c*plane]
+			} else {
+				px = ds.Pixels(start + i)
+			}
 			out := x[i*c*plane : (i+1)*c*plane]
 			for ch := range c {
 				sc, of := scale[ch], offset[ch]

@@ -46,6 +46,11 @@ type Options struct {
 	// Force lets a new run replace the run already in its directory,
 	// deleting that run's files first.
 	Force bool
+	// DumpSteps > 0 writes the inputs, random draws, lr and loss of the
+	// run's first DumpSteps steps, and the state before and after them, to
+	// DumpDir, for a reference implementation to replay (see stepDump).
+	DumpSteps int
+	DumpDir   string
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -98,6 +103,7 @@ type trainer struct {
 	dataSHA256          string         // the training images' fingerprint
 	changes             []ConfigChange // keys changed on resume since the run began
 	lastCkpt            string         // the newest checkpoint of the run, "" before the first
+	dump                *stepDump      // nil unless Options.DumpSteps
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -201,7 +207,7 @@ func AugmentConfig(cfg *config.Config, channels, size int) data.AugmentConfig {
 // OpenSplit opens one split of the configured dataset.
 func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 	d := cfg.Data
-	ds, err := data.Open(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit})
+	ds, err := data.Open(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("data (data.kind %s, data.path %s, split %s): %w", d.Kind, d.Path, split, err)
 	}
@@ -278,6 +284,9 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 			return nil, fmt.Errorf("resuming from %s: %w", opts.Resume, err)
 		}
 		offset = st.Progress.MetricsOffset
+	}
+	if t.dump, err = openDump(t, opts); err != nil {
+		return nil, err
 	}
 	if replace != nil {
 		if err := replace.clear(); err != nil {
@@ -465,7 +474,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 	for i := 0; i < t.step; i++ { // resume inside an epoch: the batches are a function of (seed, epoch, position)
 		b, ok := it.Next()
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", i, t.epoch)
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", i, t.epoch, it.Err())
 		}
 		t.loader.Release(b)
 	}
@@ -481,7 +490,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		dataWait := time.Since(stepStart)
 		t.epochWait += dataWait
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d", t.step, t.epoch)
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", t.step, t.epoch, it.Err())
 		}
 		lr := t.lr()
 		var draw *hardneg.MixDraw
@@ -516,6 +525,9 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if err := t.be.Sync(); err != nil {
 			return false, err
 		}
+		if err := t.dump.step(t, xq, xk, perm, draw, lr, loss); err != nil {
+			return false, err
+		}
 		t.loader.Release(b)
 		elapsed := time.Since(stepStart) // the step itself, statistics excluded
 		t.step++
@@ -536,6 +548,10 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if err := t.record(m); err != nil {
 			return false, err
 		}
+	}
+	it.Close() // the workers are done: the list of skipped images is complete
+	if skipped := it.Skipped(); len(skipped) > 0 {
+		t.prog.info("data.skip_corrupt: skipped unreadable images", "epoch", t.epoch, "count", len(skipped), "first", skipped[0].Error())
 	}
 	return true, nil
 }
