@@ -112,6 +112,14 @@ func (m *Model) Logits() *Logits {
 	return l
 }
 
+// TopN returns the last mixing step's Q̃_N, the queue indices of each
+// query's N hardest negatives (B×N), in a new slice.
+func (m *Model) TopN() []int32 {
+	topN := make([]int32, m.Spec.B*m.Spec.Mix.N)
+	m.be.DownloadInt32(topN, m.train.Plan.Buffer(m.loss.TopN))
+	return topN
+}
+
 // ScaleGrads multiplies every gradient of f_q by a.
 func (m *Model) ScaleGrads(a float32) {
 	for _, g := range m.train.Grads {

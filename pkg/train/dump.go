@@ -108,7 +108,7 @@ func (d *stepDump) writeState(n int, t *trainer) error {
 		return fmt.Errorf("step dump: %w", err)
 	}
 	m := t.model
-	shapes := m.qNet.Shapes()
+	shapes := m.Q.Shapes()
 	put := func(prefix string, values map[string][]float32, shaped bool) error {
 		for _, n := range slices.Sorted(maps.Keys(values)) {
 			shape := []int{len(values[n])}
@@ -121,10 +121,10 @@ func (d *stepDump) writeState(n int, t *trainer) error {
 		}
 		return nil
 	}
-	q := m.queue.Snapshot()
-	err = errors.Join(put(prefixQ, m.qNet.Weights(), true), put(prefixK, m.keyNet.Weights(), true),
-		put(prefixQStats, m.qNet.RunningStats(), false), put(prefixKStats, m.keyNet.RunningStats(), false),
-		put(prefixVelocity, t.opt.Velocity(), true),
+	q := m.Queue.Snapshot()
+	err = errors.Join(put(prefixQ, m.Q.Weights(), true), put(prefixK, m.K.Weights(), true),
+		put(prefixQStats, m.Q.RunningStats(), false), put(prefixKStats, m.K.RunningStats(), false),
+		put(prefixVelocity, m.Opt.Velocity(), true),
 		w.add("queue", []int{q.K, q.D}, q.Keys), w.add("queue_ptr", nil, []int32{int32(q.Ptr)}))
 	if err = errors.Join(err, w.close()); err != nil {
 		return fmt.Errorf("step dump %s: %w", name, err)
@@ -152,8 +152,7 @@ func (d *stepDump) step(t *trainer, xq, xk []float32, perm []int, draw *hardneg.
 	img := []int{s.B, s.C, s.H, s.W}
 	err = errors.Join(w.add("x_q", img, xq), w.add("x_k", img, xk), w.add("perm", []int{s.B}, p))
 	if draw != nil {
-		topN := make([]int32, s.B*s.Mix.N)
-		t.be.DownloadInt32(topN, t.model.lossPlan.Buffer(t.model.loss.TopN))
+		topN := t.model.TopN()
 		err = errors.Join(err,
 			w.add("mix_i", []int{s.B, draw.S}, draw.I), w.add("mix_j", []int{s.B, draw.S}, draw.J),
 			w.add("alpha", []int{s.B, draw.S}, draw.Alpha),
