@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -86,7 +87,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("--subsample %d: the uniformity needs at least two embeddings", subsample)
 	}
 	if outDir == "" {
-		outDir = filepath.Join(runDir(ckpts[0]), "analysis")
+		outDir = filepath.Join(frozen.RunDir(ckpts[0]), "analysis")
 	}
 	log := cmd.ErrOrStderr()
 
@@ -99,7 +100,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 	)
 	// Every checkpoint and config is checked before the first is analysed.
 	type input struct {
-		p   *train.Pretrained
+		p   *frozen.Pretrained
 		cfg *config.Config
 	}
 	inputs := make([]input, len(ckpts))
@@ -117,7 +118,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 			return fmt.Errorf("%s: %w", p.Path, err)
 		}
 		report.Checkpoints = append(report.Checkpoints, a)
-		points = append(points, eval.PlanePoint{Run: runs.name(runDir(p.Path)), Epoch: p.Epoch,
+		points = append(points, eval.PlanePoint{Run: runs.name(frozen.RunDir(p.Path)), Epoch: p.Epoch,
 			Label: planeLabel(a.Name, p.Epoch), Uniformity: *a.Uniformity, Alignment: *a.Alignment})
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return fmt.Errorf("--out %s: %w", outDir, err)
@@ -155,7 +156,7 @@ func runAnalyzeUniformity(cmd *cobra.Command, args []string) error {
 
 // analyzeCheckpoint measures alignment, uniformity and hardness of one
 // checkpoint's embeddings.
-func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample int, cacheDir string, log io.Writer) (eval.CheckpointReport, error) {
+func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsample int, cacheDir string, log io.Writer) (eval.CheckpointReport, error) {
 	ds, err := openEvalSplit(cfg, cfg.Data.TestSplit, p)
 	if err != nil {
 		return eval.CheckpointReport{}, err
@@ -169,15 +170,15 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 		return eval.CheckpointReport{}, fmt.Errorf("augment: %w", err)
 	}
 	if cacheDir == "" {
-		cacheDir = filepath.Join(runDir(p.Path), "features")
+		cacheDir = filepath.Join(frozen.RunDir(p.Path), "features")
 	}
-	src := &featureSource{p: p, be: be, cfg: cfg, head: true, cache: eval.FeatureCache{Dir: cacheDir}, mean: aug.Mean, std: aug.Std, log: log}
-	defer src.free()
-	name := checkpointName(p)
+	src := &frozen.Source{P: p, Backend: be, Config: cfg, Head: true, Cache: eval.FeatureCache{Dir: cacheDir}, Mean: aug.Mean, Std: aug.Std, Log: log}
+	defer src.Free()
+	name := p.Name()
 	r := eval.CheckpointReport{Name: name}
 
 	// Uniformity over the test embeddings.
-	emb, _, err := src.features(ds, cfg.Data.TestSplit) // N×D, unit rows
+	emb, _, err := src.Features(ds, cfg.Data.TestSplit) // N×D, unit rows
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
@@ -193,7 +194,7 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 	r.Uniformity = eval.Float(uniform)
 
 	// Alignment over positive pairs made by the run's augmentations.
-	enc, err := src.encoder(min(hardnessRows, ds.Len()))
+	enc, err := src.Encoder(min(hardnessRows, ds.Len()))
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
@@ -234,7 +235,7 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 // positivePairs embeds n pairs of augmented views of ds's images (the
 // pretraining's positive pairs): row i of x and row i of y are two views of
 // one image. Epochs of the two-view loader are drawn until n pairs are in.
-func positivePairs(enc *train.Encoder, ds data.Dataset, aug data.AugmentConfig, n, batch int, cfg *config.Config) (x, y eval.Matrix, err error) {
+func positivePairs(enc *frozen.Encoder, ds data.Dataset, aug data.AugmentConfig, n, batch int, cfg *config.Config) (x, y eval.Matrix, err error) {
 	loader, err := data.NewTwoViewLoader(ds, aug, batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
 	if err != nil {
 		return x, y, err

@@ -16,8 +16,8 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
-	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -136,7 +136,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	log := cmd.ErrOrStderr()
 
 	var (
-		p   *train.Pretrained
+		p   *frozen.Pretrained
 		cfg *config.Config
 		err error
 	)
@@ -194,22 +194,22 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 			return err
 		}
 		if cacheDir == "" {
-			cacheDir = filepath.Join(runDir(p.Path), "features")
+			cacheDir = filepath.Join(frozen.RunDir(p.Path), "features")
 		}
-		src := &featureSource{p: p, be: be, cfg: cfg, cache: eval.FeatureCache{Dir: cacheDir}, mean: aug.Mean, std: aug.Std, log: log}
-		defer src.free()
-		trainX, trainY, err := src.features(trainSet, cfg.Data.TrainSplit)
+		src := &frozen.Source{P: p, Backend: be, Config: cfg, Cache: eval.FeatureCache{Dir: cacheDir}, Mean: aug.Mean, Std: aug.Std, Log: log, WarnAfter: augmentWarnAfter}
+		defer src.Free()
+		trainX, trainY, err := src.Features(trainSet, cfg.Data.TrainSplit)
 		if err != nil {
 			return err
 		}
-		testX, testY, err := src.features(testSet, cfg.Data.TestSplit)
+		testX, testY, err := src.Features(testSet, cfg.Data.TestSplit)
 		if err != nil {
 			return err
 		}
-		name := checkpointName(p)
-		var views *augmentedViews
+		name := p.Name()
+		var views *frozen.AugmentedViews
 		if augment {
-			views = src.augmented(name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
+			views = src.Augmented(name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
 			report.ProbeAugment.AppliesTo = []string{name}
 		}
 		r, err := probeAndKNN(name, trainX, trainY, testX, testY, views, probe, cfg, linear, withKNN, log)
@@ -219,11 +219,11 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		report.Checkpoints = append(report.Checkpoints, r)
 	}
 	if baseline == "pixels" {
-		trainX, trainY, err := pixelFeatures(trainSet, aug.Mean, aug.Std)
+		trainX, trainY, err := frozen.PixelFeatures(trainSet, aug.Mean, aug.Std)
 		if err != nil {
 			return err
 		}
-		testX, testY, err := pixelFeatures(testSet, aug.Mean, aug.Std)
+		testX, testY, err := frozen.PixelFeatures(testSet, aug.Mean, aug.Std)
 		if err != nil {
 			return err
 		}
@@ -296,6 +296,10 @@ func (r linearEvalReport) writeJSON(path string) error {
 	return nil
 }
 
+// augmentWarnAfter is the estimated time of the augmented probe's feature
+// passes on the CPU above which linear-eval warns.
+var augmentWarnAfter = 10 * time.Minute
+
 // dataWorkers is data.workers with 0 meaning one per CPU core.
 func dataWorkers(n int) int {
 	if n == 0 {
@@ -318,7 +322,7 @@ func probeConfig(cfg *config.Config, classes int) eval.ProbeConfig {
 // kNN) on one set of features and reports both on the test features. With
 // views the probe trains on them, a fresh set each epoch, instead of trainX
 // (which the kNN still uses).
-func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, views *augmentedViews,
+func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, views *frozen.AugmentedViews,
 	pc eval.ProbeConfig, cfg *config.Config, linear, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
 	r := eval.CheckpointReport{Name: name}
 	if linear {
@@ -339,7 +343,7 @@ func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matri
 }
 
 // linearProbe trains the probe and fills r's linear fields.
-func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, testY []int, views *augmentedViews, pc eval.ProbeConfig, log io.Writer) error {
+func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, testY []int, views *frozen.AugmentedViews, pc eval.ProbeConfig, log io.Writer) error {
 	name := r.Name
 	// A line per epoch for short probes and for augmented ones (each epoch
 	// runs the backbone), every 10 epochs for long ones otherwise.
@@ -351,7 +355,7 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 		if (e.Epoch+1)%every == 0 || e.Epoch+1 == pc.Epochs {
 			cost := ""
 			if views != nil {
-				cost = fmt.Sprintf("  (augmented features %.1fs)", views.last.Seconds())
+				cost = fmt.Sprintf("  (augmented features %.1fs)", views.Last.Seconds())
 			}
 			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %.4g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
 		}
@@ -362,7 +366,7 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 		err error
 	)
 	if views != nil {
-		res, err = eval.LinearProbeEpochs(views.features, testX, testY, pc)
+		res, err = eval.LinearProbeEpochs(views.Features, testX, testY, pc)
 	} else {
 		res, err = eval.LinearProbe(trainX, trainY, testX, testY, pc)
 	}
@@ -382,29 +386,11 @@ func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, te
 	return nil
 }
 
-// pixelFeatures flattens every normalised image of ds into a row: the input
-// the encoder would see, as an n×(C·H·W) matrix.
-func pixelFeatures(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
-	d := ds.Channels() * ds.Height() * ds.Width()
-	x := make([]float32, 0, ds.Len()*d)
-	labels := make([]int, 0, ds.Len())
-	err := data.EvalBatches(ds, mean, std, 256, func(b []float32, lab []int, _ []int) error {
-		x = append(x, b[:len(lab)*d]...)
-		labels = append(labels, lab...)
-		return nil
-	})
-	if err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	m, err := eval.NewMatrix(x, len(labels), d)
-	return m, labels, err
-}
-
 // loadCheckpointConfig reads a checkpoint and the config it is evaluated
 // under: --config when given (its model must be the checkpoint's), the
 // run's saved config otherwise, with the environment and override flags on
 // top either way.
-func loadCheckpointConfig(cmd *cobra.Command, path string) (*train.Pretrained, *config.Config, error) {
+func loadCheckpointConfig(cmd *cobra.Command, path string) (*frozen.Pretrained, *config.Config, error) {
 	p, err := loadPretrained(path)
 	if err != nil {
 		return nil, nil, err
@@ -435,7 +421,11 @@ func loadCheckpointConfig(cmd *cobra.Command, path string) (*train.Pretrained, *
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := p.CheckModel(cfg); err != nil {
+	rc, err := train.ResNetConfig(cfg, p.C)
+	if err == nil {
+		err = p.CheckModel(rc)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint %s holds another network than %s (with the MOCHI_* variables and flags applied): %w; pass the config the run was trained with, or leave out --config to use the run's own", path, what, err)
 	}
 	if err := cfg.CheckData(); err != nil {
@@ -445,7 +435,7 @@ func loadCheckpointConfig(cmd *cobra.Command, path string) (*train.Pretrained, *
 }
 
 // loadPretrained reads a checkpoint, saying what to do when it is missing.
-func loadPretrained(path string) (*train.Pretrained, error) {
+func loadPretrained(path string) (*frozen.Pretrained, error) {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -464,7 +454,7 @@ func loadPretrained(path string) (*train.Pretrained, error) {
 
 // openEvalSplit opens one split of the configured dataset and, given a
 // checkpoint, checks that its images are the shape the network was trained on.
-func openEvalSplit(cfg *config.Config, split string, p *train.Pretrained) (data.Dataset, error) {
+func openEvalSplit(cfg *config.Config, split string, p *frozen.Pretrained) (data.Dataset, error) {
 	d := cfg.Data
 	ds, err := openDataset(data.Spec{Kind: d.Kind, Path: d.Path, Split: split, ImageSize: d.ImageSize, Limit: d.Limit, SkipCorrupt: d.SkipCorrupt})
 	if err != nil {
@@ -475,168 +465,4 @@ func openEvalSplit(cfg *config.Config, split string, p *train.Pretrained) (data.
 			ds.Name(), d.Kind, d.Path, ds.Channels(), ds.Height(), ds.Width(), p.Path, p.C, p.H, p.W)
 	}
 	return ds, nil
-}
-
-// runDir is the run directory of a checkpoint: the folder above
-// checkpoints/, or the checkpoint's own folder when it lies elsewhere.
-func runDir(ckpt string) string {
-	dir := filepath.Dir(ckpt)
-	if filepath.Base(dir) == "checkpoints" {
-		return filepath.Dir(dir)
-	}
-	return dir
-}
-
-// checkpointName names a checkpoint in tables and plots: its run folder and
-// file stem, e.g. "fmnist-mochi/last".
-func checkpointName(p *train.Pretrained) string {
-	stem := strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
-	return filepath.Base(runDir(p.Path)) + "/" + stem
-}
-
-// featureSource extracts a checkpoint's features of whole dataset splits
-// through an eval.FeatureCache, building the encoder only when a split is
-// not cached.
-type featureSource struct {
-	p     *train.Pretrained
-	be    device.Backend
-	cfg   *config.Config
-	head  bool // embeddings (normalize(head(·))) instead of backbone features
-	cache eval.FeatureCache
-	mean  []float32
-	std   []float32
-	log   io.Writer
-	enc   *train.Encoder
-	batch int // the encoder's batch
-}
-
-// key names everything the features depend on: the checkpoint's bytes, the
-// dataset and split, and the output (backbone or embedding).
-func (s *featureSource) key(ds data.Dataset, split string) string {
-	d := s.cfg.Data
-	path, err := filepath.Abs(d.Path)
-	if err != nil {
-		path = d.Path
-	}
-	output := "backbone"
-	if s.head {
-		output = "embedding"
-	}
-	key := fmt.Sprintf("checkpoint sha256 %s\ndata %s %s split %s limit %d image_size %d %d×%d×%d mean %v std %v\noutput %s",
-		s.p.SHA256, d.Kind, path, split, d.Limit, d.ImageSize, ds.Channels(), ds.Height(), ds.Width(), s.mean, s.std, output)
-	if f, ok := ds.(*data.ImageFolder); ok { // its images are read through a transform, and files come and go
-		key += fmt.Sprintf("\nimagefolder %d images, %s", f.Len(), f.EvalTransform())
-	}
-	return key
-}
-
-// encoder returns the checkpoint's frozen encoder, building it on first use.
-func (s *featureSource) encoder(batch int) (*train.Encoder, error) {
-	if s.enc == nil {
-		enc, err := s.p.Encoder(s.be, batch, s.head)
-		if err != nil {
-			return nil, fmt.Errorf("building the encoder of %s: %w", s.p.Path, err)
-		}
-		s.enc, s.batch = enc, batch
-	}
-	return s.enc, nil
-}
-
-// features returns the outputs for every image of ds, from the cache when
-// it holds them; otherwise it extracts and caches them.
-func (s *featureSource) features(ds data.Dataset, split string) (eval.Matrix, []int, error) {
-	key := s.key(ds, split)
-	feats, labels, n, d, found, err := s.cache.Load(key)
-	if err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	if found {
-		fmt.Fprintf(s.log, "%s: cached features %d×%d from %s\n", ds.Name(), n, d, s.cache.Path(key))
-		m, err := eval.NewMatrix(feats, n, d)
-		return m, labels, err
-	}
-	enc, err := s.encoder(min(256, ds.Len()))
-	if err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	start := time.Now()
-	m, labels, err := enc.Features(ds, s.mean, s.std)
-	if err != nil {
-		return eval.Matrix{}, nil, fmt.Errorf("extracting features of %s: %w", ds.Name(), err)
-	}
-	if err := s.cache.Save(key, m.Data, labels, m.N, m.D); err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	fmt.Fprintf(s.log, "%s: extracted features %d×%d in %.1fs, cached in %s\n", ds.Name(), m.N, m.D, time.Since(start).Seconds(), s.cache.Path(key))
-	return m, labels, nil
-}
-
-// augmentWarnAfter is the estimated time of the augmented probe's feature
-// passes on the CPU above which linear-eval warns.
-var augmentWarnAfter = 10 * time.Minute
-
-// augmentedViews feeds the linear probe the backbone features of freshly
-// augmented train images, one set per epoch.
-type augmentedViews struct {
-	features eval.TrainFeatures
-	last     time.Duration // what the latest epoch's features took
-}
-
-// augmented returns the per-epoch provider for the probe of the
-// checkpoint called name: epoch e's features are the backbone's outputs for
-// the views of ds that data.AugmentedBatches draws from (seed, e). After the
-// first epoch it prints the estimated cost of all epochs, as a warning when
-// it is long on the CPU.
-func (s *featureSource) augmented(name string, ds data.Dataset, aug data.AugmentConfig, seed uint64, workers, epochs int, device string) *augmentedViews {
-	v := &augmentedViews{}
-	v.features = func(epoch int) (eval.Matrix, []int, error) {
-		enc, err := s.encoder(min(256, ds.Len()))
-		if err != nil {
-			return eval.Matrix{}, nil, err
-		}
-		start := time.Now()
-		out := make([]float32, 0, ds.Len()*enc.OutputDim())
-		labels := make([]int, 0, ds.Len())
-		err = data.AugmentedBatches(ds, aug, seed, epoch, s.batch, workers, func(x []float32, lab []int, _ []int) error {
-			f, err := enc.Embed(x, len(lab))
-			if err != nil {
-				return err
-			}
-			out = append(out, f...)
-			labels = append(labels, lab...)
-			return nil
-		})
-		if err != nil {
-			return eval.Matrix{}, nil, fmt.Errorf("augmented features of %s, epoch %d: %w", ds.Name(), epoch, err)
-		}
-		v.last = time.Since(start)
-		if epoch == 0 {
-			total := v.last * time.Duration(epochs)
-			fmt.Fprintf(s.log, "%s: augmented train features: %d images through the backbone in %.1fs per probe epoch, about %s for %d epochs\n",
-				name, ds.Len(), v.last.Seconds(), roughDuration(total), epochs)
-			if device == "cpu" && total > augmentWarnAfter {
-				fmt.Fprintf(s.log, "warning: --augment on the CPU runs the backbone over all %d train images every probe epoch: about %s in all; use run.device cuda, fewer eval.linear_epochs or a smaller data.limit, or leave out --augment to probe the cached features\n",
-					ds.Len(), total.Round(time.Minute))
-			}
-		}
-		m, err := eval.NewMatrix(out, len(labels), enc.OutputDim())
-		return m, labels, err
-	}
-	return v
-}
-
-// roughDuration prints d to a tenth of a second below a minute, to the
-// second above.
-func roughDuration(d time.Duration) string {
-	if d < time.Minute {
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	}
-	return d.Round(time.Second).String()
-}
-
-// free releases the encoder, if one was built.
-func (s *featureSource) free() {
-	if s.enc != nil {
-		s.enc.Free()
-	}
 }

@@ -1,125 +1,15 @@
 package train
 
 import (
-	"fmt"
-
-	"gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-
-	"github.com/mochi-ssl/mochi/pkg/data"
-	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/eval"
-	"github.com/mochi-ssl/mochi/pkg/graph"
-	"github.com/mochi-ssl/mochi/pkg/resnet"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 )
-
-// Encoder maps images to backbone features (the global average pool, before
-// the projection head) or to embeddings (normalize(head(features)), the q of
-// MoCo) with frozen weights and BatchNorm in evaluation mode, using its
-// running statistics, as MoCo's linear evaluation and kNN monitor do.
-type Encoder struct {
-	be      device.Backend
-	x       *gorgonia.Node
-	net     *resnet.Model
-	out     *gorgonia.Node // net.Features or net.Embedding
-	plan    *graph.Plan
-	batch   int
-	c, h, w int
-	feat    []float32 // batch×FeatureDim
-	padded  []float32 // batch×C×H×W, for the last partial batch
-}
-
-// NewEncoder builds the network of rc for batches of batch images C×H×W,
-// with the given parameters and running statistics. Without head it is the
-// backbone alone (head entries in weights are ignored) and outputs
-// features; with head it outputs the L2-normalised embeddings.
-func NewEncoder(be device.Backend, rc resnet.Config, weights, stats map[string][]float32, batch, c, h, w int, head bool) (*Encoder, error) {
-	rc.BNGroups, rc.InChannels = 1, c
-	if !head {
-		rc.EmbedDim = 0
-	}
-	g := gorgonia.NewGraph()
-	e := &Encoder{be: be, batch: batch, c: c, h: h, w: w}
-	e.x = gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(batch, c, h, w), gorgonia.WithName("x"))
-	net, err := resnet.Build(g, e.x, rc, be)
-	if err != nil {
-		return nil, err
-	}
-	e.net = net
-	backbone := make(map[string][]float32, len(net.Params))
-	for _, p := range net.Params {
-		backbone[p.Name] = weights[p.Name]
-	}
-	if err := net.LoadWeights(backbone); err != nil {
-		return nil, err
-	}
-	bn := make(map[string][]float32, 2*len(net.Norms))
-	for _, n := range net.Norms {
-		for _, s := range []string{".running_mean", ".running_var"} {
-			bn[n.Name+s] = stats[n.Name+s]
-		}
-	}
-	if err := net.LoadRunningStats(bn); err != nil {
-		return nil, err
-	}
-	net.SetTraining(false)
-	e.out = net.Features
-	if head {
-		e.out = net.Embedding
-	}
-	if e.plan, err = graph.Compile(g, be, e.out); err != nil {
-		return nil, err
-	}
-	e.feat = make([]float32, batch*e.OutputDim())
-	e.padded = make([]float32, batch*c*h*w)
-	return e, nil
-}
-
-// OutputDim is the length of an output vector: the feature dimension, or D
-// with the head.
-func (e *Encoder) OutputDim() int { return e.out.Shape()[1] }
-
-// Features returns the outputs for every image of ds (n×OutputDim) and
-// their labels, normalising pixels with mean and std.
-func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
-	if ds.Channels() != e.c || ds.Height() != e.h || ds.Width() != e.w {
-		return eval.Matrix{}, nil, fmt.Errorf("%s has %d×%d×%d images; the encoder was built for %d×%d×%d", ds.Name(), ds.Channels(), ds.Height(), ds.Width(), e.c, e.h, e.w)
-	}
-	d := e.OutputDim()
-	out := make([]float32, 0, ds.Len()*d)
-	labels := make([]int, 0, ds.Len())
-	img := e.c * e.h * e.w
-	err := data.EvalBatches(ds, mean, std, e.batch, func(x []float32, lab []int, _ []int) error {
-		n := len(lab)
-		if n < e.batch { // zero-pad: in evaluation mode rows do not interact
-			copy(e.padded, x)
-			clear(e.padded[n*img:])
-			x = e.padded
-		}
-		e.be.Upload(e.plan.Buffer(e.x), x)
-		if err := e.plan.Run(); err != nil {
-			return err
-		}
-		e.be.Download(e.feat, e.plan.Buffer(e.out))
-		out = append(out, e.feat[:n*d]...)
-		labels = append(labels, lab...)
-		return nil
-	})
-	if err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	m, err := eval.NewMatrix(out, len(labels), d)
-	return m, labels, err
-}
-
-// Free releases the encoder's device memory.
-func (e *Encoder) Free() { e.plan.Free() }
 
 // knn runs the weighted kNN monitor: the query encoder's features of the
 // train split are the memory bank, the test split is classified.
 func (t *trainer) knn() (float64, error) {
 	m := t.model
-	enc, err := NewEncoder(t.be, t.spec.Net, m.Q.Weights(), m.Q.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
+	enc, err := frozen.NewEncoder(t.be, t.spec.Net, m.Q.Weights(), m.Q.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
 	if err != nil {
 		return 0, err
 	}
@@ -144,20 +34,3 @@ func (t *trainer) knn() (float64, error) {
 
 // evalBatch is the feature-extraction batch: 256, or n when smaller.
 func evalBatch(n int) int { return min(256, n) }
-
-// Embed returns the outputs for a batch of n ≤ batch normalised images x
-// (n×C×H×W) — the building block for positive pairs in the analysis.
-func (e *Encoder) Embed(x []float32, n int) ([]float32, error) {
-	img := e.c * e.h * e.w
-	if n > e.batch || len(x) < n*img {
-		return nil, fmt.Errorf("encoder: %d images (%d values) for a batch of %d", n, len(x), e.batch)
-	}
-	copy(e.padded, x[:n*img])
-	clear(e.padded[n*img:])
-	e.be.Upload(e.plan.Buffer(e.x), e.padded)
-	if err := e.plan.Run(); err != nil {
-		return nil, err
-	}
-	e.be.Download(e.feat, e.plan.Buffer(e.out))
-	return append([]float32(nil), e.feat[:n*e.OutputDim()]...), nil
-}

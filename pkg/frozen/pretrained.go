@@ -1,0 +1,70 @@
+package frozen
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/queue"
+	"github.com/mochi-ssl/mochi/pkg/resnet"
+)
+
+// Pretrained is the query encoder f_q of a pretraining checkpoint, with
+// what evaluation needs to know about the run that made it
+// (train.LoadPretrained reads it).
+type Pretrained struct {
+	Path    string
+	SHA256  string         // of the checkpoint file: keys feature caches
+	Config  *config.Config // the run's effective config, as saved
+	Net     resnet.Config
+	C, H, W int // input image shape
+	// Epoch is the last epoch the checkpoint's run completed, counted from
+	// 0 as in progress lines and checkpoint names (epoch-0001.ckpt: 1);
+	// -1 before the first epoch ended.
+	Epoch   int
+	Weights map[string][]float32
+	Stats   map[string][]float32 // BatchNorm running statistics
+	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives
+}
+
+// Encoder builds f_q (backbone only, or with the head) in evaluation mode.
+func (p *Pretrained) Encoder(be device.Backend, batch int, head bool) (*Encoder, error) {
+	return NewEncoder(be, p.Net, p.Weights, p.Stats, batch, p.C, p.H, p.W, head)
+}
+
+// CheckModel reports whether rc (a config's model section) is the
+// checkpoint's network, naming the first config key that differs.
+func (p *Pretrained) CheckModel(rc resnet.Config) error {
+	want := p.Net.WithDefaults()
+	got := rc.WithDefaults()
+	switch {
+	case got.Depth != want.Depth:
+		return fmt.Errorf("model.backbone: the config says resnet%d, the checkpoint %s holds resnet%d", got.Depth, p.Path, want.Depth)
+	case got.Stem != want.Stem:
+		return fmt.Errorf("model.stem: the config says %v, the checkpoint %s holds %v", got.Stem, p.Path, want.Stem)
+	case got.Width != want.Width:
+		return fmt.Errorf("model.width: the config says %d, the checkpoint %s holds %d", got.Width, p.Path, want.Width)
+	case got.EmbedDim != want.EmbedDim:
+		return fmt.Errorf("model.embed_dim: the config says %d, the checkpoint %s holds %d", got.EmbedDim, p.Path, want.EmbedDim)
+	}
+	return nil
+}
+
+// Name names the checkpoint in tables and plots: its run folder and file
+// stem, e.g. "fmnist-mochi/last".
+func (p *Pretrained) Name() string {
+	stem := strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
+	return filepath.Base(RunDir(p.Path)) + "/" + stem
+}
+
+// RunDir is the run directory of a checkpoint: the folder above
+// checkpoints/, or the checkpoint's own folder when it lies elsewhere.
+func RunDir(ckpt string) string {
+	dir := filepath.Dir(ckpt)
+	if filepath.Base(dir) == "checkpoints" {
+		return filepath.Dir(dir)
+	}
+	return dir
+}
