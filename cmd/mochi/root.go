@@ -49,6 +49,8 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(),
 		newVersionCmd(),
 		newBenchCmd(),
+		newExportCmd(),
+		newImportCmd(),
 	)
 	return root
 }

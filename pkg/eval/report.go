@@ -27,8 +27,10 @@ type CheckpointReport struct {
 	LinearLoss []float64 `json:"linear_loss,omitempty"`
 	Alignment  *float64  `json:"alignment,omitempty"`
 	Uniformity *float64  `json:"uniformity,omitempty"`
-	// Hardness is the MoCHi hardness analysis of this checkpoint.
-	Hardness *HardnessStats `json:"hardness,omitempty"`
+	// Hardness is the MoCHi hardness analysis of this checkpoint, and
+	// Negatives says which negatives it scored.
+	Hardness  *HardnessStats `json:"hardness,omitempty"`
+	Negatives string         `json:"negatives,omitempty"`
 }
 
 // Float returns a pointer to v, for filling the optional report fields.
