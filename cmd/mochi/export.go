@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mochi-ssl/mochi/pkg/eval"
 	"github.com/mochi-ssl/mochi/pkg/interop"
 )
 
@@ -127,6 +129,23 @@ func writeAtomic(path string, b []byte) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// saveSplitFeatures writes linear-eval's train and test features with
+// their labels as .npy files to dir (--save-features).
+func saveSplitFeatures(dir string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, log io.Writer) error {
+	for _, s := range []struct {
+		name string
+		x    eval.Matrix
+		y    []int
+	}{{"train", trainX, trainY}, {"test", testX, testY}} {
+		path := filepath.Join(dir, s.name+".npy")
+		if err := eval.SaveFeatures(path, s.x.Data, s.y, s.x.N, s.x.D); err != nil {
+			return fmt.Errorf("--save-features: %w", err)
+		}
+		fmt.Fprintf(log, "saved %s features %d×%d to %s and labels to %s\n", s.name, s.x.N, s.x.D, path, eval.LabelsPath(path))
 	}
 	return nil
 }

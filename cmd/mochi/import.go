@@ -94,7 +94,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 		Net: im.Net, C: c, H: size, W: size,
 		Query:  train.Weights{Params: im.Query.Weights, Stats: im.Query.Stats},
 		Queue:  im.Queue,
-		Config: cfg,
+		Config: cfg, EpochsDone: file.Epoch,
 		Origin: train.Origin{From: from, SHA256: file.SHA256, Format: file.Format, Layout: im.Layout, Ignored: im.Ignored},
 	}
 	if im.Key != nil {
@@ -108,7 +108,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 	}
 
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "read %s: %s, layout %s\n", from, file.Format, im.Layout)
+	fmt.Fprintf(w, "read %s: %s, layout %s, epoch %d\n", from, file.Format, im.Layout, file.Epoch)
 	fmt.Fprintf(w, "network: %s, width %d, %s stem, %d input channels\n", cfg.Model.Backbone, im.Net.WithDefaults().Width, cfg.Model.Stem, c)
 	switch {
 	case im.Head:

@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 	"github.com/mochi-ssl/mochi/pkg/npy"
@@ -28,7 +30,7 @@ import (
 // change made to the torchvision model, as the README documents.
 const (
 	interopWidth = 64
-	interopBatch = 8  // images compared between mochi and PyTorch
+	interopBatch = 8 // images compared between mochi and PyTorch
 	featureTol   = 1e-4
 )
 
@@ -265,7 +267,7 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		if err != nil {
 			t.Fatalf("import %s: %v", file, err)
 		}
-		mustContain(t, "import "+file, stdout, "layout MoCo (module.encoder_q.)", "queue: 512 negatives", "key encoder: from the file",
+		mustContain(t, "import "+file, stdout, "layout MoCo (module.encoder_q.), epoch 200", "queue: 512 negatives", "key encoder: from the file",
 			"epoch (not a tensor", "optimizer (not a tensor", "module.encoder_q.bn1.num_batches_tracked (BatchNorm counter")
 		p, err := train.LoadPretrained(ckpt)
 		if err != nil {
@@ -273,6 +275,9 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		}
 		check(p, file, true)
 		checkQueue(p, file)
+		if p.Epoch != 200 {
+			t.Errorf("%s: epoch %d, the file says 200", file, p.Epoch)
+		}
 	}
 	moco := filepath.Join(dir, "moco", "checkpoints", "last.ckpt")
 	if got := analyze(moco); got != "the checkpoint's queue of 512 keys" {
@@ -319,8 +324,25 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	if _, _, err := run(t, "knn", "--checkpoint", plain); err != nil {
 		t.Errorf("knn on the imported torchvision backbone: %v", err)
 	}
-	if _, _, err := run(t, "linear-eval", "--checkpoint", plain); err != nil {
+	saved := filepath.Join(dir, "saved")
+	if _, _, err := run(t, "linear-eval", "--checkpoint", plain, "--save-features", saved); err != nil {
 		t.Errorf("linear-eval on the imported torchvision backbone: %v", err)
+	}
+	for _, split := range []string{"train", "test"} {
+		ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: fashionMNIST, Split: split, Limit: 128})
+		if err != nil {
+			t.Fatal(err)
+		}
+		feats, labels := readNPY(t, filepath.Join(saved, split+".npy")), readNPY(t, filepath.Join(saved, split+".labels.npy"))
+		want := splitLabels(ds)
+		if !slices.Equal(feats.Shape, []int{128, 512}) || len(labels.I64) != len(want) {
+			t.Fatalf("--save-features %s: features %v, %d labels; want 128×512 and 128", split, feats.Shape, len(labels.I64))
+		}
+		for i, l := range labels.I64 {
+			if int(l) != want[i] {
+				t.Fatalf("--save-features %s: label %d is %d, the dataset's is %d", split, i, l, want[i])
+			}
+		}
 	}
 	if _, _, err := run(t, "analyze-uniformity", "--checkpoint", plain); err == nil || !strings.Contains(err.Error(), "no projection head") {
 		t.Errorf("analyze-uniformity without a head: %v, want an error saying there is no projection head", err)

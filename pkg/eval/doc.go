@@ -20,8 +20,9 @@
 //     plus the share of negatives whose gradient contribution is negligible;
 //   - PlotPlane and PlotHistograms: PNG figures drawn with gonum/plot;
 //   - Report: the JSON report and its text table;
-//   - SaveFeatures, LoadFeatures and FeatureCache: an on-disk cache of
-//     extracted features with magic, version, shape and checksum.
+//   - SaveFeatures, LoadFeatures and FeatureCache: extracted features as
+//     NumPy .npy files (labels beside them), the cache with its key and
+//     SHA-256 checksums in a .json per entry.
 //
 // # Invariants
 //

@@ -20,6 +20,7 @@ type File struct {
 	Tensors  StateDict
 	Metadata map[string]string // safetensors' __metadata__
 	Ignored  []string          // top-level entries beside the state_dict (epoch, arch, optimizer)
+	Epoch    int               // a MoCo checkpoint's "epoch" entry, epochs completed; 0 when absent
 }
 
 // Read opens a safetensors file or a torch.save file (zip or legacy
@@ -43,6 +44,7 @@ func Read(path string) (*File, error) {
 		var obj any
 		if obj, err = decodeTorch(path, b); err == nil {
 			f.Tensors, f.Ignored, err = torchStateDict(path, obj)
+			f.Epoch = topLevelInt(obj, "epoch")
 		}
 	}
 	if err != nil {

@@ -3,9 +3,10 @@ package interop
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"math/big"
 	"path"
 	"strings"
 
@@ -28,11 +29,10 @@ var storageClasses = map[string]struct {
 	"IntStorage":      {&pytorch.IntStorageClass{}, 4},
 }
 
-// decodeTorch parses a torch.save file: path names it, b holds its bytes.
-// Zip files (torch ≥ 1.6) are read by this package with
-// every storage's size checked against its record before anything is
-// allocated; legacy files (MoCo's published checkpoints are of this kind)
-// are read by gopickle's loader.
+// decodeTorch parses a torch.save file: name names it, b holds its bytes.
+// Both formats, zip (torch ≥ 1.6) and legacy (MoCo's published
+// checkpoints), are unpickled with gopickle and every storage's size is
+// checked against the bytes there are before anything is allocated.
 func decodeTorch(name string, b []byte) (obj any, err error) {
 	defer func() {
 		if r := recover(); r != nil { // gopickle assumes well-formed input
@@ -148,20 +148,99 @@ func (rebuildParameter) Call(args ...any) (any, error) {
 	return args[0], nil
 }
 
+// legacyMagic is the number torch's pre-1.6 format starts with.
+var legacyMagic = func() *big.Int { n, _ := new(big.Int).SetString("1950a86a20f9469cfc6c", 16); return n }()
+
+// decodeTorchLegacy reads torch's pre-1.6 format: pickles of the magic
+// number, the protocol version (1001), system information, the object
+// (storages as persistent ids) and the storage keys, then each storage as
+// an int64 element count and its raw little-endian data. Every count is
+// checked against the pickle and the bytes left before it is allocated.
 func decodeTorchLegacy(name string, b []byte) (any, error) {
-	if len(b) < 2 || b[0] != 0x80 {
-		return nil, fmt.Errorf("%s is neither a torch.save file (zip or pickle) nor safetensors", name)
-	}
-	// gopickle's legacy loader opens the file itself.
-	obj, err := pytorch.LoadWithUnpickler(name, func(r io.Reader) pickle.Unpickler {
+	r := bytes.NewReader(b)
+	load := func(what string) (any, error) {
 		u := pickle.NewUnpickler(r)
-		u.FindClass = func(module, class string) (any, error) {
-			return nil, fmt.Errorf("the pickle names %s.%s, which a checkpoint of tensors does not hold", module, class)
+		v, err := u.Load()
+		if err != nil {
+			return nil, fmt.Errorf("%s is neither a torch.save file (zip or pickle) nor safetensors (%s: %v)", name, what, err)
 		}
-		return u
-	})
+		return v, nil
+	}
+	magic, err := load("magic number")
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := magic.(*big.Int); !ok || m.Cmp(legacyMagic) != 0 {
+		return nil, fmt.Errorf("%s is neither a torch.save file (zip or pickle) nor safetensors (no torch magic number)", name)
+	}
+	if v, err := load("protocol version"); err != nil || v != 1001 {
+		return nil, fmt.Errorf("%s: torch legacy protocol version %v, want 1001 (%v)", name, v, err)
+	}
+	if _, err := load("system information"); err != nil {
+		return nil, err
+	}
+	type pending struct {
+		class *storageClass
+		n     int
+		s     pytorch.StorageInterface
+	}
+	storages := map[string]*pending{}
+	u := pickle.NewUnpickler(r)
+	u.FindClass = findTorchClass
+	u.PersistentLoad = func(id any) (any, error) {
+		t, ok := id.(*types.Tuple)
+		if !ok || t.Len() != 6 || t.Get(0) != "storage" || t.Get(5) != nil {
+			return nil, fmt.Errorf("a persistent id %v that is not a whole tensor storage", id)
+		}
+		class, ok1 := t.Get(1).(*storageClass)
+		key, ok2 := t.Get(2).(string)
+		location, ok3 := t.Get(3).(string)
+		n, ok4 := t.Get(4).(int)
+		if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
+			return nil, fmt.Errorf("a storage reference %v of unexpected types", id)
+		}
+		if p, ok := storages[key]; ok {
+			return p.s, nil
+		}
+		if uint64(n)*uint64(class.size) > uint64(r.Len()) {
+			return nil, fmt.Errorf("storage %q of %d %s elements is longer than the rest of the file (truncated?)", key, n, class.name)
+		}
+		p := &pending{class: class, n: n, s: class.class.New(n, location)}
+		storages[key] = p
+		return p.s, nil
+	}
+	obj, err := u.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	keys, err := load("storage keys")
+	if err != nil {
+		return nil, err
+	}
+	list, ok := keys.(*types.List)
+	if !ok {
+		return nil, fmt.Errorf("%s: the storage keys are a %T, not a list", name, keys)
+	}
+	for i := range list.Len() {
+		key, _ := list.Get(i).(string)
+		p, ok := storages[key]
+		if !ok {
+			return nil, fmt.Errorf("%s: storage %v is listed but no tensor uses it", name, list.Get(i))
+		}
+		var count int64
+		if err := binary.Read(r, binary.LittleEndian, &count); err != nil || count != int64(p.n) {
+			return nil, fmt.Errorf("%s: storage %q: element count %d, the pickle says %d (truncated?)", name, key, count, p.n)
+		}
+		if uint64(p.n)*uint64(p.class.size) > uint64(r.Len()) {
+			return nil, fmt.Errorf("%s: storage %q is cut short (truncated file)", name, key)
+		}
+		if err := p.s.SetFromFileWithSize(r, p.n); err != nil {
+			return nil, fmt.Errorf("%s: storage %q: %w", name, key, err)
+		}
+		delete(storages, key)
+	}
+	for key := range storages {
+		return nil, fmt.Errorf("%s: storage %q has no data (truncated?)", name, key)
 	}
 	return obj, nil
 }
@@ -226,6 +305,18 @@ func torchStateDict(name string, obj any) (StateDict, []string, error) {
 		sd[k] = v
 	}
 	return sd, ignored, nil
+}
+
+// topLevelInt returns the non-negative integer entry key of a pickled dict,
+// or 0.
+func topLevelInt(obj any, key string) int {
+	keys, values, _, _ := dictEntries(obj)
+	for i, k := range keys {
+		if v, ok := values[i].(int); ok && k == key && v >= 0 {
+			return v
+		}
+	}
+	return 0
 }
 
 func keysOf(obj any) []string {

@@ -177,7 +177,7 @@ func Import(f *File, net resnet.Config) (*Imported, error) {
 			}
 		}
 	}
-	if _, ok := sd[queuePrefix+"queue"]; ok && key != "" {
+	if _, ok := sd[queuePrefix+"queue"]; ok && key != "" && im.Head {
 		if im.Queue, err = mapQueue(f.Path, sd, queuePrefix, im.Net.EmbedDim); err != nil {
 			return nil, err
 		}
@@ -193,6 +193,8 @@ func Import(f *File, net resnet.Config) (*Imported, error) {
 			local, inModel = strings.CutPrefix(name, key)
 		}
 		switch {
+		case !inModel && name == queuePrefix+"queue":
+			im.Ignored = append(im.Ignored, name+" (MoCo's queue, of no use without MoCo-v2's head)")
 		case !inModel:
 			im.Ignored = append(im.Ignored, name+" (outside the encoder)")
 		case strings.HasSuffix(local, ".num_batches_tracked"):
