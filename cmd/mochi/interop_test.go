@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,13 +14,18 @@ import (
 	"strings"
 	"testing"
 
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/interop"
 	"github.com/mochi-ssl/mochi/pkg/npy"
+	"github.com/mochi-ssl/mochi/pkg/resnet"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -349,5 +355,61 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	}
 	if _, _, err := run(t, "pretrain", "--config", ciConfigPath, "--resume", plain); err == nil || !strings.Contains(err.Error(), "cannot be resumed") {
 		t.Errorf("pretrain --resume of an import: %v, want a refusal", err)
+	}
+}
+
+// TestImportErrors checks the command's own refusals: a file for RGB images
+// against grey data, a head of another embedding dimension, a missing file.
+func TestImportErrors(t *testing.T) {
+	needFashionMNIST(t)
+	dir := t.TempDir()
+	write := func(name string, net resnet.Config, head bool) string {
+		t.Helper()
+		enc := interop.Encoder{Weights: map[string][]float32{}, Stats: map[string][]float32{}}
+		g := gorgonia.NewGraph()
+		x := gorgonia.NewTensor(g, tensor.Float32, 4, gorgonia.WithShape(1, net.InChannels, 28, 28), gorgonia.WithName("x"))
+		m, err := resnet.Build(g, x, net, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Weights, enc.Stats = m.Weights(), m.RunningStats()
+		sd, err := interop.Export(net, enc, head, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := interop.WriteSafetensors(&b, sd, nil); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	rgb := write("rgb.safetensors", resnet.Config{Depth: 18, Stem: resnet.SmallStem, Width: 8, InChannels: 3}, false)
+	head64 := write("head64.safetensors", resnet.Config{Depth: 18, Stem: resnet.SmallStem, Width: 8, InChannels: 1, EmbedDim: 64}, true)
+	out := filepath.Join(dir, "out", "last.ckpt")
+	for _, tc := range []struct {
+		from  string
+		wants []string
+	}{
+		{rgb, []string{"rgb.safetensors", "conv1.weight takes 3 input channels", "has 1"}},
+		{head64, []string{"head64.safetensors", `key "fc.2.weight" has shape [64, 64]`, "set model.embed_dim to 64"}},
+		{filepath.Join(dir, "absent.pth.tar"), []string{"absent.pth.tar", "no such file"}},
+	} {
+		_, _, err := run(t, "import", "--from", tc.from, "--out", out, "--config", ciConfigPath)
+		if err == nil {
+			t.Errorf("import --from %s: accepted", tc.from)
+			continue
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("import --from %s: error %q lacks %q", tc.from, err, w)
+			}
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a refused import wrote %s", out)
 	}
 }
