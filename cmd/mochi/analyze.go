@@ -39,7 +39,9 @@ measure, as Wang & Isola (ICML 2020) and the MoCHi paper (arXiv 2010.01028) do:
   uniformity  log E exp(−2‖x_i − x_j‖²) over the test embeddings, on a random
               subset of --subsample when there are more (lower is better)
   hardness    for one batch of 256 queries q (first views), keys k (second
-              views) and the checkpoint's queue as negatives: the histograms of
+              views) and the checkpoint's queue as negatives (for a checkpoint
+              imported without a queue: the second views of the other test
+              images of the pairs, each image once): the histograms of
               q·n over all negatives, the N hardest and the synthetic MoCHi
               negatives h, h′ of the run's MoCHi(N, s, s′) (mochi.n, mochi.s,
               mochi.s_prime; set them with --n/--s/--s-prime to see what mixing
