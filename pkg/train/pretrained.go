@@ -28,7 +28,12 @@ type Pretrained struct {
 	Epoch   int
 	Weights map[string][]float32
 	Stats   map[string][]float32 // BatchNorm running statistics
-	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives
+	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives; K = 0 for an import without one
+	Steps   int                  // training steps completed (BatchNorm updates of the query encoder)
+
+	KeyWeights map[string][]float32 // the momentum key encoder f_k
+	KeyStats   map[string][]float32
+	Origin     *Origin // where an imported checkpoint came from; nil for mochi's own
 }
 
 // LoadPretrained reads the query encoder of a pretraining checkpoint.
@@ -49,14 +54,22 @@ func LoadPretrained(path string) (*Pretrained, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	origin, err := decodeOrigin(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	sum := sha256.Sum256(raw)
 	return &Pretrained{Path: path, SHA256: hex.EncodeToString(sum[:]), Config: cfg, Net: st.Spec.Net,
-		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1,
-		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue}, nil
+		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1, Steps: st.Progress.Global,
+		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue,
+		KeyWeights: st.KWeights, KeyStats: st.KStats, Origin: origin}, nil
 }
 
 // Encoder builds f_q (backbone only, or with the head) in evaluation mode.
 func (p *Pretrained) Encoder(be device.Backend, batch int, head bool) (*Encoder, error) {
+	if head && p.Net.EmbedDim == 0 {
+		return nil, fmt.Errorf("%s has no projection head (imported from %s without MoCo-v2's fc.0/fc.2), and the embeddings need one; linear-eval and knn use the backbone alone", p.Path, originFrom(p.Origin))
+	}
 	return NewEncoder(be, p.Net, p.Weights, p.Stats, batch, p.C, p.H, p.W, head)
 }
 
@@ -76,7 +89,7 @@ func (p *Pretrained) CheckModel(cfg *config.Config) error {
 		return fmt.Errorf("model.stem: the config says %v, the checkpoint %s holds %v", got.Stem, p.Path, want.Stem)
 	case got.Width != want.Width:
 		return fmt.Errorf("model.width: the config says %d, the checkpoint %s holds %d", got.Width, p.Path, want.Width)
-	case got.EmbedDim != want.EmbedDim:
+	case got.EmbedDim != want.EmbedDim && want.EmbedDim != 0: // 0: an imported backbone without head
 		return fmt.Errorf("model.embed_dim: the config says %d, the checkpoint %s holds %d", got.EmbedDim, p.Path, want.EmbedDim)
 	}
 	return nil
