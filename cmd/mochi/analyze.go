@@ -40,7 +40,9 @@ measure, as Wang & Isola (ICML 2020) and the MoCHi paper (arXiv 2010.01028) do:
   uniformity  log E exp(−2‖x_i − x_j‖²) over the test embeddings, on a random
               subset of --subsample when there are more (lower is better)
   hardness    for one batch of 256 queries q (first views), keys k (second
-              views) and the checkpoint's queue as negatives: the histograms of
+              views) and the checkpoint's queue as negatives (for a checkpoint
+              imported without a queue: the second views of the other test
+              images of the pairs, each image once): the histograms of
               q·n over all negatives, the N hardest and the synthetic MoCHi
               negatives h, h′ of the run's MoCHi(N, s, s′) (mochi.n, mochi.s,
               mochi.s_prime; set them with --n/--s/--s-prime to see what mixing
@@ -211,15 +213,31 @@ func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsampl
 	r.Alignment = eval.Float(align)
 
 	// Hardness of the queue for one batch of queries.
-	q := p.Queue
-	if q.K == 0 || q.D != x.D {
-		return eval.CheckpointReport{}, fmt.Errorf("the checkpoint's queue is %d×%d, the embeddings have D = %d: the checkpoint is damaged; use another checkpoint of the run", q.K, q.D, x.D)
-	}
-	negatives, err := eval.NewMatrix(q.Keys, q.K, q.D) // K×D
-	if err != nil {
-		return eval.CheckpointReport{}, err
-	}
 	b := min(hardnessRows, x.N)
+	q := p.Queue
+	var negatives eval.Matrix
+	switch {
+	case q.K == 0 && p.Origin != nil:
+		// An import without a queue: the keys of half of the pairs stand
+		// in for it, the queries are the other half. Only the loader's
+		// first epoch is used, in which every image appears once, so no
+		// negative is a view of a query's own image.
+		loaderBatch := min(hardnessRows, ds.Len())
+		distinct := min(x.N, ds.Len()/loaderBatch*loaderBatch)
+		if b = min(b, distinct/2); b == 0 {
+			return eval.CheckpointReport{}, fmt.Errorf("the checkpoint has no queue, and its stand-in, the keys of other images than the queries', needs --pairs of at least 2 and a test split of at least 2 images")
+		}
+		negatives, _ = eval.NewMatrix(y.Data[b*y.D:distinct*y.D], distinct-b, y.D)
+		r.Negatives = fmt.Sprintf("%d keys of the evaluated images (the checkpoint has no queue)", negatives.N)
+	case q.K == 0 || q.D != x.D:
+		return eval.CheckpointReport{}, fmt.Errorf("the checkpoint's queue is %d×%d, the embeddings have D = %d: the checkpoint is damaged; use another checkpoint of the run", q.K, q.D, x.D)
+	default:
+		if negatives, err = eval.NewMatrix(q.Keys, q.K, q.D); err != nil { // K×D
+			return eval.CheckpointReport{}, err
+		}
+		r.Negatives = fmt.Sprintf("the checkpoint's queue of %d keys", q.K)
+	}
+	fmt.Fprintf(log, "%s: hardness negatives: %s\n", name, r.Negatives)
 	qs, _ := eval.NewMatrix(x.Data[:b*x.D], b, x.D) // q: B×D, first views
 	ks, _ := eval.NewMatrix(y.Data[:b*y.D], b, y.D) // k: B×D, second views
 	hc := eval.DefaultHardnessConfig()

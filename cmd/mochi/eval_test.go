@@ -123,7 +123,7 @@ func splitLabels(ds data.Dataset) []int {
 // are those of ds, and returns its rows as float64.
 func cachedSplit(t *testing.T, dir string, ds data.Dataset) (rows [][]float64, labels []int, path string) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.feat"))
+	files, err := filepath.Glob(filepath.Join(dir, "*[0-9a-f].npy")) // features, not *.labels.npy
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no feature cache in %s (%v)", dir, err)
 	}

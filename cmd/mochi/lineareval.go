@@ -86,6 +86,7 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 	f.Float64("augment-scale-min", data.LinearEvalScaleMin, "smallest area fraction of --augment's RandomResizedCrop")
 	f.String("cache-dir", "", "feature cache folder (default <run dir of the checkpoint>/features)")
 	f.String("json", "", "JSON report path (default <checkpoint without .ckpt>.linear-eval.json)")
+	f.String("save-features", "", "also write the backbone features and labels as NumPy files to this folder: train.npy, train.labels.npy, test.npy, test.labels.npy")
 	return cmd
 }
 
@@ -205,6 +206,11 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		testX, testY, err := src.Features(testSet, cfg.Data.TestSplit)
 		if err != nil {
 			return err
+		}
+		if dir, _ := f.GetString("save-features"); dir != "" {
+			if err := saveSplitFeatures(dir, trainX, trainY, testX, testY, log); err != nil {
+				return err
+			}
 		}
 		name := p.Name()
 		var views *frozen.AugmentedViews

@@ -47,13 +47,6 @@ func mochiProcess(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	return cmd, &out
 }
 
-func needFashionMNIST(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
-}
-
 // ciArgs are the pretrain arguments of a small CI run into dir.
 func ciArgs(dir string, extra ...string) []string {
 	return append([]string{"pretrain", "--config", ciConfigPath, "--output-dir", dir, "--limit", "128", "--set", "eval.knn_every=0"}, extra...)

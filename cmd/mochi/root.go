@@ -59,6 +59,8 @@ func newRootCmd() *cobra.Command {
 		newPlotCmd(),
 		newVersionCmd(),
 		newBenchCmd(),
+		newExportCmd(),
+		newImportCmd(),
 	)
 	registerCompletions(root)
 	return root

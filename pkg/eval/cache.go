@@ -1,200 +1,229 @@
 package eval
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/mochi-ssl/mochi/pkg/npy"
 )
 
-// Feature cache file layout (little-endian), version 1:
-//
-//	magic    [8]byte  "MOCHIFT\x00"
-//	version  uint32   1
-//	n, d     uint64   rows, columns
-//	labelled uint8    1 when n int32 labels follow the features
-//	keyLen   uint32   then keyLen bytes of the cache key ("" for SaveFeatures)
-//	feats    n·d float32
-//	labels   n int32 (when labelled)
-//	checksum [32]byte SHA-256 of every byte before it
-const (
-	featureMagic   = "MOCHIFT\x00"
-	featureVersion = 1
-	featureHeader  = 8 + 4 + 8 + 8 + 1 + 4
-)
+// Features are stored as NumPy .npy files, so they open with numpy.load
+// (or torch.from_numpy) without mochi: an n×d float32 matrix in FILE.npy
+// and, when there are labels, their n int64 values in FILE.labels.npy. A
+// FeatureCache adds FILE.json with the key and the SHA-256 of both files,
+// written last, so an entry is complete and unmodified or not used.
 
-// SaveFeatures writes an n×d feature matrix (row-major) and its labels (nil
-// or one per row) to path, atomically (a temporary file renamed into place).
+// LabelsPath is the labels file beside a features file: x.npy → x.labels.npy.
+func LabelsPath(path string) string {
+	return strings.TrimSuffix(path, ".npy") + ".labels.npy"
+}
+
+// SaveFeatures writes an n×d feature matrix (row-major) to path as .npy and
+// its labels (nil or one per row) to LabelsPath(path), each atomically (a
+// temporary file renamed into place).
 func SaveFeatures(path string, feats []float32, labels []int, n, d int) error {
-	return saveFeatures(path, "", feats, labels, n, d)
+	_, _, err := saveFeatures(path, feats, labels, n, d)
+	return err
 }
 
-// LoadFeatures reads a file written by SaveFeatures or FeatureCache.Save. A
-// missing file gives an error wrapping fs.ErrNotExist; a truncated, corrupt
-// or foreign file gives an error naming the path and the fix.
+// LoadFeatures reads files written by SaveFeatures or FeatureCache.Save. A
+// missing file gives an error wrapping fs.ErrNotExist; a truncated or
+// foreign file gives an error naming the path.
 func LoadFeatures(path string) (feats []float32, labels []int, n, d int, err error) {
-	_, feats, labels, n, d, err = loadFeatures(path)
-	return feats, labels, n, d, err
-}
-
-func saveFeatures(path, key string, feats []float32, labels []int, n, d int) error {
-	if n < 0 || d <= 0 || len(feats) != n*d {
-		return fmt.Errorf("eval: cannot cache features for %s: %d values for shape %d×%d", path, len(feats), n, d)
-	}
-	if labels != nil && len(labels) != n {
-		return fmt.Errorf("eval: cannot cache features for %s: %d labels for %d rows", path, len(labels), n)
-	}
-	var buf bytes.Buffer
-	buf.Grow(featureHeader + len(key) + 4*len(feats) + 4*len(labels) + sha256.Size)
-	buf.WriteString(featureMagic)
-	le := binary.LittleEndian
-	buf.Write(le.AppendUint32(nil, featureVersion))
-	buf.Write(le.AppendUint64(nil, uint64(n)))
-	buf.Write(le.AppendUint64(nil, uint64(d)))
-	if labels != nil {
-		buf.WriteByte(1)
-	} else {
-		buf.WriteByte(0)
-	}
-	buf.Write(le.AppendUint32(nil, uint32(len(key))))
-	buf.WriteString(key)
-	word := make([]byte, 4)
-	for _, v := range feats {
-		le.PutUint32(word, math.Float32bits(v))
-		buf.Write(word)
-	}
-	for _, l := range labels {
-		if l < math.MinInt32 || l > math.MaxInt32 {
-			return fmt.Errorf("eval: cannot cache features for %s: label %d does not fit in int32", path, l)
-		}
-		le.PutUint32(word, uint32(int32(l)))
-		buf.Write(word)
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	buf.Write(sum[:])
-
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("eval: feature cache directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
-	}
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp's 0600: a cache is as readable as the run's other files
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: writing feature cache %s: %w", path, err)
-	}
-	return nil
-}
-
-func loadFeatures(path string) (key string, feats []float32, labels []int, n, d int, err error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, nil, 0, 0, fmt.Errorf("eval: reading feature cache: %w", err)
+		return nil, nil, 0, 0, fmt.Errorf("eval: reading features: %w", err)
 	}
-	corrupt := func(why string) error {
-		return fmt.Errorf("eval: feature cache %s is corrupt (%s); delete it to re-extract the features", path, why)
+	var rawLabels []byte
+	if b, err := os.ReadFile(LabelsPath(path)); err == nil {
+		rawLabels = b
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, 0, 0, fmt.Errorf("eval: reading labels: %w", err)
 	}
-	if len(raw) < featureHeader+sha256.Size {
-		return "", nil, nil, 0, 0, corrupt(fmt.Sprintf("%d bytes, shorter than any cache file", len(raw)))
-	}
-	if string(raw[:8]) != featureMagic {
-		return "", nil, nil, 0, 0, fmt.Errorf("eval: %s is not a mochi feature cache (bad magic %q)", path, raw[:8])
-	}
-	le := binary.LittleEndian
-	if v := le.Uint32(raw[8:]); v != featureVersion {
-		return "", nil, nil, 0, 0, fmt.Errorf("eval: feature cache %s has version %d, this build reads %d; delete it to re-extract the features", path, v, featureVersion)
-	}
-	body, sum := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
-	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
-		return "", nil, nil, 0, 0, corrupt("checksum mismatch: truncated or modified")
-	}
-	n64, d64 := le.Uint64(raw[12:]), le.Uint64(raw[20:])
-	labelled := raw[28] == 1
-	keyLen := uint64(le.Uint32(raw[29:]))
-	rest := uint64(len(body) - featureHeader)
-	if d64 == 0 || n64 > rest || d64 > rest || keyLen > rest {
-		return "", nil, nil, 0, 0, corrupt(fmt.Sprintf("shape %d×%d does not fit the file", n64, d64))
-	}
-	if n64 > 0 && d64 > rest/4/n64 {
-		return "", nil, nil, 0, 0, corrupt(fmt.Sprintf("shape %d×%d does not fit the file", n64, d64))
-	}
-	want := keyLen + 4*n64*d64
-	if labelled {
-		want += 4 * n64
-	}
-	if want != rest {
-		return "", nil, nil, 0, 0, corrupt(fmt.Sprintf("shape %d×%d needs %d payload bytes, file has %d", n64, d64, want, rest))
-	}
-	p := body[featureHeader:]
-	key, p = string(p[:keyLen]), p[keyLen:]
-	n, d = int(n64), int(d64)
-	feats = make([]float32, n*d)
-	for i := range feats {
-		feats[i] = math.Float32frombits(le.Uint32(p[4*i:]))
-	}
-	p = p[4*n*d:]
-	if labelled {
-		labels = make([]int, n)
-		for i := range labels {
-			labels[i] = int(int32(le.Uint32(p[4*i:])))
-		}
-	}
-	return key, feats, labels, n, d, nil
+	return decodeFeatures(path, raw, rawLabels)
 }
 
-// FeatureCache stores extracted features in Dir, one file per key. The key
+func decodeFeatures(path string, raw, rawLabels []byte) (feats []float32, labels []int, n, d int, err error) {
+	a, err := npy.Decode(raw)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("eval: features %s: %w; delete it to re-extract the features", path, err)
+	}
+	if len(a.Shape) != 2 || a.F32 == nil || a.Shape[1] == 0 {
+		return nil, nil, 0, 0, fmt.Errorf("eval: features %s hold a %v array of shape %v, not an n×d float32 matrix", path, descr(a), a.Shape)
+	}
+	n, d = a.Shape[0], a.Shape[1]
+	if rawLabels == nil {
+		return a.F32, nil, n, d, nil
+	}
+	l, err := npy.Decode(rawLabels)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("eval: labels %s: %w; delete it to re-extract the features", LabelsPath(path), err)
+	}
+	if len(l.Shape) != 1 || l.I64 == nil || l.Shape[0] != n {
+		return nil, nil, 0, 0, fmt.Errorf("eval: labels %s hold a %v array of shape %v, not the %d int64 labels of %s", LabelsPath(path), descr(l), l.Shape, n, path)
+	}
+	labels = make([]int, n)
+	for i, v := range l.I64 {
+		labels[i] = int(v)
+	}
+	return a.F32, labels, n, d, nil
+}
+
+func descr(a npy.Array) string {
+	if a.I64 != nil {
+		return "int64"
+	}
+	return "float32"
+}
+
+// saveFeatures writes the .npy files and returns their SHA-256s (hex;
+// "" for absent labels).
+func saveFeatures(path string, feats []float32, labels []int, n, d int) (featSum, labelSum string, err error) {
+	if n < 0 || d <= 0 || len(feats) != n*d {
+		return "", "", fmt.Errorf("eval: cannot save features to %s: %d values for shape %d×%d", path, len(feats), n, d)
+	}
+	if labels != nil && len(labels) != n {
+		return "", "", fmt.Errorf("eval: cannot save features to %s: %d labels for %d rows", path, len(labels), n)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", "", fmt.Errorf("eval: feature directory: %w", err)
+	}
+	b, err := npy.Encode(npy.Array{Shape: []int{n, d}, F32: feats})
+	if err == nil {
+		featSum, err = writeAtomic(path, b)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if labels == nil { // a labels file from an earlier save would be taken for these rows'
+		if err := os.Remove(LabelsPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", "", fmt.Errorf("eval: removing stale labels: %w", err)
+		}
+		return featSum, "", nil
+	}
+	l := make([]int64, n)
+	for i, v := range labels {
+		l[i] = int64(v)
+	}
+	if b, err = npy.Encode(npy.Array{Shape: []int{n}, I64: l}); err == nil {
+		labelSum, err = writeAtomic(LabelsPath(path), b)
+	}
+	return featSum, labelSum, err
+}
+
+// writeAtomic writes b through a temporary file renamed into place and
+// returns its SHA-256.
+func writeAtomic(path string, b []byte) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return "", fmt.Errorf("eval: writing %s: %w", path, err)
+	}
+	_, err = tmp.Write(b)
+	if err == nil { // CreateTemp's 0600: features are as readable as the run's other files
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("eval: writing %s: %w", path, err)
+	}
+	return sha256Hex(b), nil
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// FeatureCache stores extracted features in Dir, one entry per key. The key
 // names everything the features depend on (checkpoint SHA-256, dataset
-// spec, model config); the file name is its SHA-256, and the key itself is
-// stored inside, so a file renamed or reused for another key is rejected.
+// spec, model config); the files are named by its SHA-256, and the key
+// itself is stored in the entry's .json, so an entry renamed or reused for
+// another key is rejected.
 type FeatureCache struct {
 	Dir string
 }
 
-// Path returns the file that holds key's features.
+// cacheEntry is the .json of a cache entry.
+type cacheEntry struct {
+	Key            string `json:"key"`
+	FeaturesSHA256 string `json:"features_sha256"`
+	LabelsSHA256   string `json:"labels_sha256,omitempty"`
+}
+
+// Path returns the .npy file that holds key's features (its labels are in
+// LabelsPath of it).
 func (c FeatureCache) Path(key string) string {
 	h := sha256.Sum256([]byte(key))
-	return filepath.Join(c.Dir, hex.EncodeToString(h[:16])+".feat")
+	return filepath.Join(c.Dir, hex.EncodeToString(h[:16])+".npy")
 }
+
+func entryPath(features string) string { return strings.TrimSuffix(features, ".npy") + ".json" }
 
 // Save stores the features of key.
 func (c FeatureCache) Save(key string, feats []float32, labels []int, n, d int) error {
-	return saveFeatures(c.Path(key), key, feats, labels, n, d)
+	path := c.Path(key)
+	featSum, labelSum, err := saveFeatures(path, feats, labels, n, d)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(cacheEntry{Key: key, FeaturesSHA256: featSum, LabelsSHA256: labelSum}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = writeAtomic(entryPath(path), append(b, '\n'))
+	return err
 }
 
 // Load returns key's features; found is false (with a nil error) when
-// nothing is cached for key, and err is set when the file is unusable.
+// nothing is cached for key, and err is set when the entry is unusable.
 func (c FeatureCache) Load(key string) (feats []float32, labels []int, n, d int, found bool, err error) {
 	path := c.Path(key)
-	stored, feats, labels, n, d, err := loadFeatures(path)
+	raw, err := os.ReadFile(entryPath(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, 0, 0, false, nil
 	}
+	fail := func(why string) error {
+		return fmt.Errorf("eval: feature cache %s: %s; delete %s and its .npy files to re-extract the features", path, why, entryPath(path))
+	}
+	var e cacheEntry
 	if err != nil {
-		return nil, nil, 0, 0, false, err
+		return nil, nil, 0, 0, false, fail(err.Error())
 	}
-	if stored != key {
-		return nil, nil, 0, 0, false, fmt.Errorf("eval: feature cache %s holds key %q, not %q; delete it to re-extract the features", path, stored, key)
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, nil, 0, 0, false, fail(fmt.Sprintf("corrupt entry (%v)", err))
 	}
-	return feats, labels, n, d, true, nil
+	if e.Key != key {
+		return nil, nil, 0, 0, false, fmt.Errorf("eval: feature cache %s holds key %q, not %q; delete it to re-extract the features", entryPath(path), e.Key, key)
+	}
+	rawFeats, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, 0, 0, false, fail(err.Error())
+	}
+	if sha256Hex(rawFeats) != e.FeaturesSHA256 {
+		return nil, nil, 0, 0, false, fail("checksum mismatch: the features file is truncated or modified")
+	}
+	var rawLabels []byte
+	if e.LabelsSHA256 != "" {
+		if rawLabels, err = os.ReadFile(LabelsPath(path)); err != nil {
+			return nil, nil, 0, 0, false, fail(err.Error())
+		}
+		if sha256Hex(rawLabels) != e.LabelsSHA256 {
+			return nil, nil, 0, 0, false, fail("checksum mismatch: the labels file is truncated or modified")
+		}
+	}
+	feats, labels, n, d, err = decodeFeatures(path, rawFeats, rawLabels)
+	return feats, labels, n, d, err == nil, err
 }

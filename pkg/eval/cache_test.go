@@ -5,10 +5,15 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
+	"github.com/mochi-ssl/mochi/internal/torchpy"
+	"github.com/mochi-ssl/mochi/pkg/npy"
 )
 
 func TestSaveLoadFeaturesRoundTrip(t *testing.T) {
@@ -20,7 +25,7 @@ func TestSaveLoadFeaturesRoundTrip(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, ls := range [][]int{labels, nil} {
-		path := filepath.Join(dir, "sub", "f.feat")
+		path := filepath.Join(dir, "sub", "f.npy")
 		if err := SaveFeatures(path, x.Data, ls, 13, 7); err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +46,7 @@ func TestSaveLoadFeaturesRoundTrip(t *testing.T) {
 
 func TestLoadFeaturesRejectsDamage(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "f.feat")
+	path := filepath.Join(dir, "f.npy")
 	if err := SaveFeatures(path, []float32{1, 2, 3, 4, 5, 6}, []int{0, 1}, 2, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -50,32 +55,68 @@ func TestLoadFeaturesRejectsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	flip := func(i int) []byte { b := slices.Clone(good); b[i] ^= 0x40; return b }
+	labels, _ := os.ReadFile(LabelsPath(path))
 	tests := []struct {
 		name, want string
 		data       []byte
+		labels     []byte // nil: the good labels
 	}{
-		{"truncated", "corrupt", good[:len(good)-5]},
-		{"tiny", "corrupt", good[:10]},
-		{"flipped feature byte", "checksum", flip(len(good) - 40)},
-		{"flipped shape byte", "checksum", flip(13)},
-		{"bad magic", "not a mochi feature cache", flip(0)},
-		{"future version", "version", func() []byte { b := slices.Clone(good); b[8] = 9; return b }()},
-		{"empty", "corrupt", nil},
+		{"truncated", "truncated", good[:len(good)-5], nil},
+		{"tiny", "not a .npy file", good[:9], nil},
+		{"bad magic", "not a .npy file", flip(1), nil},
+		{"empty", "not a .npy file", []byte{}, nil},
+		{"labels as features", "not an n×d float32 matrix", labels, nil},
+		{"too few labels", "truncated", good, labels[:len(labels)-8]},
+		{"labels of another set", "not the 2 int64 labels", good, func() []byte {
+			b, _ := npy.Encode(npy.Array{Shape: []int{3}, I64: []int64{1, 2, 3}})
+			return b
+		}()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".npy")
+			if tc.labels == nil {
+				tc.labels = labels
+			}
 			if err := os.WriteFile(p, tc.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if err := os.WriteFile(LabelsPath(p), tc.labels, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			_, _, _, _, err := LoadFeatures(p)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p[:len(p)-4]) {
 				t.Fatalf("error %v, want one naming %s and containing %q", err, p, tc.want)
 			}
 		})
 	}
-	if _, _, _, _, err := LoadFeatures(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+	if _, _, _, _, err := LoadFeatures(filepath.Join(dir, "missing.npy")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestFeaturesOpenInNumPy checks the files against numpy.load.
+func TestFeaturesOpenInNumPy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts python3")
+	}
+	if out, err := exec.Command(torchpy.Interpreter, "-c", "import numpy").CombinedOutput(); err != nil {
+		testenv.Missing(t, "%s cannot import numpy (install python3-numpy): %v\n%s", torchpy.Interpreter, err, out)
+	}
+	path := filepath.Join(t.TempDir(), "f.npy")
+	if err := SaveFeatures(path, []float32{1.5, -2, 3, 4, 5, 6.25}, []int{7, -1}, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	script := `import numpy, sys
+x, y = numpy.load(sys.argv[1]), numpy.load(sys.argv[2])
+print(x.dtype, x.shape, x.tolist(), y.dtype, y.shape, y.tolist())`
+	out, err := exec.Command(torchpy.Interpreter, "-c", script, path, LabelsPath(path)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("numpy.load: %v\n%s", err, out)
+	}
+	want := "float32 (2, 3) [[1.5, -2.0, 3.0], [4.0, 5.0, 6.25]] int64 (2,) [7, -1]"
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("numpy read %q, want %q", got, want)
 	}
 }
 
@@ -92,14 +133,29 @@ func TestFeatureCache(t *testing.T) {
 	if err != nil || !found || n != 1 || d != 2 || !slices.Equal(feats, []float32{1, 2}) || !slices.Equal(labels, []int{4}) {
 		t.Fatalf("load: %v %v %d×%d found %v err %v", feats, labels, n, d, found, err)
 	}
-	// A file copied under another key's name is rejected by the stored key.
+	// An entry copied under another key's name is rejected by the stored key.
 	other := "ckpt=ff00…|data=fashion-mnist:test|model=resnet18-small"
-	raw, _ := os.ReadFile(c.Path(key))
-	if err := os.WriteFile(c.Path(other), raw, 0o644); err != nil {
-		t.Fatal(err)
+	for _, suffix := range []string{".npy", ".labels.npy", ".json"} {
+		raw, _ := os.ReadFile(strings.TrimSuffix(c.Path(key), ".npy") + suffix)
+		if err := os.WriteFile(strings.TrimSuffix(c.Path(other), ".npy")+suffix, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, _, _, _, _, err := c.Load(other); err == nil || !strings.Contains(err.Error(), "holds key") {
 		t.Fatalf("foreign key: %v", err)
+	}
+	// A modified features or labels file fails the entry's checksum.
+	for _, file := range []string{c.Path(key), LabelsPath(c.Path(key))} {
+		raw, _ := os.ReadFile(file)
+		raw[len(raw)-1] ^= 1
+		if err := os.WriteFile(file, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, _, _, err := c.Load(key); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("modified %s: %v", file, err)
+		}
+		raw[len(raw)-1] ^= 1
+		os.WriteFile(file, raw, 0o644)
 	}
 	if err := c.Save(key, []float32{1}, nil, 1, 2); err == nil {
 		t.Fatal("shape mismatch accepted")

@@ -22,8 +22,9 @@
 //     drawn with gonum/plot (the alignment–uniformity plane, the hardness
 //     histograms, panels of training curves), one SeriesColor per run;
 //   - Report: the JSON report and its text table;
-//   - SaveFeatures, LoadFeatures and FeatureCache: an on-disk cache of
-//     extracted features with magic, version, shape and checksum.
+//   - SaveFeatures, LoadFeatures and FeatureCache: extracted features as
+//     NumPy .npy files (labels beside them), the cache with its key and
+//     SHA-256 checksums in a .json per entry.
 //
 // # Invariants
 //

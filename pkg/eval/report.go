@@ -31,8 +31,10 @@ type CheckpointReport struct {
 	LinearDiverged string   `json:"linear_diverged,omitempty"`
 	Alignment      *float64 `json:"alignment,omitempty"`
 	Uniformity     *float64 `json:"uniformity,omitempty"`
-	// Hardness is the MoCHi hardness analysis of this checkpoint.
-	Hardness *HardnessStats `json:"hardness,omitempty"`
+	// Hardness is the MoCHi hardness analysis of this checkpoint, and
+	// Negatives says which negatives it scored.
+	Hardness  *HardnessStats `json:"hardness,omitempty"`
+	Negatives string         `json:"negatives,omitempty"`
 }
 
 // Float returns a pointer to v, for filling the optional report fields.

@@ -26,11 +26,37 @@ type Pretrained struct {
 	Epoch   int
 	Weights map[string][]float32
 	Stats   map[string][]float32 // BatchNorm running statistics
-	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives
+	Queue   queue.State          // the queue at the checkpoint: a queue-sized set of real negatives; K = 0 for an import without one
+	Steps   int                  // training steps completed (BatchNorm updates of the query encoder)
+
+	KeyWeights map[string][]float32 // the momentum key encoder f_k
+	KeyStats   map[string][]float32
+	Origin     *Origin // where an imported checkpoint came from; nil for mochi's own
+}
+
+// Origin says where an imported checkpoint's weights came from; the
+// checkpoint stores it as origin.json.
+type Origin struct {
+	From    string   `json:"from"`    // the file imported
+	SHA256  string   `json:"sha256"`  // of that file
+	Format  string   `json:"format"`  // safetensors, torch (zip), torch (legacy)
+	Layout  string   `json:"layout"`  // e.g. MoCo (module.encoder_q.)
+	Ignored []string `json:"ignored"` // keys of the file not used, with why
+}
+
+// File names the file an imported checkpoint came from.
+func (o *Origin) File() string {
+	if o == nil {
+		return "an unreadable origin"
+	}
+	return o.From
 }
 
 // Encoder builds f_q (backbone only, or with the head) in evaluation mode.
 func (p *Pretrained) Encoder(be device.Backend, batch int, head bool) (*Encoder, error) {
+	if head && p.Net.EmbedDim == 0 {
+		return nil, fmt.Errorf("%s has no projection head (imported from %s without MoCo-v2's fc.0/fc.2), and the embeddings need one; linear-eval and knn use the backbone alone", p.Path, p.Origin.File())
+	}
 	return NewEncoder(be, p.Net, p.Weights, p.Stats, batch, p.C, p.H, p.W, head)
 }
 
@@ -46,7 +72,7 @@ func (p *Pretrained) CheckModel(rc resnet.Config) error {
 		return fmt.Errorf("model.stem: the config says %v, the checkpoint %s holds %v", got.Stem, p.Path, want.Stem)
 	case got.Width != want.Width:
 		return fmt.Errorf("model.width: the config says %d, the checkpoint %s holds %d", got.Width, p.Path, want.Width)
-	case got.EmbedDim != want.EmbedDim:
+	case got.EmbedDim != want.EmbedDim && want.EmbedDim != 0: // 0: an imported backbone without head
 		return fmt.Errorf("model.embed_dim: the config says %d, the checkpoint %s holds %d", got.EmbedDim, p.Path, want.EmbedDim)
 	}
 	return nil

@@ -30,10 +30,15 @@ func LoadPretrained(path string) (*frozen.Pretrained, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	origin, err := decodeOrigin(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	sum := sha256.Sum256(raw)
 	return &frozen.Pretrained{Path: path, SHA256: hex.EncodeToString(sum[:]), Config: cfg, Net: st.Spec.Net,
-		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1,
-		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue}, nil
+		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1, Steps: st.Progress.Global,
+		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue,
+		KeyWeights: st.KWeights, KeyStats: st.KStats, Origin: origin}, nil
 }
 
 // parseConfig reads a config saved in a checkpoint, as saved.

@@ -143,11 +143,13 @@ func (st *state) encode() (*checkpoint.Checkpoint, error) {
 			c.PutTensor(prefix+name, []int{len(v)}, v)
 		}
 	}
-	q, err := st.Queue.MarshalBinary()
-	if err != nil {
-		return nil, err
+	if st.Queue.K > 0 { // an imported checkpoint may have no queue
+		q, err := st.Queue.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		c.PutBlob("queue", q)
 	}
-	c.PutBlob("queue", q)
 	c.PutBlob("rng/mix", st.MixRNG)
 	c.PutBlob("rng/shufflebn", st.BNRNG)
 	c.PutBlob("config.yaml", st.Config)
@@ -181,13 +183,17 @@ func decodeState(c *checkpoint.Checkpoint) (*state, error) {
 		b, _ := c.Blob(name)
 		return b
 	}
-	for _, name := range []string{"queue", "rng/mix", "rng/shufflebn", "config.yaml", "progress.json", "spec.json"} {
+	for _, name := range []string{"rng/mix", "rng/shufflebn", "config.yaml", "progress.json", "spec.json"} {
 		if _, err := c.Blob(name); err != nil {
 			return nil, fmt.Errorf("not a pretraining checkpoint: %w", err)
 		}
 	}
-	if err := st.Queue.UnmarshalBinary(blob("queue")); err != nil {
-		return nil, err
+	if q, ok := c.Blobs["queue"]; ok {
+		if err := st.Queue.UnmarshalBinary(q); err != nil {
+			return nil, err
+		}
+	} else if _, imported := c.Blobs[originBlob]; !imported {
+		return nil, fmt.Errorf("not a pretraining checkpoint: checkpoint has no section %q", "queue")
 	}
 	st.MixRNG, st.BNRNG, st.Config = blob("rng/mix"), blob("rng/shufflebn"), blob("config.yaml")
 	st.DataSHA256 = string(blob("data.sha256"))
@@ -205,6 +211,9 @@ func readState(path string) (*state, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		return nil, err
+	}
+	if o, err := decodeOrigin(c); err != nil || o != nil {
+		return nil, fmt.Errorf("%s was made by mochi import from %s: it holds no optimizer state and cannot be resumed; use it with linear-eval, knn or analyze-uniformity", path, o.File())
 	}
 	st, err := decodeState(c)
 	if err != nil {
