@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
-	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/train"
@@ -201,7 +200,7 @@ func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsampl
 		return eval.CheckpointReport{}, err
 	}
 	start := time.Now()
-	x, y, err := positivePairs(enc, ds, aug, pairs, min(hardnessRows, ds.Len()), cfg)
+	x, y, err := enc.PositivePairs(ds, aug, pairs, min(hardnessRows, ds.Len()), uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
@@ -248,51 +247,6 @@ func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsampl
 	}
 	r.Hardness = &st
 	return r, nil
-}
-
-// positivePairs embeds n pairs of augmented views of ds's images (the
-// pretraining's positive pairs): row i of x and row i of y are two views of
-// one image. Epochs of the two-view loader are drawn until n pairs are in.
-func positivePairs(enc *frozen.Encoder, ds data.Dataset, aug data.AugmentConfig, n, batch int, cfg *config.Config) (x, y eval.Matrix, err error) {
-	loader, err := data.NewTwoViewLoader(ds, aug, batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
-	if err != nil {
-		return x, y, err
-	}
-	d := enc.OutputDim()
-	xs, ys := make([]float32, 0, n*d), make([]float32, 0, n*d)
-	for epoch, have := 0, 0; have < n; epoch++ {
-		it := loader.Epoch(epoch)
-		got := have
-		for have < n {
-			b, ok := it.Next()
-			if !ok {
-				break
-			}
-			take := min(b.B, n-have)
-			qe, err := enc.Embed(b.Query, take)
-			if err == nil {
-				var ke []float32
-				if ke, err = enc.Embed(b.Key, take); err == nil {
-					xs, ys = append(xs, qe...), append(ys, ke...)
-				}
-			}
-			loader.Release(b)
-			if err != nil {
-				it.Close()
-				return x, y, err
-			}
-			have += take
-		}
-		it.Close()
-		if have == got {
-			return x, y, fmt.Errorf("%s: the two-view loader made no batch of %d images", ds.Name(), batch)
-		}
-	}
-	if x, err = eval.NewMatrix(xs, n, d); err != nil {
-		return x, y, err
-	}
-	y, err = eval.NewMatrix(ys, n, d)
-	return x, y, err
 }
 
 // unsafeFileChars are the characters replaced in names used as file names.

@@ -91,23 +91,51 @@ func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, [
 	if ds.Channels() != e.c || ds.Height() != e.h || ds.Width() != e.w {
 		return eval.Matrix{}, nil, fmt.Errorf("%s has %d×%d×%d images; the encoder was built for %d×%d×%d", ds.Name(), ds.Channels(), ds.Height(), ds.Width(), e.c, e.h, e.w)
 	}
-	d := e.OutputDim()
+	return stack(ds, mean, std, e.batch, e.OutputDim(), e.run)
+}
+
+// Free releases the encoder's device memory.
+func (e *Encoder) Free() { e.plan.Free() }
+
+// Embed returns the outputs for a batch of n ≤ batch normalised images x
+// (n×C×H×W) — the building block for positive pairs in the analysis.
+func (e *Encoder) Embed(x []float32, n int) ([]float32, error) {
+	if n > e.batch || len(x) < n*e.c*e.h*e.w {
+		return nil, fmt.Errorf("encoder: %d images (%d values) for a batch of %d", n, len(x), e.batch)
+	}
+	out, err := e.run(x, n)
+	return append([]float32(nil), out...), err
+}
+
+// run encodes the first n images of x and returns their outputs (n×OutputDim),
+// valid until the next run.
+func (e *Encoder) run(x []float32, n int) ([]float32, error) {
+	img := e.c * e.h * e.w
+	x = x[:n*img]
+	if n < e.batch { // zero-pad: in evaluation mode rows do not interact
+		copy(e.padded, x)
+		clear(e.padded[n*img:])
+		x = e.padded
+	}
+	e.be.Upload(e.plan.Buffer(e.x), x)
+	if err := e.plan.Run(); err != nil {
+		return nil, err
+	}
+	e.be.Download(e.feat, e.plan.Buffer(e.out))
+	return e.feat[:n*e.OutputDim()], nil
+}
+
+// stack runs rows on every normalised batch of ds (batch images) and stacks
+// the d values per image it returns into an n×d matrix, with the labels.
+func stack(ds data.Dataset, mean, std []float32, batch, d int, rows func(x []float32, n int) ([]float32, error)) (eval.Matrix, []int, error) {
 	out := make([]float32, 0, ds.Len()*d)
 	labels := make([]int, 0, ds.Len())
-	img := e.c * e.h * e.w
-	err := data.EvalBatches(ds, mean, std, e.batch, func(x []float32, lab []int, _ []int) error {
-		n := len(lab)
-		if n < e.batch { // zero-pad: in evaluation mode rows do not interact
-			copy(e.padded, x)
-			clear(e.padded[n*img:])
-			x = e.padded
-		}
-		e.be.Upload(e.plan.Buffer(e.x), x)
-		if err := e.plan.Run(); err != nil {
+	err := data.EvalBatches(ds, mean, std, batch, func(x []float32, lab []int, _ []int) error {
+		r, err := rows(x, len(lab))
+		if err != nil {
 			return err
 		}
-		e.be.Download(e.feat, e.plan.Buffer(e.out))
-		out = append(out, e.feat[:n*d]...)
+		out = append(out, r...)
 		labels = append(labels, lab...)
 		return nil
 	})
@@ -118,22 +146,48 @@ func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, [
 	return m, labels, err
 }
 
-// Free releases the encoder's device memory.
-func (e *Encoder) Free() { e.plan.Free() }
-
-// Embed returns the outputs for a batch of n ≤ batch normalised images x
-// (n×C×H×W) — the building block for positive pairs in the analysis.
-func (e *Encoder) Embed(x []float32, n int) ([]float32, error) {
-	img := e.c * e.h * e.w
-	if n > e.batch || len(x) < n*img {
-		return nil, fmt.Errorf("encoder: %d images (%d values) for a batch of %d", n, len(x), e.batch)
+// PositivePairs embeds n pairs of augmented views of ds's images (the
+// pretraining's positive pairs): row i of x and row i of y are two views of
+// one image. Epochs of the two-view loader are drawn until n pairs are in.
+// The loader draws from seed with workers and prefetch as data.NewTwoViewLoader.
+func (e *Encoder) PositivePairs(ds data.Dataset, aug data.AugmentConfig, n, batch int, seed uint64, workers, prefetch int) (x, y eval.Matrix, err error) {
+	loader, err := data.NewTwoViewLoader(ds, aug, batch, seed, workers, prefetch)
+	if err != nil {
+		return x, y, err
 	}
-	copy(e.padded, x[:n*img])
-	clear(e.padded[n*img:])
-	e.be.Upload(e.plan.Buffer(e.x), e.padded)
-	if err := e.plan.Run(); err != nil {
-		return nil, err
+	d := e.OutputDim()
+	xs, ys := make([]float32, 0, n*d), make([]float32, 0, n*d)
+	for epoch, have := 0, 0; have < n; epoch++ {
+		it := loader.Epoch(epoch)
+		got := have
+		for have < n {
+			b, ok := it.Next()
+			if !ok {
+				break
+			}
+			take := min(b.B, n-have)
+			qe, err := e.Embed(b.Query, take)
+			if err == nil {
+				var ke []float32
+				if ke, err = e.Embed(b.Key, take); err == nil {
+					xs, ys = append(xs, qe...), append(ys, ke...)
+				}
+			}
+			loader.Release(b)
+			if err != nil {
+				it.Close()
+				return x, y, err
+			}
+			have += take
+		}
+		it.Close()
+		if have == got {
+			return x, y, fmt.Errorf("%s: the two-view loader made no batch of %d images", ds.Name(), batch)
+		}
 	}
-	e.be.Download(e.feat, e.plan.Buffer(e.out))
-	return append([]float32(nil), e.feat[:n*e.OutputDim()]...), nil
+	if x, err = eval.NewMatrix(xs, n, d); err != nil {
+		return x, y, err
+	}
+	y, err = eval.NewMatrix(ys, n, d)
+	return x, y, err
 }

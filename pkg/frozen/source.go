@@ -163,16 +163,5 @@ func (s *Source) Free() {
 // the encoder would see, as an n×(C·H·W) matrix.
 func PixelFeatures(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
 	d := ds.Channels() * ds.Height() * ds.Width()
-	x := make([]float32, 0, ds.Len()*d)
-	labels := make([]int, 0, ds.Len())
-	err := data.EvalBatches(ds, mean, std, 256, func(b []float32, lab []int, _ []int) error {
-		x = append(x, b[:len(lab)*d]...)
-		labels = append(labels, lab...)
-		return nil
-	})
-	if err != nil {
-		return eval.Matrix{}, nil, err
-	}
-	m, err := eval.NewMatrix(x, len(labels), d)
-	return m, labels, err
+	return stack(ds, mean, std, 256, d, func(x []float32, n int) ([]float32, error) { return x[:n*d], nil })
 }
