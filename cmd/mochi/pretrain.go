@@ -63,7 +63,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
 		return p.write(cmd.OutOrStdout(), cfg, prov)
 	}
-	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
+	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

@@ -70,3 +70,13 @@ func (b *Backend) ConvMode() ConvMode {
 	}
 	return b.dnnl.mode
 }
+
+// Device describes what runs the convolutions (mochi bench prints it
+// beside the backend's name): the mode and the library.
+func (b *Backend) Device() string {
+	m := b.ConvMode()
+	if m == ConvBLAS || !haveOneDNN {
+		return "convolutions " + string(m) + " (im2col + BLAS)"
+	}
+	return "convolutions " + string(m) + " (" + OneDNN() + ")"
+}

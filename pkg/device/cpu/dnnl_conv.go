@@ -228,15 +228,18 @@ import (
 // haveOneDNN reports that this build runs convolutions on oneDNN.
 const haveOneDNN = true
 
-// OneDNN names the oneDNN library this binary uses: its version, commit and
-// CPU runtime.
+// OneDNN names the oneDNN library this binary uses: its version and CPU
+// runtime, and its commit where the build recorded one.
 func OneDNN() string {
 	v := C.dnnl_version()
-	rt := "OpenMP"
-	if v.cpu_runtime != C.DNNL_RUNTIME_OMP {
-		rt = fmt.Sprintf("runtime %d", int(v.cpu_runtime))
+	s := fmt.Sprintf("oneDNN %d.%d.%d", int(v.major), int(v.minor), int(v.patch))
+	if h := C.GoString(v.hash); h != "" && h != "N/A" {
+		s += " " + h
 	}
-	return fmt.Sprintf("oneDNN %d.%d.%d (%s, %s)", int(v.major), int(v.minor), int(v.patch), C.GoString(v.hash), rt)
+	if v.cpu_runtime == C.DNNL_RUNTIME_OMP {
+		return s + ", OpenMP"
+	}
+	return fmt.Sprintf("%s, CPU runtime %d", s, int(v.cpu_runtime))
 }
 
 // dnnlKey names one cached primitive: the kernel, the shape of its part of
@@ -256,8 +259,16 @@ type dnnlKey struct {
 // each primitive's C memory.
 type dnnlConvs struct {
 	engine C.dnnl_engine_t
-	prims  map[dnnlKey]*C.mochi_conv
+	prims  map[dnnlKey]dnnlPrim
 	task   dnnlTask
+}
+
+// dnnlPrim is one cached primitive and oneDNN's name for the kernel it
+// runs ("jit_wino_4x3:avx512_core", "jit:avx2"; tests read it to see what
+// ran).
+type dnnlPrim struct {
+	conv *C.mochi_conv
+	impl string
 }
 
 // dnnlState is the backend's convolution setting and, once oneDNN has run,
@@ -270,7 +281,7 @@ type dnnlState struct {
 // free destroys the primitives and the engine.
 func (c *dnnlConvs) free() {
 	for _, p := range c.prims {
-		C.mochi_conv_destroy(p)
+		C.mochi_conv_destroy(p.conv)
 	}
 	C.dnnl_engine_destroy(c.engine)
 }
@@ -296,7 +307,7 @@ func dnnlStatus(st C.dnnl_status_t) string { return C.GoString(C.dnnl_status2str
 func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 	c := b.dnnl.convs
 	if p, ok := c.prims[key]; ok {
-		return p, nil
+		return p.conv, nil
 	}
 	s := key.s
 	dims := [11]C.long{C.long(s.N), C.long(s.C), C.long(s.H), C.long(s.W), C.long(s.K), C.long(s.R), C.long(s.S),
@@ -309,7 +320,7 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 	if st != C.dnnl_success {
 		return nil, fmt.Errorf("oneDNN has no %s convolution primitive for %+v (%s): use cpu.conv blas", opName(key.op), s, dnnlStatus(st))
 	}
-	c.prims[key] = p
+	c.prims[key] = dnnlPrim{conv: p, impl: C.GoString(p.impl)}
 	return p, nil
 }
 
@@ -365,7 +376,7 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 		return false
 	}
 	if b.dnnl.convs == nil {
-		c := &dnnlConvs{prims: map[dnnlKey]*C.mochi_conv{}}
+		c := &dnnlConvs{prims: map[dnnlKey]dnnlPrim{}}
 		if st := C.dnnl_engine_create(&c.engine, C.dnnl_cpu, 0); st != C.dnnl_success {
 			b.fail("oneDNN: no CPU engine (%s): use cpu.conv blas", dnnlStatus(st))
 			return true
@@ -409,23 +420,4 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 	}
 	t.x, t.w, t.y, t.dw = nil, nil, nil, nil
 	return true
-}
-
-// convImpl returns oneDNN's name for the implementation that runs part 0
-// of a convolution already run in the current mode, or "" when there is
-// none (tests read it to see whether Winograd ran).
-func (b *Backend) convImpl(op convOp, s device.ConvShape) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dnnl.convs == nil {
-		return ""
-	}
-	part := s
-	parts := b.workers.parts(s.N, 1)
-	part.N = s.N / parts
-	p, ok := b.dnnl.convs.prims[dnnlKey{op: op, s: part, alg: b.dnnl.mode.algorithm(), part: 0}]
-	if !ok {
-		return ""
-	}
-	return C.GoString(p.impl)
 }
