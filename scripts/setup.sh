@@ -16,9 +16,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Apt packages: cgo's C compiler for the OpenBLAS CPU backend, OpenBLAS,
-# Fashion-MNIST (/usr/share/datasets/fashion-mnist), make for the Makefile, git
-# for the version stamp.
-packages=(gcc libc6-dev make git ca-certificates libopenblas-dev dataset-fashion-mnist)
+# oneDNN (the CPU convolutions, cpu.conv), Fashion-MNIST
+# (/usr/share/datasets/fashion-mnist), make for the Makefile, git for the
+# version stamp.
+packages=(gcc libc6-dev make git ca-certificates libopenblas-dev libdnnl-dev dataset-fashion-mnist)
 if [[ "${MOCHI_SETUP_TORCH:-0}" == 1 ]]; then
 	packages+=(python3 python3-torch python3-torchvision)
 fi

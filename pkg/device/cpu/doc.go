@@ -24,14 +24,18 @@
 // kernels). OpenBLAS itself is set to one thread, so each worker runs its own
 // single-threaded GEMM and the machine is never oversubscribed. (The purego
 // build's gonum BLAS may start goroutines of its own for large products.)
+// oneDNN's OpenMP runtime likewise gets one thread on every call (the
+// calling thread's team size is set to 1), so it starts no thread team
+// whose idle threads would spin beside the workers.
 //
 // # Invariants
 //
 // Kernels on one Backend are serialised by a mutex: workspaces and worker
 // state are shared, so concurrent callers are safe but do not overlap. A
 // kernel's result does not depend on the thread count, except Gemm and the
-// convolutions, whose products are cut into different GEMMs (they agree
-// within float32 rounding). After the workspaces have grown, kernels
+// convolutions, whose products are cut into different GEMMs or oneDNN
+// primitives (they agree within float32 rounding). After the workspaces
+// have grown and each convolution shape has its primitives, kernels
 // allocate nothing.
 //
 // # Errors
