@@ -26,7 +26,9 @@ enum { MOCHI_FWD = 0, MOCHI_BWD_DATA = 1, MOCHI_BWD_WEIGHTS = 2 };
 // the layouts the primitive chose. Its three operands are, in the order
 // mochi_conv_run takes them: forward (src, weights, dst), backward data
 // (diff_dst, weights, diff_src), backward weights (src, diff_dst,
-// diff_weights); the last is the output.
+// diff_weights); the last is the output. The operands' blocked copies and
+// the scratchpad live only during a run, in an arena the caller passes
+// (one per part, shared by all its primitives): need bytes at offsets off.
 typedef struct {
 	dnnl_stream_t stream;
 	dnnl_primitive_t conv;
@@ -35,8 +37,17 @@ typedef struct {
 	dnnl_memory_t prim[3];       // the primitive's layout (user[i] when equal)
 	dnnl_primitive_t reorder[3]; // user ↔ prim; NULL when the layouts agree
 	dnnl_memory_t scratch;       // scratchpad of the primitive and reorders
+	size_t off[4];               // arena offsets of prim[0..2] and scratch
+	size_t need;                 // arena bytes
 	char *impl;                  // oneDNN's implementation name
 } mochi_conv;
+
+// mochi_take reserves size bytes of the arena, 64-byte aligned.
+static size_t mochi_take(mochi_conv *m, size_t size) {
+	size_t off = m->need;
+	m->need += (size + 63) & ~(size_t)63;
+	return off;
+}
 
 static void mochi_conv_destroy(mochi_conv *m) {
 	if (!m) return;
@@ -138,7 +149,8 @@ static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int 
 			m->prim[i] = m->user[i];
 			continue;
 		}
-		MOCHI_TRY(dnnl_memory_create(&m->prim[i], want, eng, DNNL_MEMORY_ALLOCATE));
+		MOCHI_TRY(dnnl_memory_create(&m->prim[i], want, eng, DNNL_MEMORY_NONE));
+		m->off[i] = mochi_take(m, dnnl_memory_desc_get_size(want));
 		if (i < 2) {
 			MOCHI_TRY(dnnl_reorder_primitive_desc_create(&rpd, users[i], eng, want, eng, attr));
 		} else {
@@ -155,7 +167,8 @@ static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int 
 		rpd = NULL;
 	}
 	if (scratch > 0) {
-		MOCHI_TRY(dnnl_memory_create(&m->scratch, rscratch ? &rscratch_md : scratch_md, eng, DNNL_MEMORY_ALLOCATE));
+		MOCHI_TRY(dnnl_memory_create(&m->scratch, rscratch ? &rscratch_md : scratch_md, eng, DNNL_MEMORY_NONE));
+		m->off[3] = mochi_take(m, scratch);
 	}
 	dnnl_primitive_desc_destroy(pd);
 	if (fwd_pd) dnnl_primitive_desc_destroy(fwd_pd);
@@ -181,16 +194,23 @@ static dnnl_status_t mochi_exec(mochi_conv *m, dnnl_primitive_t p, int n, dnnl_e
 }
 
 // mochi_conv_run runs the convolution on the caller's buffers a, b (inputs)
-// and out, in the operand order of mochi_conv, on the calling thread alone.
-// The buffers are Go memory: their handles are cleared before returning so
-// that C keeps no pointer to them.
-static dnnl_status_t mochi_conv_run(mochi_conv *m, void *a, void *b, void *out) {
+// and out, in the operand order of mochi_conv, on the calling thread alone,
+// with arena (at least m->need bytes) for the blocked copies and the
+// scratchpad. The buffers are Go memory: their handles are cleared before
+// returning so that C keeps no pointer to them.
+static dnnl_status_t mochi_conv_run(mochi_conv *m, char *arena, void *a, void *b, void *out) {
 	omp_set_num_threads(1);
 	dnnl_status_t st = dnnl_success;
 	void *h[3] = {a, b, out};
 	dnnl_exec_arg_t args[4];
 	for (int i = 0; i < 3; i++) {
 		MOCHI_TRY(dnnl_memory_set_data_handle(m->user[i], h[i]));
+		if (m->prim[i] != m->user[i]) {
+			MOCHI_TRY(dnnl_memory_set_data_handle(m->prim[i], arena + m->off[i]));
+		}
+	}
+	if (m->scratch) {
+		MOCHI_TRY(dnnl_memory_set_data_handle(m->scratch, arena + m->off[3]));
 	}
 	for (int i = 0; i < 2; i++) {
 		if (!m->reorder[i]) continue;
@@ -255,12 +275,21 @@ type dnnlKey struct {
 
 // dnnlConvs holds the oneDNN engine and the primitives created so far,
 // reused by every later call of the same shape: after the first step a
-// convolution allocates nothing. The blocked copies of the operands live in
-// each primitive's C memory.
+// convolution allocates nothing. The blocked copies of the operands and the
+// scratchpads live during a call only, in one C arena per part that fits
+// the largest need of its primitives, so they cost the memory of one
+// convolution, not of every shape.
 type dnnlConvs struct {
 	engine C.dnnl_engine_t
 	prims  map[dnnlKey]dnnlPrim
+	arenas []dnnlArena // per part
 	task   dnnlTask
+}
+
+// dnnlArena is C memory of size bytes, 64-byte aligned.
+type dnnlArena struct {
+	ptr  *C.char
+	size C.size_t
 }
 
 // dnnlPrim is one cached primitive and oneDNN's name for the kernel it
@@ -282,6 +311,9 @@ type dnnlState struct {
 func (c *dnnlConvs) free() {
 	for _, p := range c.prims {
 		C.mochi_conv_destroy(p.conv)
+	}
+	for _, a := range c.arenas {
+		C.free(unsafe.Pointer(a.ptr))
 	}
 	C.dnnl_engine_destroy(c.engine)
 }
@@ -344,6 +376,7 @@ type dnnlTask struct {
 	x, w   []float32
 	y, dw  []float32
 	prims  []*C.mochi_conv // per part
+	arenas []*C.char       // per part
 	status []C.dnnl_status_t
 	ws     *workspace
 }
@@ -352,18 +385,18 @@ func (t *dnnlTask) run(part, lo, hi int) {
 	s := t.s
 	chw, kohw := s.C*s.H*s.W, s.K*s.OutH()*s.OutW()
 	x, y := unsafe.Pointer(&t.x[lo*chw]), unsafe.Pointer(&t.y[lo*kohw])
-	p := t.prims[part]
+	p, a := t.prims[part], t.arenas[part]
 	switch t.op {
 	case convForward:
-		t.status[part] = C.mochi_conv_run(p, x, unsafe.Pointer(&t.w[0]), y)
+		t.status[part] = C.mochi_conv_run(p, a, x, unsafe.Pointer(&t.w[0]), y)
 	case convBackwardData:
-		t.status[part] = C.mochi_conv_run(p, y, unsafe.Pointer(&t.w[0]), x)
+		t.status[part] = C.mochi_conv_run(p, a, y, unsafe.Pointer(&t.w[0]), x)
 	default:
 		dw := t.dw
 		if part > 0 {
 			dw = t.ws.dw[part]
 		}
-		t.status[part] = C.mochi_conv_run(p, x, y, unsafe.Pointer(&dw[0]))
+		t.status[part] = C.mochi_conv_run(p, a, x, y, unsafe.Pointer(&dw[0]))
 	}
 }
 
@@ -387,7 +420,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 	c := b.dnnl.convs
 	t := &c.task
 	parts := b.workers.parts(s.N, 1)
-	t.prims, t.status = grow(t.prims, parts), grow(t.status, parts)
+	t.prims, t.arenas, t.status = grow(t.prims, parts), grow(t.arenas, parts), grow(t.status, parts)
+	if len(c.arenas) < parts {
+		c.arenas = append(c.arenas, make([]dnnlArena, parts-len(c.arenas))...)
+	}
 	for p := range parts {
 		part := s
 		part.N = (p+1)*s.N/parts - p*s.N/parts // the split of workers.parallel
@@ -397,6 +433,17 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 			return true
 		}
 		t.prims[p] = prim
+		if a := &c.arenas[p]; a.size < prim.need {
+			C.free(unsafe.Pointer(a.ptr))
+			a.ptr = (*C.char)(C.aligned_alloc(64, prim.need))
+			if a.ptr == nil {
+				a.size = 0
+				b.fail("%s: no memory for oneDNN's %d-byte workspace", opName(op), int(prim.need))
+				return true
+			}
+			a.size = prim.need
+		}
+		t.arenas[p] = c.arenas[p].ptr
 		if op == convBackwardFilter && p > 0 {
 			b.ws.dw[p] = grow(b.ws.dw[p], s.K*s.C*s.R*s.S)
 		}
