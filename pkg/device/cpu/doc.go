@@ -10,11 +10,18 @@
 //
 // GEMM goes through OpenBLAS (gonum.org/v1/netlib, cgo, linked with
 // -lopenblas); the build tag purego selects gonum's pure-Go BLAS instead, for
-// machines without OpenBLAS. Convolutions use im2col/col2im into per-thread
-// workspaces that grow on demand and are reused across calls; images with
-// small outputs are placed side by side so that each GEMM has at least
-// convCols columns, and a single image of a 1×1 stride-1 convolution is
-// multiplied directly, without im2col.
+// machines without OpenBLAS.
+//
+// Convolutions run on oneDNN (cgo, -ldnnl; dnnl_conv.go) in modes auto,
+// winograd and direct (SetConvMode, config key cpu.conv): each part of the
+// batch gets its own primitive per shape, created on first use and cached,
+// whose operands are reordered between NCHW/OIHW and oneDNN's blocked
+// layouts inside the call, into a per-part arena that every shape reuses.
+// In mode blas, and always in the purego build, they use im2col/col2im into
+// per-thread workspaces that grow on demand and are reused across calls;
+// images with small outputs are placed side by side so that each GEMM has
+// at least convCols columns, and a single image of a 1×1 stride-1
+// convolution is multiplied directly, without im2col.
 //
 // # Threads
 //
