@@ -454,6 +454,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 		t.dw = t.w
 	}
 	b.workers.parallel(s.N, 1, t)
+	dw := t.dw
+	// Keep the reusable slices; drop the caller's buffers and the pointer
+	// into the backend (a cleanup's argument must not reach the backend).
+	*t = dnnlTask{prims: t.prims, arenas: t.arenas, status: t.status}
 	for p, st := range t.status {
 		if st != C.dnnl_success {
 			b.fail("oneDNN %s convolution %+v, part %d: %s", opName(op), s, p, dnnlStatus(st))
@@ -461,10 +465,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 		}
 	}
 	if op == convBackwardFilter { // dw = Σ_parts, parts in order
+		n := s.K * s.C * s.R * s.S
 		for p := 1; p < parts; p++ {
-			addVector(t.dw[:s.K*s.C*s.R*s.S], b.ws.dw[p][:s.K*s.C*s.R*s.S])
+			addVector(dw[:n], b.ws.dw[p][:n])
 		}
 	}
-	t.x, t.w, t.y, t.dw = nil, nil, nil, nil
 	return true
 }

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/devicetest"
@@ -285,4 +287,32 @@ func TestSetConvMode(t *testing.T) {
 	if err := be.SetConvMode("fft"); err == nil || !strings.Contains(err.Error(), "auto, winograd, direct, blas") {
 		t.Errorf("SetConvMode(fft) = %v, want an error listing the modes", err)
 	}
+}
+
+// TestBackendIsCollected: a backend that has run oneDNN convolutions can
+// be garbage-collected, so that the cleanups freeing its workers and its
+// oneDNN primitives and arenas run (nothing reachable from a cleanup's
+// argument may point back into the backend).
+func TestBackendIsCollected(t *testing.T) {
+	collected := make(chan struct{})
+	func() {
+		be := New(2)
+		s := device.ConvShape{N: 4, C: 8, H: 6, W: 6, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}
+		c := newConvCase(s, 2)
+		be.Conv2DForward(s, Wrap(c.x), Wrap(c.w), Wrap(make([]float32, len(c.y64))))
+		be.Conv2DBackwardFilter(s, Wrap(c.x), Wrap(c.dy), Wrap(make([]float32, len(c.w))))
+		if err := be.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.AddCleanup(be, func(ch chan struct{}) { close(ch) }, collected)
+	}()
+	for range 20 {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("the backend was never garbage-collected")
 }
