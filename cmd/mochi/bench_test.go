@@ -40,6 +40,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"bench", "--batch", "6", "--bn-groups", "4"},
 		{"bench", "--steps", "0"},
 		{"bench", "--device", "tpu"},
+		{"bench", "--cpu-conv", "fft"},
 	} {
 		root := newRootCmd()
 		root.SetOut(new(bytes.Buffer))
