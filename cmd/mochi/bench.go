@@ -37,6 +37,7 @@ type benchConfig struct {
 	LR       float64 // SGD learning rate for mean(y²)
 	Seed     uint64  // weights and batch
 	TF32     bool    // convolutions on TF32 tensor cores (device.ConvTF32)
+	CPUConv  string  // the CPU backend's convolution kernels (cpu.conv)
 	Profile  bool    // after the timed steps, as many profiled ones (graph.Plan.RunProfiled)
 }
 
@@ -419,7 +420,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 				c.Size = 224
 			}
 			w := cmd.OutOrStdout()
-			be, err := openDevice(c.Device, c.TF32, cmd.ErrOrStderr())
+			be, err := openDevice(c.Device, c.TF32, c.CPUConv, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -467,6 +468,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 	f.Float64Var(&c.LR, "lr", 0.03, "SGD learning rate")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the weights and the batch")
 	f.BoolVar(&c.TF32, "tf32", false, "cuda: convolutions on TensorFloat-32 tensor cores (run.tf32); compare with scripts/torch_gpu_bench.py --tf32")
+	f.StringVar(&c.CPUConv, "cpu-conv", "blas", "cpu: convolution kernels, auto, winograd, direct or blas (cpu.conv)")
 	f.BoolVar(&c.Profile, "profile", false, "then run --steps more steps with a sync after every kernel and print the time per kind of kernel and the costliest kernels")
 	f.BoolVar(&compare, "compare-cpu", false, "train on the CPU and on --device from the same start and compare losses and weights")
 	return cmd

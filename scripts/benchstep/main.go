@@ -38,20 +38,28 @@ func main() {
 	steps := flag.Int("steps", 5, "timed steps")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	blas := flag.Bool("blas", false, "print the BLAS library and kernel set, and exit")
+	conv := flag.String("conv", "auto", "CPU convolution kernels (cpu.conv): auto, winograd, direct or blas")
 	flag.Parse()
 	if *blas {
 		fmt.Println(cpu.BLAS())
 		return
 	}
-	if err := run(*width, *batch, *threads, *warmup, *steps, *profile); err != nil {
+	if err := run(*width, *batch, *threads, *warmup, *steps, *profile, *conv); err != nil {
 		fmt.Fprintln(os.Stderr, "benchstep:", err)
 		os.Exit(1)
 	}
 }
 
-func run(width, batch, threads, warmup, steps int, profile string) error {
+func run(width, batch, threads, warmup, steps int, profile, conv string) error {
 	runtime.GOMAXPROCS(threads)
 	be := cpu.New(threads)
+	mode, err := cpu.ParseConvMode(conv)
+	if err == nil {
+		err = be.SetConvMode(mode)
+	}
+	if err != nil {
+		return fmt.Errorf("-conv: %w", err)
+	}
 	const embed, tau = 128, 0.2
 
 	g := gorgonia.NewGraph()
