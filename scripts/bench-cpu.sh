@@ -11,7 +11,7 @@
 #
 #   scripts/bench-cpu.sh                 # defaults below
 #   ROUNDS=7 THREADS=2 BATCH=64 STEPS=5 WIDTHS="64 16" scripts/bench-cpu.sh
-#   CONV=winograd scripts/bench-cpu.sh    # mochi's convolution kernels (cpu.conv; default auto)
+#   CONV=direct scripts/bench-cpu.sh      # mochi's convolution kernels (cpu.conv; default blas)
 #
 # Needs Go and Debian's /usr/bin/python3 with python3-torch. Run it on a quiet
 # machine: the figures in docs/BENCH.md come from this script.
@@ -24,7 +24,7 @@ STEPS=${STEPS:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-5}
 WIDTHS=${WIDTHS:-"64 16"}
-CONV=${CONV:-auto}
+CONV=${CONV:-blas}
 PYTHON=/usr/bin/python3 # Debian's, with python3-torch; not another python3 on PATH
 
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS

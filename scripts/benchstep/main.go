@@ -38,7 +38,7 @@ func main() {
 	steps := flag.Int("steps", 5, "timed steps")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	blas := flag.Bool("blas", false, "print the BLAS library and kernel set, and exit")
-	conv := flag.String("conv", "auto", "CPU convolution kernels (cpu.conv): auto, winograd, direct or blas")
+	conv := flag.String("conv", "blas", "CPU convolution kernels (cpu.conv): blas, auto, winograd or direct")
 	flag.Parse()
 	if *blas {
 		fmt.Println(cpu.BLAS())
