@@ -11,6 +11,7 @@
 #
 #   scripts/bench-cpu.sh                 # defaults below
 #   ROUNDS=7 THREADS=2 BATCH=64 STEPS=5 WIDTHS="64 16" scripts/bench-cpu.sh
+#   CONV=direct scripts/bench-cpu.sh      # mochi's convolution kernels (cpu.conv; default blas)
 #
 # Needs Go and Debian's /usr/bin/python3 with python3-torch. Run it on a quiet
 # machine: the figures in docs/BENCH.md come from this script.
@@ -23,6 +24,7 @@ STEPS=${STEPS:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-5}
 WIDTHS=${WIDTHS:-"64 16"}
+CONV=${CONV:-blas}
 PYTHON=/usr/bin/python3 # Debian's, with python3-torch; not another python3 on PATH
 
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
@@ -41,7 +43,7 @@ go build -o "$bin/benchstep" ./scripts/benchstep
 
 echo "# $(date -u '+%F %H:%M UTC') $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# batch $BATCH, $THREADS threads, $WARMUP warm-up + $STEPS timed steps per run (median step), $ROUNDS interleaved rounds"
-echo "# mochi BLAS: $("$bin/benchstep" -blas); OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE-unset}"
+echo "# mochi BLAS: $("$bin/benchstep" -blas); OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE-unset}; convolutions: $CONV"
 echo "# torch: $("$PYTHON" -c 'import torch; print(torch.__version__, "oneDNN", torch.backends.mkldnn.is_available())')"
 
 # "...: <images/s> images/s  peak RSS <MiB> MiB ..." → "<images/s> <MiB>"
@@ -49,7 +51,7 @@ fields='s/.*: +([0-9.]+) images\/s +peak RSS +([0-9.]+) MiB.*/\1 \2/'
 for w in $WIDTHS; do
 	speed=() memory=()
 	for ((r = 1; r <= ROUNDS; r++)); do
-		ours=$("$bin/benchstep" -width "$w" -batch "$BATCH" -threads "$THREADS" -warmup "$WARMUP" -steps "$STEPS")
+		ours=$("$bin/benchstep" -width "$w" -batch "$BATCH" -threads "$THREADS" -warmup "$WARMUP" -steps "$STEPS" -conv "$CONV")
 		theirs=$("$PYTHON" scripts/torch_bench.py --width "$w" --batch "$BATCH" --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS")
 		echo "round $r $ours"
 		echo "round $r $theirs"

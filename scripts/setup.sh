@@ -20,11 +20,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Apt packages: cgo's C compiler for the OpenBLAS CPU backend, OpenBLAS,
-# libjpeg-turbo's TurboJPEG API for the ImageFolder loader, Fashion-MNIST
-# (/usr/share/datasets/fashion-mnist), make for the Makefile, git for the
-# version stamp, OpenMPI for `mpirun -np P bin/mochi …` and pkg/dist's tests
-# (mpirun; mpicc and mpi.h to check pkg/dist's declarations).
-packages=(gcc libc6-dev make git ca-certificates libopenblas-dev libturbojpeg0-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev)
+# oneDNN (the CPU convolutions, cpu.conv), libjpeg-turbo's TurboJPEG API for
+# the ImageFolder loader, Fashion-MNIST (/usr/share/datasets/fashion-mnist),
+# make for the Makefile, git for the version stamp, OpenMPI for `mpirun -np P
+# bin/mochi …` and pkg/dist's tests (mpirun; mpicc and mpi.h to check
+# pkg/dist's declarations).
+packages=(gcc libc6-dev make git ca-certificates libopenblas-dev libdnnl-dev libturbojpeg0-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 if [[ "${MOCHI_SETUP_TORCH:-0}" == 1 ]]; then
 	packages+=(python3 python3-torch python3-torchvision python3-pil python3-sklearn)
 fi

@@ -162,7 +162,7 @@ func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsampl
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
-	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, log)
+	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, log)
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}

@@ -15,11 +15,11 @@ func TestBenchCommandCPU(t *testing.T) {
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
-	root.SetArgs([]string{"bench", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8", "--steps", "2", "--warmup", "1"})
+	root.SetArgs([]string{"bench", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8", "--steps", "2", "--warmup", "1", "--cpu-conv", "blas"})
 	if err := root.Execute(); err != nil {
 		t.Fatalf("mochi bench: %v\n%s", err, out.String())
 	}
-	mustContain(t, "bench", out.String(), "mochi resnet18-cifar 16x16 batch 8 on cpu: ", " images/s", "MiB", "kernels/step")
+	mustContain(t, "bench", out.String(), "mochi resnet18-cifar 16x16 batch 8 on cpu, convolutions blas (im2col + BLAS): ", " images/s", "MiB", "kernels/step")
 }
 
 func TestBenchRejectsBadFlags(t *testing.T) {
@@ -28,6 +28,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"bench", "--batch", "6", "--bn-groups", "4"},
 		{"bench", "--steps", "0"},
 		{"bench", "--device", "tpu"},
+		{"bench", "--cpu-conv", "fft"},
 	} {
 		root := newRootCmd()
 		root.SetOut(new(bytes.Buffer))

@@ -282,8 +282,10 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		}
 		check(p, file, true)
 		checkQueue(p, file)
-		if p.Epoch != 200 {
-			t.Errorf("%s: epoch %d, the file says 200", file, p.Epoch)
+		// MoCo's "epoch" counts the epochs done (200); Pretrained.Epoch is
+		// the last one done, counted from 0.
+		if p.Epoch != 199 {
+			t.Errorf("%s: last epoch %d, the file says 200 were done (want 199, counted from 0)", file, p.Epoch)
 		}
 	}
 	moco := filepath.Join(dir, "moco", "checkpoints", "last.ckpt")

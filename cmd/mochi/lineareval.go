@@ -190,7 +190,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 			trainAug.ScaleMin, trainAug.ScaleMax, trainAug.FlipProb)
 	}
 	if p != nil {
-		be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, log)
+		be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, log)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
 		if cfg.Run.TF32 {
 			// the notes a run prints about run.tf32 on this device
-			be, err := openDevice(cfg.Run.Device, true, cmd.ErrOrStderr())
+			be, err := openDevice(cfg.Run.Device, true, cfg.CPU.Conv, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		}
 		return writeLoaderPlan(cmd.OutOrStdout(), cfg, p)
 	}
-	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cmd.ErrOrStderr())
+	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

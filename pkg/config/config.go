@@ -3,6 +3,13 @@ package config
 // Config is the whole configuration of a mochi run. Each field carries its key
 // (the `key` tag, joined to the section's key with a dot) and the one-line help
 // shown by `mochi config --reference` and in the README (the `help` tag).
+// CPU configures the CPU backend (run.device cpu).
+type CPU struct {
+	// Conv selects the convolution kernels: oneDNN's (auto, winograd,
+	// direct) or im2col + BLAS.
+	Conv string `key:"conv" help:"CPU convolution kernels: blas (im2col + BLAS, the reference and the default), auto (oneDNN picks Winograd or direct per shape), winograd (oneDNN's Winograd where it has one, 3×3 stride 1 on AVX-512 CPUs; direct elsewhere) or direct (oneDNN's direct kernels); the purego build has only blas, which auto then means"`
+}
+
 // Default returns the documented defaults.
 type Config struct {
 	// Model is the encoder: backbone, stem, width and projection head.
@@ -21,6 +28,8 @@ type Config struct {
 	Eval Eval `key:"eval"`
 	// Run holds the seed, the device and the output directory.
 	Run Run `key:"run"`
+	// CPU holds settings of the CPU backend.
+	CPU CPU `key:"cpu"`
 }
 
 // Model configures the encoder f: a ResNet backbone followed by the MoCo-v2 MLP
@@ -261,6 +270,9 @@ func Default() Config {
 			OutputDir:       "runs/mochi",
 			CheckpointEvery: 10,
 			StatsEvery:      1,
+		},
+		CPU: CPU{
+			Conv: "blas",
 		},
 	}
 }

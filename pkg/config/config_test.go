@@ -340,6 +340,7 @@ func TestValidateRules(t *testing.T) {
 		{"run.output_dir", func(c *Config) { c.Run.OutputDir = "" }, "run directory"},
 		{"run.checkpoint_every", func(c *Config) { c.Run.CheckpointEvery = -1 }, "≥ 0"},
 		{"run.stats_every", func(c *Config) { c.Run.StatsEvery = -2 }, "≥ 0"},
+		{"cpu.conv", func(c *Config) { c.CPU.Conv = "fft" }, "one of auto, winograd, direct, blas"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+" "+tt.rule, func(t *testing.T) {

@@ -20,6 +20,8 @@ var (
 	DatasetKinds = []string{"mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder"}
 	// Devices are the values of run.device.
 	Devices = []string{"cpu", "cuda"}
+	// CPUConvModes are the values of cpu.conv (package device/cpu's ConvModes).
+	CPUConvModes = []string{"auto", "winograd", "direct", "blas"}
 	// Splits are the values of data.train_split and data.test_split.
 	Splits = []string{"train", "test"}
 )
@@ -126,6 +128,7 @@ func (c *Config) CheckValues() error {
 	c.checkAugment(&v)
 	c.checkEval(&v)
 	c.checkRun(&v)
+	v.oneOf("cpu.conv", c.CPU.Conv, CPUConvModes)
 	if len(v.problems) == 0 {
 		return nil
 	}

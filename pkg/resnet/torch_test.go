@@ -15,6 +15,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/mochi-ssl/mochi/internal/torchpy"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
 )
 
@@ -135,6 +136,12 @@ type branch struct {
 // which the float64 pass now follows, so the script also reports where
 // float64 would have chosen another branch: only within float32 rounding of
 // the kink.
+//
+// It runs once per convolution mode of the CPU backend (cpu.conv), each mode
+// with its own forward decisions fed to its own PyTorch run. Winograd's
+// transforms make a convolution's error about 5 times a direct one's
+// (relative 1e-6 against 2e-7), so the modes that may run Winograd
+// (winograd, auto) get 5 times every bound.
 func TestMatchesTorch(t *testing.T) {
 	python := torchpy.Python(t, "torch", "torchvision")
 	script := torchpy.Script("torch_resnet.py")
@@ -147,122 +154,139 @@ func TestMatchesTorch(t *testing.T) {
 		{"resnet18-grey-splitbn", Config{Depth: 18, Stem: SmallStem, Width: 8, InChannels: 1, BNGroups: 4, EmbedDim: 16, Seed: 12}, 8, 28, 28},
 		{"resnet50-imagenet-w4", Config{Depth: 50, Stem: ImageNetStem, Width: 4, EmbedDim: 16, Seed: 13}, 4, 64, 64},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			lg := newLossGraph(t, tc.cfg, tc.n, tc.h, tc.w)
-			cfg := lg.m.Config
-			var in []namedTensor
-			weights, shapes := lg.m.Weights(), lg.m.Shapes()
-			for _, p := range lg.m.Params {
-				in = append(in, namedTensor{Name: p.Name, Shape: shapes[p.Name], data: weights[p.Name]})
-			}
-			labels := make([]float32, len(lg.labels))
-			for i, l := range lg.labels {
-				labels[i] = float32(l)
-			}
-			in = append(in, namedTensor{Name: "input", Shape: []int{tc.n, cfg.InChannels, tc.h, tc.w}, data: lg.x},
-				namedTensor{Name: "labels", Shape: []int{tc.n}, data: labels})
-
-			vm := gorgonia.NewTapeMachine(lg.g)
-			defer vm.Close()
-			if err := vm.RunAll(); err != nil {
-				t.Fatal(err)
-			}
-			in = append(in, branchTensors(lg.g)...)
-
-			dir := t.TempDir()
-			if err := writeTensors(filepath.Join(dir, "in"), in); err != nil {
-				t.Fatal(err)
-			}
-			conf, _ := json.Marshal(map[string]any{"depth": cfg.Depth, "stem": cfg.Stem.String(), "width": cfg.Width,
-				"in_channels": cfg.InChannels, "embed_dim": cfg.EmbedDim, "bn_groups": cfg.BNGroups, "tau": tau})
-			if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(python, script, dir)
-			cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s %s: %v\n%s", python, script, err, out)
-			}
-			t32, err := readTensors(filepath.Join(dir, "out"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t64, err := readTensors(filepath.Join(dir, "out64"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := os.ReadFile(filepath.Join(dir, "branches64.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var branches []branch
-			if err := json.Unmarshal(raw, &branches); err != nil {
-				t.Fatalf("branches64.json: %v", err)
-			}
-
-			// float64 may choose another branch than mochi only where its
-			// input is within mochi's float32 error of the kink. That error
-			// is measured by PyTorch float32's on the same layer (from 1e-5
-			// of the layer's RMS in the ResNet-18s to 2.4e-4 deep in the
-			// ResNet-50), and mochi's is within a few times PyTorch's (see
-			// ratio below); kinkRatio allows twice that. A wrong branch (a
-			// ReLU or max-pool bug, or layers of the two networks paired
-			// wrongly) is off by a good fraction of the RMS. The floor, about
-			// 16 float32 unit roundoffs, is for a layer that PyTorch happens
-			// to get almost exact.
-			const kinkRatio, kinkFloor = 8, 1e-6
-			flips := 0
-			for _, b := range branches {
-				flips += b.Flips
-				if b.Worst > math.Max(kinkRatio*b.Float32, kinkFloor) {
-					t.Errorf("%s: float64 chooses another branch than mochi at %d of %d places, up to %.2g of the RMS from the kink (PyTorch float32's error there: %.2g)",
-						b.Name, b.Flips, b.Elements, b.Worst, b.Float32)
+		for _, mode := range cpu.ConvModes {
+			t.Run(tc.name+"/"+string(mode), func(t *testing.T) {
+				host := graph.Host().(*cpu.Backend)
+				defer host.SetConvMode(host.ConvMode())
+				if err := host.SetConvMode(mode); err != nil {
+					t.Skipf("cpu.conv %s: %v", mode, err) // the purego build: auto and blas only
 				}
-			}
-
-			// Both float32 results are measured against PyTorch's float64 one,
-			// all three along the same branch. Float32 rounding grows through
-			// the network (most through the BatchNorm backward of small
-			// batches, whose γ and β gradients are sums that nearly cancel),
-			// so the bound for each tensor is a multiple of PyTorch's own
-			// float32 error; mochi's error was at most 2.4 times PyTorch's
-			// with OpenBLAS and 3.6 times with -tags purego, whose GEMM sums
-			// in another order. The floor, about 16 float32 unit roundoffs, is
-			// for tensors that PyTorch happens to get almost exact (running
-			// statistics). A gradient kernel's error of a few roundings is
-			// caught where it propagates (a relative 1e-6 planted on every
-			// fourth element of ReLUBackward's output fails five tensors);
-			// one confined to a single tensor, as Conv2DBackwardFilter's, must
-			// exceed ratio times PyTorch's own error in it.
-			const ratio, floor = 4, 1e-6
-			var worst struct {
-				ours, torch32 float64
-				name          string
-			}
-			compare := func(name string, ours []float32) {
-				ref, f32 := t64[name], t32[name]
-				if len(ref.data) != len(ours) || len(f32.data) != len(ours) {
-					t.Fatalf("%s: torch wrote %d (float64) and %d (float32) values, mochi has %d", name, len(ref.data), len(f32.data), len(ours))
+				scale := 1.0
+				if mode == cpu.ConvWinograd || mode == cpu.ConvAuto {
+					scale = 5
 				}
-				eOurs, eTorch := relErr(ours, ref.data), relErr(f32.data, ref.data)
-				if eOurs > worst.ours {
-					worst.ours, worst.torch32, worst.name = eOurs, eTorch, name
-				}
-				if eOurs > math.Max(ratio*eTorch, floor) {
-					t.Errorf("%s: relative error %.2g against float64, PyTorch's float32 has %.2g", name, eOurs, eTorch)
-				}
-			}
-			loss := lg.loss.Value().Data().(float32)
-			compare("loss", []float32{loss})
-			compare("embedding", lg.m.Embedding.Value().Data().([]float32))
-			for i, p := range lg.m.Params {
-				compare("grad."+p.Name, lg.grads[i].Value().Data().([]float32))
-			}
-			for name, v := range lg.m.RunningStats() {
-				compare(name, v)
-			}
-			t.Logf("loss %.7f, PyTorch float32 %.7f, float64 %.7f; worst of %d tensors: %s, relative error %.2g (PyTorch float32: %.2g); float64 alone would choose another branch at %d places in %d ReLUs and max-pools",
-				loss, t32["loss"].data[0], t64["loss"].data[0], 2+len(lg.m.Params)+2*len(lg.m.Norms), worst.name, worst.ours, worst.torch32, flips, len(branches))
-		})
+				matchTorch(t, python, script, tc.cfg, tc.n, tc.h, tc.w, scale)
+			})
+		}
 	}
+}
+
+// matchTorch is one case of TestMatchesTorch on graph.Host in its present
+// convolution mode, with every bound multiplied by scale.
+func matchTorch(t *testing.T, python, script string, tcfg Config, n, h, w int, scale float64) {
+	lg := newLossGraph(t, tcfg, n, h, w)
+	cfg := lg.m.Config
+	var in []namedTensor
+	weights, shapes := lg.m.Weights(), lg.m.Shapes()
+	for _, p := range lg.m.Params {
+		in = append(in, namedTensor{Name: p.Name, Shape: shapes[p.Name], data: weights[p.Name]})
+	}
+	labels := make([]float32, len(lg.labels))
+	for i, l := range lg.labels {
+		labels[i] = float32(l)
+	}
+	in = append(in, namedTensor{Name: "input", Shape: []int{n, cfg.InChannels, h, w}, data: lg.x},
+		namedTensor{Name: "labels", Shape: []int{n}, data: labels})
+
+	vm := gorgonia.NewTapeMachine(lg.g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	in = append(in, branchTensors(lg.g)...)
+
+	dir := t.TempDir()
+	if err := writeTensors(filepath.Join(dir, "in"), in); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := json.Marshal(map[string]any{"depth": cfg.Depth, "stem": cfg.Stem.String(), "width": cfg.Width,
+		"in_channels": cfg.InChannels, "embed_dim": cfg.EmbedDim, "bn_groups": cfg.BNGroups, "tau": tau})
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python, script, dir)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", python, script, err, out)
+	}
+	t32, err := readTensors(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t64, err := readTensors(filepath.Join(dir, "out64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "branches64.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var branches []branch
+	if err := json.Unmarshal(raw, &branches); err != nil {
+		t.Fatalf("branches64.json: %v", err)
+	}
+
+	// float64 may choose another branch than mochi only where its
+	// input is within mochi's float32 error of the kink. That error
+	// is measured by PyTorch float32's on the same layer (from 1e-5
+	// of the layer's RMS in the ResNet-18s to 2.4e-4 deep in the
+	// ResNet-50), and mochi's is within a few times PyTorch's (see
+	// ratio below); kinkRatio allows twice that. A wrong branch (a
+	// ReLU or max-pool bug, or layers of the two networks paired
+	// wrongly) is off by a good fraction of the RMS. The floor, about
+	// 16 float32 unit roundoffs, is for a layer that PyTorch happens
+	// to get almost exact.
+	kinkRatio, kinkFloor := 8*scale, 1e-6*scale
+	flips := 0
+	for _, b := range branches {
+		flips += b.Flips
+		if b.Worst > math.Max(kinkRatio*b.Float32, kinkFloor) {
+			t.Errorf("%s: float64 chooses another branch than mochi at %d of %d places, up to %.2g of the RMS from the kink (PyTorch float32's error there: %.2g)",
+				b.Name, b.Flips, b.Elements, b.Worst, b.Float32)
+		}
+	}
+
+	// Both float32 results are measured against PyTorch's float64 one,
+	// all three along the same branch. Float32 rounding grows through
+	// the network (most through the BatchNorm backward of small
+	// batches, whose γ and β gradients are sums that nearly cancel),
+	// so the bound for each tensor is a multiple of PyTorch's own
+	// float32 error; mochi's error was at most 2.4 times PyTorch's
+	// with OpenBLAS and 3.6 times with -tags purego, whose GEMM sums
+	// in another order. The floor, about 16 float32 unit roundoffs, is
+	// for tensors that PyTorch happens to get almost exact (running
+	// statistics). A gradient kernel's error of a few roundings is
+	// caught where it propagates (a relative 1e-6 planted on every
+	// fourth element of ReLUBackward's output fails five tensors);
+	// one confined to a single tensor, as Conv2DBackwardFilter's, must
+	// exceed ratio times PyTorch's own error in it.
+	ratio, floor := 4*scale, 1e-6*scale
+	var worst struct {
+		ours, torch32 float64
+		name          string
+	}
+	compare := func(name string, ours []float32) {
+		ref, f32 := t64[name], t32[name]
+		if len(ref.data) != len(ours) || len(f32.data) != len(ours) {
+			t.Fatalf("%s: torch wrote %d (float64) and %d (float32) values, mochi has %d", name, len(ref.data), len(f32.data), len(ours))
+		}
+		eOurs, eTorch := relErr(ours, ref.data), relErr(f32.data, ref.data)
+		if eOurs > worst.ours {
+			worst.ours, worst.torch32, worst.name = eOurs, eTorch, name
+		}
+		if eOurs > math.Max(ratio*eTorch, floor) {
+			t.Errorf("%s: relative error %.2g against float64, PyTorch's float32 has %.2g", name, eOurs, eTorch)
+		}
+	}
+	loss := lg.loss.Value().Data().(float32)
+	compare("loss", []float32{loss})
+	compare("embedding", lg.m.Embedding.Value().Data().([]float32))
+	for i, p := range lg.m.Params {
+		compare("grad."+p.Name, lg.grads[i].Value().Data().([]float32))
+	}
+	for name, v := range lg.m.RunningStats() {
+		compare(name, v)
+	}
+	t.Logf("loss %.7f, PyTorch float32 %.7f, float64 %.7f; worst of %d tensors: %s, relative error %.2g (PyTorch float32: %.2g); float64 alone would choose another branch at %d places in %d ReLUs and max-pools",
+		loss, t32["loss"].data[0], t64["loss"].data[0], 2+len(lg.m.Params)+2*len(lg.m.Norms), worst.name, worst.ours, worst.torch32, flips, len(branches))
 }

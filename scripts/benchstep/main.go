@@ -28,6 +28,7 @@ func main() {
 	warmup := flag.Int("warmup", 2, "untimed steps")
 	steps := flag.Int("steps", 5, "timed steps")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	conv := flag.String("conv", "blas", "CPU convolution kernels (cpu.conv): blas, auto, winograd or direct")
 	blas := flag.Bool("blas", false, "print the BLAS library and kernel set, and exit")
 	flag.Parse()
 	if *blas {
@@ -37,14 +38,22 @@ func main() {
 	// torch_bench.py's step: CE(z/0.2, labels), SGD lr 0.06, momentum 0.9, wd 5e-4
 	c := bench.Config{Model: "resnet18-cifar", Width: *width, Channels: 3, Size: 32, Batch: *batch, BNGroups: 1, EmbedDim: 128,
 		Steps: *steps, Warmup: *warmup, LR: 0.06, WeightDecay: 5e-4, Seed: 1, Loss: bench.CrossEntropy}
-	if err := run(c, *threads, *profile); err != nil {
+	if err := run(c, *threads, *profile, *conv); err != nil {
 		fmt.Fprintln(os.Stderr, "benchstep:", err)
 		os.Exit(1)
 	}
 }
 
-func run(c bench.Config, threads int, profile string) error {
+func run(c bench.Config, threads int, profile, conv string) error {
 	runtime.GOMAXPROCS(threads)
+	be := cpu.New(threads)
+	mode, err := cpu.ParseConvMode(conv)
+	if err == nil {
+		err = be.SetConvMode(mode)
+	}
+	if err != nil {
+		return fmt.Errorf("-conv: %w", err)
+	}
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -53,7 +62,7 @@ func run(c bench.Config, threads int, profile string) error {
 		defer f.Close()
 		c.CPUProfile = f
 	}
-	r, err := bench.Run(c, cpu.New(threads))
+	r, err := bench.Run(c, be)
 	if err != nil {
 		return err
 	}

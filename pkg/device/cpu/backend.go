@@ -67,6 +67,7 @@ type Backend struct {
 	}
 	ws     workspace
 	partOf []float64 // per-block partial sums of Sum
+	dnnl   dnnlState // convolution mode and oneDNN primitives (dnnl*.go)
 }
 
 var _ device.Backend = (*Backend)(nil)

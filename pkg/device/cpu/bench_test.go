@@ -38,15 +38,25 @@ func reportGFLOPS(b *testing.B, flops float64) {
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
-// benchConv runs one convolution kernel on a warm backend.
+// benchConv runs one convolution kernel on a warm backend in each
+// convolution mode (cpu.conv): -bench 'Conv2DForward/winograd/' picks one.
 func benchConv(b *testing.B, kernel func(be *Backend, s device.ConvShape, x, w, y device.Buffer)) {
+	for _, mode := range ConvModes {
+		b.Run(string(mode), func(b *testing.B) { benchConvMode(b, mode, kernel) })
+	}
+}
+
+func benchConvMode(b *testing.B, mode ConvMode, kernel func(be *Backend, s device.ConvShape, x, w, y device.Buffer)) {
 	for _, s := range resnetConvs {
 		b.Run(fmt.Sprintf("%dx%dx%dx%d", s.C, s.K, s.H, s.W), func(b *testing.B) {
 			be := New(0)
+			if err := be.SetConvMode(mode); err != nil {
+				b.Skip(err)
+			}
 			x := benchRandom(s.N * s.C * s.H * s.W)
 			w := benchRandom(s.K * s.C * s.R * s.S)
 			y := benchRandom(s.N * s.K * s.OutH() * s.OutW())
-			kernel(be, s, x, w, y) // grow the workspaces
+			kernel(be, s, x, w, y) // grow the workspaces, create the primitives
 			b.ReportAllocs()
 			for b.Loop() {
 				kernel(be, s, x, w, y)

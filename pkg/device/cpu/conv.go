@@ -365,6 +365,9 @@ func (b *Backend) conv(kernel string, op convOp, s device.ConvShape, x, w, y dev
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.dnnlConv(op, s, x, w, y) {
+		return
+	}
 	crs, ohw := s.C*s.R*s.S, oh*ow
 	parts := b.workers.parts(s.N, 1)
 	// Images per GEMM: enough for convCols columns, but no more than a

@@ -10,11 +10,18 @@
 //
 // GEMM goes through OpenBLAS (gonum.org/v1/netlib, cgo, linked with
 // -lopenblas); the build tag purego selects gonum's pure-Go BLAS instead, for
-// machines without OpenBLAS. Convolutions use im2col/col2im into per-thread
-// workspaces that grow on demand and are reused across calls; images with
-// small outputs are placed side by side so that each GEMM has at least
-// convCols columns, and a single image of a 1×1 stride-1 convolution is
-// multiplied directly, without im2col.
+// machines without OpenBLAS.
+//
+// Convolutions run on oneDNN (cgo, -ldnnl; dnnl_conv.go) in modes auto,
+// winograd and direct (blas is the default) (SetConvMode, config key cpu.conv): each part of the
+// batch gets its own primitive per shape, created on first use and cached,
+// whose operands are reordered between NCHW/OIHW and oneDNN's blocked
+// layouts inside the call, into a per-part arena that every shape reuses.
+// In mode blas, and always in the purego build, they use im2col/col2im into
+// per-thread workspaces that grow on demand and are reused across calls;
+// images with small outputs are placed side by side so that each GEMM has
+// at least convCols columns, and a single image of a 1×1 stride-1
+// convolution is multiplied directly, without im2col.
 //
 // # Threads
 //
@@ -24,14 +31,18 @@
 // kernels). OpenBLAS itself is set to one thread, so each worker runs its own
 // single-threaded GEMM and the machine is never oversubscribed. (The purego
 // build's gonum BLAS may start goroutines of its own for large products.)
+// oneDNN's OpenMP runtime likewise gets one thread on every call (the
+// calling thread's team size is set to 1), so it starts no thread team
+// whose idle threads would spin beside the workers.
 //
 // # Invariants
 //
 // Kernels on one Backend are serialised by a mutex: workspaces and worker
 // state are shared, so concurrent callers are safe but do not overlap. A
 // kernel's result does not depend on the thread count, except Gemm and the
-// convolutions, whose products are cut into different GEMMs (they agree
-// within float32 rounding). After the workspaces have grown, kernels
+// convolutions, whose products are cut into different GEMMs or oneDNN
+// primitives (they agree within float32 rounding). After the workspaces
+// have grown and each convolution shape has its primitives, kernels
 // allocate nothing.
 //
 // # Errors

@@ -1,0 +1,84 @@
+package cpu
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ConvMode selects the kernels of the CPU backend's three convolutions.
+type ConvMode string
+
+// The convolution modes (config key cpu.conv).
+const (
+	// ConvAuto lets oneDNN choose per shape between Winograd and direct
+	// kernels (oneDNN's convolution_auto); without oneDNN (build tag
+	// purego) it is ConvBLAS.
+	ConvAuto ConvMode = "auto"
+	// ConvWinograd runs oneDNN's Winograd kernels wherever oneDNN has one
+	// for the shape (3×3 stride 1 on AVX-512 CPUs) and its direct kernels
+	// elsewhere. Winograd's transforms round more than a direct sum:
+	// relative error about 1e-6 against 2e-7.
+	ConvWinograd ConvMode = "winograd"
+	// ConvDirect runs oneDNN's direct kernels only: the closest float32
+	// numerics of the oneDNN paths.
+	ConvDirect ConvMode = "direct"
+	// ConvBLAS is im2col + GEMM on the backend's BLAS (OpenBLAS, or gonum
+	// with purego): the fallback and the conformance reference.
+	ConvBLAS ConvMode = "blas"
+)
+
+// ConvModes lists the modes in the order of the documentation.
+var ConvModes = []ConvMode{ConvAuto, ConvWinograd, ConvDirect, ConvBLAS}
+
+// ParseConvMode returns the mode named s.
+func ParseConvMode(s string) (ConvMode, error) {
+	for _, m := range ConvModes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	names := make([]string, len(ConvModes))
+	for i, m := range ConvModes {
+		names[i] = string(m)
+	}
+	return "", fmt.Errorf("convolution mode %q: choose one of %s", s, strings.Join(names, ", "))
+}
+
+// SetConvMode switches the convolutions to mode m. Without oneDNN (build
+// tag purego) only auto and blas exist, and both run im2col + BLAS.
+func (b *Backend) SetConvMode(m ConvMode) error {
+	if _, err := ParseConvMode(string(m)); err != nil {
+		return err
+	}
+	if !haveOneDNN && m != ConvAuto && m != ConvBLAS {
+		return fmt.Errorf("convolution mode %s needs oneDNN, which this binary was built without (build tag purego): "+
+			"use auto or blas, or build without -tags purego after installing libdnnl-dev (scripts/setup.sh)", m)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dnnl.mode = m
+	return nil
+}
+
+// ConvMode returns the convolution mode as set: blas, the reference, unless
+// SetConvMode chose another (oneDNN's modes wait for an interleaved
+// measurement against PyTorch on a quiet machine before one becomes the
+// default; Winograd is unverified on AVX-512 hardware).
+func (b *Backend) ConvMode() ConvMode {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dnnl.mode == "" {
+		return ConvBLAS
+	}
+	return b.dnnl.mode
+}
+
+// Device describes what runs the convolutions (mochi bench prints it
+// beside the backend's name): the mode and the library.
+func (b *Backend) Device() string {
+	m := b.ConvMode()
+	if m == ConvBLAS || !haveOneDNN {
+		return "convolutions " + string(m) + " (im2col + BLAS)"
+	}
+	return "convolutions " + string(m) + " (" + OneDNN() + ")"
+}

@@ -1,0 +1,144 @@
+//go:build !purego
+
+package cpu
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// convImpl returns oneDNN's name for the implementation that ran part 0 of
+// a convolution in the backend's current mode, or "" when oneDNN has not
+// run it.
+func (b *Backend) convImpl(op convOp, s device.ConvShape) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dnnl.convs == nil || b.dnnl.mode == ConvBLAS {
+		return ""
+	}
+	part := s
+	part.N = s.N / b.workers.parts(s.N, 1)
+	p, ok := b.dnnl.convs.prims[dnnlKey{op: op, s: part, alg: b.dnnl.mode.algorithm(), part: 0}]
+	if !ok {
+		return ""
+	}
+	return p.impl
+}
+
+// convImplName is what ran a result of TestConvPathsAgree, for its log.
+func (b *Backend) convImplName(result string, s device.ConvShape) string {
+	op := map[string]convOp{"y": convForward, "dx": convBackwardData, "dw": convBackwardFilter}[result]
+	if impl := b.convImpl(op, s); impl != "" {
+		return impl
+	}
+	return "im2col + BLAS"
+}
+
+// TestWinogradWhereOffered: oneDNN never runs Winograd kernels in direct
+// mode, nor for a shape other than 3×3 stride 1, nor on a CPU without
+// AVX-512 (oneDNN 2.x has them for avx512_core only). Whether winograd mode
+// does run them for the ResNet's 3×3 stride-1 convolutions on an AVX-512
+// CPU is logged, not required: no AVX-512 machine has run this code yet.
+func TestWinogradWhereOffered(t *testing.T) {
+	wino := device.ConvShape{N: 4, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
+	strided := device.ConvShape{N: 4, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 2, Pad: 1}
+	for _, m := range []ConvMode{ConvWinograd, ConvDirect} {
+		be := modeBackend(t, 2, m)
+		for _, s := range []device.ConvShape{wino, strided} {
+			c := newConvCase(s, 3)
+			be.Conv2DForward(s, Wrap(c.x), Wrap(c.w), Wrap(make([]float32, len(c.y64))))
+			be.Conv2DBackwardData(s, Wrap(c.dy), Wrap(c.w), Wrap(make([]float32, len(c.x))))
+			be.Conv2DBackwardFilter(s, Wrap(c.x), Wrap(c.dy), Wrap(make([]float32, len(c.w))))
+			if err := be.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range []convOp{convForward, convBackwardData, convBackwardFilter} {
+				impl := be.convImpl(op, s)
+				allowed := m == ConvWinograd && s == wino && hasAVX512()
+				if ran := strings.Contains(impl, "wino"); impl == "" || ran && !allowed {
+					t.Errorf("%s %s %+v ran %q; Winograd allowed: %v (AVX-512: %v)", m, opName(op), s, impl, allowed, hasAVX512())
+				} else if allowed && !ran {
+					t.Logf("%s %s %+v: oneDNN offered no Winograd kernel on this AVX-512 CPU (ran %q)", m, opName(op), s, impl)
+				}
+				t.Logf("%s %s stride %d: %s", m, opName(op), s.Stride, impl)
+			}
+		}
+	}
+	if !hasAVX512() {
+		t.Log("this CPU has no AVX-512: oneDNN offers no Winograd kernel here, so winograd mode ran direct kernels (checked above)")
+	}
+}
+
+// TestNoSpinningOpenMPThreads: oneDNN's OpenMP runtime starts no thread
+// team, so no OpenMP thread spins while Go's workers run. A child test
+// process runs convolutions under OMP_WAIT_POLICY=active and
+// OMP_NUM_THREADS=2, where any team's idle threads would spin without end,
+// and must then use almost no CPU while it sleeps.
+func TestNoSpinningOpenMPThreads(t *testing.T) {
+	const child = "MOCHI_TEST_OPENMP_CHILD"
+	if os.Getenv(child) == "" {
+		if testing.Short() {
+			t.Skip("starts a child process and sleeps (-short)")
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNoSpinningOpenMPThreads$", "-test.v")
+		cmd.Env = append(os.Environ(), child+"=1", "OMP_WAIT_POLICY=active", "OMP_NUM_THREADS=2")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child test process: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "CPU time") {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+		return
+	}
+	// One worker: a single master thread, whose team would not exceed the
+	// CPUs, where libgomp would cut its spinning short.
+	be := New(1)
+	for _, s := range []device.ConvShape{
+		{N: 4, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 1, Pad: 1},
+		{N: 4, C: 3, H: 16, W: 16, K: 16, R: 3, S: 3, Stride: 1, Pad: 1},
+	} {
+		c := newConvCase(s, 5)
+		for range 3 {
+			be.Conv2DForward(s, Wrap(c.x), Wrap(c.w), Wrap(make([]float32, len(c.y64))))
+			be.Conv2DBackwardData(s, Wrap(c.dy), Wrap(c.w), Wrap(make([]float32, len(c.x))))
+			be.Conv2DBackwardFilter(s, Wrap(c.x), Wrap(c.dy), Wrap(make([]float32, len(c.w))))
+		}
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	const idle = 300 * time.Millisecond
+	before := cpuTime(t)
+	time.Sleep(idle)
+	used := cpuTime(t) - before
+	t.Logf("CPU time while idle for %v after oneDNN convolutions: %v", idle, used)
+	if used > idle/10 {
+		t.Errorf("the process used %v of CPU while idle for %v: OpenMP threads are spinning", used, idle)
+	}
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hasAVX512 reports the AVX-512 subsets of oneDNN's avx512_core ISA,
+// enabled by the operating system.
+func hasAVX512() bool {
+	return cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL
+}
