@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,7 +173,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 			trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
 	}
 
-	report := linearEvalReport{ProbeAugment: probeAugment{Enabled: augment}}
+	report := eval.Report{ProbeAugment: &eval.ProbeAugment{Enabled: augment}}
 	var trainAug data.AugmentConfig
 	if augment {
 		if trainSet.Height() != trainSet.Width() {
@@ -182,7 +181,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		}
 		trainAug = data.LinearEvalAugment(trainSet.Height(), aug.Mean, aug.Std)
 		trainAug.ScaleMin = scaleMin
-		report.ProbeAugment = probeAugment{
+		report.ProbeAugment = &eval.ProbeAugment{
 			Enabled: true, CropScale: []float64{trainAug.ScaleMin, trainAug.ScaleMax},
 			CropRatio: []float64{data.CropRatioMin, data.CropRatioMax}, FlipProb: trainAug.FlipProb, Seed: cfg.Run.Seed,
 		}
@@ -252,7 +251,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
 		return fmt.Errorf("report folder: %w", err)
 	}
-	if err := report.writeJSON(jsonPath); err != nil {
+	if err := report.WriteJSON(jsonPath); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -265,41 +264,6 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	}
 	_, err = fmt.Fprintf(out, "report: %s\n", jsonPath)
 	return err
-}
-
-// linearEvalReport is linear-eval's JSON report: the rows of eval.Report
-// (read back by eval.ReadReport) and how the probe's training images were fed.
-type linearEvalReport struct {
-	eval.Report
-	ProbeAugment probeAugment `json:"probe_augment"`
-}
-
-// probeAugment records the linear probe's train augmentation.
-type probeAugment struct {
-	// Enabled is true with --augment.
-	Enabled bool `json:"enabled"`
-	// AppliesTo names the rows whose probe saw augmented views (never the
-	// pixel baseline).
-	AppliesTo []string `json:"applies_to,omitempty"`
-	// CropScale and CropRatio are RandomResizedCrop's area-fraction and
-	// aspect-ratio ranges, FlipProb the horizontal-flip probability.
-	CropScale []float64 `json:"random_resized_crop_scale,omitempty"`
-	CropRatio []float64 `json:"random_resized_crop_ratio,omitempty"`
-	FlipProb  float64   `json:"flip_prob,omitempty"`
-	// Seed is the run.seed the views were drawn from.
-	Seed int64 `json:"seed,omitempty"`
-}
-
-// writeJSON writes the report to path as indented JSON.
-func (r linearEvalReport) writeJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding the report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing the report: %w", err)
-	}
-	return nil
 }
 
 // augmentWarnAfter is the estimated time of the augmented probe's feature

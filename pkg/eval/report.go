@@ -13,6 +13,25 @@ import (
 // JSON by WriteJSON and as a text table by Table. Accuracies are in [0, 1].
 type Report struct {
 	Checkpoints []CheckpointReport `json:"checkpoints"`
+	// ProbeAugment says how linear-eval fed its probe's training images;
+	// nil (and absent) in other reports.
+	ProbeAugment *ProbeAugment `json:"probe_augment,omitempty"`
+}
+
+// ProbeAugment records the linear probe's train augmentation.
+type ProbeAugment struct {
+	// Enabled is true with --augment.
+	Enabled bool `json:"enabled"`
+	// AppliesTo names the rows whose probe saw augmented views (never the
+	// pixel baseline).
+	AppliesTo []string `json:"applies_to,omitempty"`
+	// CropScale and CropRatio are RandomResizedCrop's area-fraction and
+	// aspect-ratio ranges, FlipProb the horizontal-flip probability.
+	CropScale []float64 `json:"random_resized_crop_scale,omitempty"`
+	CropRatio []float64 `json:"random_resized_crop_ratio,omitempty"`
+	FlipProb  float64   `json:"flip_prob,omitempty"`
+	// Seed is the run.seed the views were drawn from.
+	Seed int64 `json:"seed,omitempty"`
 }
 
 // CheckpointReport holds what was measured for one checkpoint (or a

@@ -91,7 +91,8 @@ func (e *Encoder) Features(ds data.Dataset, mean, std []float32) (eval.Matrix, [
 	if ds.Channels() != e.c || ds.Height() != e.h || ds.Width() != e.w {
 		return eval.Matrix{}, nil, fmt.Errorf("%s has %d×%d×%d images; the encoder was built for %d×%d×%d", ds.Name(), ds.Channels(), ds.Height(), ds.Width(), e.c, e.h, e.w)
 	}
-	return stack(ds, mean, std, e.batch, e.OutputDim(), e.run)
+	batches := func(f batchFunc) error { return data.EvalBatches(ds, mean, std, e.batch, f) }
+	return stack(ds.Len(), e.OutputDim(), batches, e.run)
 }
 
 // Free releases the encoder's device memory.
@@ -125,12 +126,16 @@ func (e *Encoder) run(x []float32, n int) ([]float32, error) {
 	return e.feat[:n*e.OutputDim()], nil
 }
 
-// stack runs rows on every normalised batch of ds (batch images) and stacks
-// the d values per image it returns into an n×d matrix, with the labels.
-func stack(ds data.Dataset, mean, std []float32, batch, d int, rows func(x []float32, n int) ([]float32, error)) (eval.Matrix, []int, error) {
-	out := make([]float32, 0, ds.Len()*d)
-	labels := make([]int, 0, ds.Len())
-	err := data.EvalBatches(ds, mean, std, batch, func(x []float32, lab []int, _ []int) error {
+// batchFunc is what a batch source calls with each batch (data.EvalBatches,
+// data.AugmentedBatches).
+type batchFunc = func(x []float32, labels []int, idx []int) error
+
+// stack runs rows on every batch of each (n images in all) and stacks the d
+// values per image it returns into an n×d matrix, with the labels.
+func stack(n, d int, each func(batchFunc) error, rows func(x []float32, n int) ([]float32, error)) (eval.Matrix, []int, error) {
+	out := make([]float32, 0, n*d)
+	labels := make([]int, 0, n)
+	err := each(func(x []float32, lab []int, _ []int) error {
 		r, err := rows(x, len(lab))
 		if err != nil {
 			return err

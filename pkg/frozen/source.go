@@ -113,17 +113,8 @@ func (s *Source) Augmented(name string, ds data.Dataset, aug data.AugmentConfig,
 			return eval.Matrix{}, nil, err
 		}
 		start := time.Now()
-		out := make([]float32, 0, ds.Len()*enc.OutputDim())
-		labels := make([]int, 0, ds.Len())
-		err = data.AugmentedBatches(ds, aug, seed, epoch, s.batch, workers, func(x []float32, lab []int, _ []int) error {
-			f, err := enc.Embed(x, len(lab))
-			if err != nil {
-				return err
-			}
-			out = append(out, f...)
-			labels = append(labels, lab...)
-			return nil
-		})
+		batches := func(f batchFunc) error { return data.AugmentedBatches(ds, aug, seed, epoch, s.batch, workers, f) }
+		m, labels, err := stack(ds.Len(), enc.OutputDim(), batches, enc.run)
 		if err != nil {
 			return eval.Matrix{}, nil, fmt.Errorf("augmented features of %s, epoch %d: %w", ds.Name(), epoch, err)
 		}
@@ -137,8 +128,7 @@ func (s *Source) Augmented(name string, ds data.Dataset, aug data.AugmentConfig,
 					ds.Len(), total.Round(time.Minute))
 			}
 		}
-		m, err := eval.NewMatrix(out, len(labels), enc.OutputDim())
-		return m, labels, err
+		return m, labels, nil
 	}
 	return v
 }
@@ -163,5 +153,6 @@ func (s *Source) Free() {
 // the encoder would see, as an n×(C·H·W) matrix.
 func PixelFeatures(ds data.Dataset, mean, std []float32) (eval.Matrix, []int, error) {
 	d := ds.Channels() * ds.Height() * ds.Width()
-	return stack(ds, mean, std, 256, d, func(x []float32, n int) ([]float32, error) { return x[:n*d], nil })
+	batches := func(f batchFunc) error { return data.EvalBatches(ds, mean, std, 256, f) }
+	return stack(ds.Len(), d, batches, func(x []float32, n int) ([]float32, error) { return x[:n*d], nil })
 }

@@ -42,11 +42,12 @@ type Spec struct {
 // Model is MoCo-v2 with MoCHi: f_q with the loss and its gradients in one
 // compiled plan, f_k forward only in another, and the queue.
 type Model struct {
-	Spec   Spec
-	Mixing bool          // the loss holds the synthetic negatives h, h′
-	Q, K   *resnet.Model // f_q (trained) and f_k (momentum copy, no gradient)
-	Queue  *queue.Device // K×D keys in the loss plan's queue buffer, metadata on the host
-	Opt    *optim.SGD    // updates θ_q
+	Spec     Spec
+	Mixing   bool          // the loss holds the synthetic negatives h, h′
+	EncoderQ *resnet.Model // f_q, trained
+	EncoderK *resnet.Model // f_k, its momentum copy, no gradient
+	Queue    *queue.Device // K×D keys in the loss plan's queue buffer, metadata on the host
+	Opt      *optim.SGD    // updates θ_q
 
 	be      device.Backend
 	xk      *gorgonia.Node // B×C×H×W, the key view
@@ -96,7 +97,7 @@ func (m *Model) buildQuery(sgd optim.SGDConfig) error {
 	if err != nil {
 		return err
 	}
-	m.Q = net // net.Embedding is q: B×D
+	m.EncoderQ = net // net.Embedding is q: B×D
 	m.k = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.B, d), gorgonia.WithName("k"))
 	m.queueIn = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(s.K, d), gorgonia.WithName("queue"))
 	in := hardneg.Inputs{Query: net.Embedding, Key: m.k, Queue: m.queueIn}
@@ -109,8 +110,12 @@ func (m *Model) buildQuery(sgd optim.SGDConfig) error {
 		m.kLabels = gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(s.K), gorgonia.WithName("queue_labels"))
 		in.QueryLabels, in.QueueLabels = m.qLabels, m.kLabels
 	}
-	// l_pos = q·k: B; l_neg = q·Qᵀ: B×K; with mixing the top-N of l_neg
-	// (B×N) and [q·h, q·h′]: B×(s+s′); loss = CE(logits/τ, 0): scalar
+	// l_pos = q·k: B×1; l_neg = q·Qᵀ: B×K. With mixing, Q̃_N: the N
+	// largest l_neg per query (B×N queue indices); h = normalize(α·n_i +
+	// (1−α)·n_j) for s pairs from Q̃_N and h′ = normalize(β·q + (1−β)·n_j)
+	// for s′ (β ~ U(0, 0.5)), giving [q·h, q·h′]: B×(s+s′).
+	// logits = [l_pos, l_neg, q·h, q·h′]/τ: B×(1+K+s+s′);
+	// loss = mean over the batch of CE(logits, 0): a scalar.
 	if m.loss, err = hardneg.Loss(in, s.Mix, m.Mixing); err != nil {
 		return err
 	}
@@ -135,8 +140,8 @@ func (m *Model) buildKey() error {
 	if err != nil {
 		return err
 	}
-	m.K = net
-	if err := m.Q.CopyTo(net); err != nil {
+	m.EncoderK = net
+	if err := m.EncoderQ.CopyTo(net); err != nil {
 		return err
 	}
 	if m.keyPlan, err = graph.Compile(g, m.be, net.Embedding); err != nil {
@@ -155,8 +160,8 @@ func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabel
 	d := s.Net.EmbedDim
 
 	// θ_k ← m·θ_k + (1−m)·θ_q, before the keys are computed
-	for i, p := range m.Q.Params {
-		be.MomentumUpdate(float32(s.M), plan.Buffer(p.Node), m.keyPlan.Buffer(m.K.Params[i].Node))
+	for i, p := range m.EncoderQ.Params {
+		be.MomentumUpdate(float32(s.M), plan.Buffer(p.Node), m.keyPlan.Buffer(m.EncoderK.Params[i].Node))
 	}
 
 	// k = normalize(head(f_k(x_k))): B×D, the batch shuffled so that split-BN
@@ -168,7 +173,7 @@ func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabel
 	if err := m.keyPlan.Run(); err != nil {
 		return 0, fmt.Errorf("key encoder: %w", err)
 	}
-	be.Gemm(false, false, s.B, d, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.K.Embedding), 0, plan.Buffer(m.k))
+	be.Gemm(false, false, s.B, d, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.EncoderK.Embedding), 0, plan.Buffer(m.k))
 
 	// q = normalize(head(f_q(x_q))): B×D, and the loss over the logits
 	be.Upload(plan.Buffer(m.xq), xq)

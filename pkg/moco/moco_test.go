@@ -39,11 +39,11 @@ func TestMomentumUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Opt.Step(0.5)
-	q0, k0 := m.Q.Weights(), m.K.Weights()
+	q0, k0 := m.EncoderQ.Weights(), m.EncoderK.Weights()
 	if _, err := m.Step(xq, xk, id, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	k1 := m.K.Weights()
+	k1 := m.EncoderK.Weights()
 	moved := false
 	for name, want := range k0 {
 		for i := range want {

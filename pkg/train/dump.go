@@ -108,7 +108,7 @@ func (d *stepDump) writeState(n int, t *trainer) error {
 		return fmt.Errorf("step dump: %w", err)
 	}
 	m := t.model
-	shapes := m.Q.Shapes()
+	shapes := m.EncoderQ.Shapes()
 	put := func(prefix string, values map[string][]float32, shaped bool) error {
 		for _, n := range slices.Sorted(maps.Keys(values)) {
 			shape := []int{len(values[n])}
@@ -122,8 +122,8 @@ func (d *stepDump) writeState(n int, t *trainer) error {
 		return nil
 	}
 	q := m.Queue.Snapshot()
-	err = errors.Join(put(prefixQ, m.Q.Weights(), true), put(prefixK, m.K.Weights(), true),
-		put(prefixQStats, m.Q.RunningStats(), false), put(prefixKStats, m.K.RunningStats(), false),
+	err = errors.Join(put(prefixQ, m.EncoderQ.Weights(), true), put(prefixK, m.EncoderK.Weights(), true),
+		put(prefixQStats, m.EncoderQ.RunningStats(), false), put(prefixKStats, m.EncoderK.RunningStats(), false),
 		put(prefixVelocity, m.Opt.Velocity(), true),
 		w.add("queue", []int{q.K, q.D}, q.Keys), w.add("queue_ptr", nil, []int32{int32(q.Ptr)}))
 	if err = errors.Join(err, w.close()); err != nil {

@@ -9,7 +9,7 @@ import (
 // train split are the memory bank, the test split is classified.
 func (t *trainer) knn() (float64, error) {
 	m := t.model
-	enc, err := frozen.NewEncoder(t.be, t.spec.Net, m.Q.Weights(), m.Q.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
+	enc, err := frozen.NewEncoder(t.be, t.spec.Net, m.EncoderQ.Weights(), m.EncoderQ.RunningStats(), evalBatch(t.train.Len()), t.spec.C, t.spec.H, t.spec.W, false)
 	if err != nil {
 		return 0, err
 	}

@@ -61,8 +61,8 @@ func (t *trainer) snapshot() *state {
 	st := &state{
 		Progress: progressState{Epoch: t.epoch, Step: t.step, Global: t.global, EpochLoss: t.epochLoss, KNNTop1: t.lastKNN},
 		Spec:     t.spec,
-		QWeights: m.Q.Weights(), KWeights: m.K.Weights(),
-		QStats: m.Q.RunningStats(), KStats: m.K.RunningStats(),
+		QWeights: m.EncoderQ.Weights(), KWeights: m.EncoderK.Weights(),
+		QStats: m.EncoderQ.RunningStats(), KStats: m.EncoderK.RunningStats(),
 		Velocity: m.Opt.Velocity(),
 		Queue:    m.Queue.Snapshot(),
 	}
@@ -77,16 +77,16 @@ func (t *trainer) snapshot() *state {
 // restore puts a state into the run's model, optimizer and RNGs.
 func (t *trainer) restore(st *state) error {
 	m := t.model
-	if err := m.Q.LoadWeights(st.QWeights); err != nil {
+	if err := m.EncoderQ.LoadWeights(st.QWeights); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
 	}
-	if err := m.K.LoadWeights(st.KWeights); err != nil {
+	if err := m.EncoderK.LoadWeights(st.KWeights); err != nil {
 		return fmt.Errorf("key encoder: %w", err)
 	}
-	if err := m.Q.LoadRunningStats(st.QStats); err != nil {
+	if err := m.EncoderQ.LoadRunningStats(st.QStats); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
 	}
-	if err := m.K.LoadRunningStats(st.KStats); err != nil {
+	if err := m.EncoderK.LoadRunningStats(st.KStats); err != nil {
 		return fmt.Errorf("key encoder: %w", err)
 	}
 	if err := m.Opt.LoadVelocity(st.Velocity); err != nil {
