@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
 // run executes the command tree in-process and returns stdout, stderr and the error.
@@ -63,7 +64,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: OpenBLAS")
+	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
 }
 
 func TestConfigProvenance(t *testing.T) {

@@ -52,7 +52,7 @@ func buildCommit() string {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version, commit, Go version, compute backends and the CPU's BLAS",
+		Short: "Print the version, commit, Go version, compute backends and the CPU's BLAS and oneDNN",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprint(cmd.OutOrStdout(), versionText())
@@ -63,6 +63,6 @@ func newVersionCmd() *cobra.Command {
 
 // versionText is what `mochi version` and `mochi --version` print.
 func versionText() string {
-	return fmt.Sprintf("mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\nblas: %s\n",
-		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "), cpu.BLAS())
+	return fmt.Sprintf("mochi %s\ncommit: %s\ngo: %s %s/%s\nbackends: %s\nblas: %s\nonednn: %s\n",
+		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(backends, ", "), cpu.BLAS(), cpu.OneDNN())
 }
