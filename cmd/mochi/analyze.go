@@ -200,7 +200,7 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 		return eval.CheckpointReport{}, err
 	}
 	start := time.Now()
-	x, y, err := positivePairs(enc, ds, aug, pairs, min(hardnessRows, ds.Len()), cfg)
+	x, y, err := positivePairs(enc, ds, aug, pairs, min(hardnessRows, ds.Len()), cfg, log)
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}
@@ -251,8 +251,9 @@ func analyzeCheckpoint(p *train.Pretrained, cfg *config.Config, pairs, subsample
 
 // positivePairs embeds n pairs of augmented views of ds's images (the
 // pretraining's positive pairs): row i of x and row i of y are two views of
-// one image. Epochs of the two-view loader are drawn until n pairs are in.
-func positivePairs(enc *train.Encoder, ds data.Dataset, aug data.AugmentConfig, n, batch int, cfg *config.Config) (x, y eval.Matrix, err error) {
+// one image. Epochs of the two-view loader are drawn until n pairs are in;
+// corrupt images stepped over (data.skip_corrupt) are noted in log.
+func positivePairs(enc *train.Encoder, ds data.Dataset, aug data.AugmentConfig, n, batch int, cfg *config.Config, log io.Writer) (x, y eval.Matrix, err error) {
 	loader, err := data.NewTwoViewLoader(ds, aug, batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
 	if err != nil {
 		return x, y, err
@@ -265,6 +266,10 @@ func positivePairs(enc *train.Encoder, ds data.Dataset, aug data.AugmentConfig, 
 		for have < n {
 			b, ok := it.Next()
 			if !ok {
+				if err := it.Err(); err != nil {
+					it.Close()
+					return x, y, fmt.Errorf("%s: positive pairs: %w", ds.Name(), err)
+				}
 				break
 			}
 			take := min(b.B, n-have)
@@ -283,6 +288,9 @@ func positivePairs(enc *train.Encoder, ds data.Dataset, aug data.AugmentConfig, 
 			have += take
 		}
 		it.Close()
+		if k, first := data.SkipSummary(it.Skipped()); k > 0 {
+			fmt.Fprintf(log, "%s: positive pairs: the loader stepped over %d corrupt images (data.skip_corrupt), first %s\n", ds.Name(), k, first)
+		}
 		if have == got {
 			return x, y, fmt.Errorf("%s: the two-view loader made no batch of %d images", ds.Name(), batch)
 		}

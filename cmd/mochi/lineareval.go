@@ -233,6 +233,8 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
+		noteSkipped(log, trainSet)
+		noteSkipped(log, testSet)
 		pix := probe
 		pix.Standardize = true // lr 30 on raw pixels diverges without it
 		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, linear, withKNN, log)
@@ -558,6 +560,9 @@ func (s *featureSource) features(ds data.Dataset, split string) (eval.Matrix, []
 	}
 	if found {
 		fmt.Fprintf(s.log, "%s: cached features %d×%d from %s\n", ds.Name(), n, d, s.cache.Path(key))
+		if n < ds.Len() {
+			fmt.Fprintf(s.log, "%s: the cache holds %d of %d images: %d corrupt images were left out when it was written (data.skip_corrupt)\n", ds.Name(), n, ds.Len(), ds.Len()-n)
+		}
 		m, err := eval.NewMatrix(feats, n, d)
 		return m, labels, err
 	}
@@ -574,7 +579,17 @@ func (s *featureSource) features(ds data.Dataset, split string) (eval.Matrix, []
 		return eval.Matrix{}, nil, err
 	}
 	fmt.Fprintf(s.log, "%s: extracted features %d×%d in %.1fs, cached in %s\n", ds.Name(), m.N, m.D, time.Since(start).Seconds(), s.cache.Path(key))
+	noteSkipped(s.log, ds)
 	return m, labels, nil
+}
+
+// noteSkipped says how many corrupt images of ds the evaluation reads have
+// left out so far (data.skip_corrupt) and which was first: a split is never
+// silently smaller.
+func noteSkipped(log io.Writer, ds data.Dataset) {
+	if n, first := data.SkipSummary(data.EvalSkipped(ds)); n > 0 {
+		fmt.Fprintf(log, "%s: left out %d corrupt images (data.skip_corrupt), first %s\n", ds.Name(), n, first)
+	}
 }
 
 // augmentWarnAfter is the estimated time of the augmented probe's feature
@@ -617,6 +632,7 @@ func (s *featureSource) augmented(name string, ds data.Dataset, aug data.Augment
 		}
 		v.last = time.Since(start)
 		if epoch == 0 {
+			noteSkipped(s.log, ds)
 			total := v.last * time.Duration(epochs)
 			fmt.Fprintf(s.log, "%s: augmented train features: %d images through the backbone in %.1fs per probe epoch, about %s for %d epochs\n",
 				name, ds.Len(), v.last.Seconds(), roughDuration(total), epochs)
