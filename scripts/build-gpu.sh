@@ -19,8 +19,10 @@
 # so that the binaries link against CUDA 11.8 headers but load whichever
 # libcublas the GPU machine offers under that name — CUDA 12's .so.12 or
 # CUDA 13's .so.13 (scripts/gpu-env.sh links the one the driver runs to
-# .gpu/lib/libcublas.so); build; check with readelf that the binaries need
-# libcublas.so and no versioned libcublas.
+# .gpu/lib/libcublas.so); link libjpeg-turbo statically (bin/static/ holds
+# only libturbojpeg.a, first on the linker's path); build; check with
+# readelf that the binaries need libcublas.so and no versioned libcublas,
+# and no libturbojpeg.
 #
 # Usage:
 #   bash scripts/build-gpu.sh           build everything into .gpu/
@@ -92,6 +94,23 @@ build_stub() {
 	echo "build-gpu: stub $out/stub/libcublas.so ($(grep -c '^void' "$src") functions, SONAME libcublas.so)"
 }
 
+# static_jpeg fills bin/static/ with a link to libturbojpeg.a alone: the
+# linker looks in each -L folder for libturbojpeg.so, then .a, before the
+# next folder, so -Lbin/static links the archive and the GPU machine needs no
+# libturbojpeg.
+static_jpeg() {
+	local f
+	for f in /usr/lib/x86_64-linux-gnu/libturbojpeg.a /usr/lib64/libturbojpeg.a /usr/lib/libturbojpeg.a; do
+		if [ -e "$f" ]; then
+			mkdir -p bin/static
+			ln -sf "$f" bin/static/libturbojpeg.a
+			return
+		fi
+	done
+	echo "build-gpu: libturbojpeg.a not found: install libturbojpeg0-dev (bash scripts/setup.sh)" >&2
+	exit 1
+}
+
 # needed prints the NEEDED libraries of an ELF file.
 needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
 
@@ -112,6 +131,10 @@ build_checked() {
 	fi
 	if ! stub_linked "$bin"; then
 		echo "build-gpu: $bin needs $(needed "$bin" | grep libcublas | tr '\n' ' ')even after a full rebuild, not libcublas.so" >&2
+		exit 1
+	fi
+	if needed "$bin" | grep -q '^libturbojpeg'; then
+		echo "build-gpu: $bin needs $(needed "$bin" | grep libturbojpeg | tr '\n' ' ')instead of libjpeg-turbo linked in (bin/static/libturbojpeg.a)" >&2
 		exit 1
 	fi
 	echo "build-gpu: $bin needs: $(needed "$bin" | tr '\n' ' ')"
@@ -163,24 +186,29 @@ YAML
 	echo "build-gpu: $out/data (Fashion-MNIST t10k) and $out/check.yaml for gpu-check step 4"
 }
 
+# purego: the CPU backend inside the GPU binaries uses gonum's Go BLAS, so
+# they do not need libopenblas on the GPU machine. turbojpeg: JPEGs are still
+# decoded by libjpeg-turbo (purego alone means Go's slower image/jpeg), the
+# loader feeding the GPU; static_jpeg links it in.
+tags="gpu purego turbojpeg"
+
 if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
 	fi
 	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./cmd/mochi/
-	go test -c -tags "gpu purego" -o /dev/null ./pkg/device/cuda
+	go vet -tags "$tags" ./pkg/data/ ./cmd/mochi/
+	go test -c -tags "$tags" -o /dev/null ./pkg/device/cuda
 	go build -tags gpu -o /dev/null ./cmd/mochi
 	echo "build-gpu: --check passed (GPU build vets and compiles)"
 	exit 0
 fi
 
-# purego: the CPU backend inside the GPU binaries uses gonum's Go BLAS, so
-# they do not need libopenblas on the GPU machine.
-tags="gpu purego"
 gen_ptx
 build_stub
+static_jpeg
 mkdir -p "$out" bin
-export CGO_LDFLAGS="-L$PWD/$out/stub ${CGO_LDFLAGS:-}"
+export CGO_LDFLAGS="-L$PWD/$out/stub -L$PWD/bin/static ${CGO_LDFLAGS:-}"
 # -s -w drops the symbol table and DWARF (stack traces keep their function
 # names): .gpu/ travels to the GPU machine and must stay small (≤ 45 MB).
 ldflags="-s -w"

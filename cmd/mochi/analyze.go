@@ -200,7 +200,7 @@ func analyzeCheckpoint(p *frozen.Pretrained, cfg *config.Config, pairs, subsampl
 		return eval.CheckpointReport{}, err
 	}
 	start := time.Now()
-	x, y, err := enc.PositivePairs(ds, aug, pairs, min(hardnessRows, ds.Len()), uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
+	x, y, err := enc.PositivePairs(ds, aug, pairs, min(hardnessRows, ds.Len()), uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch, log)
 	if err != nil {
 		return eval.CheckpointReport{}, err
 	}

@@ -232,6 +232,8 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
+		frozen.NoteSkipped(log, trainSet)
+		frozen.NoteSkipped(log, testSet)
 		pix := probe
 		pix.Standardize = true // lr 30 on raw pixels diverges without it
 		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, linear, withKNN, log)

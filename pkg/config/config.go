@@ -119,7 +119,7 @@ type Data struct {
 	// Prefetch is the number of batches prepared ahead of the trainer.
 	Prefetch int `key:"prefetch" help:"batches prepared ahead of the trainer"`
 	// SkipCorrupt skips ImageFolder images that cannot be decoded.
-	SkipCorrupt bool `key:"skip_corrupt" help:"imagefolder: skip images that cannot be decoded (counted and reported at each epoch's end) instead of stopping"`
+	SkipCorrupt bool `key:"skip_corrupt" help:"imagefolder: skip images that cannot be decoded (counted and reported at each epoch's end; evaluation and the kNN monitor leave them out) instead of stopping"`
 }
 
 // Augment holds the MoCo-v2 augmentation parameters, applied independently to

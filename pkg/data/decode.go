@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -134,9 +135,34 @@ func (d *imageDecoder) open(path string) error {
 	return nil
 }
 
+// BadImageError is an image file that cannot be decoded (errors.Is
+// ErrBadImage).
+type BadImageError struct {
+	Path string
+	Err  error // the decoder's complaint
+}
+
+func (e *BadImageError) Error() string {
+	return fmt.Sprintf("%v: %s: %v: the file is corrupt, truncated or not an image; replace or delete it, or set data.skip_corrupt: true to skip such files (they are counted and reported)", ErrBadImage, e.Path, e.Err)
+}
+
+func (e *BadImageError) Unwrap() error { return ErrBadImage }
+
 // corrupt wraps a decoding error with the file and what to do.
-func (d *imageDecoder) corrupt(err error) error {
-	return fmt.Errorf("%w: %s: %v: the file is corrupt, truncated or not an image; replace or delete it, or set data.skip_corrupt: true to skip such files (they are counted and reported)", ErrBadImage, d.path, err)
+func (d *imageDecoder) corrupt(err error) error { return &BadImageError{Path: d.path, Err: err} }
+
+// SkipSummary is the count of the corrupt images a reader skipped with
+// data.skip_corrupt (as Skipped and EvalSkipped list them) and the first
+// one: its file and why, or the whole error when it names no file.
+func SkipSummary(skipped []error) (n int, first string) {
+	if len(skipped) == 0 {
+		return 0, ""
+	}
+	var bad *BadImageError
+	if errors.As(skipped[0], &bad) {
+		return len(skipped), fmt.Sprintf("%s (%v)", bad.Path, bad.Err)
+	}
+	return len(skipped), skipped[0].Error()
 }
 
 // dctDenom is the largest DCT-domain reduction 1/k (k ∈ jpegDCTScales) that
@@ -153,6 +179,14 @@ func (d *imageDecoder) dctDenom(minSide, out int) int {
 		}
 	}
 	return 1
+}
+
+// openDecode opens path and decodes it at full size.
+func (d *imageDecoder) openDecode(path string) (*rgbImage, error) {
+	if err := d.open(path); err != nil {
+		return nil, err
+	}
+	return d.decode(1)
 }
 
 // decode decodes the opened file reduced by 1/denom (1 unless dctDenom said

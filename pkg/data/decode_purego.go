@@ -1,4 +1,4 @@
-//go:build purego
+//go:build purego && !turbojpeg
 
 package data
 
@@ -8,7 +8,7 @@ import (
 )
 
 // JPEGDecoder names the JPEG decoder this build uses.
-const JPEGDecoder = "Go's image/jpeg (build tag purego)"
+const JPEGDecoder = "Go's image/jpeg (build tag purego; add turbojpeg for libjpeg-turbo)"
 
 // jpegTurbo is false: Go's decoder differs from Pillow's libjpeg-turbo by a few levels.
 const jpegTurbo = false

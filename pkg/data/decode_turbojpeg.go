@@ -1,4 +1,8 @@
-//go:build !purego
+//go:build !purego || turbojpeg
+
+// turbojpeg keeps libjpeg-turbo in a purego build: the GPU binaries take
+// gonum's BLAS (no libopenblas on the GPU machine) but still feed the GPU
+// from this decoder, linked statically (scripts/build-gpu.sh).
 
 package data
 
@@ -53,7 +57,7 @@ import (
 )
 
 // JPEGDecoder names the JPEG decoder this build uses.
-const JPEGDecoder = "libjpeg-turbo (cgo; build tag purego for Go's image/jpeg)"
+const JPEGDecoder = "libjpeg-turbo (cgo; build tag purego without turbojpeg for Go's image/jpeg)"
 
 // jpegTurbo: JPEGs decode as Pillow decodes them (the same library).
 const jpegTurbo = true

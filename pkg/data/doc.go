@@ -9,8 +9,8 @@
 // trees (root/<split>/<class>/…) as a streamed ImageFolder: an index of paths
 // and labels, cached beside the data, whose images the loaders' workers decode
 // when needed (JPEG through libjpeg-turbo, with DCT-domain reduction when the
-// crop is shrunk anyway; Go's decoders for the rest and under the purego
-// tag). Training views crop the full-resolution image (RandomResizedCrop)
+// crop is shrunk anyway; Go's decoders for the rest, and for JPEGs too
+// under the purego tag unless turbojpeg is also set). Training views crop the full-resolution image (RandomResizedCrop)
 // and resize it with PIL's antialiased bilinear filter; as a Dataset an
 // ImageFolder yields torchvision's evaluation transform, Resize(256·S/224)
 // then CenterCrop(S).

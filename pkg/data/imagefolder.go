@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -37,6 +38,9 @@ type ImageFolder struct {
 	size        int
 	skipCorrupt bool
 	idx         folderIndex
+
+	mu          sync.Mutex
+	evalSkipped map[int]error // corrupt images the evaluation reads stepped over (skip_corrupt)
 }
 
 // folderIndex is what the index cache stores.
@@ -271,6 +275,23 @@ func (d *ImageFolder) Path(i int) string { return filepath.Join(d.dir, d.idx.Fil
 // the limit).
 func (d *ImageFolder) Bytes() int64 { return d.idx.Bytes }
 
+// Fingerprint is the SHA-256 of what names the split wherever it lies: the
+// image size, the classes, every image's path (relative to the split
+// folder) and label, and the split's size on disk. Unlike a hash of the
+// pixels it costs no decoding (an epoch's worth at ImageNet scale) and a
+// corrupt file does not stop it.
+func (d *ImageFolder) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\nsize %d bytes %d\n", indexVersion, d.size, d.idx.Bytes)
+	for _, c := range d.idx.Classes {
+		fmt.Fprintf(h, "class %q\n", c)
+	}
+	for i, f := range d.idx.Files {
+		fmt.Fprintf(h, "%d %q\n", d.idx.Labels[i], filepath.ToSlash(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Pixels decodes image i and returns it through the evaluation transform
 // in a new slice. It panics when the file cannot be decoded: the package's
 // own readers use ReadEval, which returns the error.
@@ -296,10 +317,7 @@ func (d *ImageFolder) EvalTransform() string {
 // transform EvalTransform.
 func (d *ImageFolder) ReadEval(i int, dst []uint8) error {
 	var dec imageDecoder
-	if err := dec.open(d.Path(i)); err != nil {
-		return err
-	}
-	img, err := dec.decode(1)
+	img, err := dec.openDecode(d.Path(i))
 	if err != nil {
 		return err
 	}
@@ -382,8 +400,9 @@ func (v *viewSource) tryViews(q, k []float32, idx int, a *Augmenter, rng *rand.R
 }
 
 // oneView writes one augmented view of image i, cropped at full resolution
-// (the linear evaluation's training augmentation). A corrupt image is always
-// an error here: the probe's epochs must see every image.
+// (the linear evaluation's training augmentation). A corrupt image is an
+// error; AugmentedBatches decides whether to skip it (no other image takes
+// its place: every probe epoch sees the same images).
 func (v *viewSource) oneView(dst []float32, i int, a *Augmenter, rng *rand.Rand) error {
 	if err := v.dec.open(v.d.Path(i)); err != nil {
 		return err
@@ -412,8 +431,9 @@ func (v *viewSource) cropView(dst []float32, img *rgbImage, b CropBox, a *Augmen
 }
 
 // readEvalBatch decodes images start … start+n−1 through the evaluation
-// transform into dst, on every core.
-func (d *ImageFolder) readEvalBatch(dst []uint8, start, n int) error {
+// transform into dst, on every core. A corrupt image is an error, or with
+// skip_corrupt it is recorded (EvalSkipped) and skip[i] is set.
+func (d *ImageFolder) readEvalBatch(dst []uint8, skip []bool, start, n int) error {
 	item := 3 * d.size * d.size
 	workers := min(runtime.GOMAXPROCS(0), n)
 	errs := make([]error, workers)
@@ -423,14 +443,14 @@ func (d *ImageFolder) readEvalBatch(dst []uint8, start, n int) error {
 			var dec imageDecoder
 			var rs resampler
 			for i := w; i < n; i += workers {
-				if err := dec.open(d.Path(start + i)); err != nil {
-					errs[w] = err
-					return
-				}
-				img, err := dec.decode(1)
+				skip[i] = false
+				img, err := dec.openDecode(d.Path(start + i))
 				if err != nil {
-					errs[w] = err
-					return
+					if skip[i] = d.skipEval(start+i, err); !skip[i] {
+						errs[w] = err
+						return
+					}
+					continue
 				}
 				evalTransform(dst[i*item:(i+1)*item], img, d.size, &rs)
 			}
@@ -438,4 +458,43 @@ func (d *ImageFolder) readEvalBatch(dst []uint8, start, n int) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// skipEval reports whether an evaluation read of image i that failed with
+// err steps over it (skip_corrupt and a corrupt image), recording it.
+func (d *ImageFolder) skipEval(i int, err error) bool {
+	if !d.skipCorrupt || !errors.Is(err, ErrBadImage) {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.evalSkipped == nil {
+		d.evalSkipped = map[int]error{}
+	}
+	d.evalSkipped[i] = err
+	return true
+}
+
+// EvalSkipped lists the corrupt images that the evaluation reads of ds
+// (EvalBatches, AugmentedBatches) stepped over so far with
+// data.skip_corrupt, one error naming each file, in index order: nil for
+// the in-memory datasets, which have no corrupt images.
+func EvalSkipped(ds Dataset) []error {
+	d, ok := ds.(*ImageFolder)
+	if !ok {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return sortedErrors(d.evalSkipped)
+}
+
+// sortedErrors lists m's errors in the order of their keys.
+func sortedErrors(m map[int]error) []error {
+	keys := slices.Sorted(maps.Keys(m))
+	errs := make([]error, len(keys))
+	for k, i := range keys {
+		errs[k] = m[i]
+	}
+	return errs
 }

@@ -441,9 +441,14 @@ func TestImageFolderLoaderViews(t *testing.T) {
 		t.Error("no image went through DCT-domain reduction: the test does not cover it")
 	}
 
-	// The linear evaluation's augmented batches crop the same way; they stop
-	// at a corrupt file, naming it.
-	err = AugmentedBatches(ds, aug, 1, 0, 8, 2, func([]float32, []int, []int) error { return nil })
+	// The linear evaluation's augmented batches crop the same way; without
+	// skip_corrupt they stop at a corrupt file, naming it (checkEvalSkips
+	// checks them with it).
+	strict, err := Open(Spec{Kind: "imagefolder", Path: f.root, Split: "train", ImageSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = AugmentedBatches(strict, aug, 1, 0, 8, 2, func([]float32, []int, []int) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), f.corrupt) {
 		t.Errorf("AugmentedBatches error %v, want one naming %s", err, f.corrupt)
 	}
@@ -540,6 +545,77 @@ func TestImageFolderCorrupt(t *testing.T) {
 		if seen[corruptIdx] {
 			t.Errorf("the corrupt image (index %d) was delivered", corruptIdx)
 		}
+		checkEvalSkips(t, ds.(*ImageFolder), corruptIdx)
+	}
+}
+
+// checkEvalSkips: with SkipCorrupt, EvalBatches and AugmentedBatches leave
+// the corrupt image out of their batches — every other image once, in order,
+// each row its own image's (the evaluation transform; the augmented view of
+// a batch of one) — and EvalSkipped names it.
+func checkEvalSkips(t *testing.T, d *ImageFolder, corruptIdx int) {
+	t.Helper()
+	path := d.Path(corruptIdx)
+	if s := EvalSkipped(d); len(s) != 0 {
+		t.Errorf("EvalSkipped before any evaluation read: %v", s)
+	}
+	var got []int
+	item := 3 * 16 * 16
+	want := make([]uint8, item)
+	err := EvalBatches(d, ImageNetMean, ImageNetStd, 4, func(x []float32, labels []int, idx []int) error {
+		for r, i := range idx {
+			got = append(got, i)
+			if labels[r] != d.Label(i) {
+				t.Errorf("EvalBatches: row of image %d has label %d, want %d", i, labels[r], d.Label(i))
+			}
+			if err := d.ReadEval(i, want); err != nil {
+				return err
+			}
+			for p, v := range want {
+				c := p / (16 * 16)
+				if w := (float32(v)/255 - ImageNetMean[c]) / ImageNetStd[c]; math.Abs(float64(x[r*item+p]-w)) > 1e-5 {
+					t.Fatalf("EvalBatches: row %d (image %d) value %d is %v, want %v", r, i, p, x[r*item+p], w)
+				}
+			}
+		}
+		return nil
+	})
+	var wantIdx []int
+	for i := range d.Len() {
+		if i != corruptIdx {
+			wantIdx = append(wantIdx, i)
+		}
+	}
+	if err != nil || !slices.Equal(got, wantIdx) {
+		t.Errorf("EvalBatches with skip_corrupt: images %v, error %v; want %v", got, err, wantIdx)
+	}
+	if s := EvalSkipped(d); len(s) != 1 || !strings.Contains(s[0].Error(), path) {
+		t.Errorf("EvalSkipped %v, want the one corrupt file %s", s, path)
+	}
+	if n, first := SkipSummary(EvalSkipped(d)); n != 1 || !strings.HasPrefix(first, path+" (") {
+		t.Errorf("SkipSummary = %d, %q; want 1 and %s (why)", n, first, path)
+	}
+
+	aug := LinearEvalAugment(16, ImageNetMean, ImageNetStd)
+	alone := map[int][]float32{} // each image's view, in a batch of its own
+	if err := AugmentedBatches(d, aug, 7, 0, 1, 1, func(x []float32, _ []int, idx []int) error {
+		alone[idx[0]] = slices.Clone(x)
+		return nil
+	}); err != nil {
+		t.Fatalf("AugmentedBatches with skip_corrupt, batch 1: %v", err)
+	}
+	got = got[:0]
+	err = AugmentedBatches(d, aug, 7, 0, 4, 2, func(x []float32, labels []int, idx []int) error {
+		for r, i := range idx {
+			got = append(got, i)
+			if labels[r] != d.Label(i) || !slices.Equal(x[r*item:(r+1)*item], alone[i]) {
+				t.Errorf("AugmentedBatches: row %d (image %d) differs from the image's view, or its label %d is not %d", r, i, labels[r], d.Label(i))
+			}
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(got, wantIdx) {
+		t.Errorf("AugmentedBatches with skip_corrupt: images %v, error %v; want %v", got, err, wantIdx)
 	}
 }
 

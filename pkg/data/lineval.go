@@ -33,7 +33,8 @@ const linevalSalt = 0x6c696e6576616c31 // "lineval1"
 
 // AugmentedBatches is EvalBatches with augmentation: it calls fn on every
 // image of ds in order, batch at a time (the last batch may be smaller), as
-// one view augmented by aug (x is n×C×S×S with S = aug.CropSize). Image i of
+// one view augmented by aug (x is n×C×S×S with S = aug.CropSize); corrupt
+// images are left out as in EvalBatches. Image i of
 // epoch e draws its random numbers from its own stream, seeded from (seed,
 // e, i), so the views depend on neither the batch size nor the number of
 // worker goroutines, and change from epoch to epoch. The slices are reused
@@ -62,16 +63,19 @@ func AugmentedBatches(ds Dataset, aug AugmentConfig, seed uint64, epoch, batch, 
 	labels, idx := make([]int, batch), make([]int, batch)
 	streamSeed := splitmix64(seed ^ linevalSalt)
 	var srcs []*viewSource
-	if folder, ok := ds.(*ImageFolder); ok {
+	folder, _ := ds.(*ImageFolder)
+	if folder != nil {
 		srcs = make([]*viewSource, workers)
 		for w := range srcs {
 			srcs[w] = &viewSource{d: folder}
 		}
 	}
+	skip := make([]bool, batch)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for start := 0; start < ds.Len(); start += batch {
 		n := min(batch, ds.Len()-start)
+		clear(skip)
 		per := (n + workers - 1) / workers
 		for w, a := range augs {
 			lo, hi := w*per, min((w+1)*per, n)
@@ -85,8 +89,10 @@ func AugmentedBatches(ds Dataset, aug AugmentConfig, seed uint64, epoch, batch, 
 					pcg.Seed(sampleSeeds(streamSeed, epoch, start+i))
 					if srcs != nil { // crop the full-resolution image
 						if err := srcs[w].oneView(x[i*view:(i+1)*view], start+i, a, rng); err != nil {
-							errs[w] = err
-							return
+							if skip[i] = folder.skipEval(start+i, err); !skip[i] {
+								errs[w] = err
+								return
+							}
 						}
 						continue
 					}
@@ -98,11 +104,20 @@ func AugmentedBatches(ds Dataset, aug AugmentConfig, seed uint64, epoch, batch, 
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
+		kept := 0
 		for i := range n {
-			labels[i] = ds.Label(start + i)
-			idx[i] = start + i
+			if skip[i] {
+				continue
+			}
+			copy(x[kept*view:(kept+1)*view], x[i*view:(i+1)*view])
+			labels[kept] = ds.Label(start + i)
+			idx[kept] = start + i
+			kept++
 		}
-		if err := fn(x[:n*view], labels[:n], idx[:n]); err != nil {
+		if kept == 0 {
+			continue
+		}
+		if err := fn(x[:kept*view], labels[:kept], idx[:kept]); err != nil {
 			return err
 		}
 	}

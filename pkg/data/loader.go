@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"sort"
 	"sync"
 )
 
@@ -219,16 +218,7 @@ func (it *EpochIter) fail(err error) {
 func (it *EpochIter) Skipped() []error {
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	idx := make([]int, 0, len(it.skipped))
-	for i := range it.skipped {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	errs := make([]error, len(idx))
-	for k, i := range idx {
-		errs[k] = it.skipped[i]
-	}
-	return errs
+	return sortedErrors(it.skipped)
 }
 
 func (it *EpochIter) addSkipped(w *batchWorker) {
@@ -314,6 +304,9 @@ func (w *batchWorker) fill(b *Batch, perm []int, e, t int) error {
 // EvalBatches calls fn on every image of ds in order, batch at a time (the last
 // batch may be smaller), with no augmentation: x is n×C×H×W, (pixel/255 −
 // mean[c]) / std[c]. The slices are reused between calls; copy what you keep.
+// An ImageFolder opened with SkipCorrupt leaves its corrupt images out (a
+// batch is then smaller, idx says which images it holds) and records them
+// for EvalSkipped.
 func EvalBatches(ds Dataset, mean, std []float32, batch int, fn func(x []float32, labels []int, idx []int) error) error {
 	c, h, w := ds.Channels(), ds.Height(), ds.Width()
 	if len(mean) != c || len(std) != c {
@@ -336,34 +329,43 @@ func EvalBatches(ds Dataset, mean, std []float32, batch int, fn func(x []float32
 	labels, idx := make([]int, batch), make([]int, batch)
 	folder, _ := ds.(*ImageFolder)
 	var decoded []uint8 // an ImageFolder batch, decoded in parallel
+	skip := make([]bool, batch)
 	if folder != nil {
 		decoded = make([]uint8, batch*c*plane)
 	}
 	for start := 0; start < ds.Len(); start += batch {
 		n := min(batch, ds.Len()-start)
 		if folder != nil {
-			if err := folder.readEvalBatch(decoded, start, n); err != nil {
+			if err := folder.readEvalBatch(decoded, skip, start, n); err != nil {
 				return err
 			}
 		}
+		kept := 0
 		for i := range n {
+			if skip[i] {
+				continue
+			}
 			var px []uint8
 			if folder != nil {
 				px = decoded[i*c*plane : (i+1)*c*plane]
 			} else {
 				px = ds.Pixels(start + i)
 			}
-			out := x[i*c*plane : (i+1)*c*plane]
+			out := x[kept*c*plane : (kept+1)*c*plane]
 			for ch := range c {
 				sc, of := scale[ch], offset[ch]
 				for p, v := range px[ch*plane : (ch+1)*plane] {
 					out[ch*plane+p] = float32(v)*sc - of
 				}
 			}
-			labels[i] = ds.Label(start + i)
-			idx[i] = start + i
+			labels[kept] = ds.Label(start + i)
+			idx[kept] = start + i
+			kept++
 		}
-		if err := fn(x[:n*c*plane], labels[:n], idx[:n]); err != nil {
+		if kept == 0 {
+			continue
+		}
+		if err := fn(x[:kept*c*plane], labels[:kept], idx[:kept]); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ package frozen
 
 import (
 	"fmt"
+	"io"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -153,9 +154,10 @@ func stack(n, d int, each func(batchFunc) error, rows func(x []float32, n int) (
 
 // PositivePairs embeds n pairs of augmented views of ds's images (the
 // pretraining's positive pairs): row i of x and row i of y are two views of
-// one image. Epochs of the two-view loader are drawn until n pairs are in.
-// The loader draws from seed with workers and prefetch as data.NewTwoViewLoader.
-func (e *Encoder) PositivePairs(ds data.Dataset, aug data.AugmentConfig, n, batch int, seed uint64, workers, prefetch int) (x, y eval.Matrix, err error) {
+// one image. Epochs of the two-view loader (seed, workers and prefetch as
+// data.NewTwoViewLoader's) are drawn until n pairs are in; corrupt images
+// stepped over (data.skip_corrupt) are noted in log.
+func (e *Encoder) PositivePairs(ds data.Dataset, aug data.AugmentConfig, n, batch int, seed uint64, workers, prefetch int, log io.Writer) (x, y eval.Matrix, err error) {
 	loader, err := data.NewTwoViewLoader(ds, aug, batch, seed, workers, prefetch)
 	if err != nil {
 		return x, y, err
@@ -168,6 +170,10 @@ func (e *Encoder) PositivePairs(ds data.Dataset, aug data.AugmentConfig, n, batc
 		for have < n {
 			b, ok := it.Next()
 			if !ok {
+				if err := it.Err(); err != nil {
+					it.Close()
+					return x, y, fmt.Errorf("%s: positive pairs: %w", ds.Name(), err)
+				}
 				break
 			}
 			take := min(b.B, n-have)
@@ -186,6 +192,9 @@ func (e *Encoder) PositivePairs(ds data.Dataset, aug data.AugmentConfig, n, batc
 			have += take
 		}
 		it.Close()
+		if k, first := data.SkipSummary(it.Skipped()); k > 0 {
+			fmt.Fprintf(log, "%s: positive pairs: the loader stepped over %d corrupt images (data.skip_corrupt), first %s\n", ds.Name(), k, first)
+		}
 		if have == got {
 			return x, y, fmt.Errorf("%s: the two-view loader made no batch of %d images", ds.Name(), batch)
 		}

@@ -74,6 +74,9 @@ func (s *Source) Features(ds data.Dataset, split string) (eval.Matrix, []int, er
 	}
 	if found {
 		fmt.Fprintf(s.Log, "%s: cached features %d×%d from %s\n", ds.Name(), n, d, s.Cache.Path(key))
+		if n < ds.Len() {
+			fmt.Fprintf(s.Log, "%s: the cache holds %d of %d images: %d corrupt images were left out when it was written (data.skip_corrupt)\n", ds.Name(), n, ds.Len(), ds.Len()-n)
+		}
 		m, err := eval.NewMatrix(feats, n, d)
 		return m, labels, err
 	}
@@ -90,7 +93,17 @@ func (s *Source) Features(ds data.Dataset, split string) (eval.Matrix, []int, er
 		return eval.Matrix{}, nil, err
 	}
 	fmt.Fprintf(s.Log, "%s: extracted features %d×%d in %.1fs, cached in %s\n", ds.Name(), m.N, m.D, time.Since(start).Seconds(), s.Cache.Path(key))
+	NoteSkipped(s.Log, ds)
 	return m, labels, nil
+}
+
+// NoteSkipped says how many corrupt images of ds the evaluation reads have
+// left out so far (data.skip_corrupt) and which was first: a split is never
+// silently smaller.
+func NoteSkipped(log io.Writer, ds data.Dataset) {
+	if n, first := data.SkipSummary(data.EvalSkipped(ds)); n > 0 {
+		fmt.Fprintf(log, "%s: left out %d corrupt images (data.skip_corrupt), first %s\n", ds.Name(), n, first)
+	}
 }
 
 // AugmentedViews feeds the linear probe the backbone features of freshly
@@ -120,6 +133,7 @@ func (s *Source) Augmented(name string, ds data.Dataset, aug data.AugmentConfig,
 		}
 		v.Last = time.Since(start)
 		if epoch == 0 {
+			NoteSkipped(s.Log, ds)
 			total := v.Last * time.Duration(epochs)
 			fmt.Fprintf(s.Log, "%s: augmented train features: %d images through the backbone in %.1fs per probe epoch, about %s for %d epochs\n",
 				name, ds.Len(), v.Last.Seconds(), roughDuration(total), epochs)

@@ -77,6 +77,14 @@ type EpochMetrics struct {
 	// DataWait is the share of the epoch's time spent waiting for the data
 	// loader (0–1): augmentation is the bottleneck when it is large.
 	DataWait float64 `json:"data_wait_share"`
+	// Skipped counts the corrupt images the epoch's loader stepped over
+	// (data.skip_corrupt); FirstSkipped is the first: its file and why.
+	Skipped      int    `json:"skipped_images,omitempty"`
+	FirstSkipped string `json:"first_skipped,omitempty"`
+	// KNNSkipped and KNNFirstSkipped are the kNN monitor's, shown with the
+	// epoch; metrics.jsonl has them on the eval line.
+	KNNSkipped      int    `json:"-"`
+	KNNFirstSkipped string `json:"-"`
 }
 
 // EvalMetrics is a kNN monitor result in metrics.jsonl.
@@ -85,6 +93,10 @@ type EvalMetrics struct {
 	Epoch   int     `json:"epoch"` // evaluated at the end of this epoch
 	Step    int     `json:"step"`  // global steps done
 	KNNTop1 float64 `json:"knn_top1"`
+	// Skipped counts the corrupt images of the train and test splits the
+	// monitor left out (data.skip_corrupt); FirstSkipped is the first.
+	Skipped      int    `json:"skipped_images,omitempty"`
+	FirstSkipped string `json:"first_skipped,omitempty"`
 }
 
 // ResumeRecord marks where a resumed run continues: the first line of a

@@ -93,7 +93,21 @@ func epochLine(m EpochMetrics) string {
 	if m.DataWait >= slowLoader {
 		msg += fmt.Sprintf(", %.0f%% of the time waiting for data (raise data.workers)", 100*m.DataWait)
 	}
+	if m.Skipped > 0 {
+		msg += fmt.Sprintf(", skipped %d corrupt %s (data.skip_corrupt), first %s", m.Skipped, plural(m.Skipped, "image"), m.FirstSkipped)
+	}
+	if m.KNNSkipped > 0 {
+		msg += fmt.Sprintf(", kNN monitor skipped %d corrupt %s, first %s", m.KNNSkipped, plural(m.KNNSkipped, "image"), m.KNNFirstSkipped)
+	}
 	return msg
+}
+
+// plural is word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 func (p *progress) epoch(m EpochMetrics) {

@@ -235,8 +235,12 @@ func finishedSummary(path string, st *state) *Summary {
 }
 
 // dataFingerprint is the SHA-256 of a dataset's content — shape, labels
-// and pixels — which names the data wherever its files lie.
+// and pixels — which names the data wherever its files lie; an ImageFolder's
+// is its index's (paths and labels), which needs no decoding.
 func dataFingerprint(ds data.Dataset) string {
+	if f, ok := ds.(*data.ImageFolder); ok {
+		return f.Fingerprint()
+	}
 	h := sha256.New()
 	le := binary.LittleEndian
 	var head []byte

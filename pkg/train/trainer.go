@@ -101,6 +101,7 @@ type trainer struct {
 	stopAfter           int
 	pending             *pendingStats  // the last step, its statistics still being computed
 	dataSHA256          string         // the training images' fingerprint
+	skipped             []error        // the corrupt images the last epoch's loader stepped over
 	changes             []ConfigChange // keys changed on resume since the run began
 	lastCkpt            string         // the newest checkpoint of the run, "" before the first
 	dump                *stepDump      // nil unless Options.DumpSteps
@@ -425,23 +426,27 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		em := EpochMetrics{Epoch: t.epoch, Loss: t.epochLoss / float64(steps), Seconds: time.Since(epochStart).Seconds()}
 		em.ImagesSec = float64(steps*t.spec.B) / em.Seconds
 		em.DataWait = t.epochWait.Seconds() / em.Seconds
+		em.Skipped, em.FirstSkipped = data.SkipSummary(t.skipped)
 		sum.FinalLoss = em.Loss
+		var knnErr error // reported once the epoch's checkpoint is written
 		if k := t.cfg.Eval.KNNEvery; k > 0 && ((t.epoch+1)%k == 0 || t.epoch+1 == t.cfg.Optim.Epochs) {
-			acc, err := t.knn()
-			if err != nil {
-				return nil, fmt.Errorf("kNN monitor: %w", err)
+			if acc, err := t.knn(); err != nil {
+				knnErr = err
+			} else {
+				t.lastKNN, em.KNNTop1 = &acc, &acc
 			}
-			t.lastKNN, em.KNNTop1 = &acc, &acc
+			em.KNNSkipped, em.KNNFirstSkipped = data.SkipSummary(append(data.EvalSkipped(t.train), data.EvalSkipped(t.test)...))
 		}
 		t.prog.epoch(em)
 		if err := t.metrics.write(kindEpoch, &em); err != nil {
 			return nil, err
 		}
 		if em.KNNTop1 != nil {
-			if err := t.metrics.write(kindEval, &EvalMetrics{Epoch: t.epoch, Step: t.global, KNNTop1: *em.KNNTop1}); err != nil {
+			if err := t.metrics.write(kindEval, &EvalMetrics{Epoch: t.epoch, Step: t.global, KNNTop1: *em.KNNTop1, Skipped: em.KNNSkipped, FirstSkipped: em.KNNFirstSkipped}); err != nil {
 				return nil, err
 			}
 		}
+		knnEpoch := t.epoch
 		epochFile := ""
 		if n := t.cfg.Run.CheckpointEvery; n > 0 && (t.epoch+1)%n == 0 {
 			epochFile = epochName(t.epoch)
@@ -452,6 +457,9 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		sum.Checkpoint = path
+		if knnErr != nil {
+			return nil, fmt.Errorf("kNN monitor after epoch %d: %w (the epoch is saved in %s: resume with --resume %s once this is fixed, or set eval.knn_every 0)", knnEpoch, knnErr, path, path)
+		}
 	}
 	t.prog.finish()
 	s := finish()
@@ -474,7 +482,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 	for i := 0; i < t.step; i++ { // resume inside an epoch: the batches are a function of (seed, epoch, position)
 		b, ok := it.Next()
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", i, t.epoch, it.Err())
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %w", i, t.epoch, it.Err())
 		}
 		t.loader.Release(b)
 	}
@@ -490,7 +498,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		dataWait := time.Since(stepStart)
 		t.epochWait += dataWait
 		if !ok {
-			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %v", t.step, t.epoch, it.Err())
+			return false, fmt.Errorf("data loader ended early at step %d of epoch %d: %w", t.step, t.epoch, it.Err())
 		}
 		lr := t.lr()
 		var draw *hardneg.MixDraw
@@ -550,9 +558,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		}
 	}
 	it.Close() // the workers are done: the list of skipped images is complete
-	if skipped := it.Skipped(); len(skipped) > 0 {
-		t.prog.info("data.skip_corrupt: skipped unreadable images", "epoch", t.epoch, "count", len(skipped), "first", skipped[0].Error())
-	}
+	t.skipped = it.Skipped()
 	return true, nil
 }
 
