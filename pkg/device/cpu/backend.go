@@ -55,15 +55,16 @@ type Backend struct {
 	// One task value per parallel kernel, reused so that handing it to the
 	// workers allocates nothing.
 	tasks struct {
-		elem elementwiseTask
-		gemm gemmTask
-		conv convTask
-		bn   bnTask
-		pool poolTask
-		rows rowTask
-		sum  sumTask
-		top  topTask
-		mix  mixTask
+		elem  elementwiseTask
+		gemm  gemmTask
+		conv  convTask
+		bn    bnTask
+		pool  poolTask
+		rows  rowTask
+		sum   sumTask
+		top   topTask
+		mix   mixTask
+		norms normTask
 	}
 	ws     workspace
 	partOf []float64 // per-block partial sums of Sum

@@ -9,20 +9,25 @@ import (
 // workspace is a backend's scratch memory, one slot per part (worker) so
 // that parts never share: grown on demand, kept across calls.
 type workspace struct {
-	col [][]float32 // im2col matrices, C·R·S × nb·OH·OW
-	tmp [][]float32 // outputs or output gradients side by side, K × nb·OH·OW
-	dw  [][]float32 // partial filter gradients of parts 1…, K×C·R·S
-	idx [][]int32   // TopN heaps
-	f64 [][]float64 // MixLogits norm caches
+	col  [][]float32 // im2col matrices, C·R·S × nb·OH·OW
+	tmp  [][]float32 // outputs or output gradients side by side, K × nb·OH·OW
+	dw   [][]float32 // partial filter gradients of parts 1…, K×C·R·S
+	idx  [][]int32   // TopN heaps
+	keys [][]uint32  // TopN sort keys and digit histogram
+	f64  [][]float64 // MixLogits dot products of a query
+	// MixLogits ‖n‖² of the queue rows: one slice the parts fill in
+	// disjoint ranges, then only read.
+	norms []float64
 }
 
 func newWorkspace(threads int) workspace {
 	return workspace{
-		col: make([][]float32, threads),
-		tmp: make([][]float32, threads),
-		dw:  make([][]float32, threads),
-		idx: make([][]int32, threads),
-		f64: make([][]float64, threads),
+		col:  make([][]float32, threads),
+		tmp:  make([][]float32, threads),
+		dw:   make([][]float32, threads),
+		idx:  make([][]int32, threads),
+		keys: make([][]uint32, threads),
+		f64:  make([][]float64, threads),
 	}
 }
 
