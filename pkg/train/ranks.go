@@ -22,18 +22,17 @@ func checkRanks(cfg *config.Config, opts Options) error {
 	if p == 1 {
 		return nil
 	}
-	where := fmt.Sprintf("rank %d of %d processes", opts.Comm.Rank(), p)
 	switch o := cfg.Optim; {
 	case o.Batch%p != 0:
-		return fmt.Errorf("%s: optim.batch = %d is the global batch, and it does not split over %d processes: use a multiple of %d", where, o.Batch, p, p)
+		return fmt.Errorf("optim.batch = %d is the global batch, and it does not split over %d processes: use a multiple of %d", o.Batch, p, p)
 	case cfg.Model.BNSplits%p != 0:
-		return fmt.Errorf("%s: model.bn_splits = %d counts the split-BN groups of the global batch, and each process normalises its %d-th of them: use a multiple of %d", where, cfg.Model.BNSplits, p, p)
+		return fmt.Errorf("model.bn_splits = %d counts the split-BN groups of the global batch, and each of %d processes normalises its share of them: use a multiple of %d", cfg.Model.BNSplits, p, p)
 	case cfg.MoCo.Symmetric:
-		return fmt.Errorf("%s: moco.symmetric runs on one process only in this version: set moco.symmetric false or start one process", where)
+		return fmt.Errorf("moco.symmetric runs on one process only in this version: set moco.symmetric false or start one process")
 	case opts.DumpSteps > 0:
-		return fmt.Errorf("%s: --dump-steps runs on one process only: start it without mpirun", where)
+		return fmt.Errorf("--dump-steps runs on one process only: start it without mpirun")
 	case opts.ShuffleBlocks > 1 && opts.ShuffleBlocks != p:
-		return fmt.Errorf("%s: ShuffleBN in %d slices: %d processes shuffle in %d", where, opts.ShuffleBlocks, p, p)
+		return fmt.Errorf("ShuffleBN in %d slices: %d processes shuffle in %d", opts.ShuffleBlocks, p, p)
 	}
 	return nil
 }
@@ -106,10 +105,10 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 	p := float32(c.Size())
 	r.loss = append(r.loss[:0], float32(loss))
 	if err := c.AllReduceSum(r.loss); err != nil {
-		return 0, fmt.Errorf("rank %d: loss all-reduce: %w", c.Rank(), err)
+		return 0, fmt.Errorf("loss all-reduce: %w", err)
 	}
 	if err := m.ReduceGrads(c.AllReduceSum, 1/p); err != nil {
-		return 0, fmt.Errorf("rank %d: gradient all-reduce: %w", c.Rank(), err)
+		return 0, fmt.Errorf("gradient all-reduce: %w", err)
 	}
 	return float64(r.loss[0] / p), nil
 }
@@ -128,13 +127,13 @@ func (r *rankScratch) enqueue(c dist.Comm, m *moco.Model, index, labels []int) e
 	r.index = slices.Grow(r.index[:0], p*len(index))[:p*len(index)]
 	r.labels = slices.Grow(r.labels[:0], p*len(labels))[:p*len(labels)]
 	if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
-		return fmt.Errorf("rank %d: key all-gather: %w", c.Rank(), err)
+		return fmt.Errorf("key all-gather: %w", err)
 	}
 	if err := dist.AllGather(c, index, r.index); err != nil {
-		return fmt.Errorf("rank %d: key index all-gather: %w", c.Rank(), err)
+		return fmt.Errorf("key index all-gather: %w", err)
 	}
 	if err := dist.AllGather(c, labels, r.labels); err != nil {
-		return fmt.Errorf("rank %d: key label all-gather: %w", c.Rank(), err)
+		return fmt.Errorf("key label all-gather: %w", err)
 	}
 	return m.EnqueueKeys(r.allKeys, r.index, r.labels)
 }
@@ -157,7 +156,7 @@ func (t *trainer) averageRunningStats() error {
 			flat = append(flat, stats[n]...)
 		}
 		if err := c.AllReduceSum(flat); err != nil {
-			return fmt.Errorf("rank %d: BatchNorm statistics all-reduce: %w", c.Rank(), err)
+			return fmt.Errorf("BatchNorm statistics all-reduce: %w", err)
 		}
 		off := 0
 		for _, n := range names {
