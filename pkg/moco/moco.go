@@ -201,7 +201,11 @@ func (m *Model) Enqueue(index, labels []int) error {
 
 // Keys copies the step's keys k (B×D, in batch order) to dst and returns it.
 func (m *Model) Keys(dst []float32) []float32 {
-	dst = append(dst[:0], make([]float32, m.Spec.B*m.Spec.Net.EmbedDim)...)
+	n := m.Spec.B * m.Spec.Net.EmbedDim
+	if cap(dst) < n {
+		dst = make([]float32, n)
+	}
+	dst = dst[:n]
 	m.be.Download(dst, m.train.Plan.Buffer(m.k))
 	return dst
 }
