@@ -15,6 +15,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/dist"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -93,6 +94,23 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		}
 		return writeLoaderPlan(cmd.OutOrStdout(), cfg, p)
 	}
+	// alone: dist.Single; under mpirun: this process's rank of the job
+	comm, err := dist.Open(dist.Options{})
+	if err != nil {
+		return err
+	}
+	if err := pretrain(cmd, cfg, prov, comm); err != nil {
+		if comm.Size() > 1 { // exit non-zero without Close: mpirun ends the other ranks
+			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
+		}
+		return err
+	}
+	return comm.Close()
+}
+
+// pretrain runs the pretraining of cfg as one rank of comm's job; rank 0
+// alone writes the run directory and prints the summary.
+func pretrain(cmd *cobra.Command, cfg *config.Config, prov *config.Provenance, comm dist.Comm) error {
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, cmd.ErrOrStderr())
 	if err != nil {
 		return err
@@ -120,7 +138,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		}
 	}()
 	sum, err := train.Pretrain(ctx, cfg, train.Options{Backend: be, Progress: cmd.ErrOrStderr(), Resume: resume, StopAfter: stopAfter,
-		Provenance: prov, AllowChange: allow, Force: force, DumpSteps: dumpSteps, DumpDir: dumpDir})
+		Provenance: prov, AllowChange: allow, Force: force, DumpSteps: dumpSteps, DumpDir: dumpDir, Comm: comm})
 	if err != nil {
 		select {
 		case s := <-caught: // the checkpoint is written: exit as shells expect of a signal
@@ -128,6 +146,9 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 		default:
 			return err
 		}
+	}
+	if comm.Rank() != 0 {
+		return nil
 	}
 	if sum.AlreadyFinished {
 		fmt.Fprintf(cmd.OutOrStdout(), "the run of %s is already finished (%d epochs, %d steps): nothing to do, nothing changed; raise optim.epochs to train it further\n",

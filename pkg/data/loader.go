@@ -27,7 +27,8 @@ type TwoViewLoader struct {
 	seed     uint64
 	workers  int
 	prefetch int
-	free     chan *Batch // recycled batches
+	free     chan *Batch         // recycled batches
+	sampler  *DistributedSampler // nil: one process reads the whole batch
 }
 
 // NewTwoViewLoader makes a loader of batch-sized two-view batches; workers
@@ -56,8 +57,26 @@ func NewTwoViewLoader(ds Dataset, aug AugmentConfig, batch int, seed uint64, wor
 	}, nil
 }
 
-// StepsPerEpoch is the number of full batches in an epoch.
-func (l *TwoViewLoader) StepsPerEpoch() int { return l.ds.Len() / l.batch }
+// NewDistributedTwoViewLoader is NewTwoViewLoader for one of several
+// data-parallel processes: each step yields this rank's slice of the global
+// batch (s.LocalBatch images, at s.Positions), each image augmented as a
+// single process reading the global batch would augment it.
+func NewDistributedTwoViewLoader(ds Dataset, aug AugmentConfig, s *DistributedSampler, seed uint64, workers, prefetch int) (*TwoViewLoader, error) {
+	l, err := NewTwoViewLoader(ds, aug, s.LocalBatch(), seed, workers, prefetch)
+	if err != nil {
+		return nil, err
+	}
+	l.sampler = s
+	return l, nil
+}
+
+// StepsPerEpoch is the number of full (global) batches in an epoch.
+func (l *TwoViewLoader) StepsPerEpoch() int {
+	if l.sampler != nil {
+		return l.sampler.StepsPerEpoch()
+	}
+	return l.ds.Len() / l.batch
+}
 
 // Release hands a batch the consumer is done with back to the loader for reuse.
 // The batch must not be used afterwards.
@@ -274,14 +293,19 @@ func newBatchWorker(l *TwoViewLoader) *batchWorker {
 	return w
 }
 
-// fill builds step t of epoch e: images perm[t·B : (t+1)·B], each with its
-// own RNG stream seeded from (seed, e, position), query view first. An
+// fill builds step t of epoch e: images perm[t·B : (t+1)·B] (with a
+// sampler, this rank's slice of the global batch), each with its own RNG
+// stream seeded from (seed, e, position in the epoch), query view first. An
 // ImageFolder image is decoded here and cropped at full resolution.
 func (w *batchWorker) fill(b *Batch, perm []int, e, t int) error {
 	l := w.loader
 	n := w.aug.OutputLen()
+	first := t * l.batch
+	if l.sampler != nil {
+		first, _ = l.sampler.Positions(t)
+	}
 	for i := range l.batch {
-		pos := t*l.batch + i
+		pos := first + i
 		idx := perm[pos]
 		w.pcg.Seed(sampleSeeds(l.seed, e, pos))
 		q, k := b.Query[i*n:(i+1)*n], b.Key[i*n:(i+1)*n]

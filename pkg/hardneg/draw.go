@@ -43,6 +43,15 @@ func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 	return p, nil
 }
 
+// Rows is the draw of queries [lo, hi) alone, sharing p's memory: a
+// data-parallel rank's part of the global batch's draw.
+func (p *MixDraw) Rows(lo, hi int) *MixDraw {
+	s, sp := p.S, p.SPrime
+	return &MixDraw{B: hi - lo, N: p.N, S: s, SPrime: sp,
+		I: p.I[lo*s : hi*s], J: p.J[lo*s : hi*s], Alpha: p.Alpha[lo*s : hi*s],
+		JQ: p.JQ[lo*sp : hi*sp], Beta: p.Beta[lo*sp : hi*sp]}
+}
+
 // Cols is the width of the draw's tensor encoding: 3s + 2s′.
 func (p *MixDraw) Cols() int { return 3*p.S + 2*p.SPrime }
 

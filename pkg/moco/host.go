@@ -14,6 +14,7 @@ type hostScratch struct {
 	qLabel, kLabel []int32   // the same, for the host's check
 	loss           []float32
 	logits         Logits
+	grads          []float32 // every gradient, for ReduceGrads
 }
 
 func newHostScratch(s Spec, mixing bool) hostScratch {
@@ -125,6 +126,40 @@ func (m *Model) ScaleGrads(a float32) {
 	for _, g := range m.train.Grads {
 		m.be.Scale(a, m.train.Plan.Buffer(g))
 	}
+}
+
+// ReduceGrads hands every gradient of f_q, laid end to end in one host
+// buffer, to reduce (data-parallel training: the sum over the ranks), and
+// puts the result, times a, back: each rank's loss is the mean over its own
+// slice, so a = 1/ranks makes the gradient of the global batch's mean.
+func (m *Model) ReduceGrads(reduce func([]float32) error, a float32) error {
+	plan, n := m.train.Plan, 0
+	for _, g := range m.train.Grads {
+		n += g.Shape().TotalSize()
+	}
+	if cap(m.host.grads) < n {
+		m.host.grads = make([]float32, n)
+	}
+	all, off := m.host.grads[:n], 0
+	for _, g := range m.train.Grads {
+		size := g.Shape().TotalSize()
+		m.be.Download(all[off:off+size], plan.Buffer(g))
+		off += size
+	}
+	if err := reduce(all); err != nil {
+		return err
+	}
+	off = 0
+	for _, g := range m.train.Grads {
+		size := g.Shape().TotalSize()
+		part := all[off : off+size]
+		for i := range part {
+			part[i] *= a
+		}
+		m.be.Upload(plan.Buffer(g), part)
+		off += size
+	}
+	return nil
 }
 
 // Free releases the model's device memory.

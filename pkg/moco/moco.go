@@ -196,9 +196,31 @@ func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabel
 // as in MoCo's _dequeue_and_enqueue), device to device, with each key's
 // image index and label.
 func (m *Model) Enqueue(index, labels []int) error {
+	return m.Queue.EnqueueBuffer(m.train.Plan.Buffer(m.k), queueMeta(index, labels))
+}
+
+// Keys copies the step's keys k (B×D, in batch order) to dst and returns it.
+func (m *Model) Keys(dst []float32) []float32 {
+	n := m.Spec.B * m.Spec.Net.EmbedDim
+	if cap(dst) < n {
+		dst = make([]float32, n)
+	}
+	dst = dst[:n]
+	m.be.Download(dst, m.train.Plan.Buffer(m.k))
+	return dst
+}
+
+// EnqueueKeys writes keys from the host (the keys of every data-parallel
+// rank, gathered in rank order) at the queue pointer, with each key's image
+// index and label: Enqueue for keys that are not all this model's.
+func (m *Model) EnqueueKeys(keys []float32, index, labels []int) error {
+	return m.Queue.Enqueue(keys, queueMeta(index, labels))
+}
+
+func queueMeta(index, labels []int) []queue.Meta {
 	meta := make([]queue.Meta, len(index))
 	for i := range index {
 		meta[i] = queue.Meta{Index: int64(index[i]), Label: int32(labels[i])}
 	}
-	return m.Queue.EnqueueBuffer(m.train.Plan.Buffer(m.k), meta)
+	return meta
 }

@@ -156,6 +156,9 @@ func openMetrics(path string, resumeAt int64) (m *metricsLog, continued bool, er
 
 // write appends one line of the given kind, stamped with the time.
 func (m *metricsLog) write(kind string, r record) error {
+	if m == nil { // a rank other than 0: it writes nothing
+		return nil
+	}
 	h := r.head()
 	h.Kind, h.Time = kind, time.Now().UTC().Format(time.RFC3339Nano)
 	b, err := json.Marshal(r)
@@ -169,6 +172,9 @@ func (m *metricsLog) write(kind string, r record) error {
 
 // offset is the log's length, stored in checkpoints.
 func (m *metricsLog) offset() (int64, error) {
+	if m == nil {
+		return 0, nil
+	}
 	if err := m.w.Flush(); err != nil {
 		return 0, err
 	}
@@ -177,6 +183,9 @@ func (m *metricsLog) offset() (int64, error) {
 
 // close flushes the log and closes its file.
 func (m *metricsLog) close() error {
+	if m == nil {
+		return nil
+	}
 	if err := m.w.Flush(); err != nil {
 		m.f.Close()
 		return err

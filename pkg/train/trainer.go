@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/dist"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/optim"
@@ -51,6 +52,16 @@ type Options struct {
 	// DumpDir, for a reference implementation to replay (see stepDump).
 	DumpSteps int
 	DumpDir   string
+	// Comm is the data-parallel job this process is a rank of (dist.Open);
+	// nil means a process alone (dist.Single). Every rank trains on its
+	// slice of each global batch of optim.batch images; rank 0 alone
+	// writes the run directory.
+	Comm dist.Comm
+	// ShuffleBlocks > 1 keeps ShuffleBN's permutation inside each of that
+	// many consecutive slices of the batch, as a run on that many ranks
+	// does (each rank shuffles its own slice): one process then trains as
+	// that many ranks do. 0 or 1: the whole batch; on P ranks it is P.
+	ShuffleBlocks int
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -105,6 +116,11 @@ type trainer struct {
 	changes             []ConfigChange // keys changed on resume since the run began
 	lastCkpt            string         // the newest checkpoint of the run, "" before the first
 	dump                *stepDump      // nil unless Options.DumpSteps
+
+	comm          dist.Comm
+	lead          bool // rank 0: the rank that writes
+	shuffleBlocks int  // ShuffleBN shuffles within this many slices of the batch
+	ranks         rankScratch
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -119,6 +135,17 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.Comm == nil {
+		opts.Comm = dist.Single{}
+	}
+	if err := checkRanks(cfg, opts); err != nil {
+		return nil, err
+	}
+	// before anything is read or written: every rank must train the same run
+	if err := dist.CheckConfig(opts.Comm, configBytes(cfg, nil)); err != nil {
+		return nil, err
+	}
+	lead := opts.Comm.Rank() == 0
 	if len(opts.AllowChange) > 0 && opts.Resume == "" {
 		return nil, fmt.Errorf("--allow-change applies to a resumed run: add --resume with the checkpoint to continue")
 	}
@@ -131,12 +158,15 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 		}
 	}
 	dir := cfg.Run.OutputDir
-	lock, err := lockRunDir(dir)
-	if err != nil {
-		return nil, err
+	if lead {
+		lock, err := lockRunDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.unlock()
 	}
-	defer lock.unlock()
 	var st *state
+	var err error
 	var replace *foundRun // the run --force replaces
 	var changes []ConfigChange
 	if opts.Resume != "" {
@@ -149,14 +179,14 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 		if changes, err = resumeChanges(st, cfg, opts.Provenance, opts.AllowChange); err != nil {
 			return nil, fmt.Errorf("resuming %s: %w", opts.Resume, err)
 		}
-		if run := findRun(dir); run != nil && !sameDir(checkpointRunDir(opts.Resume), dir) {
+		if run := findRun(dir); lead && run != nil && !sameDir(checkpointRunDir(opts.Resume), dir) {
 			if !opts.Force {
 				return nil, fmt.Errorf("%s, not the run of %s: nothing was changed; resume into that run's directory or an empty one (--output-dir), or pass --force to replace the run here, deleting its files",
 					run, opts.Resume)
 			}
 			replace = run
 		}
-	} else if run := findRun(dir); run != nil {
+	} else if run := findRun(dir); lead && run != nil {
 		if !opts.Force {
 			return nil, run.refuse()
 		}
@@ -222,7 +252,8 @@ func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 // temporary files a killed run left: a run that fails to start destroys
 // nothing.
 func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange, replace *foundRun) (*trainer, error) {
-	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter}
+	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter,
+		comm: opts.Comm, lead: opts.Comm.Rank() == 0, shuffleBlocks: max(opts.ShuffleBlocks, opts.Comm.Size(), 1)}
 	if t.be == nil {
 		t.be = cpu.New(0)
 	}
@@ -245,7 +276,15 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 		size = t.train.Height()
 	}
 	aug := AugmentConfig(cfg, t.train.Channels(), size)
-	if t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch); err != nil {
+	if p := t.comm.Size(); p == 1 {
+		t.loader, err = data.NewTwoViewLoader(t.train, aug, cfg.Optim.Batch, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
+	} else {
+		var s *data.DistributedSampler
+		if s, err = data.NewDistributedSampler(t.train.Len(), cfg.Optim.Batch, t.comm.Rank(), p); err == nil {
+			t.loader, err = data.NewDistributedTwoViewLoader(t.train, aug, s, uint64(cfg.Run.Seed), cfg.Data.Workers, cfg.Data.Prefetch)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	rc, err := ResNetConfig(cfg, t.train.Channels())
@@ -289,30 +328,8 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	if t.dump, err = openDump(t, opts); err != nil {
 		return nil, err
 	}
-	if replace != nil {
-		if err := replace.clear(); err != nil {
-			return nil, err
-		}
-	}
-	if err := removeStaleTemps(t.dir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(t.dir, ckptDir), 0o755); err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	var continued bool
-	if t.metrics, continued, err = openMetrics(filepath.Join(t.dir, metricsName), offset); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
-		t.metrics.close()
-		return nil, err
-	}
-	if st != nil && (!continued || len(changes) > 0) {
-		// A log begun here says which run it continues; a change says
-		// where it took effect.
-		r := &ResumeRecord{From: opts.Resume, Epoch: t.epoch, InEpoch: t.step, Step: t.global, Changes: changes}
-		if err := t.metrics.write(kindResume, r); err != nil {
+	if t.lead {
+		if err := t.openRunDir(st, opts.Resume, changes, replace, offset); err != nil {
 			return nil, err
 		}
 	}
@@ -320,12 +337,51 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	if w == nil {
 		w = os.Stderr
 	}
+	if !t.lead {
+		w = io.Discard
+	}
 	logEvery := opts.LogEvery
 	if logEvery <= 0 {
 		logEvery = 50
 	}
 	t.prog = newProgress(w, cfg.Optim.Epochs*t.loader.StepsPerEpoch(), logEvery)
 	return t, nil
+}
+
+// openRunDir prepares the run directory for writing (rank 0 alone): it
+// deletes the run that --force replaces (nil: none) and the temporary files
+// of a killed run, opens the metrics log at offset (< 0: a new log) and
+// writes config.yaml.
+func (t *trainer) openRunDir(st *state, from string, changes []ConfigChange, replace *foundRun, offset int64) error {
+	if replace != nil {
+		if err := replace.clear(); err != nil {
+			return err
+		}
+	}
+	if err := removeStaleTemps(t.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(t.dir, ckptDir), 0o755); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	var continued bool
+	var err error
+	if t.metrics, continued, err = openMetrics(filepath.Join(t.dir, metricsName), offset); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
+		t.metrics.close()
+		return err
+	}
+	if st != nil && (!continued || len(changes) > 0) {
+		// A log begun here says which run it continues; a change says
+		// where it took effect.
+		r := &ResumeRecord{From: from, Epoch: t.epoch, InEpoch: t.step, Step: t.global, Changes: changes}
+		if err := t.metrics.write(kindResume, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // schedule is the learning-rate schedule of the config, in epochs: MoCo's
@@ -363,7 +419,7 @@ func (t *trainer) build() error {
 		t.model.Free()
 	}
 	o := t.cfg.Optim
-	m, err := moco.New(t.be, t.spec, t.mixingAt(t.epoch), optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov})
+	m, err := moco.New(t.be, t.rankSpec(), t.mixingAt(t.epoch), optim.SGDConfig{Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov})
 	if err != nil {
 		return err
 	}
@@ -414,6 +470,13 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
+		if !done && t.comm.Size() > 1 {
+			// the ranks stop at different steps: no collective is safe, and
+			// the running statistics could not be averaged
+			t.prog.finish()
+			sum.Interrupted, sum.Checkpoint = true, t.lastCkpt
+			return finish(), fmt.Errorf("%w at epoch %d step %d: a run on several processes resumes from its last epoch checkpoint (%s)", ErrInterrupted, t.epoch, t.step, resumeHint(t.lastCkpt))
+		}
 		if !done {
 			path, err := t.save("")
 			if err != nil {
@@ -428,14 +491,24 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 		em.DataWait = t.epochWait.Seconds() / em.Seconds
 		em.Skipped, em.FirstSkipped = data.SkipSummary(t.skipped)
 		sum.FinalLoss = em.Loss
+		// the running statistics of the whole global batch, for the kNN
+		// monitor and the checkpoint
+		if err := t.averageRunningStats(); err != nil {
+			return nil, err
+		}
 		var knnErr error // reported once the epoch's checkpoint is written
 		if k := t.cfg.Eval.KNNEvery; k > 0 && ((t.epoch+1)%k == 0 || t.epoch+1 == t.cfg.Optim.Epochs) {
-			if acc, err := t.knn(); err != nil {
-				knnErr = err
-			} else {
-				t.lastKNN, em.KNNTop1 = &acc, &acc
+			if t.lead { // the other ranks wait at the barrier below
+				if acc, err := t.knn(); err != nil {
+					knnErr = err
+				} else {
+					t.lastKNN, em.KNNTop1 = &acc, &acc
+				}
+				em.KNNSkipped, em.KNNFirstSkipped = data.SkipSummary(append(data.EvalSkipped(t.train), data.EvalSkipped(t.test)...))
 			}
-			em.KNNSkipped, em.KNNFirstSkipped = data.SkipSummary(append(data.EvalSkipped(t.train), data.EvalSkipped(t.test)...))
+			if err := t.comm.Barrier(); err != nil {
+				return nil, err
+			}
 		}
 		t.prog.epoch(em)
 		if err := t.metrics.write(kindEpoch, &em); err != nil {
@@ -452,19 +525,23 @@ func (t *trainer) run(ctx context.Context) (*Summary, error) {
 			epochFile = epochName(t.epoch)
 		}
 		t.epoch, t.step, t.epochLoss, t.epochWait = t.epoch+1, 0, 0, 0
-		path, err := t.save(epochFile)
-		if err != nil {
-			return nil, err
+		if t.lead {
+			path, err := t.save(epochFile)
+			if err != nil {
+				return nil, err
+			}
+			sum.Checkpoint = path
 		}
-		sum.Checkpoint = path
 		if knnErr != nil {
-			return nil, fmt.Errorf("kNN monitor after epoch %d: %w (the epoch is saved in %s: resume with --resume %s once this is fixed, or set eval.knn_every 0)", knnEpoch, knnErr, path, path)
+			return nil, fmt.Errorf("kNN monitor after epoch %d: %w (the epoch is saved in %s: resume with --resume %s once this is fixed, or set eval.knn_every 0)", knnEpoch, knnErr, sum.Checkpoint, sum.Checkpoint)
 		}
 	}
 	t.prog.finish()
 	s := finish()
-	if err := writeJSON(filepath.Join(t.dir, summaryName), s); err != nil {
-		return nil, err
+	if t.lead {
+		if err := writeJSON(filepath.Join(t.dir, summaryName), s); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -509,13 +586,26 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			}
 		}
 		perm = moco.Shuffle(t.bnRNG, t.spec.B, perm)
+		keyPerm := perm
+		if t.shuffleBlocks > 1 {
+			keyPerm = t.ranks.keyPerm(perm, t.shuffleBlocks, t.comm)
+		}
+		if draw != nil && t.comm.Size() > 1 {
+			lo, hi := t.rankRows()
+			draw = draw.Rows(lo, hi)
+		}
 		xq, xk, index, labels := b.Query, b.Key, b.Index, b.Label
 		if t.sym != nil {
 			xq, xk, index, labels = t.sym.views(b)
 		}
-		loss, err := t.model.Step(xq, xk, perm, draw, labels)
+		loss, err := t.model.Step(xq, xk, keyPerm, draw, labels)
 		if err != nil {
 			return false, err
+		}
+		if t.comm.Size() > 1 {
+			if loss, err = t.ranks.reduce(t.comm, t.model, loss); err != nil {
+				return false, err
+			}
 		}
 		if t.sym != nil {
 			// the loss is the sum of the two directions, each a mean over B:
@@ -527,7 +617,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			return false, t.diverged(loss)
 		}
 		t.model.Opt.Step(lr)
-		if err := t.model.Enqueue(index, labels); err != nil {
+		if err := t.ranks.enqueue(t.comm, t.model, index, labels); err != nil {
 			return false, err
 		}
 		if err := t.be.Sync(); err != nil {
