@@ -75,17 +75,11 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 	u := pickle.NewUnpickler(r)
 	u.FindClass = findTorchClass
 	u.PersistentLoad = func(id any) (any, error) {
-		t, ok := id.(*types.Tuple)
-		if !ok || t.Len() != 5 || t.Get(0) != "storage" {
-			return nil, fmt.Errorf("a persistent id %v that is not a tensor storage", id)
+		ref, err := parseStorageRef(id, false)
+		if err != nil {
+			return nil, err
 		}
-		class, ok1 := t.Get(1).(*storageClass)
-		key, ok2 := t.Get(2).(string)
-		location, ok3 := t.Get(3).(string)
-		n, ok4 := t.Get(4).(int)
-		if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
-			return nil, fmt.Errorf("a storage reference %v of unexpected types", id)
-		}
+		class, key, n := ref.class, ref.key, ref.n
 		if s, ok := loaded[key]; ok {
 			return s, nil
 		}
@@ -101,7 +95,7 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 			return nil, fmt.Errorf("storage %q: %w", key, err)
 		}
 		defer data.Close()
-		s := class.class.New(n, location)
+		s := class.class.New(n, ref.location)
 		if err := s.SetFromFileWithSize(data, n); err != nil {
 			return nil, fmt.Errorf("storage %q: %w", key, err)
 		}
@@ -113,6 +107,36 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 		return nil, fmt.Errorf("%s: data.pkl: %w", name, err)
 	}
 	return obj, nil
+}
+
+// storageRef is the persistent id by which a pickle names a tensor storage:
+// ("storage", class, key, location, elements), with a sixth element in the
+// legacy format (a view of the storage, None for a whole one).
+type storageRef struct {
+	class         *storageClass
+	key, location string
+	n             int
+}
+
+// parseStorageRef reads a persistent id of the zip (legacy false) or the
+// legacy format.
+func parseStorageRef(id any, legacy bool) (storageRef, error) {
+	t, ok := id.(*types.Tuple)
+	arity, what := 5, "a tensor storage"
+	if legacy {
+		arity, what = 6, "a whole tensor storage"
+	}
+	if !ok || t.Len() != arity || t.Get(0) != "storage" || legacy && t.Get(5) != nil {
+		return storageRef{}, fmt.Errorf("a persistent id %v that is not %s", id, what)
+	}
+	class, ok1 := t.Get(1).(*storageClass)
+	key, ok2 := t.Get(2).(string)
+	location, ok3 := t.Get(3).(string)
+	n, ok4 := t.Get(4).(int)
+	if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
+		return storageRef{}, fmt.Errorf("a storage reference %v of unexpected types", id)
+	}
+	return storageRef{class: class, key: key, location: location, n: n}, nil
 }
 
 // storageClass is a torch storage type met in a pickle.
@@ -188,24 +212,18 @@ func decodeTorchLegacy(name string, b []byte) (any, error) {
 	u := pickle.NewUnpickler(r)
 	u.FindClass = findTorchClass
 	u.PersistentLoad = func(id any) (any, error) {
-		t, ok := id.(*types.Tuple)
-		if !ok || t.Len() != 6 || t.Get(0) != "storage" || t.Get(5) != nil {
-			return nil, fmt.Errorf("a persistent id %v that is not a whole tensor storage", id)
+		ref, err := parseStorageRef(id, true)
+		if err != nil {
+			return nil, err
 		}
-		class, ok1 := t.Get(1).(*storageClass)
-		key, ok2 := t.Get(2).(string)
-		location, ok3 := t.Get(3).(string)
-		n, ok4 := t.Get(4).(int)
-		if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
-			return nil, fmt.Errorf("a storage reference %v of unexpected types", id)
-		}
+		class, key, n := ref.class, ref.key, ref.n
 		if p, ok := storages[key]; ok {
 			return p.s, nil
 		}
 		if uint64(n)*uint64(class.size) > uint64(r.Len()) {
 			return nil, fmt.Errorf("storage %q of %d %s elements is longer than the rest of the file (truncated?)", key, n, class.name)
 		}
-		p := &pending{class: class, n: n, s: class.class.New(n, location)}
+		p := &pending{class: class, n: n, s: class.class.New(n, ref.location)}
 		storages[key] = p
 		return p.s, nil
 	}
