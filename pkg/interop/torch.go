@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"path"
 	"strings"
@@ -71,18 +72,8 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 		return nil, fmt.Errorf("%s: data.pkl: %w", name, err)
 	}
 	defer r.Close()
-	loaded := map[string]pytorch.StorageInterface{}
-	u := pickle.NewUnpickler(r)
-	u.FindClass = findTorchClass
-	u.PersistentLoad = func(id any) (any, error) {
-		ref, err := parseStorageRef(id, false)
-		if err != nil {
-			return nil, err
-		}
+	u := newTorchUnpickler(r, false, func(ref storageRef) (pytorch.StorageInterface, error) {
 		class, key, n := ref.class, ref.key, ref.n
-		if s, ok := loaded[key]; ok {
-			return s, nil
-		}
 		rec, ok := records[key]
 		if !ok {
 			return nil, fmt.Errorf("storage %q is not in the archive (truncated?)", key)
@@ -99,14 +90,39 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 		if err := s.SetFromFileWithSize(data, n); err != nil {
 			return nil, fmt.Errorf("storage %q: %w", key, err)
 		}
-		loaded[key] = s
 		return s, nil
-	}
+	})
 	obj, err := u.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: data.pkl: %w", name, err)
 	}
 	return obj, nil
+}
+
+// newTorchUnpickler reads a torch pickle from r (the zip format's data.pkl,
+// or the legacy format when legacy), building only the classes
+// findTorchClass allows; load makes the storage of each reference, once per
+// storage key however many tensors share it.
+func newTorchUnpickler(r io.Reader, legacy bool, load func(storageRef) (pytorch.StorageInterface, error)) pickle.Unpickler {
+	u := pickle.NewUnpickler(r)
+	u.FindClass = findTorchClass
+	loaded := map[string]pytorch.StorageInterface{}
+	u.PersistentLoad = func(id any) (any, error) {
+		ref, err := parseStorageRef(id, legacy)
+		if err != nil {
+			return nil, err
+		}
+		if s, ok := loaded[ref.key]; ok {
+			return s, nil
+		}
+		s, err := load(ref)
+		if err != nil {
+			return nil, err
+		}
+		loaded[ref.key] = s
+		return s, nil
+	}
+	return u
 }
 
 // storageRef is the persistent id by which a pickle names a tensor storage:
@@ -209,24 +225,15 @@ func decodeTorchLegacy(name string, b []byte) (any, error) {
 		s     pytorch.StorageInterface
 	}
 	storages := map[string]*pending{}
-	u := pickle.NewUnpickler(r)
-	u.FindClass = findTorchClass
-	u.PersistentLoad = func(id any) (any, error) {
-		ref, err := parseStorageRef(id, true)
-		if err != nil {
-			return nil, err
-		}
+	u := newTorchUnpickler(r, true, func(ref storageRef) (pytorch.StorageInterface, error) {
 		class, key, n := ref.class, ref.key, ref.n
-		if p, ok := storages[key]; ok {
-			return p.s, nil
-		}
 		if uint64(n)*uint64(class.size) > uint64(r.Len()) {
 			return nil, fmt.Errorf("storage %q of %d %s elements is longer than the rest of the file (truncated?)", key, n, class.name)
 		}
 		p := &pending{class: class, n: n, s: class.class.New(n, ref.location)}
 		storages[key] = p
 		return p.s, nil
-	}
+	})
 	obj, err := u.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
