@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mochi-ssl/mochi/internal/atomicfile"
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/npy"
 )
 
@@ -109,11 +110,7 @@ func saveFeatures(path string, feats []float32, labels []int, n, d int) (featSum
 		}
 		return featSum, "", nil
 	}
-	l := make([]int64, n)
-	for i, v := range labels {
-		l[i] = int64(v)
-	}
-	if b, err = npy.Encode(npy.Array{Shape: []int{n}, I64: l}); err == nil {
+	if b, err = npy.Encode(npy.Array{Shape: []int{n}, I64: numconv.Slice[int64](labels)}); err == nil {
 		labelSum, err = writeAtomic(LabelsPath(path), b)
 	}
 	return featSum, labelSum, err

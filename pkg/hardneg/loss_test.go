@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -19,30 +20,16 @@ type result struct {
 	stats                   hardneg.Stats
 }
 
-func toF32(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
+var toF32 = numconv.Slice[float32, float64]
 
 func toFloat64(v G.Value) []float64 {
 	switch x := v.Data().(type) {
 	case []float32:
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return numconv.Slice[float64](x)
 	case float32:
 		return []float64{float64(x)}
 	case []int32:
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return numconv.Slice[float64](x)
 	}
 	panic(fmt.Sprintf("value of %T", v.Data()))
 }

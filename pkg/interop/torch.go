@@ -14,6 +14,8 @@ import (
 	"github.com/nlpodyssey/gopickle/pickle"
 	"github.com/nlpodyssey/gopickle/pytorch"
 	"github.com/nlpodyssey/gopickle/types"
+
+	"github.com/mochi-ssl/mochi/internal/numconv"
 )
 
 // storageClasses are the torch storage types whose tensors Read accepts,
@@ -375,17 +377,11 @@ func tensorValues(t *pytorch.Tensor) (Tensor, error) {
 	case *pytorch.BFloat16Storage:
 		f32, n = s.Data, len(s.Data)
 	case *pytorch.DoubleStorage:
-		f32, n = make([]float32, len(s.Data)), len(s.Data)
-		for i, v := range s.Data {
-			f32[i] = float32(v)
-		}
+		f32, n = numconv.Slice[float32](s.Data), len(s.Data)
 	case *pytorch.LongStorage:
 		i64, n = s.Data, len(s.Data)
 	case *pytorch.IntStorage:
-		i64, n = make([]int64, len(s.Data)), len(s.Data)
-		for i, v := range s.Data {
-			i64[i] = int64(v)
-		}
+		i64, n = numconv.Slice[int64](s.Data), len(s.Data)
 	default:
 		return Tensor{}, fmt.Errorf("storage of type %T is not supported (floating point or int32/int64)", t.Source)
 	}
