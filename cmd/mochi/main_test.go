@@ -31,11 +31,7 @@ func run(t *testing.T, args ...string) (string, string, error) {
 // writeConfig writes a config file into a fresh temporary directory.
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "run.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
 func mustContain(t *testing.T, what, text string, wants ...string) {
