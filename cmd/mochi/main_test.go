@@ -125,9 +125,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestPretrainCommand(t *testing.T) {
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	out := t.TempDir()
 	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
 		"--k", "64", "--n", "16", "--s", "8", "--s-prime", "4", "--mix-start-epoch", "0", "--epochs", "1",
@@ -226,9 +224,7 @@ func TestDryRunErrors(t *testing.T) {
 
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
 	if err != nil {
 		t.Fatal(err)
