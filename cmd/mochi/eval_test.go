@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
@@ -55,9 +54,7 @@ func TestMain(m *testing.M) {
 // test never reach another.
 func pretrained(t *testing.T, variant string) string {
 	t.Helper()
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	sharedRuns.Lock()
 	defer sharedRuns.Unlock()
 	if sharedRuns.dir == "" {
@@ -430,9 +427,7 @@ func TestLinearEvalAugment(t *testing.T) {
 
 // TestLinearEvalPixelsOnly runs the baseline from a config alone.
 func TestLinearEvalPixelsOnly(t *testing.T) {
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
 	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
 	if err != nil {

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mochi-ssl/mochi/internal/atomicfile"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 	"github.com/mochi-ssl/mochi/pkg/interop"
 )
@@ -104,33 +104,12 @@ func runExport(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(out, b.Bytes()); err != nil {
+	if err := atomicfile.Write(out, b.Bytes()); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d tensors of the %s encoder (%s, %d input channels, head %v), %s\n",
 		out, len(sd), which, p.Config.Model.Backbone, p.C, head, format)
 	return err
-}
-
-// writeAtomic writes b to path through a temporary file in the same folder
-// and a rename, so an interrupted write never leaves a partial file.
-func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // saveSplitFeatures writes linear-eval's train and test features with

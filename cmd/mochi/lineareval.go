@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -165,7 +164,8 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	aug := train.AugmentConfig(cfg, trainSet.Channels(), trainSet.Height())
-	probe := probeConfig(cfg, trainSet.NumClasses())
+	probe := frozen.ProbeConfig(cfg, trainSet.NumClasses())
+	ev := frozen.Evaluation{Linear: linear, KNN: withKNN, KNNCfg: frozen.KNNConfig(cfg, trainSet.NumClasses()), Log: log}
 	probe.Standardize = standardize
 	if linear {
 		fmt.Fprintf(log, "linear probe: SGD lr %.4g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
@@ -211,13 +211,13 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 				return err
 			}
 		}
-		name := p.Name()
-		var views *frozen.AugmentedViews
+		ck := ev
+		ck.Name, ck.Probe = p.Name(), probe
 		if augment {
-			views = src.Augmented(name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
-			report.ProbeAugment.AppliesTo = []string{name}
+			ck.Views = src.Augmented(ck.Name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
+			report.ProbeAugment.AppliesTo = []string{ck.Name}
 		}
-		r, err := probeAndKNN(name, trainX, trainY, testX, testY, views, probe, cfg, linear, withKNN, log)
+		r, err := ck.Run(trainX, trainY, testX, testY)
 		if err != nil {
 			return err
 		}
@@ -234,9 +234,10 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		}
 		frozen.NoteSkipped(log, trainSet)
 		frozen.NoteSkipped(log, testSet)
-		pix := probe
-		pix.Standardize = true // lr 30 on raw pixels diverges without it
-		r, err := probeAndKNN("pixels", trainX, trainY, testX, testY, nil, pix, cfg, linear, withKNN, log)
+		pix := ev
+		pix.Name, pix.Probe = "pixels", probe
+		pix.Probe.Standardize = true // lr 30 on raw pixels diverges without it
+		r, err := pix.Run(trainX, trainY, testX, testY)
 		if err != nil {
 			return err
 		}
@@ -278,84 +279,6 @@ func dataWorkers(n int) int {
 		return runtime.NumCPU()
 	}
 	return n
-}
-
-// probeConfig maps the eval section onto MoCo's linear-evaluation recipe.
-func probeConfig(cfg *config.Config, classes int) eval.ProbeConfig {
-	pc := eval.DefaultProbeConfig()
-	e := cfg.Eval
-	pc.LR, pc.Epochs, pc.Milestones = e.LinearLR, e.LinearEpochs, e.LinearMilestones
-	pc.BatchSize, pc.WeightDecay = e.LinearBatch, e.LinearWeightDecay
-	pc.Seed, pc.Classes = uint64(cfg.Run.Seed), classes
-	return pc
-}
-
-// probeAndKNN trains the linear probe (and, with withKNN, runs the weighted
-// kNN) on one set of features and reports both on the test features. With
-// views the probe trains on them, a fresh set each epoch, instead of trainX
-// (which the kNN still uses).
-func probeAndKNN(name string, trainX eval.Matrix, trainY []int, testX eval.Matrix, testY []int, views *frozen.AugmentedViews,
-	pc eval.ProbeConfig, cfg *config.Config, linear, withKNN bool, log io.Writer) (eval.CheckpointReport, error) {
-	r := eval.CheckpointReport{Name: name}
-	if linear {
-		if err := linearProbe(&r, trainX, testX, trainY, testY, views, pc, log); err != nil {
-			return r, err
-		}
-	}
-	if withKNN {
-		kc := eval.DefaultKNNConfig()
-		kc.K, kc.T, kc.Classes = cfg.Eval.KNNK, cfg.Eval.KNNT, pc.Classes
-		kr, err := eval.KNN(trainX, trainY, testX, testY, kc)
-		if err != nil {
-			return r, fmt.Errorf("%s: kNN: %w", name, err)
-		}
-		r.KNNTop1, r.KNNTop5 = eval.Float(kr.Top1), eval.Float(kr.Top5)
-	}
-	return r, nil
-}
-
-// linearProbe trains the probe and fills r's linear fields.
-func linearProbe(r *eval.CheckpointReport, trainX, testX eval.Matrix, trainY, testY []int, views *frozen.AugmentedViews, pc eval.ProbeConfig, log io.Writer) error {
-	name := r.Name
-	// A line per epoch for short probes and for augmented ones (each epoch
-	// runs the backbone), every 10 epochs for long ones otherwise.
-	every := 1
-	if pc.Epochs > 20 && views == nil {
-		every = 10
-	}
-	pc.Progress = func(e eval.ProbeEpoch) {
-		if (e.Epoch+1)%every == 0 || e.Epoch+1 == pc.Epochs {
-			cost := ""
-			if views != nil {
-				cost = fmt.Sprintf("  (augmented features %.1fs)", views.Last.Seconds())
-			}
-			fmt.Fprintf(log, "%s: probe epoch %d/%d  lr %.4g  loss %.4f%s\n", name, e.Epoch+1, pc.Epochs, e.LR, e.Loss, cost)
-		}
-	}
-	start := time.Now()
-	var (
-		res eval.ProbeResult
-		err error
-	)
-	if views != nil {
-		res, err = eval.LinearProbeEpochs(views.Features, testX, testY, pc)
-	} else {
-		res, err = eval.LinearProbe(trainX, trainY, testX, testY, pc)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: linear probe: %w", name, err)
-	}
-	fmt.Fprintf(log, "%s: linear probe on %d×%d features in %.1fs: top-1 %.2f%%\n", name, trainX.N, trainX.D, time.Since(start).Seconds(), 100*res.Top1)
-	r.LinearTop1, r.LinearTop5, r.LinearLoss = eval.Float(res.Top1), eval.Float(res.Top5), res.LossCurve
-	if why := res.Diverged(pc.Classes); why != "" {
-		r.LinearDiverged = why
-		advice := fmt.Sprintf("lower eval.linear_lr (now %.4g; e.g. --lr %.4g)", pc.LR, pc.LR/10)
-		if !pc.Standardize {
-			advice = "rerun with --standardize (features on another scale than MoCo's lr 30 expects), or " + advice
-		}
-		fmt.Fprintf(log, "warning: %s: the linear probe diverged: %s; its accuracy means little: %s\n", name, why, advice)
-	}
-	return nil
 }
 
 // loadCheckpointConfig reads a checkpoint and the config it is evaluated

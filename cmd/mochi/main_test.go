@@ -31,11 +31,7 @@ func run(t *testing.T, args ...string) (string, string, error) {
 // writeConfig writes a config file into a fresh temporary directory.
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "run.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
 func mustContain(t *testing.T, what, text string, wants ...string) {
@@ -129,9 +125,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestPretrainCommand(t *testing.T) {
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	out := t.TempDir()
 	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
 		"--k", "64", "--n", "16", "--s", "8", "--s-prime", "4", "--mix-start-epoch", "0", "--epochs", "1",
@@ -230,9 +224,7 @@ func TestDryRunErrors(t *testing.T) {
 
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	needFashionMNIST(t)
 	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
 	if err != nil {
 		t.Fatal(err)

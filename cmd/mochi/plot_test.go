@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
@@ -84,9 +83,7 @@ func TestReadMetricsFormats(t *testing.T) {
 
 // TestPlotCommand plots a real configs/ci.yaml run beside a new-format file.
 func TestPlotCommand(t *testing.T) {
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		testenv.Missing(t, "Fashion-MNIST in %s (apt-get install dataset-fashion-mnist)", fashionMNIST)
-	}
+	needFashionMNIST(t)
 	runDir := filepath.Join(t.TempDir(), "ci-run")
 	if _, errOut, err := run(t, "pretrain", "--config", ciConfigPath, "--limit", "128", "--batch", "32", "--k", "64", "--n", "16",
 		"--s", "8", "--s-prime", "4", "--output-dir", runDir); err != nil {

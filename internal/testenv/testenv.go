@@ -1,12 +1,13 @@
-// Package testenv decides what a test does when something it needs from the
-// machine is missing (PyTorch, a dataset, a tool): on a developer's machine it
-// skips with the reason; under CI=true it fails, so a green CI run means every
-// test ran.
+// Package testenv holds what the tests of several packages share. Above all
+// it decides what a test does when something it needs from the machine is
+// missing (PyTorch, a dataset, a tool): on a developer's machine it skips with
+// the reason; under CI=true it fails, so a green CI run means every test ran.
 package testenv
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -23,4 +24,15 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("CI=true and %s", msg)
 	}
 	t.Skip(msg)
+}
+
+// TempFile writes b to a file named name in a fresh temporary folder of t
+// and returns its path.
+func TempFile(t testing.TB, name string, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -2,7 +2,6 @@ package torchpy
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,11 +20,7 @@ func needInterpreter(t *testing.T) {
 
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "script.py")
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.TempFile(t, "script.py", []byte(body))
 }
 
 func TestRunJSONRoundTrip(t *testing.T) {

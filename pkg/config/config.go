@@ -3,14 +3,6 @@ package config
 // Config is the whole configuration of a mochi run. Each field carries its key
 // (the `key` tag, joined to the section's key with a dot) and the one-line help
 // shown by `mochi config --reference` and in the README (the `help` tag).
-// CPU configures the CPU backend (run.device cpu).
-type CPU struct {
-	// Conv selects the convolution kernels: oneDNN's (auto, winograd,
-	// direct) or im2col + BLAS.
-	Conv string `key:"conv" help:"CPU convolution kernels: blas (im2col + BLAS, the reference and the default), auto (oneDNN picks Winograd or direct per shape), winograd (oneDNN's Winograd where it has one, 3×3 stride 1 on AVX-512 CPUs; direct elsewhere) or direct (oneDNN's direct kernels); the purego build has only blas, which auto then means"`
-}
-
-// Default returns the documented defaults.
 type Config struct {
 	// Model is the encoder: backbone, stem, width and projection head.
 	Model Model `key:"model"`
@@ -189,6 +181,13 @@ type Run struct {
 	StatsEvery int `key:"stats_every" help:"similarity/hardness statistics in metrics.jsonl every n steps and on each epoch's last step (0 = never; they read all batch×K similarities on the host)"`
 	// TF32 runs the convolutions on TensorFloat-32 tensor cores (cuda only).
 	TF32 bool `key:"tf32" help:"cuda: convolutions on TensorFloat-32 tensor cores (10-bit mantissa inputs, fp32 sums; PyTorch's default for convolutions); false = fp32 throughout"`
+}
+
+// CPU configures the CPU backend (run.device cpu).
+type CPU struct {
+	// Conv selects the convolution kernels: oneDNN's (auto, winograd,
+	// direct) or im2col + BLAS.
+	Conv string `key:"conv" help:"CPU convolution kernels: blas (im2col + BLAS, the reference and the default), auto (oneDNN picks Winograd or direct per shape), winograd (oneDNN's Winograd where it has one, 3×3 stride 1 on AVX-512 CPUs; direct elsewhere) or direct (oneDNN's direct kernels); the purego build has only blas, which auto then means"`
 }
 
 // Default returns the documented defaults: the MoCo-v2 recipe at small-data

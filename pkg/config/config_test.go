@@ -10,16 +10,14 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 // writeFile writes a config file into a fresh temporary directory.
 func writeFile(t *testing.T, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "run.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
 // flags returns a FlagSet with AddFlags registered, parsed from args.

@@ -24,6 +24,25 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// drainEpochs resets b's timer and reads b.N epochs of l, returning the pairs
+// read and the CPU time spent.
+func drainEpochs(b *testing.B, l *TwoViewLoader) (pairs int, cpu time.Duration) {
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	for e := range b.N {
+		it := l.Epoch(e)
+		for bt, ok := it.Next(); ok; bt, ok = it.Next() {
+			pairs += bt.B
+			l.Release(bt)
+		}
+		it.Close()
+		if err := it.Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return pairs, cpuTime(b) - cpu0
+}
+
 // BenchmarkTwoViewPipeline measures two-view pairs per second through the
 // whole pipeline (shuffle, MoCo-v2 augmentation of both views, batching) on an
 // in-memory dataset, with 2 workers as on the 2-core CI machine. cpu-µs/pair is the CPU time
@@ -53,19 +72,9 @@ func BenchmarkTwoViewPipeline(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			pairs := 0
-			b.ResetTimer()
-			cpu0 := cpuTime(b)
-			for e := range b.N {
-				it := l.Epoch(e)
-				for bt, ok := it.Next(); ok; bt, ok = it.Next() {
-					pairs += bt.B
-					l.Release(bt)
-				}
-				it.Close()
-			}
+			pairs, cpu := drainEpochs(b, l)
 			b.ReportMetric(float64(pairs)/b.Elapsed().Seconds(), "pairs/s")
-			b.ReportMetric(float64(cpuTime(b)-cpu0)/1e3/float64(pairs), "cpu-µs/pair")
+			b.ReportMetric(float64(cpu)/1e3/float64(pairs), "cpu-µs/pair")
 		})
 	}
 }
@@ -117,22 +126,9 @@ func BenchmarkImageFolderPairs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pairs := 0
-	b.ResetTimer()
-	cpu0 := cpuTime(b)
-	for e := range b.N {
-		it := l.Epoch(e)
-		for bt, ok := it.Next(); ok; bt, ok = it.Next() {
-			pairs += bt.B
-			l.Release(bt)
-		}
-		it.Close()
-		if err := it.Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	pairs, cpu := drainEpochs(b, l)
 	rate := float64(pairs) / b.Elapsed().Seconds()
 	b.ReportMetric(rate, "pairs/s")
 	b.ReportMetric(rate/float64(workers), "pairs/s/core")
-	b.ReportMetric(float64(cpuTime(b)-cpu0)/1e3/float64(pairs), "cpu-µs/pair")
+	b.ReportMetric(float64(cpu)/1e3/float64(pairs), "cpu-µs/pair")
 }

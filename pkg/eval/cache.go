@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mochi-ssl/mochi/internal/atomicfile"
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/npy"
 )
 
@@ -108,11 +110,7 @@ func saveFeatures(path string, feats []float32, labels []int, n, d int) (featSum
 		}
 		return featSum, "", nil
 	}
-	l := make([]int64, n)
-	for i, v := range labels {
-		l[i] = int64(v)
-	}
-	if b, err = npy.Encode(npy.Array{Shape: []int{n}, I64: l}); err == nil {
+	if b, err = npy.Encode(npy.Array{Shape: []int{n}, I64: numconv.Slice[int64](labels)}); err == nil {
 		labelSum, err = writeAtomic(LabelsPath(path), b)
 	}
 	return featSum, labelSum, err
@@ -121,23 +119,8 @@ func saveFeatures(path string, feats []float32, labels []int, n, d int) (featSum
 // writeAtomic writes b through a temporary file renamed into place and
 // returns its SHA-256.
 func writeAtomic(path string, b []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return "", fmt.Errorf("eval: writing %s: %w", path, err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil { // CreateTemp's 0600: features are as readable as the run's other files
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("eval: writing %s: %w", path, err)
+	if err := atomicfile.Write(path, b); err != nil {
+		return "", fmt.Errorf("eval: %w", err)
 	}
 	return sha256Hex(b), nil
 }

@@ -33,30 +33,38 @@ func decodePNG(t *testing.T, data []byte, w, h int) image.Image {
 	return img
 }
 
+// renderPlane draws pts with WritePlanePNG and returns the image and the
+// map from (uniformity, alignment) to its pixel, through the plot's own
+// transform on a canvas of the same size: vg points × DPI/72, y flipped.
+func renderPlane(t *testing.T, pts []PlanePoint, w, h int) (image.Image, func(u, a float64) image.Point) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WritePlanePNG(&buf, pts, w, h); err != nil {
+		t.Fatal(err)
+	}
+	img := decodePNG(t, buf.Bytes(), w, h)
+	p, err := planePlot(pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := vgimg.NewWith(vgimg.UseWH(pxToVG(w), pxToVG(h)), vgimg.UseDPI(PlotDPI))
+	da := p.DataCanvas(draw.New(c))
+	tx, ty := p.Transforms(&da)
+	return img, func(u, a float64) image.Point {
+		return image.Pt(int(math.Round(tx(u).Dots(PlotDPI))), h-int(math.Round(ty(a).Dots(PlotDPI))))
+	}
+}
+
 func TestWritePlanePNGPointWhereExpected(t *testing.T) {
 	const w, h = 640, 480
 	for _, pts := range [][]PlanePoint{
 		{{Run: "moco", Label: "moco", Uniformity: -3.2, Alignment: 0.4}},
 		{{Run: "moco", Label: "moco", Uniformity: -3.2, Alignment: 0.4}, {Run: "mochi", Label: "mochi", Uniformity: -3.6, Alignment: 0.45}},
 	} {
-		var buf bytes.Buffer
-		if err := WritePlanePNG(&buf, pts, w, h); err != nil {
-			t.Fatal(err)
-		}
-		img := decodePNG(t, buf.Bytes(), w, h)
-
-		// Map data → pixels through the plot's own transform on a canvas
-		// of the same size: vg points × DPI/72, y flipped.
-		p, err := planePlot(pts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := vgimg.NewWith(vgimg.UseWH(pxToVG(w), pxToVG(h)), vgimg.UseDPI(PlotDPI))
-		da := p.DataCanvas(draw.New(c))
-		tx, ty := p.Transforms(&da)
+		img, px := renderPlane(t, pts, w, h)
 		centres := make([]image.Point, len(pts))
 		for i, pt := range pts {
-			centres[i] = image.Pt(int(math.Round(tx(pt.Uniformity).Dots(PlotDPI))), h-int(math.Round(ty(pt.Alignment).Dots(PlotDPI))))
+			centres[i] = px(pt.Uniformity, pt.Alignment)
 		}
 		// The glyph radius is 4 pt ≈ 5.3 px: the centre pixel must be the
 		// point's colour, and every point-coloured pixel below the legend
@@ -163,21 +171,7 @@ func TestPlanePlotRuns(t *testing.T) {
 		{Run: "moco", Epoch: 1, Label: "epoch 1", Uniformity: -2.5, Alignment: 0.35},
 		{Run: "mochi", Epoch: 2, Label: "epoch 2", Uniformity: -3.4, Alignment: 0.45},
 	}
-	var buf bytes.Buffer
-	if err := WritePlanePNG(&buf, pts, w, h); err != nil {
-		t.Fatal(err)
-	}
-	img := decodePNG(t, buf.Bytes(), w, h)
-	p, err := planePlot(pts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := vgimg.NewWith(vgimg.UseWH(pxToVG(w), pxToVG(h)), vgimg.UseDPI(PlotDPI))
-	da := p.DataCanvas(draw.New(c))
-	tx, ty := p.Transforms(&da)
-	px := func(u, a float64) image.Point {
-		return image.Pt(int(math.Round(tx(u).Dots(PlotDPI))), h-int(math.Round(ty(a).Dots(PlotDPI))))
-	}
+	img, px := renderPlane(t, pts, w, h)
 	topPoint := h
 	for _, pt := range pts {
 		topPoint = min(topPoint, px(pt.Uniformity, pt.Alignment).Y)

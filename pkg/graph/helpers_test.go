@@ -7,6 +7,8 @@ import (
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/mochi-ssl/mochi/internal/numconv"
 )
 
 // randomAwayFromZero returns n values uniform in ±[0.1, 1): never zero,
@@ -32,13 +34,7 @@ func distinct(rng *rand.Rand, n int) []float32 {
 	return v
 }
 
-func f64(v []float32) []float64 {
-	d := make([]float64, len(v))
-	for i, x := range v {
-		d[i] = float64(x)
-	}
-	return d
-}
+var f64 = numconv.Slice[float64, float32]
 
 // input adds a float32 tensor node bound to data.
 func input(g *gorgonia.ExprGraph, name string, data []float32, shape ...int) *gorgonia.Node {

@@ -8,6 +8,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
@@ -21,12 +22,7 @@ const (
 )
 
 func randomUnitRows32(rng *rand.Rand, rows, d int) []float32 {
-	x := unitRows(rng, rows, d)
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
+	return numconv.Slice[float32](unitRows(rng, rows, d))
 }
 
 // BenchmarkMoCHiOverhead times, in each iteration, the B×K logits product

@@ -105,42 +105,47 @@ func TestCompiledLossMatchesTapeMachine(t *testing.T) {
 		{"MoCo-v2 oracle", 6, 200, 16, hardneg.Config{Tau: 0.2, ClassOracle: true}, 4, false},
 	}
 	for i, tc := range cases {
-		for _, through := range []bool{false, true} {
-			cfg := tc.cfg
-			cfg.GradThroughHPrime = through
-			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
-				p := newProblem(uint64(70+i), tc.b, tc.k, tc.d, cfg, tc.classes)
-				want, err := runGraph(p, p.q, cfg, tc.mix)
-				if err != nil {
-					t.Fatal(err)
+		inGradModes(t, tc.name, tc.cfg, func(t *testing.T, cfg hardneg.Config) {
+			p := newProblem(uint64(70+i), tc.b, tc.k, tc.d, cfg, tc.classes)
+			want, err := runGraph(p, p.q, cfg, tc.mix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := runCompiled(t, be, p, cfg, tc.mix)
+			for _, c := range []struct {
+				what      string
+				got, want []float64
+			}{
+				{"loss", []float64{got.loss}, []float64{want.loss}},
+				{"q·k", got.lpos, want.lpos},
+				{"q·Qᵀ", got.lneg, want.lneg},
+				{"∂loss/∂q", got.dq, want.dq},
+				{"∂loss/∂k", got.dk, want.dk},
+				{"extra logits", got.extra, want.extra},
+			} {
+				if c.want == nil && c.got == nil {
+					continue
 				}
-				got := runCompiled(t, be, p, cfg, tc.mix)
-				for _, c := range []struct {
-					what      string
-					got, want []float64
-				}{
-					{"loss", []float64{got.loss}, []float64{want.loss}},
-					{"q·k", got.lpos, want.lpos},
-					{"q·Qᵀ", got.lneg, want.lneg},
-					{"∂loss/∂q", got.dq, want.dq},
-					{"∂loss/∂k", got.dk, want.dk},
-					{"extra logits", got.extra, want.extra},
-				} {
-					if c.want == nil && c.got == nil {
-						continue
-					}
-					if e := relToMax(c.got, c.want); !(e <= tol) {
-						t.Errorf("%s: compiled vs TapeMachine, relative error %.3g > %g", c.what, e, tol)
-					}
+				if e := relToMax(c.got, c.want); !(e <= tol) {
+					t.Errorf("%s: compiled vs TapeMachine, relative error %.3g > %g", c.what, e, tol)
 				}
-				if fmt.Sprint(got.topN) != fmt.Sprint(want.topN) {
-					t.Errorf("Q̃_N: compiled %v, TapeMachine %v", got.topN, want.topN)
-				}
-				// the float64 reference, as a check that both are right
-				if e := maxRelErr([]float64{got.loss}, []float64{p.refLoss(p.q, p.k, p.q, cfg, tc.mix && cfg.S+cfg.SPrime > 0)}); e > 2e-5 {
-					t.Errorf("loss: relative error %g against the float64 reference", e)
-				}
-			})
-		}
+			}
+			if fmt.Sprint(got.topN) != fmt.Sprint(want.topN) {
+				t.Errorf("Q̃_N: compiled %v, TapeMachine %v", got.topN, want.topN)
+			}
+			// the float64 reference, as a check that both are right
+			if e := maxRelErr([]float64{got.loss}, []float64{p.refLoss(p.q, p.k, p.q, cfg, tc.mix && cfg.S+cfg.SPrime > 0)}); e > 2e-5 {
+				t.Errorf("loss: relative error %g against the float64 reference", e)
+			}
+		})
+	}
+}
+
+// inGradModes runs f as a subtest name/gradThroughHPrime=… with cfg in both
+// gradient modes: h′ a constant, and the gradient through the q inside h′.
+func inGradModes(t *testing.T, name string, cfg hardneg.Config, f func(t *testing.T, cfg hardneg.Config)) {
+	for _, through := range []bool{false, true} {
+		cfg.GradThroughHPrime = through
+		t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", name, through), func(t *testing.T) { f(t, cfg) })
 	}
 }

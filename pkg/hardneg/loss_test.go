@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -19,30 +20,16 @@ type result struct {
 	stats                   hardneg.Stats
 }
 
-func toF32(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
+var toF32 = numconv.Slice[float32, float64]
 
 func toFloat64(v G.Value) []float64 {
 	switch x := v.Data().(type) {
 	case []float32:
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return numconv.Slice[float64](x)
 	case float32:
 		return []float64{float64(x)}
 	case []int32:
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
+		return numconv.Slice[float64](x)
 	}
 	panic(fmt.Sprintf("value of %T", v.Data()))
 }
@@ -199,43 +186,39 @@ func TestForwardMatchesReference(t *testing.T) {
 func TestGradientsByFiniteDifferences(t *testing.T) {
 	const eps = 1e-6
 	for i, tc := range forwardCases {
-		for _, through := range []bool{false, true} {
-			cfg := tc.cfg
-			cfg.GradThroughHPrime = through
-			t.Run(fmt.Sprintf("%s/gradThroughHPrime=%t", tc.name, through), func(t *testing.T) {
-				p := newProblem(uint64(40+i), tc.b, tc.k, tc.d, cfg, tc.classes)
-				mixes := tc.mix && cfg.S+cfg.SPrime > 0
-				r, err := runGraph(p, p.q, cfg, tc.mix)
-				if err != nil {
-					t.Fatal(err)
+		inGradModes(t, tc.name, tc.cfg, func(t *testing.T, cfg hardneg.Config) {
+			p := newProblem(uint64(40+i), tc.b, tc.k, tc.d, cfg, tc.classes)
+			mixes := tc.mix && cfg.S+cfg.SPrime > 0
+			r, err := runGraph(p, p.q, cfg, tc.mix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := func(q, k []float64) float64 {
+				qMix := p.q
+				if cfg.GradThroughHPrime {
+					qMix = q
 				}
-				f := func(q, k []float64) float64 {
-					qMix := p.q
-					if through {
-						qMix = q
-					}
-					return p.refLoss(q, k, qMix, cfg, mixes)
+				return p.refLoss(q, k, qMix, cfg, mixes)
+			}
+			numeric := func(x []float64, loss func([]float64) float64) []float64 {
+				g := make([]float64, len(x))
+				for j := range x {
+					plus, minus := append([]float64(nil), x...), append([]float64(nil), x...)
+					plus[j] += eps
+					minus[j] -= eps
+					g[j] = (loss(plus) - loss(minus)) / (2 * eps)
 				}
-				numeric := func(x []float64, loss func([]float64) float64) []float64 {
-					g := make([]float64, len(x))
-					for j := range x {
-						plus, minus := append([]float64(nil), x...), append([]float64(nil), x...)
-						plus[j] += eps
-						minus[j] -= eps
-						g[j] = (loss(plus) - loss(minus)) / (2 * eps)
-					}
-					return g
-				}
-				dq := numeric(p.q, func(q []float64) float64 { return f(q, p.k) })
-				dk := numeric(p.k, func(k []float64) float64 { return f(p.q, k) })
-				if e := maxRelErr(r.dq, dq); e > 1e-6 {
-					t.Errorf("∂loss/∂q: max error %g\n got %v\nwant %v", e, r.dq, dq)
-				}
-				if e := maxRelErr(r.dk, dk); e > 1e-6 {
-					t.Errorf("∂loss/∂k: max error %g", e)
-				}
-			})
-		}
+				return g
+			}
+			dq := numeric(p.q, func(q []float64) float64 { return f(q, p.k) })
+			dk := numeric(p.k, func(k []float64) float64 { return f(p.q, k) })
+			if e := maxRelErr(r.dq, dq); e > 1e-6 {
+				t.Errorf("∂loss/∂q: max error %g\n got %v\nwant %v", e, r.dq, dq)
+			}
+			if e := maxRelErr(r.dk, dk); e > 1e-6 {
+				t.Errorf("∂loss/∂k: max error %g", e)
+			}
+		})
 	}
 }
 

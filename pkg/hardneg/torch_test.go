@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
@@ -48,13 +49,7 @@ func rowsOf[T any](x []T, rows, d int) [][]T {
 	return out
 }
 
-func widen(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return out
-}
+var widen = numconv.Slice[float64, float32]
 
 func newTorchCase(p problem, cfg hardneg.Config) torchCase {
 	s, sp := cfg.S, cfg.SPrime

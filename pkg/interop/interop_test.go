@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/npy"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
 )
@@ -42,16 +43,6 @@ func randomEncoder(t testing.TB, net resnet.Config, seed uint64) Encoder {
 		enc.Stats[bn+".running_mean"], enc.Stats[bn+".running_var"] = fill(l.width[bn]), fill(l.width[bn])
 	}
 	return enc
-}
-
-// writeFile writes b to a fresh file named name and returns its path.
-func writeFile(t testing.TB, name string, b []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func safetensorsBytes(t testing.TB, sd StateDict, meta map[string]string) []byte {
@@ -93,7 +84,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if n := sd["layer4.1.bn2.num_batches_tracked"]; n.I64 == nil || n.I64[0] != 42 {
 		t.Errorf("num_batches_tracked = %+v, want int64 42", n)
 	}
-	path := writeFile(t, "enc.safetensors", safetensorsBytes(t, sd, map[string]string{"mochi.checkpoint_sha256": "abc"}))
+	path := testenv.TempFile(t, "enc.safetensors", safetensorsBytes(t, sd, map[string]string{"mochi.checkpoint_sha256": "abc"}))
 	f, err := Read(path)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +227,7 @@ func TestReadTorchZip(t *testing.T) {
 		p.str("b") // b = a[:, :2].T of the storage from offset 1
 		p.tensor("0", 7, 1, []int{2, 2}, []int{1, 3})
 	})
-	f, err := Read(writeFile(t, "sd.pth", torchZip(t, pkl, storage)))
+	f, err := Read(testenv.TempFile(t, "sd.pth", torchZip(t, pkl, storage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +248,7 @@ func TestReadTorchZip(t *testing.T) {
 	p.tensor("0", 7, 0, []int{7}, []int{1})
 	p.WriteString("u")
 	p.WriteString("u.")
-	f, err = Read(writeFile(t, "moco.pth.tar", torchZip(t, p.Bytes(), storage)))
+	f, err = Read(testenv.TempFile(t, "moco.pth.tar", torchZip(t, p.Bytes(), storage)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +317,7 @@ func TestBadInput(t *testing.T) {
 		{"missing.safetensors", safetensorsBytes(t, noBN, nil), []string{"missing.safetensors", "missing", "layer4.1.bn2.weight"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeFile(t, tc.name, tc.file)
+			path := testenv.TempFile(t, tc.name, tc.file)
 			f, err := Read(path)
 			if err == nil {
 				if tc.name == "missing.safetensors" {

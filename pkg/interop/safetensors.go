@@ -108,39 +108,30 @@ func fromBytes(dt safetensors.DType, shape []int, b []byte) (Tensor, error) {
 	le := binary.LittleEndian
 	switch dt {
 	case safetensors.F32:
-		t.F32 = make([]float32, n)
-		for i := range t.F32 {
-			t.F32[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-		}
+		t.F32 = decodeLE(b, n, 4, func(p []byte) float32 { return math.Float32frombits(le.Uint32(p)) })
 	case safetensors.F64:
-		t.F32 = make([]float32, n)
-		for i := range t.F32 {
-			t.F32[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
-		}
+		t.F32 = decodeLE(b, n, 8, func(p []byte) float32 { return float32(math.Float64frombits(le.Uint64(p))) })
 	case safetensors.F16:
-		t.F32 = make([]float32, n)
-		for i := range t.F32 {
-			t.F32[i] = halfToFloat(le.Uint16(b[2*i:]))
-		}
+		t.F32 = decodeLE(b, n, 2, func(p []byte) float32 { return halfToFloat(le.Uint16(p)) })
 	case safetensors.BF16:
-		t.F32 = make([]float32, n)
-		for i := range t.F32 {
-			t.F32[i] = math.Float32frombits(uint32(le.Uint16(b[2*i:])) << 16)
-		}
+		t.F32 = decodeLE(b, n, 2, func(p []byte) float32 { return math.Float32frombits(uint32(le.Uint16(p)) << 16) })
 	case safetensors.I64:
-		t.I64 = make([]int64, n)
-		for i := range t.I64 {
-			t.I64[i] = int64(le.Uint64(b[8*i:]))
-		}
+		t.I64 = decodeLE(b, n, 8, func(p []byte) int64 { return int64(le.Uint64(p)) })
 	case safetensors.I32:
-		t.I64 = make([]int64, n)
-		for i := range t.I64 {
-			t.I64[i] = int64(int32(le.Uint32(b[4*i:])))
-		}
+		t.I64 = decodeLE(b, n, 4, func(p []byte) int64 { return int64(int32(le.Uint32(p))) })
 	default:
 		return Tensor{}, fmt.Errorf("dtype %v is not supported (floating point or int32/int64)", dt)
 	}
 	return t, nil
+}
+
+// decodeLE converts n elements of size bytes each from b with at.
+func decodeLE[T any](b []byte, n, size int, at func([]byte) T) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = at(b[size*i:])
+	}
+	return out
 }
 
 // halfToFloat converts an IEEE binary16 value.

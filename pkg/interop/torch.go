@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"path"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/nlpodyssey/gopickle/pickle"
 	"github.com/nlpodyssey/gopickle/pytorch"
 	"github.com/nlpodyssey/gopickle/types"
+
+	"github.com/mochi-ssl/mochi/internal/numconv"
 )
 
 // storageClasses are the torch storage types whose tensors Read accepts,
@@ -71,24 +74,8 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 		return nil, fmt.Errorf("%s: data.pkl: %w", name, err)
 	}
 	defer r.Close()
-	loaded := map[string]pytorch.StorageInterface{}
-	u := pickle.NewUnpickler(r)
-	u.FindClass = findTorchClass
-	u.PersistentLoad = func(id any) (any, error) {
-		t, ok := id.(*types.Tuple)
-		if !ok || t.Len() != 5 || t.Get(0) != "storage" {
-			return nil, fmt.Errorf("a persistent id %v that is not a tensor storage", id)
-		}
-		class, ok1 := t.Get(1).(*storageClass)
-		key, ok2 := t.Get(2).(string)
-		location, ok3 := t.Get(3).(string)
-		n, ok4 := t.Get(4).(int)
-		if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
-			return nil, fmt.Errorf("a storage reference %v of unexpected types", id)
-		}
-		if s, ok := loaded[key]; ok {
-			return s, nil
-		}
+	u := newTorchUnpickler(r, false, func(ref storageRef) (pytorch.StorageInterface, error) {
+		class, key, n := ref.class, ref.key, ref.n
 		rec, ok := records[key]
 		if !ok {
 			return nil, fmt.Errorf("storage %q is not in the archive (truncated?)", key)
@@ -101,18 +88,73 @@ func decodeTorchZip(name string, b []byte) (any, error) {
 			return nil, fmt.Errorf("storage %q: %w", key, err)
 		}
 		defer data.Close()
-		s := class.class.New(n, location)
+		s := class.class.New(n, ref.location)
 		if err := s.SetFromFileWithSize(data, n); err != nil {
 			return nil, fmt.Errorf("storage %q: %w", key, err)
 		}
-		loaded[key] = s
 		return s, nil
-	}
+	})
 	obj, err := u.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: data.pkl: %w", name, err)
 	}
 	return obj, nil
+}
+
+// newTorchUnpickler reads a torch pickle from r (the zip format's data.pkl,
+// or the legacy format when legacy), building only the classes
+// findTorchClass allows; load makes the storage of each reference, once per
+// storage key however many tensors share it.
+func newTorchUnpickler(r io.Reader, legacy bool, load func(storageRef) (pytorch.StorageInterface, error)) pickle.Unpickler {
+	u := pickle.NewUnpickler(r)
+	u.FindClass = findTorchClass
+	loaded := map[string]pytorch.StorageInterface{}
+	u.PersistentLoad = func(id any) (any, error) {
+		ref, err := parseStorageRef(id, legacy)
+		if err != nil {
+			return nil, err
+		}
+		if s, ok := loaded[ref.key]; ok {
+			return s, nil
+		}
+		s, err := load(ref)
+		if err != nil {
+			return nil, err
+		}
+		loaded[ref.key] = s
+		return s, nil
+	}
+	return u
+}
+
+// storageRef is the persistent id by which a pickle names a tensor storage:
+// ("storage", class, key, location, elements), with a sixth element in the
+// legacy format (a view of the storage, None for a whole one).
+type storageRef struct {
+	class         *storageClass
+	key, location string
+	n             int
+}
+
+// parseStorageRef reads a persistent id of the zip (legacy false) or the
+// legacy format.
+func parseStorageRef(id any, legacy bool) (storageRef, error) {
+	t, ok := id.(*types.Tuple)
+	arity, what := 5, "a tensor storage"
+	if legacy {
+		arity, what = 6, "a whole tensor storage"
+	}
+	if !ok || t.Len() != arity || t.Get(0) != "storage" || legacy && t.Get(5) != nil {
+		return storageRef{}, fmt.Errorf("a persistent id %v that is not %s", id, what)
+	}
+	class, ok1 := t.Get(1).(*storageClass)
+	key, ok2 := t.Get(2).(string)
+	location, ok3 := t.Get(3).(string)
+	n, ok4 := t.Get(4).(int)
+	if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
+		return storageRef{}, fmt.Errorf("a storage reference %v of unexpected types", id)
+	}
+	return storageRef{class: class, key: key, location: location, n: n}, nil
 }
 
 // storageClass is a torch storage type met in a pickle.
@@ -185,30 +227,15 @@ func decodeTorchLegacy(name string, b []byte) (any, error) {
 		s     pytorch.StorageInterface
 	}
 	storages := map[string]*pending{}
-	u := pickle.NewUnpickler(r)
-	u.FindClass = findTorchClass
-	u.PersistentLoad = func(id any) (any, error) {
-		t, ok := id.(*types.Tuple)
-		if !ok || t.Len() != 6 || t.Get(0) != "storage" || t.Get(5) != nil {
-			return nil, fmt.Errorf("a persistent id %v that is not a whole tensor storage", id)
-		}
-		class, ok1 := t.Get(1).(*storageClass)
-		key, ok2 := t.Get(2).(string)
-		location, ok3 := t.Get(3).(string)
-		n, ok4 := t.Get(4).(int)
-		if !ok1 || !ok2 || !ok3 || !ok4 || n < 0 {
-			return nil, fmt.Errorf("a storage reference %v of unexpected types", id)
-		}
-		if p, ok := storages[key]; ok {
-			return p.s, nil
-		}
+	u := newTorchUnpickler(r, true, func(ref storageRef) (pytorch.StorageInterface, error) {
+		class, key, n := ref.class, ref.key, ref.n
 		if uint64(n)*uint64(class.size) > uint64(r.Len()) {
 			return nil, fmt.Errorf("storage %q of %d %s elements is longer than the rest of the file (truncated?)", key, n, class.name)
 		}
-		p := &pending{class: class, n: n, s: class.class.New(n, location)}
+		p := &pending{class: class, n: n, s: class.class.New(n, ref.location)}
 		storages[key] = p
 		return p.s, nil
-	}
+	})
 	obj, err := u.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -350,17 +377,11 @@ func tensorValues(t *pytorch.Tensor) (Tensor, error) {
 	case *pytorch.BFloat16Storage:
 		f32, n = s.Data, len(s.Data)
 	case *pytorch.DoubleStorage:
-		f32, n = make([]float32, len(s.Data)), len(s.Data)
-		for i, v := range s.Data {
-			f32[i] = float32(v)
-		}
+		f32, n = numconv.Slice[float32](s.Data), len(s.Data)
 	case *pytorch.LongStorage:
 		i64, n = s.Data, len(s.Data)
 	case *pytorch.IntStorage:
-		i64, n = make([]int64, len(s.Data)), len(s.Data)
-		for i, v := range s.Data {
-			i64[i] = int64(v)
-		}
+		i64, n = numconv.Slice[int64](s.Data), len(s.Data)
 	default:
 		return Tensor{}, fmt.Errorf("storage of type %T is not supported (floating point or int32/int64)", t.Source)
 	}

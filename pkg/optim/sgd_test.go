@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
@@ -116,13 +117,7 @@ func runSGD(t *testing.T, pr sgdProblem, cfg SGDConfig) (params, velocity map[st
 	return params, opt.Velocity()
 }
 
-func f32(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
+var f32 = numconv.Slice[float32, float64]
 
 // maxRelErr is max |got−want| / max(|want|, 1) over the elements.
 func maxRelErr(got []float32, want []float64) float64 {

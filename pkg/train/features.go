@@ -23,9 +23,7 @@ func (t *trainer) knn() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	kc := eval.DefaultKNNConfig()
-	kc.K, kc.T, kc.Classes = t.cfg.Eval.KNNK, t.cfg.Eval.KNNT, t.train.NumClasses()
-	res, err := eval.KNN(bank, bankLabels, test, testLabels, kc)
+	res, err := eval.KNN(bank, bankLabels, test, testLabels, frozen.KNNConfig(t.cfg, t.train.NumClasses()))
 	if err != nil {
 		return 0, err
 	}

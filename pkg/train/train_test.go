@@ -199,20 +199,28 @@ func TestResumeIsExact(t *testing.T) {
 	}
 }
 
+// interruptedAtStart runs the CI config (kNN monitor off) in dir with a
+// context cancelled before the first step and returns the config and the
+// checkpoint the interrupted run saved at step 0.
+func interruptedAtStart(t *testing.T, dir string) (*config.Config, string) {
+	t.Helper()
+	cfg := ciConfig(t, dir)
+	cfg.Eval.KNNEvery = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sum, err := Pretrain(ctx, cfg, Options{Progress: io.Discard})
+	if !errors.Is(err, ErrInterrupted) || sum == nil || !sum.Interrupted {
+		t.Fatalf("cancelled run: summary %+v, err %v; want ErrInterrupted", sum, err)
+	}
+	return cfg, filepath.Join(dir, "checkpoints", "last.ckpt")
+}
+
 func TestInterruptSavesAndResumeRefusesBadCheckpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a small network")
 	}
 	dir := t.TempDir()
-	cfg := ciConfig(t, dir)
-	cfg.Eval.KNNEvery = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // interrupted before the first step: a checkpoint at step 0
-	sum, err := Pretrain(ctx, cfg, Options{Progress: io.Discard})
-	if !errors.Is(err, ErrInterrupted) || sum == nil || !sum.Interrupted {
-		t.Fatalf("cancelled run: summary %+v, err %v; want ErrInterrupted", sum, err)
-	}
-	last := filepath.Join(dir, "checkpoints", "last.ckpt")
+	cfg, last := interruptedAtStart(t, dir)
 	good, err := os.ReadFile(last)
 	if err != nil {
 		t.Fatal(err)
@@ -279,15 +287,7 @@ func TestNaNLossStops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a small network")
 	}
-	dir := t.TempDir()
-	cfg := ciConfig(t, dir)
-	cfg.Eval.KNNEvery = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := Pretrain(ctx, cfg, Options{Progress: io.Discard}); !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("cancelled run: %v", err)
-	}
-	last := filepath.Join(dir, "checkpoints", "last.ckpt")
+	cfg, last := interruptedAtStart(t, t.TempDir())
 	c, err := checkpoint.Load(last)
 	if err != nil {
 		t.Fatal(err)

@@ -42,15 +42,16 @@ func refGemm(transA, transB bool, m, n, k int, alpha float64, a, b []float64, be
 	}
 }
 
-// refConvForward: y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·st−pad+r, ow·st−pad+s]·w[k,c,r,s].
-func refConvForward(sh device.ConvShape, x, w []float64) []float64 {
+// convTaps calls tap for every product of the convolution sh, in a fixed
+// order: the offsets of its output in y, its input in x and its weight in w
+// (padding taps, which read zero, are left out).
+func convTaps(sh device.ConvShape, tap func(yi, xi, wi int)) {
 	oh, ow := sh.OutH(), sh.OutW()
-	y := make([]float64, sh.N*sh.K*oh*ow)
 	for n := 0; n < sh.N; n++ {
 		for k := 0; k < sh.K; k++ {
 			for i := 0; i < oh; i++ {
 				for j := 0; j < ow; j++ {
-					var s float64
+					yi := ((n*sh.K+k)*oh+i)*ow + j
 					for c := 0; c < sh.C; c++ {
 						for r := 0; r < sh.R; r++ {
 							for q := 0; q < sh.S; q++ {
@@ -58,47 +59,32 @@ func refConvForward(sh device.ConvShape, x, w []float64) []float64 {
 								if h < 0 || h >= sh.H || v < 0 || v >= sh.W {
 									continue
 								}
-								s += x[((n*sh.C+c)*sh.H+h)*sh.W+v] * w[((k*sh.C+c)*sh.R+r)*sh.S+q]
+								tap(yi, ((n*sh.C+c)*sh.H+h)*sh.W+v, ((k*sh.C+c)*sh.R+r)*sh.S+q)
 							}
 						}
 					}
-					y[((n*sh.K+k)*oh+i)*ow+j] = s
 				}
 			}
 		}
 	}
+}
+
+// refConvForward: y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·st−pad+r, ow·st−pad+s]·w[k,c,r,s].
+func refConvForward(sh device.ConvShape, x, w []float64) []float64 {
+	y := make([]float64, sh.N*sh.K*sh.OutH()*sh.OutW())
+	convTaps(sh, func(yi, xi, wi int) { y[yi] += x[xi] * w[wi] })
 	return y
 }
 
 // refConvBackward returns dx and dw of L = Σ dy⊙conv(x, w) by scattering
 // every output's gradient back along the forward's index map.
 func refConvBackward(sh device.ConvShape, x, w, dy []float64) (dx, dw []float64) {
-	oh, ow := sh.OutH(), sh.OutW()
 	dx = make([]float64, len(x))
 	dw = make([]float64, len(w))
-	for n := 0; n < sh.N; n++ {
-		for k := 0; k < sh.K; k++ {
-			for i := 0; i < oh; i++ {
-				for j := 0; j < ow; j++ {
-					g := dy[((n*sh.K+k)*oh+i)*ow+j]
-					for c := 0; c < sh.C; c++ {
-						for r := 0; r < sh.R; r++ {
-							for q := 0; q < sh.S; q++ {
-								h, v := i*sh.Stride-sh.Pad+r, j*sh.Stride-sh.Pad+q
-								if h < 0 || h >= sh.H || v < 0 || v >= sh.W {
-									continue
-								}
-								xi := ((n*sh.C+c)*sh.H+h)*sh.W + v
-								wi := ((k*sh.C+c)*sh.R+r)*sh.S + q
-								dx[xi] += g * w[wi]
-								dw[wi] += g * x[xi]
-							}
-						}
-					}
-				}
-			}
-		}
-	}
+	convTaps(sh, func(yi, xi, wi int) {
+		dx[xi] += dy[yi] * w[wi]
+		dw[wi] += dy[yi] * x[xi]
+	})
 	return dx, dw
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
@@ -219,21 +220,10 @@ func nanSlice(n int) []float32 {
 	return x
 }
 
-func f64(x []float32) []float64 {
-	y := make([]float64, len(x))
-	for i, v := range x {
-		y[i] = float64(v)
-	}
-	return y
-}
-
-func f32(x []float64) []float32 {
-	y := make([]float32, len(x))
-	for i, v := range x {
-		y[i] = float32(v)
-	}
-	return y
-}
+var (
+	f64 = numconv.Slice[float64, float32]
+	f32 = numconv.Slice[float32, float64]
+)
 
 // testBuffers: Alloc zero-fills (also memory reused after Free), reports its
 // length and type, and Upload/Download round-trip exactly.
