@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 )
 
+// TempPattern matches the temporary files Write makes beside their target
+// (path.tmp-NNN); one is left behind only when the process dies mid-write.
+const TempPattern = "*.tmp-*"
+
 // Write writes b to path through a temporary file in the same folder renamed
 // into place, with mode 0644 (CreateTemp's 0600 would make it less readable
 // than a run's other files). On failure the temporary file is removed and

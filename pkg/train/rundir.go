@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mochi-ssl/mochi/internal/atomicfile"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 )
 
@@ -186,7 +187,9 @@ func sameDir(a, b string) bool {
 // lock holder calls it, so none of them is being written.
 func removeStaleTemps(dir string) error {
 	var stale []string
-	for _, pattern := range []string{filepath.Join(dir, ckptDir, checkpoint.TempPattern), filepath.Join(dir, "*.tmp")} {
+	// "*.tmp": the temporary names of config.yaml and summary.json before
+	// they were written by atomicfile.
+	for _, pattern := range []string{filepath.Join(dir, ckptDir, checkpoint.TempPattern), filepath.Join(dir, atomicfile.TempPattern), filepath.Join(dir, "*.tmp")} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			return err

@@ -286,7 +286,7 @@ func TestStaleTempsRemoved(t *testing.T) {
 	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
 		t.Fatal(err)
 	}
-	stale := []string{filepath.Join(dir, "checkpoints", "last.ckpt.tmp-123456"), filepath.Join(dir, "checkpoints", "epoch-0001.ckpt.tmp-9"), filepath.Join(dir, "summary.json.tmp")}
+	stale := []string{filepath.Join(dir, "checkpoints", "last.ckpt.tmp-123456"), filepath.Join(dir, "checkpoints", "epoch-0001.ckpt.tmp-9"), filepath.Join(dir, "summary.json.tmp"), filepath.Join(dir, "config.yaml.tmp-77")}
 	for _, p := range stale {
 		os.WriteFile(p, make([]byte, 1000), 0o600)
 	}

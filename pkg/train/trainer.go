@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mochi-ssl/mochi/internal/atomicfile"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device"
@@ -369,7 +370,7 @@ func (t *trainer) openRunDir(st *state, from string, changes []ConfigChange, rep
 	if t.metrics, continued, err = openMetrics(filepath.Join(t.dir, metricsName), offset); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, configName), t.configYAML()); err != nil {
 		t.metrics.close()
 		return err
 	}
