@@ -3,6 +3,7 @@
 
 # go from PATH, else the toolchain scripts/setup.sh finds in /usr/local/go.
 GO         ?= $(shell command -v go || echo /usr/local/go/bin/go)
+TESTFLAGS  ?=
 BENCH      ?= .
 BENCH_PKGS ?= ./...
 GO_FILES    = $(shell find . -name '*.go' -not -path './.*' -not -path './bin/*' -not -path './runs/*')
@@ -33,7 +34,7 @@ demo: setup
 ## dataset), then vet, formatting, all tests
 test: setup
 	$(MAKE) vet fmt-check
-	$(GO) test ./...
+	$(GO) test $(TESTFLAGS) ./...
 
 vet:
 	$(GO) vet ./...
