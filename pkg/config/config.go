@@ -39,6 +39,8 @@ type Model struct {
 	MLPHidden int `key:"mlp_hidden" help:"hidden width of the MLP head; 0 = the backbone's feature dimension (MoCo-v2: 2048 for ResNet-50)"`
 	// BNSplits is the number of split-BatchNorm groups the batch is cut into.
 	BNSplits int `key:"bn_splits" help:"split-BN groups: BatchNorm statistics per group of batch/bn_splits images, the one-device stand-in for ShuffleBN (1 = plain BN)"`
+	// ShuffleBN says which keys a run on several processes normalises together.
+	ShuffleBN string `key:"shuffle_bn" help:"ShuffleBN on several processes: ranks = the key batch shuffled across all processes (MoCo's distributed code), split = each process shuffles its own slice; one process: the same"`
 }
 
 // MoCo configures the MoCo-v2 contrastive task: a queue of K negatives, a key
@@ -203,6 +205,7 @@ func Default() Config {
 			EmbedDim:  128,
 			MLPHidden: 0,
 			BNSplits:  8,
+			ShuffleBN: "ranks",
 		},
 		MoCo: MoCo{
 			K:         4096,

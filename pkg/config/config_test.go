@@ -279,6 +279,7 @@ func TestValidateRules(t *testing.T) {
 		{"model.bn_splits", func(c *Config) { c.Model.BNSplits = 0 }, "≥ 1"},
 		{"model.bn_splits", func(c *Config) { c.Model.BNSplits = 6 }, "must divide optim.batch (256)"},
 		{"model.bn_splits", func(c *Config) { c.Model.BNSplits = 256 }, "≥ 2 images per BatchNorm group"},
+		{"model.shuffle_bn", func(c *Config) { c.Model.ShuffleBN = "global" }, "one of ranks, split"},
 		{"moco.k", func(c *Config) { c.MoCo.K = 128; c.MoCHi.N = 64 }, "≥ optim.batch (256)"},
 		{"moco.k", func(c *Config) { c.MoCo.Symmetric = true; c.MoCo.K = 300; c.MoCHi.N = 64 }, "≥ 2·optim.batch (512)"},
 		{"moco.m", func(c *Config) { c.MoCo.M = 1 }, "[0, 1)"},

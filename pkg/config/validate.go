@@ -14,6 +14,8 @@ var (
 	Backbones = []string{"resnet18", "resnet34", "resnet50"}
 	// Stems are the values of model.stem.
 	Stems = []string{"cifar", "imagenet"}
+	// ShuffleBNModes are the values of model.shuffle_bn.
+	ShuffleBNModes = []string{"ranks", "split"}
 	// Schedules are the values of optim.schedule.
 	Schedules = []string{"cosine", "step"}
 	// DatasetKinds are the values of data.kind.
@@ -139,6 +141,7 @@ func (c *Config) checkModel(v *validator) {
 	m := c.Model
 	v.oneOf("model.backbone", m.Backbone, Backbones)
 	v.oneOf("model.stem", m.Stem, Stems)
+	v.oneOf("model.shuffle_bn", m.ShuffleBN, ShuffleBNModes)
 	v.check(m.Width >= 1, "model.width", m.Width, "must be ≥ 1")
 	v.check(m.EmbedDim >= 1, "model.embed_dim", m.EmbedDim, "must be ≥ 1")
 	v.check(m.MLPHidden >= 0, "model.mlp_hidden", m.MLPHidden, "must be ≥ 0 (0 = the backbone's feature dimension)")

@@ -10,6 +10,7 @@ import (
 type hostScratch struct {
 	unshuffle      []float32 // B×B
 	xShuffled      []float32 // B×C×H×W
+	keys           []float32 // B×D, the shuffled keys StepExchanged hands over
 	qLab, kLab     []float32 // the class oracle's labels as the graph takes them
 	qLabel, kLabel []int32   // the same, for the host's check
 	loss           []float32

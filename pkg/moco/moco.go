@@ -16,6 +16,7 @@ package moco
 
 import (
 	"fmt"
+	"slices"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -156,13 +157,8 @@ func (m *Model) buildKey() error {
 // batch over the split-BN groups (ShuffleBN, from Shuffle); draw is the
 // step's mixing draw; qLabels are the class oracle's labels.
 func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabels []int) (float64, error) {
-	s, be, plan := m.Spec, m.be, m.train.Plan
-	d := s.Net.EmbedDim
-
-	// θ_k ← m·θ_k + (1−m)·θ_q, before the keys are computed
-	for i, p := range m.EncoderQ.Params {
-		be.MomentumUpdate(float32(s.M), plan.Buffer(p.Node), m.keyPlan.Buffer(m.EncoderK.Params[i].Node))
-	}
+	s, be := m.Spec, m.be
+	m.momentumUpdate()
 
 	// k = normalize(head(f_k(x_k))): B×D, the batch shuffled so that split-BN
 	// groups of keys and queries differ (image i goes to row perm[i]), then
@@ -173,14 +169,52 @@ func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabel
 	if err := m.keyPlan.Run(); err != nil {
 		return 0, fmt.Errorf("key encoder: %w", err)
 	}
-	be.Gemm(false, false, s.B, d, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.EncoderK.Embedding), 0, plan.Buffer(m.k))
+	be.Gemm(false, false, s.B, s.Net.EmbedDim, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.EncoderK.Embedding), 0, m.train.Plan.Buffer(m.k))
+	return m.lossStep(xq, draw, qLabels)
+}
 
-	// q = normalize(head(f_q(x_q))): B×D, and the loss over the logits
+// StepExchanged is Step with ShuffleBN across data-parallel ranks: the key
+// encoder runs on this rank's B rows of the shuffled global key batch (row
+// j is image rows[j] of xkAll, the batch of every rank), and exchange turns
+// their keys (B×D, on the host) into this rank's keys in batch order (B×D),
+// which the loss then uses.
+func (m *Model) StepExchanged(xq, xkAll []float32, rows []int, exchange func(shuffled []float32) ([]float32, error), draw *hardneg.MixDraw, qLabels []int) (float64, error) {
+	s, be := m.Spec, m.be
+	m.momentumUpdate()
+	img := s.C * s.H * s.W
+	for j, i := range rows {
+		copy(m.host.xShuffled[j*img:(j+1)*img], xkAll[i*img:(i+1)*img])
+	}
+	be.Upload(m.keyPlan.Buffer(m.xk), m.host.xShuffled)
+	if err := m.keyPlan.Run(); err != nil {
+		return 0, fmt.Errorf("key encoder: %w", err)
+	}
+	m.host.keys = slices.Grow(m.host.keys[:0], s.B*s.Net.EmbedDim)[:s.B*s.Net.EmbedDim]
+	be.Download(m.host.keys, m.keyPlan.Buffer(m.EncoderK.Embedding))
+	k, err := exchange(m.host.keys)
+	if err != nil {
+		return 0, err
+	}
+	be.Upload(m.train.Plan.Buffer(m.k), k)
+	return m.lossStep(xq, draw, qLabels)
+}
+
+// momentumUpdate is θ_k ← m·θ_k + (1−m)·θ_q, before the keys are computed.
+func (m *Model) momentumUpdate() {
+	for i, p := range m.EncoderQ.Params {
+		m.be.MomentumUpdate(float32(m.Spec.M), m.train.Plan.Buffer(p.Node), m.keyPlan.Buffer(m.EncoderK.Params[i].Node))
+	}
+}
+
+// lossStep computes q = normalize(head(f_q(x_q))): B×D, the loss over the
+// logits against the keys in place, and its gradients; it returns the loss.
+func (m *Model) lossStep(xq []float32, draw *hardneg.MixDraw, qLabels []int) (float64, error) {
+	be, plan := m.be, m.train.Plan
 	be.Upload(plan.Buffer(m.xq), xq)
 	if m.Mixing {
 		be.Upload(plan.Buffer(m.draw), draw.Tensor().Data().([]float32))
 	}
-	if s.Mix.ClassOracle {
+	if m.Spec.Mix.ClassOracle {
 		if err := m.uploadLabels(qLabels); err != nil {
 			return 0, err
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"syscall"
 	"testing"
@@ -20,9 +21,17 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/dist"
 )
 
-// rankDirEnv, when set, makes the test binary one rank of
-// TestTwoRanksTrainAsOneProcess's mpirun job, training into that directory.
-const rankDirEnv = "TRAIN_TEST_RANK_DIR"
+// The environment of a test binary started by mpirun as one rank of a
+// test's job: rankDirEnv, when set, makes it train distConfig into that
+// directory, with model.shuffle_bn rankModeEnv, configs/ci.yaml at
+// rankConfigEnv (the ranks may run in other directories), and rank 1
+// dying as rankDeathEnv says.
+const (
+	rankDirEnv    = "TRAIN_TEST_RANK_DIR"
+	rankModeEnv   = "TRAIN_TEST_SHUFFLE_BN"
+	rankConfigEnv = "TRAIN_TEST_CONFIG"
+	rankDeathEnv  = "TRAIN_TEST_RANK_DEATH" // kill or exit
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(rankDirEnv); dir != "" {
@@ -39,15 +48,18 @@ func TestMain(m *testing.M) {
 // BLAS thread counts in one process. With θ_q fixed the losses compare at
 // float32 rounding, and the momentum buffers, which sum the gradients of
 // every step, check the gradients' all-reduce.
-func distConfig(dir string) (*config.Config, error) {
-	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
+func distConfig(path, dir, shuffleBN string) (*config.Config, error) {
+	cfg, _, err := config.Load(path, nil)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Run.OutputDir, cfg.Data.Limit = dir, 256
 	cfg.Optim.LR = 1e-20
+	cfg.Model.ShuffleBN = shuffleBN
 	return cfg, nil
 }
+
+const ciYAML = "../../configs/ci.yaml"
 
 // runRank trains distConfig as one rank and then checks that every rank
 // holds the same queue (keys and metadata): each rank's SHA-256 of it is
@@ -57,6 +69,9 @@ func runRank(dir string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if how := os.Getenv(rankDeathEnv); how != "" && c.Rank() == 1 {
+		c = &dyingComm{Comm: c, how: how, at: 5}
 	}
 	if err := rankPretrain(c, dir); err != nil {
 		fmt.Fprintf(os.Stderr, "rank %d: %v\n", c.Rank(), err)
@@ -69,8 +84,27 @@ func runRank(dir string) int {
 	return 0
 }
 
+// dyingComm is a rank that dies at its at-th all-reduce, in the middle of
+// training: killed (how = kill) or returning an error, so that the rank
+// exits non-zero (exit).
+type dyingComm struct {
+	dist.Comm
+	how   string
+	at, n int
+}
+
+func (d *dyingComm) AllReduceSum(buf []float32) error {
+	if d.n++; d.n == d.at {
+		if d.how == "kill" {
+			return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		return fmt.Errorf("rank %d dies at its all-reduce %d, as the test asks", d.Rank(), d.n)
+	}
+	return d.Comm.AllReduceSum(buf)
+}
+
 func rankPretrain(c dist.Comm, dir string) error {
-	cfg, err := distConfig(dir)
+	cfg, err := distConfig(os.Getenv(rankConfigEnv), dir, os.Getenv(rankModeEnv))
 	if err != nil {
 		return err
 	}
@@ -110,6 +144,70 @@ func rankPretrain(c dist.Comm, dir string) error {
 	return nil
 }
 
+// twoRanks runs the test binary as a job of two ranks training distConfig
+// into dir with model.shuffle_bn mode, each rank in its own working and
+// temporary directory (work[r], tmp[r]), and returns mpirun's output, its
+// error and how long it ran.
+func twoRanks(t *testing.T, dir, mode string, work, tmp [2]string, env ...string) (string, error, time.Duration) {
+	t.Helper()
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		testenv.Missing(t, "mpirun not found: install openmpi-bin and libopenmpi-dev (scripts/setup.sh does)")
+	}
+	conf, err := filepath.Abs(ciYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	for r := range 2 { // one application context per rank: mpirun's "a : b"
+		if r > 0 {
+			args = append(args, ":")
+		}
+		args = append(args, "-np", "1", "-wdir", work[r], "-x", "TMPDIR="+tmp[r], os.Args[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, args...)
+	cmd.Env = append(os.Environ(), append([]string{rankDirEnv + "=" + dir, rankModeEnv + "=" + mode, rankConfigEnv + "=" + conf}, env...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // mpirun ends its ranks on SIGTERM
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun hung for %v and was stopped:\n%s", time.Since(start), out)
+	}
+	return string(out), err, time.Since(start)
+}
+
+// rankDirs are fresh working and temporary directories for two ranks.
+func rankDirs(t *testing.T) (work, tmp [2]string) {
+	for r := range 2 {
+		work[r], tmp[r] = t.TempDir(), t.TempDir()
+	}
+	return work, tmp
+}
+
+// files lists the files under dir, relative to it, sorted.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // stepLosses is the loss of every step line of a run's metrics, by step.
 func stepLosses(t *testing.T, dir string) map[float64]float64 {
 	t.Helper()
@@ -124,18 +222,21 @@ func stepLosses(t *testing.T, dir string) map[float64]float64 {
 
 // Tolerances of two ranks against one process. With θ_q fixed each rank
 // computes its images' keys, queries and logits exactly as one process
-// does (the same split-BN groups, per-image convolutions); the loss alone
-// is summed in another order (the mean of two means of 16), a rounding of
-// relative 2⁻²⁴ ≈ 6e-8 per add: lossTol allows a few. A BLAS kernel may
-// round a row of a 16-row product differently from the same row of a
-// 32-row one (other blocking, fused multiply-adds at the edges): keyTol
-// allows some ulps of a unit key's components. A gradient element
-// is a float32 sum of up to 32·28·28 ≈ 25,000 terms, which two ranks add as
-// two partial sums: the difference grows like √n·2⁻²⁴ relative to the sum
-// of the terms' magnitudes, ~1e-5 at most relative to the buffers' norm
-// (1.5e-6 measured). A fault moves these by far more: an un-averaged
-// gradient by 100% (momentum buffers), a misplaced mixing draw, BN group
-// or key by 1e-3 or more (losses).
+// does (the same split-BN groups, per-image convolutions), with either
+// ShuffleBN: within each rank's slice against one process shuffling in
+// two slices, or across the ranks (each rank encodes its rows of the
+// shuffled global batch) against one process shuffling the whole batch.
+// The loss alone is summed in another order (the mean of two means of
+// 16), a rounding of relative 2⁻²⁴ ≈ 6e-8 per add: lossTol allows a few.
+// A BLAS kernel may round a row of a 16-row product differently from the
+// same row of a 32-row one (other blocking, fused multiply-adds at the
+// edges): keyTol allows some ulps of a unit key's components. A gradient
+// element is a float32 sum of up to 32·28·28 ≈ 25,000 terms, which two
+// ranks add as two partial sums: the difference grows like √n·2⁻²⁴
+// relative to the sum of the terms' magnitudes, ~1e-5 at most relative to
+// the buffers' norm (1.5e-6 measured). A fault moves these by far more: an
+// un-averaged gradient by 100% (momentum buffers), a misplaced mixing
+// draw, BN group or key by 1e-3 or more (losses).
 const (
 	lossTol = 1e-6
 	gradTol = 1e-4
@@ -143,48 +244,52 @@ const (
 )
 
 // TestTwoRanksTrainAsOneProcess runs configs/ci.yaml (256 images) under
-// `mpirun -np 2` and as one process with the same global batch and
-// ShuffleBN kept within the two ranks' slices (Options.ShuffleBlocks), and
-// compares every step's loss, the queue (every rank's is checked equal in
-// the job; rank 0's against the one process's) and the resume of the
-// two-rank run's epoch-0 checkpoint on one process.
+// `mpirun -np 2` and as one process with the same global batch, for both
+// model.shuffle_bn: split against one process with ShuffleBN kept within
+// the two ranks' slices (Options.ShuffleBlocks), ranks against one process
+// as it is. It compares every step's loss, the queue (every rank's is
+// checked equal in the job; rank 0's against the one process's) and the
+// resume of the two-rank run's epoch-0 checkpoint on one process; rank 0
+// must write the one process's files and rank 1 nothing, neither in the
+// run directory nor in its working or temporary directory.
 func TestTwoRanksTrainAsOneProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three small training runs, one under mpirun")
+		t.Skip("six small training runs, two under mpirun")
 	}
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
 		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
-	mpirun, err := exec.LookPath("mpirun")
-	if err != nil {
-		testenv.Missing(t, "mpirun not found: install openmpi-bin and libopenmpi-dev (scripts/setup.sh does)")
+	for _, tc := range []struct {
+		mode   string
+		blocks int // the one process's Options.ShuffleBlocks
+	}{{"split", 2}, {"ranks", 0}} {
+		t.Run(tc.mode, func(t *testing.T) { twoRanksAsOne(t, tc.mode, tc.blocks) })
 	}
+}
+
+func twoRanksAsOne(t *testing.T, mode string, blocks int) {
 	root := t.TempDir()
 	one, two, resumed := filepath.Join(root, "one"), filepath.Join(root, "two"), filepath.Join(root, "resumed")
 
-	cfg, err := distConfig(one)
+	cfg, err := distConfig(ciYAML, one, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Pretrain(context.Background(), cfg, Options{ShuffleBlocks: 2, Progress: io.Discard}); err != nil {
+	if _, err := Pretrain(context.Background(), cfg, Options{ShuffleBlocks: blocks, Progress: io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 
-	args := []string{"-np", "2", "--oversubscribe"}
-	if os.Geteuid() == 0 {
-		args = append(args, "--allow-run-as-root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, append(args, os.Args[0])...)
-	cmd.Env = append(os.Environ(), rankDirEnv+"="+two)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // mpirun ends its ranks on SIGTERM
-	cmd.WaitDelay = 10 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
+	work, tmp := rankDirs(t)
+	if out, err, _ := twoRanks(t, two, mode, work, tmp); err != nil {
 		t.Fatalf("mpirun -np 2: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(two, "checkpoints", "last.ckpt")); err != nil {
-		t.Fatalf("rank 0 wrote no checkpoint: %v", err)
+	if got, want := files(t, two), files(t, one); !slices.Equal(got, want) {
+		t.Errorf("the two ranks wrote %q in the run directory, one process %q", got, want)
+	}
+	for _, d := range []string{work[1], tmp[1]} {
+		if got := files(t, d); len(got) > 0 {
+			t.Errorf("rank 1 wrote %q in %s", got, d)
+		}
 	}
 
 	want, got := stepLosses(t, one), stepLosses(t, two)
@@ -241,12 +346,12 @@ func TestTwoRanksTrainAsOneProcess(t *testing.T) {
 
 	// the two-rank run's epoch-0 checkpoint resumed on one process gives
 	// epoch 1 as the one process's run
-	cfg, err = distConfig(resumed)
+	cfg, err = distConfig(ciYAML, resumed, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
 	from := filepath.Join(two, "checkpoints", epochName(0))
-	if _, err := Pretrain(context.Background(), cfg, Options{Resume: from, ShuffleBlocks: 2, Progress: io.Discard}); err != nil {
+	if _, err := Pretrain(context.Background(), cfg, Options{Resume: from, ShuffleBlocks: blocks, Progress: io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	res := stepLosses(t, resumed)
@@ -257,6 +362,44 @@ func TestTwoRanksTrainAsOneProcess(t *testing.T) {
 		if d := math.Abs(l-want[step]) / math.Abs(want[step]); d > lossTol {
 			t.Errorf("step %v after resuming on one process: loss %.7g, the one process's run %.7g: relative difference %.2g > %.0e", step, l, want[step], d, lossTol)
 		}
+	}
+}
+
+// TestTwoRanksRankDies: a rank that dies in the middle of training, killed
+// or exiting on an error, ends the job within a bound, mpirun naming the
+// rank ("process rank 1" after a signal, "Process name: [[job,1],1]" after
+// a non-zero exit), and rank 0 does not finish the run.
+func TestTwoRanksRankDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a small training run under mpirun")
+	}
+	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
+		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+	}
+	const bound = 30 * time.Second
+	for _, tc := range []struct {
+		how   string
+		names *regexp.Regexp
+	}{
+		{"kill", regexp.MustCompile(`process rank 1 with PID \d+ on node .* exited on signal 9`)},
+		{"exit", regexp.MustCompile(`Process name: \[\[\d+,\d+\],1\]`)},
+	} {
+		dir := filepath.Join(t.TempDir(), "run")
+		work, tmp := rankDirs(t)
+		out, err, took := twoRanks(t, dir, "ranks", work, tmp, rankDeathEnv+"="+tc.how)
+		if err == nil {
+			t.Fatalf("%s: the job succeeded without rank 1:\n%s", tc.how, out)
+		}
+		if took > bound {
+			t.Errorf("%s: the job took %v to stop (bound %v)", tc.how, took, bound)
+		}
+		if !tc.names.MatchString(out) {
+			t.Errorf("%s: mpirun's output does not name rank 1 (%s):\n%s", tc.how, tc.names, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, summaryName)); err == nil {
+			t.Errorf("%s: rank 0 finished the run without rank 1", tc.how)
+		}
+		t.Logf("%s: the job ended %v after the start:\n%s", tc.how, took.Round(time.Millisecond), out)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/dist"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
 )
@@ -31,6 +32,8 @@ func checkRanks(cfg *config.Config, opts Options) error {
 		return fmt.Errorf("moco.symmetric runs on one process only in this version: set moco.symmetric false or start one process")
 	case opts.DumpSteps > 0:
 		return fmt.Errorf("--dump-steps runs on one process only: start it without mpirun")
+	case opts.ShuffleBlocks > 1 && cfg.Model.ShuffleBN == "ranks":
+		return fmt.Errorf("ShuffleBN in %d slices: model.shuffle_bn ranks shuffles the batch across the %d processes; set model.shuffle_bn split", opts.ShuffleBlocks, p)
 	case opts.ShuffleBlocks > 1 && opts.ShuffleBlocks != p:
 		return fmt.Errorf("ShuffleBN in %d slices: %d processes shuffle in %d", opts.ShuffleBlocks, p, p)
 	}
@@ -53,13 +56,70 @@ func (t *trainer) rankRows() (lo, hi int) {
 	return t.comm.Rank() * b, (t.comm.Rank() + 1) * b
 }
 
-// rankScratch is the host memory of the collectives of a step.
+// rankScratch is the host memory of the collectives of a step, reused
+// from step to step.
 type rankScratch struct {
 	blocked, local []int
 	loss           []float32
 	keys, allKeys  []float32
 	index, labels  []int
+
+	// ShuffleBN across the ranks
+	perm0       []int     // rank 0's permutation
+	xkAll       []float32 // the global key batch
+	rows        []int     // the images of this rank's rows of the shuffled batch
+	shuffledAll []float32 // the keys of the shuffled global batch
+	haveKeys    bool      // allKeys holds this step's keys of every rank
 }
+
+// stepAcross runs a step with ShuffleBN across the ranks, as MoCo's
+// distributed code does: the key images of the global batch are
+// all-gathered, each rank runs the key encoder on its slice of them in
+// the order of the global permutation perm (image i at row perm[i]),
+// the keys are all-gathered and put back in batch order, and each rank's
+// loss takes its own rows. One process runs the same steps with bn_splits
+// groups over the whole shuffled batch.
+func (r *rankScratch) stepAcross(c dist.Comm, m *moco.Model, xq, xk []float32, perm []int, draw *hardneg.MixDraw, labels []int) (float64, error) {
+	n := len(perm)
+	b := n / c.Size()
+	lo := c.Rank() * b
+	// every rank drew perm from the same seeded stream; rank 0's is the
+	// one used, and a rank whose stream diverged is stopped
+	r.perm0 = append(r.perm0[:0], perm...)
+	if err := dist.Broadcast(c, r.perm0, 0); err != nil {
+		return 0, fmt.Errorf("ShuffleBN permutation broadcast: %w", err)
+	}
+	if !slices.Equal(r.perm0, perm) {
+		return 0, fmt.Errorf("ShuffleBN: this rank's permutation differs from rank 0's: the ranks' random streams diverged (a bug: please report it)")
+	}
+	r.xkAll = resize(r.xkAll, c.Size()*len(xk))
+	if err := dist.AllGather(c, xk, r.xkAll); err != nil {
+		return 0, fmt.Errorf("key image all-gather: %w", err)
+	}
+	r.rows = resize(r.rows, b)
+	for i, j := range perm {
+		if j >= lo && j < lo+b {
+			r.rows[j-lo] = i
+		}
+	}
+	exchange := func(shuffled []float32) ([]float32, error) {
+		d := len(shuffled) / b
+		r.shuffledAll = resize(r.shuffledAll, n*d)
+		if err := dist.AllGather(c, shuffled, r.shuffledAll); err != nil {
+			return nil, fmt.Errorf("key all-gather: %w", err)
+		}
+		r.allKeys = resize(r.allKeys, n*d)
+		for i, j := range perm {
+			copy(r.allKeys[i*d:(i+1)*d], r.shuffledAll[j*d:(j+1)*d])
+		}
+		r.haveKeys = true
+		return r.allKeys[lo*d : (lo+b)*d], nil
+	}
+	return m.StepExchanged(xq, r.xkAll, r.rows, exchange, draw, labels)
+}
+
+// resize returns s with length n, reusing its memory when it is enough.
+func resize[T any](s []T, n int) []T { return slices.Grow(s[:0], n)[:n] }
 
 // keyPerm is ShuffleBN's permutation as the ranks apply it: perm (of the
 // global batch) kept within each of blocks slices (blockShuffle); on
@@ -115,20 +175,23 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 
 // enqueue puts the step's keys in the queue: on one process straight from
 // the device; on several, every rank's keys (with their image indices and
-// labels) gathered in rank order, so that every rank's queue is the one
+// labels) gathered in rank order (the keys by stepAcross already), so that every rank's queue is the one
 // process's queue.
 func (r *rankScratch) enqueue(c dist.Comm, m *moco.Model, index, labels []int) error {
 	p := c.Size()
 	if p == 1 {
 		return m.Enqueue(index, labels)
 	}
-	r.keys = m.Keys(r.keys)
-	r.allKeys = slices.Grow(r.allKeys[:0], p*len(r.keys))[:p*len(r.keys)]
-	r.index = slices.Grow(r.index[:0], p*len(index))[:p*len(index)]
-	r.labels = slices.Grow(r.labels[:0], p*len(labels))[:p*len(labels)]
-	if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
-		return fmt.Errorf("key all-gather: %w", err)
+	r.index = resize(r.index, p*len(index))
+	r.labels = resize(r.labels, p*len(labels))
+	if !r.haveKeys { // ShuffleBN across the ranks gathered them already
+		r.keys = m.Keys(r.keys)
+		r.allKeys = resize(r.allKeys, p*len(r.keys))
+		if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
+			return fmt.Errorf("key all-gather: %w", err)
+		}
 	}
+	r.haveKeys = false
 	if err := dist.AllGather(c, index, r.index); err != nil {
 		return fmt.Errorf("key index all-gather: %w", err)
 	}

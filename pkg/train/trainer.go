@@ -60,8 +60,9 @@ type Options struct {
 	Comm dist.Comm
 	// ShuffleBlocks > 1 keeps ShuffleBN's permutation inside each of that
 	// many consecutive slices of the batch, as a run on that many ranks
-	// does (each rank shuffles its own slice): one process then trains as
-	// that many ranks do. 0 or 1: the whole batch; on P ranks it is P.
+	// with model.shuffle_bn split does (each rank shuffles its own slice):
+	// one process then trains as those ranks do. 0 or 1: the whole batch;
+	// on P ranks with split it is P, with ranks it must stay 0 or 1.
 	ShuffleBlocks int
 }
 
@@ -120,7 +121,8 @@ type trainer struct {
 
 	comm          dist.Comm
 	lead          bool // rank 0: the rank that writes
-	shuffleBlocks int  // ShuffleBN shuffles within this many slices of the batch
+	acrossRanks   bool // ShuffleBN shuffles the key batch of every rank (model.shuffle_bn ranks)
+	shuffleBlocks int  // otherwise it shuffles within this many slices of the batch
 	ranks         rankScratch
 }
 
@@ -255,6 +257,7 @@ func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange, replace *foundRun) (*trainer, error) {
 	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter,
 		comm: opts.Comm, lead: opts.Comm.Rank() == 0, shuffleBlocks: max(opts.ShuffleBlocks, opts.Comm.Size(), 1)}
+	t.acrossRanks = t.comm.Size() > 1 && cfg.Model.ShuffleBN == "ranks"
 	if t.be == nil {
 		t.be = cpu.New(0)
 	}
@@ -587,10 +590,6 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			}
 		}
 		perm = moco.Shuffle(t.bnRNG, t.spec.B, perm)
-		keyPerm := perm
-		if t.shuffleBlocks > 1 {
-			keyPerm = t.ranks.keyPerm(perm, t.shuffleBlocks, t.comm)
-		}
 		if draw != nil && t.comm.Size() > 1 {
 			lo, hi := t.rankRows()
 			draw = draw.Rows(lo, hi)
@@ -599,7 +598,17 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if t.sym != nil {
 			xq, xk, index, labels = t.sym.views(b)
 		}
-		loss, err := t.model.Step(xq, xk, keyPerm, draw, labels)
+		var loss float64
+		var err error
+		if t.acrossRanks {
+			loss, err = t.ranks.stepAcross(t.comm, t.model, xq, xk, perm, draw, labels)
+		} else {
+			keyPerm := perm
+			if t.shuffleBlocks > 1 {
+				keyPerm = t.ranks.keyPerm(perm, t.shuffleBlocks, t.comm)
+			}
+			loss, err = t.model.Step(xq, xk, keyPerm, draw, labels)
+		}
 		if err != nil {
 			return false, err
 		}
