@@ -60,9 +60,8 @@
 //
 // # What the trainer must do
 //
-// pkg/train does this for pretraining (see its Options.Comm), except
-// ShuffleBN across ranks: each rank shuffles its own slice of the key batch
-// and normalises it in its split-BN groups. The integration must:
+// pkg/train does this for pretraining (see its Options.Comm). The
+// integration must:
 //
 //   - open the Comm first and call CheckConfig with the effective config's
 //     values (no provenance: the same values may come from different places

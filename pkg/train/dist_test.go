@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
@@ -36,6 +37,9 @@ const (
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(rankDirEnv); dir != "" {
 		os.Exit(runRank(dir))
+	}
+	if dir := os.Getenv(benchDirEnv); dir != "" {
+		os.Exit(benchRank(dir))
 	}
 	os.Exit(m.Run())
 }
@@ -319,6 +323,12 @@ func twoRanksAsOne(t *testing.T, mode string, blocks int) {
 	if !slices.Equal(stOne.Queue.Meta, stTwo.Queue.Meta) || stOne.Queue.Ptr != stTwo.Queue.Ptr {
 		t.Errorf("the queue's images differ between two ranks and one process")
 	}
+	checkCommMetrics(t, two, mode, stOne.Velocity)
+	for _, m := range readMetrics(t, one, 32) {
+		if _, ok := m["comm_ms"]; ok {
+			t.Fatalf("one process's metrics line has comm_ms: %v", m)
+		}
+	}
 	var num, den float64
 	for name, v := range stOne.Velocity {
 		w := stTwo.Velocity[name]
@@ -361,6 +371,31 @@ func twoRanksAsOne(t *testing.T, mode string, blocks int) {
 	for step, l := range res {
 		if d := math.Abs(l-want[step]) / math.Abs(want[step]); d > lossTol {
 			t.Errorf("step %v after resuming on one process: loss %.7g, the one process's run %.7g: relative difference %.2g > %.0e", step, l, want[step], d, lossTol)
+		}
+	}
+}
+
+// checkCommMetrics checks the communication of each step in rank 0's
+// metrics: some time, and the payload of distConfig's collectives (global
+// batch 32, D = 32, 1×28×28 images) with a gradient of velocity's size.
+func checkCommMetrics(t *testing.T, dir, mode string, velocity map[string][]float32) {
+	t.Helper()
+	const b, d, img = 32, 32, 28 * 28
+	grad := 0
+	for _, v := range velocity {
+		grad += 4 * len(v)
+	}
+	int := int(unsafe.Sizeof(0))
+	want := 4 + grad + 2*int*b + 4*b*d // loss, gradients, image indices and labels, keys
+	if mode == "ranks" {
+		want += int*b + 4*b*img // the permutation, the key images
+	}
+	for _, m := range readMetrics(t, dir, b) {
+		if m["kind"] != "step" {
+			continue
+		}
+		if ms, _ := m["comm_ms"].(float64); ms <= 0 || m["comm_bytes"] != float64(want) {
+			t.Fatalf("step %v: comm_ms %v, comm_bytes %v; want > 0 and %d", m["step"], m["comm_ms"], m["comm_bytes"], want)
 		}
 	}
 }

@@ -48,6 +48,13 @@ type StepMetrics struct {
 	// when augmentation keeps up, most of the step when it is the bottleneck
 	// (raise data.workers).
 	DataWaitMS float64 `json:"data_wait_ms"`
+	// CommMS and CommBytes are, on several processes, rank 0's time in the
+	// step's collectives and their payload (the bytes each all-reduce sums,
+	// each all-gather receives, each broadcast copies): the step's
+	// communication share is CommMS·images_per_sec/(1000·batch). Absent on
+	// one process.
+	CommMS    float64 `json:"comm_ms,omitempty"`
+	CommBytes int64   `json:"comm_bytes,omitempty"`
 }
 
 // StepStats are the similarity and hardness statistics of a step

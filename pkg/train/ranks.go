@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/dist"
@@ -234,6 +235,42 @@ func (t *trainer) averageRunningStats() error {
 		}
 	}
 	return nil
+}
+
+// meteredComm is a Comm that counts the time and payload of its
+// collectives, for the step metrics of a run on several processes.
+type meteredComm struct {
+	dist.Comm
+	took  time.Duration
+	bytes int64
+}
+
+func (m *meteredComm) count(start time.Time, bytes int) {
+	m.took += time.Since(start)
+	m.bytes += int64(bytes)
+}
+
+// reset starts a step's count.
+func (m *meteredComm) reset() { m.took, m.bytes = 0, 0 }
+
+func (m *meteredComm) AllReduceSum(buf []float32) error {
+	defer m.count(time.Now(), 4*len(buf))
+	return m.Comm.AllReduceSum(buf)
+}
+
+func (m *meteredComm) AllGatherBytes(send, recv []byte) error {
+	defer m.count(time.Now(), len(recv))
+	return m.Comm.AllGatherBytes(send, recv)
+}
+
+func (m *meteredComm) BroadcastBytes(buf []byte, root int) error {
+	defer m.count(time.Now(), len(buf))
+	return m.Comm.BroadcastBytes(buf, root)
+}
+
+func (m *meteredComm) Barrier() error {
+	defer m.count(time.Now(), 0)
+	return m.Comm.Barrier()
 }
 
 // resumeHint names the checkpoint to resume from, or says there is none.

@@ -124,6 +124,7 @@ type trainer struct {
 	acrossRanks   bool // ShuffleBN shuffles the key batch of every rank (model.shuffle_bn ranks)
 	shuffleBlocks int  // otherwise it shuffles within this many slices of the batch
 	ranks         rankScratch
+	meter         *meteredComm // t.comm on several processes; nil on one
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -258,6 +259,10 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter,
 		comm: opts.Comm, lead: opts.Comm.Rank() == 0, shuffleBlocks: max(opts.ShuffleBlocks, opts.Comm.Size(), 1)}
 	t.acrossRanks = t.comm.Size() > 1 && cfg.Model.ShuffleBN == "ranks"
+	if t.comm.Size() > 1 {
+		t.meter = &meteredComm{Comm: t.comm}
+		t.comm = t.meter
+	}
 	if t.be == nil {
 		t.be = cpu.New(0)
 	}
@@ -575,6 +580,9 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		default:
 		}
 		stepStart := time.Now()
+		if t.meter != nil {
+			t.meter.reset()
+		}
 		b, ok := it.Next()
 		dataWait := time.Since(stepStart)
 		t.epochWait += dataWait
@@ -643,6 +651,9 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		t.epochLoss += loss
 		m := StepMetrics{Epoch: t.epoch, Step: t.global, Loss: loss, LR: lr, Mixing: t.model.Mixing,
 			ImagesSec: float64(t.spec.B) / elapsed.Seconds(), DataWaitMS: dataWait.Seconds() * 1000}
+		if t.meter != nil {
+			m.CommMS, m.CommBytes = t.meter.took.Seconds()*1000, t.meter.bytes
+		}
 		if err := t.flushStats(); err != nil {
 			return false, err
 		}
