@@ -70,7 +70,7 @@ func benchRun(c dist.Comm, dir string) error {
 	if err != nil {
 		return err
 	}
-	defer t.model.Free()
+	defer func() { t.model.Free() }() // the model of the end: build replaces it when mixing starts
 	if _, err := t.run(context.Background()); err != nil {
 		return err
 	}

@@ -200,7 +200,7 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 	if err != nil {
 		return nil, err
 	}
-	defer t.model.Free()
+	defer func() { t.model.Free() }() // the model of the end: build replaces it when mixing starts
 	sum, err := t.run(ctx)
 	if cerr := t.metrics.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing the metrics log: %w", cerr)
