@@ -14,15 +14,11 @@
 # step (the bytes each all-reduce sums, each all-gather receives, each
 # broadcast copies), next to the gradients' size. The script prints every
 # run, then the medians and spreads (min–max) over the rounds of the
-# speed-up 2p/1p and the scaling efficiency 2p/(2·1p). With GRAD_BUCKET=n
-# each round also runs 2 processes all-reducing the gradients in buckets of
-# n values during the backward pass, and the script adds the ratio of its
-# images/s to the plain 2-process run's.
+# speed-up 2p/1p and the scaling efficiency 2p/(2·1p).
 #
 #   scripts/dist-bench.sh                                # defaults below
 #   ROUNDS=7 IMAGES=2048 SHUFFLE_BN=split scripts/dist-bench.sh
 #   CONFIG=configs/fashion-mnist.yaml IMAGES=4096 scripts/dist-bench.sh
-#   GRAD_BUCKET=20000 scripts/dist-bench.sh             # bucketed all-reduce too
 #
 # Needs Go, OpenMPI (openmpi-bin), Fashion-MNIST for the default config and
 # 2 free cores; run it on a quiet machine.
@@ -33,7 +29,6 @@ ROUNDS=${ROUNDS:-5}
 IMAGES=${IMAGES:-1024}
 CONFIG=${CONFIG:-configs/ci.yaml}
 SHUFFLE_BN=${SHUFFLE_BN:-ranks}
-GRAD_BUCKET=${GRAD_BUCKET:-0}
 
 if ((ROUNDS < 5)); then
 	echo "dist-bench.sh: ROUNDS=$ROUNDS; a ratio needs at least 5 interleaved rounds" >&2
@@ -67,18 +62,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	two=$(TRAIN_BENCH_DIR="$work/$r-2" "${mpi[@]}" "$work/train.test")
 	echo "round $r $one"
 	echo "round $r $two"
-	if ((GRAD_BUCKET > 0)); then
-		echo "round $r $(TRAIN_BENCH_DIR="$work/$r-b" TRAIN_BENCH_GRAD_BUCKET=$GRAD_BUCKET "${mpi[@]}" "$work/train.test")"
-	fi
 done | tee "$work/runs"
 
 /usr/bin/python3 - "$work/runs" <<'PY'
 import json, statistics, sys
-runs = {}
+runs = {1: [], 2: []}
 for line in open(sys.argv[1]):
     r = json.loads(line.split(" ", 2)[2])
-    runs.setdefault((r["procs"], r["grad_bucket"]), []).append(r)
-one, two = runs[(1, 0)], runs[(2, 0)]
+    runs[r["procs"]].append(r)
+one, two = runs[1], runs[2]
 def show(name, xs, fmt):
     print(f"{name}: median {fmt % statistics.median(xs)} (spread {fmt % min(xs)}–{fmt % max(xs)})")
 speedup = [b["images_per_sec"] / a["images_per_sec"] for a, b in zip(one, two)]
@@ -87,11 +79,6 @@ show("2 processes images/s", [b["images_per_sec"] for b in two], "%.1f")
 show("speed-up 2p/1p", speedup, "%.3f")
 show("scaling efficiency 2p/(2·1p)", [s / 2 for s in speedup], "%.3f")
 show("communication share of the 2-process step", [b["comm_share"] for b in two], "%.3f")
-for (procs, bucket), bs in sorted(runs.items()):
-    if bucket:
-        show(f"2 processes, buckets of {bucket} values: images/s", [b["images_per_sec"] for b in bs], "%.1f")
-        show("  its images/s over the plain 2 processes'", [b["images_per_sec"] / a["images_per_sec"] for a, b in zip(two, bs)], "%.3f")
-        show("  its communication share", [b["comm_share"] for b in bs], "%.3f")
 b = two[0]
 print(f"payload per step and rank: {b['comm_bytes_per_step']} bytes; gradients {b['grad_bytes']} bytes "
       f"({b['comm_bytes_per_step'] / b['grad_bytes']:.2f}× the gradients)")

@@ -23,10 +23,6 @@ type Plan struct {
 	keep  map[*gorgonia.Node]bool // inputs, constants, outputs: Buffer returns these
 	owned []device.Buffer         // everything Alloc returned, for Free
 	elems int                     // elements allocated, all dtypes
-	// written is the step after which each node's buffer holds its value
-	// (a view's: the step writing the buffer it views); absent for inputs
-	// and constants
-	written map[*gorgonia.Node]int
 }
 
 // step is one kernel call of Run.
@@ -123,7 +119,7 @@ func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node
 	if len(outputs) > 0 {
 		order = needed(order, kids, outputs)
 	}
-	p := &Plan{be: be, bufs: make(map[*gorgonia.Node]device.Buffer), keep: make(map[*gorgonia.Node]bool), written: make(map[*gorgonia.Node]int)}
+	p := &Plan{be: be, bufs: make(map[*gorgonia.Node]device.Buffer), keep: make(map[*gorgonia.Node]bool)}
 	for _, o := range outputs {
 		p.keep[o] = true
 	}
@@ -182,13 +178,7 @@ func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node
 			}
 			continue
 		}
-		if v, ok := k.(viewer); ok {
-			in, _ := v.viewOf()
-			if w, ok := p.written[kids[n][in]]; ok {
-				p.written[n] = w
-			}
-		} else {
-			p.written[n] = len(p.steps)
+		if _, ok := k.(viewer); !ok {
 			in := make([]device.Buffer, len(kids[n]))
 			for j, c := range kids[n] {
 				in[j] = p.bufs[c]
@@ -290,21 +280,7 @@ func needed(order []*gorgonia.Node, kids map[*gorgonia.Node][]*gorgonia.Node, ou
 }
 
 // Run executes every step once and returns the backend's first error.
-func (p *Plan) Run() error { return p.RunEach(nil) }
-
-// Written returns the index of the step of Run after which n's buffer
-// holds its value, or -1 for an input or constant (set before Run).
-func (p *Plan) Written(n *gorgonia.Node) int {
-	if i, ok := p.written[n]; ok {
-		return i
-	}
-	return -1
-}
-
-// RunEach is Run calling after(i), unless nil, once step i is issued (on
-// an asynchronous backend a download then waits for it), so that a
-// caller may start on an output (see Written) while the later steps run.
-func (p *Plan) RunEach(after func(step int) error) error {
+func (p *Plan) Run() error {
 	for i := range p.steps {
 		s := &p.steps[i]
 		var err error
@@ -312,9 +288,6 @@ func (p *Plan) RunEach(after func(step int) error) error {
 			err = s.run()
 		} else {
 			err = s.k.Exec(p.be, s.in, s.out)
-		}
-		if err == nil && after != nil {
-			err = after(i)
 		}
 		if err != nil {
 			return err

@@ -2,7 +2,6 @@ package moco
 
 import (
 	"math/rand/v2"
-	"slices"
 
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
@@ -16,8 +15,7 @@ type hostScratch struct {
 	qLabel, kLabel []int32   // the same, for the host's check
 	loss           []float32
 	logits         Logits
-	grads          []float32 // every gradient, for ReduceGrads, laid out by layout
-	layout         gradLayout
+	grads          []float32 // every gradient, for ReduceGrads
 }
 
 func newHostScratch(s Spec, mixing bool) hostScratch {
@@ -136,74 +134,37 @@ func (m *Model) ScaleGrads(a float32) {
 // puts the result, times a, back: each rank's loss is the mean over its own
 // slice, so a = 1/ranks makes the gradient of the global batch's mean.
 func (m *Model) ReduceGrads(reduce func([]float32) error, a float32) error {
-	l := m.gradLayout()
-	all := m.host.grads
-	for _, g := range l.order {
-		m.downloadGrad(g, all)
+	plan, n := m.train.Plan, 0
+	for _, g := range m.train.Grads {
+		n += g.Shape().TotalSize()
+	}
+	if cap(m.host.grads) < n {
+		m.host.grads = make([]float32, n)
+	}
+	all, off := m.host.grads[:n], 0
+	for _, g := range m.train.Grads {
+		size := g.Shape().TotalSize()
+		m.be.Download(all[off:off+size], plan.Buffer(g))
+		off += size
 	}
 	if err := reduce(all); err != nil {
 		return err
 	}
-	m.scaleUploadGrads(a)
-	return nil
-}
-
-// gradLayout places the gradients in host.grads in the order the backward
-// pass completes them, so that a bucket is a run of consecutive ones.
-func (m *Model) gradLayout() *gradLayout {
-	l := &m.host.layout
-	if l.off != nil {
-		return l
-	}
-	plan, n := m.train.Plan, 0
-	l.order = make([]int, len(m.train.Grads))
-	l.off = make([]int, len(m.train.Grads)+1)
-	for i := range l.order {
-		l.order[i] = i
-	}
-	slices.SortStableFunc(l.order, func(i, j int) int {
-		return plan.Written(m.train.Grads[i]) - plan.Written(m.train.Grads[j])
-	})
-	for _, g := range l.order {
-		l.off[g] = n
-		n += m.train.Grads[g].Shape().TotalSize()
-	}
-	l.off[len(m.train.Grads)] = n
-	m.host.grads = make([]float32, n)
-	return l
-}
-
-// gradLayout is where each gradient of f_q lies in host.grads.
-type gradLayout struct {
-	order []int // indices of train.Grads in the order the backward pass writes them
-	off   []int // each gradient's offset in host.grads
-}
-
-// downloadGrad copies gradient g into its place in all.
-func (m *Model) downloadGrad(g int, all []float32) {
-	n := m.train.Grads[g]
-	off := m.host.layout.off[g]
-	m.be.Download(all[off:off+n.Shape().TotalSize()], m.train.Plan.Buffer(n))
-}
-
-// scaleUploadGrads puts host.grads, times a, back into the gradients.
-func (m *Model) scaleUploadGrads(a float32) {
-	for g, n := range m.train.Grads {
-		off := m.host.layout.off[g]
-		part := m.host.grads[off : off+n.Shape().TotalSize()]
+	off = 0
+	for _, g := range m.train.Grads {
+		size := g.Shape().TotalSize()
+		part := all[off : off+size]
 		for i := range part {
 			part[i] *= a
 		}
-		m.be.Upload(m.train.Plan.Buffer(n), part)
+		m.be.Upload(plan.Buffer(g), part)
+		off += size
 	}
+	return nil
 }
 
 // Free releases the model's device memory.
 func (m *Model) Free() {
-	if m.buckets != nil {
-		m.buckets.stop()
-		m.buckets = nil
-	}
 	m.be.Free(m.unshuffle)
 	m.train.Free()
 	m.keyPlan.Free()

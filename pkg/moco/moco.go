@@ -62,7 +62,6 @@ type Model struct {
 
 	unshuffle device.Buffer // B×B permutation matrix putting the keys back in batch order
 	host      hostScratch
-	buckets   *gradBuckets // nil unless OverlapGrads
 }
 
 // New builds f_q (initialised from spec.Net.Seed), f_k as its copy, the
@@ -220,11 +219,7 @@ func (m *Model) lossStep(xq []float32, draw *hardneg.MixDraw, qLabels []int) (fl
 			return 0, err
 		}
 	}
-	run := plan.Run
-	if m.buckets != nil {
-		run = m.runBucketed
-	}
-	if err := run(); err != nil {
+	if err := plan.Run(); err != nil {
 		return 0, fmt.Errorf("loss: %w", err)
 	}
 	be.Download(m.host.loss, plan.Buffer(m.loss.Loss))

@@ -3,7 +3,6 @@ package moco
 import (
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
@@ -78,58 +77,6 @@ func TestShuffleBNKeysInBatchOrder(t *testing.T) {
 	for i := range want {
 		if math.Abs(float64(got[i]-want[i])) > 1e-5 {
 			t.Fatalf("key value %d (row %d): %v shuffled, %v in order", i, i/m.Spec.Net.EmbedDim, got[i], want[i])
-		}
-	}
-}
-
-// TestOverlapGradsAsReduceGrads: the gradients reduced in buckets while
-// the backward pass runs equal, bit for bit, those reduced after it, for
-// buckets of one gradient each, of some, and of all. The reduction is
-// element-wise but not linear (3x + 1), so a gradient downloaded before
-// the plan finished writing it, reduced twice or never shows.
-func TestOverlapGradsAsReduceGrads(t *testing.T) {
-	reduce := func(calls *int) func([]float32) error {
-		return func(buf []float32) error {
-			*calls++
-			for i := range buf {
-				buf[i] = 3*buf[i] + 1
-			}
-			return nil
-		}
-	}
-	grads := func(m *Model) [][]float32 {
-		out := make([][]float32, len(m.train.Grads))
-		for i, g := range m.train.Grads {
-			out[i] = make([]float32, g.Shape().TotalSize())
-			m.be.Download(out[i], m.train.Plan.Buffer(g))
-		}
-		return out
-	}
-	ref, xq, xk := tinyModel(t)
-	id := []int{0, 1, 2, 3}
-	if _, err := ref.Step(xq, xk, id, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	var calls int
-	if err := ref.ReduceGrads(reduce(&calls), 0.5); err != nil {
-		t.Fatal(err)
-	}
-	want := grads(ref)
-	for _, bucket := range []int{1, 500, 1 << 30} {
-		m, _, _ := tinyModel(t)
-		calls = 0
-		m.OverlapGrads(reduce(&calls), 0.5, bucket)
-		if _, err := m.Step(xq, xk, id, nil, nil); err != nil {
-			t.Fatal(err)
-		}
-		got := grads(m)
-		for i := range want {
-			if !slices.Equal(got[i], want[i]) {
-				t.Fatalf("buckets of %d: gradient %d differs from the one reduced after the backward pass", bucket, i)
-			}
-		}
-		if first, steps := m.buckets.last[0], m.train.Plan.Steps(); bucket == 1 && (calls != len(want) || first >= steps-1) {
-			t.Errorf("buckets of 1: %d reductions for %d gradients, the first after step %d of %d: want one each, the first before the end", calls, len(want), first, steps)
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -26,14 +25,12 @@ import (
 // The environment of a test binary started by mpirun as one rank of a
 // test's job: rankDirEnv, when set, makes it train distConfig into that
 // directory, with model.shuffle_bn rankModeEnv, configs/ci.yaml at
-// rankConfigEnv (the ranks may run in other directories), the gradients
-// all-reduced in buckets of rankBucketEnv values (Options.GradBucket) and
-// rank 1 dying as rankDeathEnv says.
+// rankConfigEnv (the ranks may run in other directories), and rank 1
+// dying as rankDeathEnv says.
 const (
 	rankDirEnv    = "TRAIN_TEST_RANK_DIR"
 	rankModeEnv   = "TRAIN_TEST_SHUFFLE_BN"
 	rankConfigEnv = "TRAIN_TEST_CONFIG"
-	rankBucketEnv = "TRAIN_TEST_GRAD_BUCKET"
 	rankDeathEnv  = "TRAIN_TEST_RANK_DEATH" // kill or exit
 )
 
@@ -116,11 +113,6 @@ func rankPretrain(c dist.Comm, dir string) error {
 		return err
 	}
 	opts := Options{Comm: c, Progress: io.Discard}
-	if v := os.Getenv(rankBucketEnv); v != "" {
-		if opts.GradBucket, err = strconv.Atoi(v); err != nil {
-			return err
-		}
-	}
 	if err := checkRanks(cfg, opts); err != nil {
 		return err
 	}
@@ -272,15 +264,14 @@ func TestTwoRanksTrainAsOneProcess(t *testing.T) {
 		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
 	}
 	for _, tc := range []struct {
-		name, mode string
-		blocks     int // the one process's Options.ShuffleBlocks
-		bucket     int // the ranks' Options.GradBucket
-	}{{"split", "split", 2, 0}, {"ranks", "ranks", 0, 0}, {"ranks-buckets", "ranks", 0, 20000}} {
-		t.Run(tc.name, func(t *testing.T) { twoRanksAsOne(t, tc.mode, tc.blocks, tc.bucket) })
+		mode   string
+		blocks int // the one process's Options.ShuffleBlocks
+	}{{"split", 2}, {"ranks", 0}} {
+		t.Run(tc.mode, func(t *testing.T) { twoRanksAsOne(t, tc.mode, tc.blocks) })
 	}
 }
 
-func twoRanksAsOne(t *testing.T, mode string, blocks, bucket int) {
+func twoRanksAsOne(t *testing.T, mode string, blocks int) {
 	root := t.TempDir()
 	one, two, resumed := filepath.Join(root, "one"), filepath.Join(root, "two"), filepath.Join(root, "resumed")
 
@@ -293,7 +284,7 @@ func twoRanksAsOne(t *testing.T, mode string, blocks, bucket int) {
 	}
 
 	work, tmp := rankDirs(t)
-	if out, err, _ := twoRanks(t, two, mode, work, tmp, rankBucketEnv+"="+strconv.Itoa(bucket)); err != nil {
+	if out, err, _ := twoRanks(t, two, mode, work, tmp); err != nil {
 		t.Fatalf("mpirun -np 2: %v\n%s", err, out)
 	}
 	if got, want := files(t, two), files(t, one); !slices.Equal(got, want) {

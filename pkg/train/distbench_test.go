@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/dist"
@@ -17,13 +16,11 @@ import (
 // benchDirEnv, when set, makes the test binary one process of
 // scripts/dist-bench.sh (alone or one rank of mpirun's job): it trains the
 // config at benchConfigEnv (MOCHI_* variables applied) into that
-// directory, the gradients all-reduced in buckets of benchBucketEnv values
-// (Options.GradBucket; unset: after the backward pass), and rank 0 prints
-// one JSON line of the run's figures (benchResult).
+// directory, and rank 0 prints one JSON line of the run's figures
+// (benchResult).
 const (
 	benchDirEnv    = "TRAIN_BENCH_DIR"
 	benchConfigEnv = "TRAIN_BENCH_CONFIG"
-	benchBucketEnv = "TRAIN_BENCH_GRAD_BUCKET"
 	benchWarmup    = 2 // steps left out of the figures
 )
 
@@ -33,7 +30,6 @@ const (
 // process), and the size of the gradients the all-reduce sums.
 type benchResult struct {
 	Procs        int     `json:"procs"`
-	GradBucket   int     `json:"grad_bucket"`
 	Steps        int     `json:"steps"`
 	ImagesPerSec float64 `json:"images_per_sec"`
 	CommShare    float64 `json:"comm_share"`
@@ -67,11 +63,6 @@ func benchRun(c dist.Comm, dir string) error {
 		return err
 	}
 	opts := Options{Comm: c, Progress: io.Discard}
-	if v := os.Getenv(benchBucketEnv); v != "" {
-		if opts.GradBucket, err = strconv.Atoi(v); err != nil {
-			return fmt.Errorf("%s: %w", benchBucketEnv, err)
-		}
-	}
 	if err := checkRanks(cfg, opts); err != nil {
 		return err
 	}
@@ -86,7 +77,7 @@ func benchRun(c dist.Comm, dir string) error {
 	if err := t.metrics.close(); err != nil || c.Rank() != 0 {
 		return err
 	}
-	r := benchResult{Procs: c.Size(), GradBucket: opts.GradBucket}
+	r := benchResult{Procs: c.Size()}
 	for _, p := range t.model.EncoderQ.Params {
 		r.GradBytes += 4 * p.Node.Shape().TotalSize()
 	}

@@ -161,30 +161,17 @@ func blockShuffle(perm []int, blocks int, dst []int) []int {
 
 // reduce makes this rank's loss and gradients (means over its slice) the
 // global batch's: the mean over the ranks of both, the gradients summed in
-// one all-reduce then scaled by 1/ranks, unless the step reduced them
-// already (grads false: Options.GradBucket).
-func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64, grads bool) (float64, error) {
+// one all-reduce then scaled by 1/ranks.
+func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64, error) {
 	p := float32(c.Size())
 	r.loss = append(r.loss[:0], float32(loss))
 	if err := c.AllReduceSum(r.loss); err != nil {
 		return 0, fmt.Errorf("loss all-reduce: %w", err)
 	}
-	if grads {
-		if err := m.ReduceGrads(gradAllReduce(c), 1/p); err != nil {
-			return 0, err
-		}
+	if err := m.ReduceGrads(c.AllReduceSum, 1/p); err != nil {
+		return 0, fmt.Errorf("gradient all-reduce: %w", err)
 	}
 	return float64(r.loss[0] / p), nil
-}
-
-// gradAllReduce is the gradients' sum over the ranks.
-func gradAllReduce(c dist.Comm) func([]float32) error {
-	return func(buf []float32) error {
-		if err := c.AllReduceSum(buf); err != nil {
-			return fmt.Errorf("gradient all-reduce: %w", err)
-		}
-		return nil
-	}
 }
 
 // enqueue puts the step's keys in the queue: on one process straight from

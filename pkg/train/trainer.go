@@ -64,10 +64,6 @@ type Options struct {
 	// one process then trains as those ranks do. 0 or 1: the whole batch;
 	// on P ranks with split it is P, with ranks it must stay 0 or 1.
 	ShuffleBlocks int
-	// GradBucket > 0 all-reduces the gradients of a run on several
-	// processes in buckets of at least that many values while the backward
-	// pass runs (moco.Model.OverlapGrads); 0: in one all-reduce after it.
-	GradBucket int
 }
 
 // Summary is what a finished (or interrupted) run reports; it is also
@@ -129,7 +125,6 @@ type trainer struct {
 	shuffleBlocks int  // otherwise it shuffles within this many slices of the batch
 	ranks         rankScratch
 	meter         *meteredComm // t.comm on several processes; nil on one
-	gradBucket    int          // Options.GradBucket on several processes, else 0
 }
 
 // Pretrain runs (or resumes) MoCo-v2/MoCHi pretraining as cfg says and
@@ -266,7 +261,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	t.acrossRanks = t.comm.Size() > 1 && cfg.Model.ShuffleBN == "ranks"
 	if t.comm.Size() > 1 {
 		t.meter = &meteredComm{Comm: t.comm}
-		t.comm, t.gradBucket = t.meter, opts.GradBucket
+		t.comm = t.meter
 	}
 	if t.be == nil {
 		t.be = cpu.New(0)
@@ -438,9 +433,6 @@ func (t *trainer) build() error {
 		return err
 	}
 	t.model = m
-	if t.gradBucket > 0 {
-		m.OverlapGrads(gradAllReduce(t.comm), 1/float32(t.comm.Size()), t.gradBucket)
-	}
 	if carry != nil {
 		return t.restore(carry)
 	}
@@ -629,7 +621,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 			return false, err
 		}
 		if t.comm.Size() > 1 {
-			if loss, err = t.ranks.reduce(t.comm, t.model, loss, t.gradBucket == 0); err != nil {
+			if loss, err = t.ranks.reduce(t.comm, t.model, loss); err != nil {
 				return false, err
 			}
 		}
