@@ -112,6 +112,12 @@ func rankPretrain(c dist.Comm, dir string) error {
 	if err != nil {
 		return err
 	}
+	return trainAsRank(c, cfg, func(t *trainer) error { return checkSameQueue(c, t) })
+}
+
+// trainAsRank runs Pretrain's steps for cfg as rank c of its job, then
+// after on the trainer, before its model is freed.
+func trainAsRank(c dist.Comm, cfg *config.Config, after func(t *trainer) error) error {
 	opts := Options{Comm: c, Progress: io.Discard}
 	if err := checkRanks(cfg, opts); err != nil {
 		return err
@@ -119,7 +125,6 @@ func rankPretrain(c dist.Comm, dir string) error {
 	if err := dist.CheckConfig(c, configBytes(cfg, nil)); err != nil {
 		return err
 	}
-	// Pretrain's steps, keeping the trainer to read its queue afterwards
 	t, err := newTrainer(cfg, opts, nil, nil, nil)
 	if err != nil {
 		return err
@@ -131,6 +136,12 @@ func rankPretrain(c dist.Comm, dir string) error {
 	if err := t.metrics.close(); err != nil {
 		return err
 	}
+	return after(t)
+}
+
+// checkSameQueue fails on rank 0 when another rank's queue differs from
+// its own.
+func checkSameQueue(c dist.Comm, t *trainer) error {
 	q, err := t.model.Queue.Snapshot().MarshalBinary()
 	if err != nil {
 		return err

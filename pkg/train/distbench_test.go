@@ -2,10 +2,8 @@ package train
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -62,28 +60,28 @@ func benchRun(c dist.Comm, dir string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	opts := Options{Comm: c, Progress: io.Discard}
-	if err := checkRanks(cfg, opts); err != nil {
-		return err
-	}
-	t, err := newTrainer(cfg, opts, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { t.model.Free() }() // the model of the end: build replaces it when mixing starts
-	if _, err := t.run(context.Background()); err != nil {
-		return err
-	}
-	if err := t.metrics.close(); err != nil || c.Rank() != 0 {
-		return err
-	}
+	return trainAsRank(c, cfg, func(t *trainer) error {
+		if c.Rank() != 0 {
+			return nil
+		}
+		r, err := benchFigures(t)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
+	})
+}
+
+// benchFigures reads the figures of a benchmark run from its metrics.
+func benchFigures(t *trainer) (benchResult, error) {
+	cfg, c := t.cfg, t.comm
 	r := benchResult{Procs: c.Size()}
 	for _, p := range t.model.EncoderQ.Params {
 		r.GradBytes += 4 * p.Node.Shape().TotalSize()
 	}
-	f, err := os.Open(filepath.Join(dir, metricsName))
+	f, err := os.Open(filepath.Join(t.dir, metricsName))
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer f.Close()
 	var seconds, comm float64
@@ -95,7 +93,7 @@ func benchRun(c dist.Comm, dir string) error {
 		}
 		var m StepMetrics
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return err
+			return r, err
 		}
 		if m.Step <= benchWarmup {
 			continue
@@ -106,8 +104,8 @@ func benchRun(c dist.Comm, dir string) error {
 		r.CommBytes = m.CommBytes
 	}
 	if r.Steps == 0 {
-		return fmt.Errorf("no step after the %d warm-up steps: raise data.limit", benchWarmup)
+		return r, fmt.Errorf("no step after the %d warm-up steps: raise data.limit", benchWarmup)
 	}
 	r.ImagesPerSec, r.CommShare = float64(r.Steps*cfg.Optim.Batch)/seconds, comm/seconds
-	return json.NewEncoder(os.Stdout).Encode(r)
+	return r, sc.Err()
 }
