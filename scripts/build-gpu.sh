@@ -196,9 +196,10 @@ if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
 	fi
-	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./cmd/mochi/
-	go vet -tags "$tags" ./pkg/data/ ./cmd/mochi/
+	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./pkg/dist/... ./cmd/mochi/
+	go vet -tags "$tags" ./pkg/data/ ./pkg/dist/nccl/ ./cmd/mochi/
 	go test -c -tags "$tags" -o /dev/null ./pkg/device/cuda
+	go test -c -tags "$tags" -o /dev/null ./pkg/dist/nccl
 	go build -tags gpu -o /dev/null ./cmd/mochi
 	echo "build-gpu: --check passed (GPU build vets and compiles)"
 	exit 0
