@@ -107,7 +107,7 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 	if err := c.AllReduceSum(r.loss); err != nil {
 		return 0, fmt.Errorf("loss all-reduce: %w", err)
 	}
-	if err := m.ReduceGrads(c.AllReduceSum, 1/p); err != nil {
+	if err := reduceGrads(c, m, 1/p); err != nil {
 		return 0, fmt.Errorf("gradient all-reduce: %w", err)
 	}
 	return float64(r.loss[0] / p), nil
@@ -119,21 +119,24 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 // process's queue.
 func (r *rankScratch) enqueue(c dist.Comm, m *moco.Model, index, labels []int) error {
 	p := c.Size()
-	if p == 1 {
+	if p == 1 && !onDevice(c) {
 		return m.Enqueue(index, labels)
 	}
-	r.keys = m.Keys(r.keys)
-	r.allKeys = slices.Grow(r.allKeys[:0], p*len(r.keys))[:p*len(r.keys)]
 	r.index = slices.Grow(r.index[:0], p*len(index))[:p*len(index)]
 	r.labels = slices.Grow(r.labels[:0], p*len(labels))[:p*len(labels)]
-	if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
-		return fmt.Errorf("key all-gather: %w", err)
-	}
 	if err := dist.AllGather(c, index, r.index); err != nil {
 		return fmt.Errorf("key index all-gather: %w", err)
 	}
 	if err := dist.AllGather(c, labels, r.labels); err != nil {
 		return fmt.Errorf("key label all-gather: %w", err)
+	}
+	if dc, ok := c.(dist.DeviceComm); ok {
+		return m.EnqueueGathered(dc.AllGatherDevice, p, r.index, r.labels)
+	}
+	r.keys = m.Keys(r.keys)
+	r.allKeys = slices.Grow(r.allKeys[:0], p*len(r.keys))[:p*len(r.keys)]
+	if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
+		return fmt.Errorf("key all-gather: %w", err)
 	}
 	return m.EnqueueKeys(r.allKeys, r.index, r.labels)
 }

@@ -603,7 +603,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if t.comm.Size() > 1 {
+		if t.comm.Size() > 1 || onDevice(t.comm) {
 			if loss, err = t.ranks.reduce(t.comm, t.model, loss); err != nil {
 				return false, err
 			}

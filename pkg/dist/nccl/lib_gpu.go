@@ -155,7 +155,7 @@ func (libNCCL) join(be device.Backend, id [idBytes]byte, rank, size int, timeout
 	if !ok {
 		return nil, fmt.Errorf("NCCL works on the cuda backend's buffers, not %s's", be.Name())
 	}
-	r := &rankComm{be: cb, timeout: timeout}
+	r := &member{be: cb, timeout: timeout}
 	done := make(chan error, 1)
 	go func() {
 		done <- cb.Exec(nil, func([]uintptr) error {
@@ -180,15 +180,15 @@ func (libNCCL) join(be device.Backend, id [idBytes]byte, rank, size int, timeout
 	}
 }
 
-// rankComm is one rank's NCCL communicator; every call runs on the cuda
+// member is one rank's NCCL communicator; every call runs on the cuda
 // backend's thread (cuda.Backend.Exec), on the default stream.
-type rankComm struct {
+type member struct {
 	be      *cuda.Backend
 	comm    C.nccl_comm // nil once destroyed or aborted
 	timeout time.Duration
 }
 
-func (r *rankComm) allReduceSum(bufs []device.Buffer) error {
+func (r *member) allReduceSum(bufs []device.Buffer) error {
 	if len(bufs) == 0 {
 		return nil
 	}
@@ -204,7 +204,7 @@ func (r *rankComm) allReduceSum(bufs []device.Buffer) error {
 	})
 }
 
-func (r *rankComm) allGather(send, recv device.Buffer) error {
+func (r *member) allGather(send, recv device.Buffer) error {
 	dtype := C.int(C.NCCL_ABI_FLOAT32)
 	if send.DType() == device.Int32 {
 		dtype = C.NCCL_ABI_INT32
@@ -220,7 +220,7 @@ func (r *rankComm) allGather(send, recv device.Buffer) error {
 // wait polls the default stream until the collective queued on it is
 // done, checking NCCL's asynchronous error meanwhile, for at most
 // r.timeout; it runs on the CUDA thread.
-func (r *rankComm) wait() error {
+func (r *member) wait() error {
 	deadline := time.Now().Add(r.timeout)
 	for {
 		switch err := cu.NoStream.Query(); {
@@ -245,20 +245,20 @@ func (r *rankComm) wait() error {
 }
 
 // fail aborts the communicator after call failed with rc and says why.
-func (r *rankComm) fail(call string, rc C.int) error {
+func (r *member) fail(call string, rc C.int) error {
 	text := errorText(rc, r.comm)
 	r.abort()
 	return fmt.Errorf("%s: %s; the NCCL communicator is aborted", call, text)
 }
 
-func (r *rankComm) abort() {
+func (r *member) abort() {
 	if r.comm != nil {
 		C.nccl_abort(r.comm)
 		r.comm = nil
 	}
 }
 
-func (r *rankComm) close() error {
+func (r *member) close() error {
 	return r.be.Exec(nil, func([]uintptr) error {
 		if r.comm == nil {
 			return nil
