@@ -81,7 +81,7 @@ func (b *Backend) init(deviceID int) (err error) {
 		return fmt.Errorf("cuda: counting GPUs: %w", err)
 	}
 	if deviceID < 0 || deviceID >= n {
-		return fmt.Errorf("cuda: GPU %d does not exist: this machine has %d (set --gpu 0..%d)", deviceID, n, n-1)
+		return fmt.Errorf("cuda: GPU %d does not exist: this machine has %d (CUDA_VISIBLE_DEVICES chooses which)", deviceID, n)
 	}
 	dev, err := cu.GetDevice(deviceID)
 	if err != nil {
