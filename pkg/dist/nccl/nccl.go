@@ -132,7 +132,7 @@ func open(c dist.Comm, be device.Backend, lib library, timeout time.Duration, lo
 		return nil, fmt.Errorf("nccl: joining the communicator of %d ranks as rank %d: %w", c.Size(), c.Rank(), err)
 	}
 	if c.Rank() == 0 {
-		fmt.Fprintf(log, "NCCL %s: gradients are all-reduced and keys all-gathered on the GPU (%d ranks)\n", versionString(int(version)), c.Size())
+		fmt.Fprintf(log, "NCCL %s: gradients are all-reduced and keys all-gathered on the GPU, %d rank(s)\n", versionString(int(version)), c.Size())
 	}
 	return &Comm{Comm: c, coll: coll}, nil
 }

@@ -228,7 +228,7 @@ func TestOpenChoosesNCCL(t *testing.T) {
 			t.Errorf("rank %d joined with id %v, want rank 0's %v", r, libs[r].joined, id)
 		}
 	}
-	if want := "NCCL 2.19.5: gradients are all-reduced and keys all-gathered on the GPU (3 ranks)\n"; res[0].log != want {
+	if want := "NCCL 2.19.5: gradients are all-reduced and keys all-gathered on the GPU, 3 rank(s)\n"; res[0].log != want {
 		t.Errorf("rank 0 wrote %q, want %q", res[0].log, want)
 	}
 	if res[1].log+res[2].log != "" {
