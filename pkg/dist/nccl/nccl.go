@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,12 +72,13 @@ type collectives interface {
 }
 
 // Open returns c with NCCL's device collectives on be — a *Comm, which
-// implements dist.DeviceComm — when every rank of c's job can load
-// libnccl.so.2, else c itself. It is collective over c. A process alone
-// (dist.Single) and a backend NCCL does not serve (the CPU) get c back at
-// once, with nothing said; otherwise rank 0 writes one line to log: the
-// NCCL that carries the device collectives, or a note that gradients and
-// keys travel through host memory and why. opts.Timeout bounds the wait of
+// implements dist.DeviceComm — when every rank of c's job runs on the GPU
+// and can load libnccl.so.2, else c itself. It is collective over c (one
+// small all-gather), except for a process alone (dist.Single), which gets
+// c back at once. A job on a backend NCCL does not serve (the CPU) gets c
+// with nothing said; otherwise rank 0 writes one line to log: the NCCL
+// that carries the device collectives, or a note that gradients and keys
+// travel through host memory and why. opts.Timeout bounds the wait of
 // the communicator's start and of each device collective (0:
 // dist.DefaultTimeout).
 func Open(c dist.Comm, be device.Backend, opts dist.Options, log io.Writer) (dist.Comm, error) {
@@ -87,17 +89,29 @@ func Open(c dist.Comm, be device.Backend, opts dist.Options, log io.Writer) (dis
 	return open(c, be, system(), timeout, log)
 }
 
+// notServed is what a rank whose backend NCCL does not serve reports in
+// place of a version; 0 means NCCL was not found.
+const notServed = -1
+
 func open(c dist.Comm, be device.Backend, lib library, timeout time.Duration, log io.Writer) (dist.Comm, error) {
-	if _, alone := c.(dist.Single); alone || lib == nil || !lib.serves(be) {
+	if _, alone := c.(dist.Single); alone {
 		return c, nil
 	}
-	version, why := lib.load()
-	if why != nil {
-		version = 0
+	// Every rank of a job takes part, whatever its backend, so that ranks
+	// started with different devices reach the config check that names
+	// the difference rather than mismatched collectives.
+	version, why := notServed, error(nil)
+	if lib != nil && lib.serves(be) {
+		if version, why = lib.load(); why != nil {
+			version = 0
+		}
 	}
 	versions := make([]int32, c.Size())
 	if err := dist.AllGather(c, []int32{int32(version)}, versions); err != nil {
 		return nil, fmt.Errorf("nccl: telling the ranks which NCCL each has: %w", err)
+	}
+	if slices.Contains(versions, notServed) {
+		return c, nil
 	}
 	var missing, differ []string
 	for r, v := range versions {

@@ -305,6 +305,33 @@ func TestOpenLeavesAlone(t *testing.T) {
 	}
 }
 
+// TestOpenMixedBackends: ranks started on different backends (a config
+// mismatch) all take part in Open's all-gather and keep their host Comm,
+// with nothing said, so that they meet next in the config check, which
+// names the difference, instead of in mismatched collectives.
+func TestOpenMixedBackends(t *testing.T) {
+	g := newGroup(2)
+	res := make([]result, 2)
+	var wg sync.WaitGroup
+	for r, be := range []device.Backend{cpu.New(1), otherBackend{cpu.New(1)}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var log strings.Builder
+			c := &rankComm{g: g, r: r}
+			res[r].comm, res[r].err = open(c, be, &fakeNCCL{version: 21905, g: g, rank: r}, time.Minute, &log)
+			if res[r].comm != c || res[r].err != nil || log.Len() > 0 {
+				t.Errorf("rank %d: %T, %v, wrote %q; want its host Comm, nothing written", r, res[r].comm, res[r].err, log.String())
+				return
+			}
+			if err := c.Barrier(); err != nil { // the next collective meets the other rank's
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // otherBackend is a backend that is not the CPU's, for fakeNCCL.serves.
 type otherBackend struct{ device.Backend }
 
