@@ -10,12 +10,12 @@
 // finds the ability by a type assertion and falls back to the host path
 // without it. The GPU build (tag gpu) loads libnccl.so.2 with dlopen, as
 // package dist loads libmpi, so the binary starts and trains without NCCL;
-// nccl_abi.h stands in for nccl.h. Other builds have no NCCL and Open
-// returns the Comm as it is.
+// nccl_abi.h stands in for nccl.h. Other builds have no NCCL: there Open
+// keeps the Comm.
 //
-// Open is collective: every rank reports whether it could load NCCL and
-// which version (an all-gather over the Comm), and either all ranks use
-// NCCL or none does, so that all call the same collectives. Rank 0 makes
+// Open is collective: every rank reports whether it runs on the GPU, could
+// load NCCL and which version (an all-gather over the Comm), and either
+// all ranks use NCCL or none does, so that all call the same collectives. Rank 0 makes
 // NCCL's unique id and broadcasts it over the Comm (as nccl-tests does over
 // MPI); every rank then joins the NCCL communicator on its GPU.
 //
