@@ -3,6 +3,7 @@
 # (docs/GPU.md, "CUDA build facts") and gathers what a GPU machine needs in .gpu/:
 #
 #   .gpu/cuda.test     the CUDA backend's tests (conformance suite + GPU checks)
+#   .gpu/nccl.test     pkg/dist/nccl's tests: NCCL on one GPU (gpu-check.sh nccl)
 #   .gpu/mochi-gpu     the mochi binary built with -tags gpu (copy of bin/mochi-gpu;
 #                      `mochi-gpu bench` runs gpu-check.sh steps 2 and 3)
 #   .gpu/gpu-check.sh  a copy of scripts/gpu-check.sh (with gpu-env.sh and
@@ -196,9 +197,10 @@ if [ "${1:-}" = "--check" ]; then
 	if [ "${CI:-}" = "true" ]; then
 		bash scripts/cuda-setup.sh
 	fi
-	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./cmd/mochi/
-	go vet -tags "$tags" ./pkg/data/ ./cmd/mochi/
+	go vet -tags gpu ./pkg/device/cuda/... ./pkg/device/registry/ ./pkg/dist/... ./cmd/mochi/
+	go vet -tags "$tags" ./pkg/data/ ./pkg/dist/nccl/ ./cmd/mochi/
 	go test -c -tags "$tags" -o /dev/null ./pkg/device/cuda
+	go test -c -tags "$tags" -o /dev/null ./pkg/dist/nccl
 	go build -tags gpu -o /dev/null ./cmd/mochi
 	echo "build-gpu: --check passed (GPU build vets and compiles)"
 	exit 0
@@ -213,6 +215,7 @@ export CGO_LDFLAGS="-L$PWD/$out/stub -L$PWD/bin/static ${CGO_LDFLAGS:-}"
 # names): .gpu/ travels to the GPU machine and must stay small (≤ 45 MB).
 ldflags="-s -w"
 build_checked "$out/cuda.test" go test -c -tags "$tags" -ldflags "$ldflags" -o "$out/cuda.test" ./pkg/device/cuda
+build_checked "$out/nccl.test" go test -c -tags "$tags" -ldflags "$ldflags" -o "$out/nccl.test" ./pkg/dist/nccl
 build_checked bin/mochi-gpu go build -tags "$tags" -ldflags "$ldflags" -o bin/mochi-gpu ./cmd/mochi
 cp bin/mochi-gpu "$out/mochi-gpu"
 cp scripts/gpu-check.sh scripts/gpu-env.sh scripts/gpu-mochi-cost.sh "$out/"

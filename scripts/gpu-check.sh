@@ -9,7 +9,7 @@
 #   gpu-check.sh [STEP...]   the steps named (default: all, in this order)
 #
 # (Other files and docs/GPU.md number them: 1 kernels, 2 train, 3 bench,
-# tf32 and profile, 4 pretrain, 5 move.)
+# tf32 and profile, 4 pretrain, 5 move, 6 nccl.)
 #
 #   kernels   every GPU kernel against the conformance suite and its CPU
 #             twin (relative error table, ≤ 1e-4 in float32)
@@ -24,6 +24,10 @@
 #             (scripts/move-check.sh: two epochs straight on the CPU, and
 #             stopped after one and resumed on the other device, both ways;
 #             every step's loss within 1e-2 of the straight run's)
+#   nccl      NCCL on one GPU: .gpu/nccl.test (the binding, as rank 0 of
+#             1), then .gpu/check.yaml pretrained alone and under
+#             `mpirun -np 1`, where gradients and keys go through NCCL: the
+#             log must say so and the losses must equal the lone run's
 #   bench     images/s for ResNet-18 (CIFAR, batch 256) and ResNet-50 (224²,
 #             batch 64) with mochi-gpu bench, against
 #             scripts/torch_gpu_bench.py on the same GPU when python3 has torch
@@ -47,6 +51,8 @@ cap_move=12            # each of move-check.sh's five short runs
 cap_bench=15           # ResNet-18; ResNet-50 gets 5 more
 cap_torch=35           # torch_gpu_bench.py, both models
 cap_profile=15         # ResNet-18; ResNet-50 gets 10 more
+cap_nccl=30            # nccl.test, and the mpirun pretrain (NCCL's start
+                       # included); the lone pretrain gets cap_pretrain
 
 # limit CAP CMD...: CMD under a CAP-second timeout (killed 5 s later if it
 # ignores SIGTERM); a timeout says so. Returns CMD's status.
@@ -91,12 +97,12 @@ worst() {
 # shellcheck source=scripts/gpu-env.sh
 . "$here/gpu-env.sh"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(kernels train pretrain move bench tf32 profile)
+[ ${#steps[@]} -gt 0 ] || steps=(kernels train pretrain move nccl bench tf32 profile)
 for step in "${steps[@]}"; do
 	case $step in
-	kernels | train | pretrain | move | bench | tf32 | profile) ;;
+	kernels | train | pretrain | move | nccl | bench | tf32 | profile) ;;
 	*)
-		echo "gpu-check: unknown step $step (kernels, train, pretrain, move, bench, tf32, profile)" | tee -a "$out/check.log"
+		echo "gpu-check: unknown step $step (kernels, train, pretrain, move, nccl, bench, tf32, profile)" | tee -a "$out/check.log"
 		exit 2
 		;;
 	esac
@@ -107,7 +113,7 @@ env_rc=$?
 tee -a "$out/check.log" <"$out/env.log"
 [ "$env_rc" = 0 ] || exit 1
 { nvidia-smi || echo "gpu-check: nvidia-smi failed"; } >>"$out/check.log" 2>&1
-for bin in cuda.test mochi-gpu; do
+for bin in cuda.test nccl.test mochi-gpu; do
 	if [ ! -x "$gpu/$bin" ]; then
 		echo "gpu-check: $gpu/$bin missing: run bash scripts/build-gpu.sh on the build machine and carry .gpu/" | tee -a "$out/check.log"
 		exit 1
@@ -126,6 +132,7 @@ write_table() {
 		grep -E '^max loss rel err|matches|does not match' "$out/train.log" 2>/dev/null
 		grep -E '^pretrain ' "$out/pretrain.txt" 2>/dev/null
 		grep -E '^(moved run|checkpoint move)' "$out/move.txt" 2>/dev/null
+		grep -E '^nccl ' "$out/nccl.txt" 2>/dev/null
 		echo
 		printf '%-26s %6s %5s %14s %14s %7s\n' model batch math "mochi img/s" "torch img/s" ratio
 		local mode files tag row name batch key m t r
@@ -216,6 +223,63 @@ step_move() {
 	MOVE_TIMEOUT=$cap_move bash scripts/move-check.sh "$gpu/mochi-gpu" cpu cuda "$out/move" "$gpu/check.yaml" >"$out/move.txt" 2>&1
 }
 
+# step_nccl: NCCL on one GPU. nccl.test runs with CI=true, so that a
+# missing libnccl.so.2 fails it instead of skipping. Then the lone run and
+# the 1-rank mpirun run of check.yaml compute the same thing — a sum over
+# one rank and a gather of one are copies — so their losses must agree:
+# bit for bit on a deterministic GPU (no float atomics in mochi's kernels;
+# cuBLAS repeats itself on one GPU), 1e-6 relative allowed.
+step_nccl() {
+	local a b c args=(-np 1)
+	rm -rf "$out/nccl-alone" "$out/nccl-mpirun" "$out/nccl.txt"
+	CI=true limit "$cap_nccl" "$gpu/nccl.test" -test.v -test.count=1 -test.timeout=$((cap_nccl - 5))s >"$out/nccl.log" 2>&1
+	a=$?
+	[ "$a" = 0 ] || { echo "gpu-check: nccl.test failed; last lines of $out/nccl.log:"; tail -5 "$out/nccl.log"; }
+	if ! command -v mpirun >/dev/null 2>&1; then
+		echo "nccl pretrain not run: mpirun not found (apt-get install openmpi-bin)" | tee -a "$out/nccl.txt"
+		return "$(worst "$a" 1)"
+	fi
+	[ "$(id -u)" = 0 ] && args+=(--allow-run-as-root)
+	limit "$cap_pretrain" "$gpu/mochi-gpu" pretrain --config "$gpu/check.yaml" --device cuda \
+		--output-dir "$out/nccl-alone" >"$out/nccl-alone.log" 2>&1
+	b=$?
+	limit "$cap_nccl" mpirun "${args[@]}" "$gpu/mochi-gpu" pretrain --config "$gpu/check.yaml" --device cuda \
+		--output-dir "$out/nccl-mpirun" >"$out/nccl-mpirun.log" 2>&1
+	c=$?
+	if [ "$b" != 0 ] || [ "$c" != 0 ]; then
+		echo "gpu-check: nccl pretrain failed (alone: exit $b, mpirun -np 1: exit $c); last lines of $out/nccl-mpirun.log:"
+		tail -5 "$out/nccl-mpirun.log"
+		return "$(worst "$a" "$b" "$c")"
+	fi
+	if ! grep -q '^NCCL .* on the GPU' "$out/nccl-mpirun.log"; then
+		{
+			echo "nccl pretrain: the mpirun log does not say that NCCL carried the collectives:"
+			grep -i nccl "$out/nccl-mpirun.log" || echo "(no line mentions NCCL)"
+		} | tee -a "$out/nccl.txt"
+		return 1
+	fi
+	grep '^NCCL ' "$out/nccl-mpirun.log" | sed 's/^/nccl pretrain: /' >>"$out/nccl.txt"
+	python3 - "$out/nccl-alone" "$out/nccl-mpirun" <<'PY' >>"$out/nccl.txt" 2>&1
+import json, sys
+
+def losses(d):
+    with open(d + "/metrics.jsonl") as f:
+        return {m["step"]: m["loss"] for m in map(json.loads, f) if m.get("kind") == "step"}
+
+alone, ranked = losses(sys.argv[1]), losses(sys.argv[2])
+worst = 0.0 if alone and alone.keys() == ranked.keys() else float("inf")
+for s in sorted(alone.keys() & ranked.keys()):
+    d = abs(ranked[s] - alone[s]) / max(abs(alone[s]), 1e-12)
+    worst = max(worst, d if d == d else float("inf"))
+same = worst == 0.0
+ok = worst <= 1e-6
+print(f"nccl pretrain: {len(alone)} steps alone vs mpirun -np 1 with NCCL: max loss rel diff {worst:.3g}"
+      f" ({'bit-identical' if same else 'tolerance 1e-6'}): {'matches' if ok else 'does not match'}")
+sys.exit(0 if ok else 1)
+PY
+	return "$(worst "$a" $?)"
+}
+
 # step_bench MODE: mochi's two steps, then PyTorch's, in fp32 or with TF32
 # convolutions (run.tf32, --tf32) against PyTorch with cuDNN's default TF32
 # convolutions; matrix products stay fp32 on both.
@@ -259,6 +323,7 @@ for step in "${steps[@]}"; do
 	train) step_train ;;
 	pretrain) step_pretrain ;;
 	move) step_move ;;
+	nccl) step_nccl ;;
 	bench | tf32) step_bench "$step" ;;
 	profile) step_profile ;;
 	esac

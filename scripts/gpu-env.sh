@@ -16,7 +16,8 @@
 #
 # gpu_env GPU_DIR prints what it chose, or an error, and returns non-zero
 # when a library is missing. It sets py (a python3 with torch when one is
-# found, else python3 or empty), cublas_file and LD_LIBRARY_PATH.
+# found, else python3 or empty), cublas_file, nccl_file (libnccl.so.2, or
+# empty: NCCL is optional) and LD_LIBRARY_PATH.
 
 # find_lib prints the first file named $1 in, else under, the folders given
 # after it, in their order.
@@ -98,6 +99,12 @@ gpu_env() {
 	mkdir -p "$gpu/lib"
 	ln -sfn "$(realpath "$cublas_file")" "$gpu/lib/libcublas.so"
 	LD_LIBRARY_PATH="$(realpath "$gpu/lib"):$dir:$(dirname "$lt"):$(dirname "$cuda")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+	# NCCL is optional: without it a GPU run under mpirun moves gradients
+	# and keys through host memory (and gpu-check.sh's nccl step fails).
+	nccl_file=$(find_lib libnccl.so.2 "${roots[@]}") || nccl_file=""
+	if [ -n "$nccl_file" ]; then
+		LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$nccl_file")"
+	fi
 	export LD_LIBRARY_PATH
-	echo "gpu-env: driver CUDA ${major:-unknown (no nvidia-smi)}; $gpu/lib/libcublas.so -> $cublas_file; libcuda.so.1 in $(dirname "$cuda")"
+	echo "gpu-env: driver CUDA ${major:-unknown (no nvidia-smi)}; $gpu/lib/libcublas.so -> $cublas_file; libcuda.so.1 in $(dirname "$cuda"); libnccl.so.2: ${nccl_file:-not found (pip install nvidia-nccl-cu12, or set MOCHI_CUDA_LIBS)}"
 }

@@ -8,6 +8,7 @@
 #   scripts/gpu-check.sh kernels train pretrain move bench tf32   (≤ 320 s)
 #   scripts/gpu-mochi-cost.sh, ResNet-50 224² only, two runs      (≤ 70 s)
 # Then, each only when its timeouts still fit in BUDGET:
+#   scripts/gpu-check.sh nccl                                      (≤ 80 s)
 #   scripts/gpu-check.sh profile                                   (≤ 40 s)
 #   scripts/gpu-mochi-cost.sh, ResNet-18, two runs                 (≤ 40 s)
 #
@@ -55,6 +56,11 @@ if [ $# -gt 0 ]; then
 else
 	bash scripts/gpu-check.sh kernels train pretrain move bench tf32 >>"$OUT/gpucheck.out" 2>&1 || check=1
 	mochi_cost resnet50 35
+	if [ "$(left)" -ge 85 ]; then
+		bash scripts/gpu-check.sh nccl >>"$OUT/gpucheck.out" 2>&1 || check=1
+	else
+		note "nccl skipped: $(left) s left of $budget (run gpu-session.sh nccl)"
+	fi
 	if [ "$(left)" -ge 50 ]; then
 		bash scripts/gpu-check.sh profile >>"$OUT/gpucheck.out" 2>&1 || check=1
 	else

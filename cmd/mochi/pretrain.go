@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/dist"
+	"github.com/mochi-ssl/mochi/pkg/dist/nccl"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -99,7 +100,7 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pretrain(cmd, cfg, prov, comm); err != nil {
+	if comm, err = pretrain(cmd, cfg, prov, comm); err != nil {
 		if comm.Size() > 1 { // exit non-zero without Close: mpirun ends the other ranks
 			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
 		}
@@ -109,12 +110,20 @@ func runPretrain(cmd *cobra.Command, _ []string) error {
 }
 
 // pretrain runs the pretraining of cfg as one rank of comm's job; rank 0
-// alone writes the run directory and prints the summary.
-func pretrain(cmd *cobra.Command, cfg *config.Config, prov *config.Provenance, comm dist.Comm) error {
+// alone writes the run directory and prints the summary. It returns the
+// Comm the job used, comm itself or comm with NCCL's device collectives
+// on the GPU (nccl.Open), for the caller to close.
+func pretrain(cmd *cobra.Command, cfg *config.Config, prov *config.Provenance, comm dist.Comm) (dist.Comm, error) {
 	be, err := openDevice(cfg.Run.Device, cfg.Run.TF32, cfg.CPU.Conv, cmd.ErrOrStderr())
 	if err != nil {
-		return err
+		return comm, err
 	}
+	// under mpirun with the GPU, the gradients and keys move by NCCL
+	withNCCL, err := nccl.Open(comm, be, dist.Options{}, cmd.ErrOrStderr())
+	if err != nil {
+		return comm, err
+	}
+	comm = withNCCL
 	resume, _ := cmd.Flags().GetString("resume")
 	stopAfter, _ := cmd.Flags().GetInt("stop-after-epochs")
 	allow, _ := cmd.Flags().GetStringSlice("allow-change")
@@ -142,18 +151,18 @@ func pretrain(cmd *cobra.Command, cfg *config.Config, prov *config.Provenance, c
 	if err != nil {
 		select {
 		case s := <-caught: // the checkpoint is written: exit as shells expect of a signal
-			return &exitError{err: err, code: 128 + int(s.(syscall.Signal))}
+			return comm, &exitError{err: err, code: 128 + int(s.(syscall.Signal))}
 		default:
-			return err
+			return comm, err
 		}
 	}
 	if comm.Rank() != 0 {
-		return nil
+		return comm, nil
 	}
 	if sum.AlreadyFinished {
 		fmt.Fprintf(cmd.OutOrStdout(), "the run of %s is already finished (%d epochs, %d steps): nothing to do, nothing changed; raise optim.epochs to train it further\n",
 			resume, sum.Epochs, sum.Steps)
-		return nil
+		return comm, nil
 	}
 	knn := "off"
 	if sum.KNNTop1 != nil {
@@ -161,7 +170,7 @@ func pretrain(cmd *cobra.Command, cfg *config.Config, prov *config.Provenance, c
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "pretrained %d epochs (%d steps) in %.0fs, %.0f images/s: final loss %.4f, kNN top-1 %s\ncheckpoint: %s\n",
 		sum.Epochs, sum.Steps, sum.Seconds, sum.ImagesPerSec, sum.FinalLoss, knn, sum.Checkpoint)
-	return nil
+	return comm, nil
 }
 
 // exitError is an error that asks for a particular exit status.

@@ -33,9 +33,10 @@
 // both, needs nothing new to build (cgo is already required) and nothing new
 // to run alone. A launcher of another MPI (MPICH's or Intel MPI's hydra,
 // which set PMI_RANK) is refused for the same reason. The binding needs cgo,
-// not OpenBLAS: it is in the purego builds too (the GPU binaries, which will
-// broadcast NCCL's id over it); a build without cgo runs alone only and
-// refuses mpirun with an error.
+// not OpenBLAS: it is in the purego builds too (the GPU binaries, which
+// broadcast NCCL's id over it: package dist/nccl, whose Comm adds the
+// DeviceComm ability); a build without cgo runs alone only and refuses
+// mpirun with an error.
 //
 // All MPI calls run on one locked OS thread (MPI_THREAD_FUNNELED), handed
 // over by channel: goroutines move between threads, MPI calls must not. A

@@ -166,6 +166,9 @@ func (m *Model) ReduceGrads(reduce func([]float32) error, a float32) error {
 // Free releases the model's device memory.
 func (m *Model) Free() {
 	m.be.Free(m.unshuffle)
+	if m.gathered != nil {
+		m.be.Free(m.gathered)
+	}
 	m.train.Free()
 	m.keyPlan.Free()
 }

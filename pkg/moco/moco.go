@@ -61,6 +61,7 @@ type Model struct {
 	train            *resnet.Training // the loss plan, ∂loss/∂θ_q, SGD
 
 	unshuffle device.Buffer // B×B permutation matrix putting the keys back in batch order
+	gathered  device.Buffer // every rank's keys, for EnqueueGathered; nil until then
 	host      hostScratch
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/dist"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/moco"
@@ -168,7 +169,7 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 	if err := c.AllReduceSum(r.loss); err != nil {
 		return 0, fmt.Errorf("loss all-reduce: %w", err)
 	}
-	if err := m.ReduceGrads(c.AllReduceSum, 1/p); err != nil {
+	if err := reduceGrads(c, m, 1/p); err != nil {
 		return 0, fmt.Errorf("gradient all-reduce: %w", err)
 	}
 	return float64(r.loss[0] / p), nil
@@ -176,28 +177,33 @@ func (r *rankScratch) reduce(c dist.Comm, m *moco.Model, loss float64) (float64,
 
 // enqueue puts the step's keys in the queue: on one process straight from
 // the device; on several, every rank's keys (with their image indices and
-// labels) gathered in rank order (the keys by stepAcross already), so that every rank's queue is the one
+// labels) gathered in rank order (the keys by stepAcross already, else on
+// the device where the Comm can), so that every rank's queue is the one
 // process's queue.
 func (r *rankScratch) enqueue(c dist.Comm, m *moco.Model, index, labels []int) error {
 	p := c.Size()
-	if p == 1 {
+	if p == 1 && !onDevice(c) {
 		return m.Enqueue(index, labels)
 	}
 	r.index = resize(r.index, p*len(index))
 	r.labels = resize(r.labels, p*len(labels))
-	if !r.haveKeys { // ShuffleBN across the ranks gathered them already
-		r.keys = m.Keys(r.keys)
-		r.allKeys = resize(r.allKeys, p*len(r.keys))
-		if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
-			return fmt.Errorf("key all-gather: %w", err)
-		}
-	}
-	r.haveKeys = false
 	if err := dist.AllGather(c, index, r.index); err != nil {
 		return fmt.Errorf("key index all-gather: %w", err)
 	}
 	if err := dist.AllGather(c, labels, r.labels); err != nil {
 		return fmt.Errorf("key label all-gather: %w", err)
+	}
+	if r.haveKeys { // ShuffleBN across the ranks gathered them already
+		r.haveKeys = false
+		return m.EnqueueKeys(r.allKeys, r.index, r.labels)
+	}
+	if dc, ok := c.(dist.DeviceComm); ok {
+		return m.EnqueueGathered(dc.AllGatherDevice, p, r.index, r.labels)
+	}
+	r.keys = m.Keys(r.keys)
+	r.allKeys = resize(r.allKeys, p*len(r.keys))
+	if err := dist.AllGather(c, r.keys, r.allKeys); err != nil {
+		return fmt.Errorf("key all-gather: %w", err)
 	}
 	return m.EnqueueKeys(r.allKeys, r.index, r.labels)
 }
@@ -243,6 +249,38 @@ type meteredComm struct {
 	dist.Comm
 	took  time.Duration
 	bytes int64
+}
+
+// meter wraps c in a meteredComm, keeping its device collectives, if any
+// (which then count too), and returns the wrapped Comm and its meter.
+func meter(c dist.Comm) (dist.Comm, *meteredComm) {
+	m := &meteredComm{Comm: c}
+	if dc, ok := c.(dist.DeviceComm); ok {
+		return meteredDeviceComm{m, dc}, m
+	}
+	return m, m
+}
+
+// meteredDeviceComm is a meteredComm of a dist.DeviceComm.
+type meteredDeviceComm struct {
+	*meteredComm
+	dev dist.DeviceComm
+}
+
+// AllReduceSumDevice counts 4 bytes a value: the buffers are Float32.
+func (m meteredDeviceComm) AllReduceSumDevice(bufs ...device.Buffer) error {
+	n := 0
+	for _, b := range bufs {
+		n += 4 * b.Len()
+	}
+	defer m.count(time.Now(), n)
+	return m.dev.AllReduceSumDevice(bufs...)
+}
+
+// AllGatherDevice counts 4 bytes a value (Float32 or Int32 buffers).
+func (m meteredDeviceComm) AllGatherDevice(send, recv device.Buffer) error {
+	defer m.count(time.Now(), 4*recv.Len())
+	return m.dev.AllGatherDevice(send, recv)
 }
 
 func (m *meteredComm) count(start time.Time, bytes int) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/dist"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
@@ -201,5 +202,42 @@ func TestShuffleBNAcrossRanks(t *testing.T) {
 	}
 	if !mixed {
 		t.Error("no key BN group holds images of both ranks: ShuffleBN stayed within each rank's slice")
+	}
+}
+
+// deviceComm is a Comm with device collectives that only count calls.
+type deviceComm struct {
+	dist.Comm
+	calls int
+}
+
+func (d *deviceComm) AllReduceSumDevice(...device.Buffer) error { d.calls++; return nil }
+func (d *deviceComm) AllGatherDevice(_, _ device.Buffer) error  { d.calls++; return nil }
+
+// TestMeterKeepsDeviceCollectives: the step metrics' meter counts every
+// collective's payload and keeps a Comm's device collectives (NCCL's),
+// which the trainer finds by a type assertion; a host Comm stays one.
+func TestMeterKeepsDeviceCollectives(t *testing.T) {
+	if c, _ := meter(localComms(1)[0]); onDevice(c) {
+		t.Error("a host Comm gained device collectives")
+	}
+	inner := &deviceComm{Comm: localComms(1)[0]}
+	c, m := meter(inner)
+	dc, ok := c.(dist.DeviceComm)
+	if !ok {
+		t.Fatal("the meter hid the Comm's device collectives")
+	}
+	be := cpu.New(1)
+	if err := dc.AllReduceSumDevice(be.Alloc(device.Float32, 10), be.Alloc(device.Float32, 6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.AllGatherDevice(be.Alloc(device.Float32, 3), be.Alloc(device.Float32, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AllReduceSum(make([]float32, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if inner.calls != 2 || m.bytes != 4*(10+6+3+5) {
+		t.Errorf("%d device collectives reached the Comm, %d bytes counted; want 2 and %d", inner.calls, m.bytes, 4*(10+6+3+5))
 	}
 }

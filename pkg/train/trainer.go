@@ -260,8 +260,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 		comm: opts.Comm, lead: opts.Comm.Rank() == 0, shuffleBlocks: max(opts.ShuffleBlocks, opts.Comm.Size(), 1)}
 	t.acrossRanks = t.comm.Size() > 1 && cfg.Model.ShuffleBN == "ranks"
 	if t.comm.Size() > 1 {
-		t.meter = &meteredComm{Comm: t.comm}
-		t.comm = t.meter
+		t.comm, t.meter = meter(t.comm)
 	}
 	if t.be == nil {
 		t.be = cpu.New(0)
@@ -620,7 +619,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if t.comm.Size() > 1 {
+		if t.comm.Size() > 1 || onDevice(t.comm) {
 			if loss, err = t.ranks.reduce(t.comm, t.model, loss); err != nil {
 				return false, err
 			}

@@ -17,6 +17,7 @@ import (
 type Backend struct {
 	calls chan func() // work for the worker goroutine, in call order
 	name  string      // the GPU's name, read once by New
+	dev   cu.Device   // the GPU, whose primary context ctx is
 
 	// Fields below are used only on the worker's locked OS thread.
 	ctx   cu.CUContext
@@ -80,7 +81,7 @@ func (b *Backend) init(deviceID int) (err error) {
 		return fmt.Errorf("cuda: counting GPUs: %w", err)
 	}
 	if deviceID < 0 || deviceID >= n {
-		return fmt.Errorf("cuda: GPU %d does not exist: this machine has %d (set --gpu 0..%d)", deviceID, n, n-1)
+		return fmt.Errorf("cuda: GPU %d does not exist: this machine has %d (CUDA_VISIBLE_DEVICES chooses which)", deviceID, n)
 	}
 	dev, err := cu.GetDevice(deviceID)
 	if err != nil {
@@ -92,9 +93,14 @@ func (b *Backend) init(deviceID int) (err error) {
 	if b.sms, err = dev.Attribute(cu.MultiprocessorCount); err != nil {
 		return fmt.Errorf("cuda: reading the multiprocessor count of GPU %d: %w", deviceID, err)
 	}
-	if b.ctx, err = dev.MakeContext(cu.SchedAuto); err != nil {
-		return fmt.Errorf("cuda: creating a context on GPU %d (%s): %w", deviceID, b.name, err)
+	// The device's primary context, which the CUDA runtime also uses:
+	// NCCL (pkg/dist/nccl) runs its kernels in the context current on this
+	// thread but allocates from its own threads in the primary context, so
+	// a context of our own (cuCtxCreate) would put the two apart.
+	if b.ctx, err = dev.RetainPrimaryCtx(); err != nil {
+		return fmt.Errorf("cuda: retaining the primary context of GPU %d (%s): %w", deviceID, b.name, err)
 	}
+	b.dev = dev
 	if err := b.ctx.Lock(); err != nil {
 		return fmt.Errorf("cuda: making the context of GPU %d current: %w", deviceID, err)
 	}
@@ -148,7 +154,8 @@ func (b *Backend) release() {
 		b.blas = nil
 	}
 	if b.ctx != (cu.CUContext{}) {
-		b.record(b.ctx.Destroy())
+		b.record(b.dev.ReleasePrimaryCtx())
+		b.ctx = cu.CUContext{}
 	}
 }
 

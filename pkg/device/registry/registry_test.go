@@ -78,3 +78,23 @@ func TestRegisterTwicePanics(t *testing.T) {
 	}()
 	register("cpu", nil)
 }
+
+// TestGPUIndex: a process alone takes GPU 0; under mpirun, the GPU of its
+// rank on its machine.
+func TestGPUIndex(t *testing.T) {
+	for _, tc := range []struct {
+		local   string
+		want    int
+		wantErr bool
+	}{{"", 0, false}, {"0", 0, false}, {"3", 3, false}, {"x", 0, true}, {"-1", 0, true}} {
+		got, err := gpuIndex(func(k string) string {
+			if k == "OMPI_COMM_WORLD_LOCAL_RANK" {
+				return tc.local
+			}
+			return ""
+		})
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("local rank %q: GPU %d, error %v; want %d, error %v", tc.local, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
