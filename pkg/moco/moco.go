@@ -16,7 +16,6 @@ package moco
 
 import (
 	"fmt"
-	"slices"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -171,32 +170,6 @@ func (m *Model) Step(xq, xk []float32, perm []int, draw *hardneg.MixDraw, qLabel
 		return 0, fmt.Errorf("key encoder: %w", err)
 	}
 	be.Gemm(false, false, s.B, s.Net.EmbedDim, s.B, 1, m.unshuffle, m.keyPlan.Buffer(m.EncoderK.Embedding), 0, m.train.Plan.Buffer(m.k))
-	return m.lossStep(xq, draw, qLabels)
-}
-
-// StepExchanged is Step with ShuffleBN across data-parallel ranks: the key
-// encoder runs on this rank's B rows of the shuffled global key batch (row
-// j is image rows[j] of xkAll, the batch of every rank), and exchange turns
-// their keys (B×D, on the host) into this rank's keys in batch order (B×D),
-// which the loss then uses.
-func (m *Model) StepExchanged(xq, xkAll []float32, rows []int, exchange func(shuffled []float32) ([]float32, error), draw *hardneg.MixDraw, qLabels []int) (float64, error) {
-	s, be := m.Spec, m.be
-	m.momentumUpdate()
-	img := s.C * s.H * s.W
-	for j, i := range rows {
-		copy(m.host.xShuffled[j*img:(j+1)*img], xkAll[i*img:(i+1)*img])
-	}
-	be.Upload(m.keyPlan.Buffer(m.xk), m.host.xShuffled)
-	if err := m.keyPlan.Run(); err != nil {
-		return 0, fmt.Errorf("key encoder: %w", err)
-	}
-	m.host.keys = slices.Grow(m.host.keys[:0], s.B*s.Net.EmbedDim)[:s.B*s.Net.EmbedDim]
-	be.Download(m.host.keys, m.keyPlan.Buffer(m.EncoderK.Embedding))
-	k, err := exchange(m.host.keys)
-	if err != nil {
-		return 0, err
-	}
-	be.Upload(m.train.Plan.Buffer(m.k), k)
 	return m.lossStep(xq, draw, qLabels)
 }
 

@@ -2,8 +2,10 @@ package moco
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
 
 // ReduceGradsDevice is ReduceGrads where the gradients live: reduce gets
@@ -43,4 +45,30 @@ func (m *Model) EnqueueGathered(gather func(send, recv device.Buffer) error, ran
 		return fmt.Errorf("key all-gather: %w", err)
 	}
 	return m.Queue.EnqueueBuffer(m.gathered, queueMeta(index, labels))
+}
+
+// StepExchanged is Step with ShuffleBN across data-parallel ranks: the key
+// encoder runs on this rank's B rows of the shuffled global key batch (row
+// j is image rows[j] of xkAll, the batch of every rank), and exchange turns
+// their keys (B×D, on the host) into this rank's keys in batch order (B×D),
+// which the loss then uses.
+func (m *Model) StepExchanged(xq, xkAll []float32, rows []int, exchange func(shuffled []float32) ([]float32, error), draw *hardneg.MixDraw, qLabels []int) (float64, error) {
+	s, be := m.Spec, m.be
+	m.momentumUpdate()
+	img := s.C * s.H * s.W
+	for j, i := range rows {
+		copy(m.host.xShuffled[j*img:(j+1)*img], xkAll[i*img:(i+1)*img])
+	}
+	be.Upload(m.keyPlan.Buffer(m.xk), m.host.xShuffled)
+	if err := m.keyPlan.Run(); err != nil {
+		return 0, fmt.Errorf("key encoder: %w", err)
+	}
+	m.host.keys = slices.Grow(m.host.keys[:0], s.B*s.Net.EmbedDim)[:s.B*s.Net.EmbedDim]
+	be.Download(m.host.keys, m.keyPlan.Buffer(m.EncoderK.Embedding))
+	k, err := exchange(m.host.keys)
+	if err != nil {
+		return 0, err
+	}
+	be.Upload(m.train.Plan.Buffer(m.k), k)
+	return m.lossStep(xq, draw, qLabels)
 }
