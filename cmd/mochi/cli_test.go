@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
@@ -84,7 +85,7 @@ func TestLinearEvalProbeFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "progress", errOut, "SGD lr 0.5,", "3 epochs", "batch 64;", "probe epoch 1/3  lr 0.5 ")
+	testenv.Contains(t, "progress", errOut, "SGD lr 0.5,", "3 epochs", "batch 64;", "probe epoch 1/3  lr 0.5 ")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +124,7 @@ func TestCompletion(t *testing.T) {
 		if err != nil {
 			t.Fatalf("completing %v: %v", tt.args, err)
 		}
-		mustContain(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
+		testenv.Contains(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
 	}
 }
 
@@ -136,7 +137,7 @@ func TestLinearEvalDivergence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
+	testenv.Contains(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +150,7 @@ func TestLinearEvalDivergence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
+	testenv.Contains(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
 	if strings.Contains(errOut, "0.30000000000000004") || strings.Contains(errOut, "diverged") {
 		t.Errorf("unrounded lr or a divergence warning for a sane probe:\n%s", errOut)
 	}

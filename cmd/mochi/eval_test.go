@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
@@ -26,7 +27,6 @@ import (
 )
 
 const (
-	fashionMNIST = "/usr/share/datasets/fashion-mnist"
 	ciConfigPath = "../../configs/ci.yaml"
 	evalImages   = 256 // data.limit of the test runs: images per split
 )
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 // test never reach another.
 func pretrained(t *testing.T, variant string) string {
 	t.Helper()
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	sharedRuns.Lock()
 	defer sharedRuns.Unlock()
 	if sharedRuns.dir == "" {
@@ -100,7 +100,7 @@ func pretrained(t *testing.T, variant string) string {
 // fashionSplit opens the first evalImages images of a Fashion-MNIST split.
 func fashionSplit(t *testing.T, split string) data.Dataset {
 	t.Helper()
-	ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: fashionMNIST, Split: split, Limit: evalImages})
+	ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: testenv.FashionMNIST(t), Split: split, Limit: evalImages})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,9 +229,9 @@ func TestLinearEval(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
+	testenv.Contains(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
 	// lr 30, ×0.1 from epoch 1 (configs/ci.yaml: eval.linear_milestones [1]).
-	mustContain(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
+	testenv.Contains(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
 
 	jsonPath := filepath.Join(run1, "checkpoints", "last.linear-eval.json")
 	rep, err := eval.ReadReport(jsonPath)
@@ -390,12 +390,12 @@ func TestLinearEvalAugment(t *testing.T) {
 	}
 
 	a, out, errOut := linearEval("--augment")
-	mustContain(t, "progress", errOut,
+	testenv.Contains(t, "progress", errOut,
 		"probe train augmentation: RandomResizedCrop(scale 0.08–1, ratio 3/4–4/3) + horizontal flip p=0.5",
 		"mochi/last: augmented train features: 256 images through the backbone",
 		"warning: --augment on the CPU",
 		"probe epoch 1/3  lr 30 ", "probe epoch 2/3  lr 3 ", "probe epoch 3/3  lr 3 ", "(augmented features ")
-	mustContain(t, "table", out, "linear probe of mochi/last trained on augmented views")
+	testenv.Contains(t, "table", out, "linear probe of mochi/last trained on augmented views")
 	aug := a.Augment
 	if !aug.Enabled || fmt.Sprint(aug.AppliesTo) != "[mochi/last]" || fmt.Sprint(aug.Scale) != "[0.08 1]" ||
 		!near(aug.Ratio[0], 0.75, 1e-12) || !near(aug.Ratio[1], 4.0/3, 1e-12) || aug.Flip != 0.5 || aug.Seed != 1 {
@@ -427,14 +427,14 @@ func TestLinearEvalAugment(t *testing.T) {
 
 // TestLinearEvalPixelsOnly runs the baseline from a config alone.
 func TestLinearEvalPixelsOnly(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
 	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "table", out, "pixels", "report: "+jsonPath)
-	mustContain(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
+	testenv.Contains(t, "table", out, "pixels", "report: "+jsonPath)
+	testenv.Contains(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -455,7 +455,7 @@ func TestKNNCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	mustContain(t, "table", out, "mochi/last", "report: "+knnJSON)
+	testenv.Contains(t, "table", out, "mochi/last", "report: "+knnJSON)
 	if strings.Contains(errOut, "probe epoch") {
 		t.Errorf("mochi knn trained a linear probe:\n%s", errOut)
 	}
@@ -495,7 +495,7 @@ func TestAnalyzeUniformity(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
 	outDir := filepath.Join(filepath.Dir(filepath.Dir(mochi)), "analysis")
-	mustContain(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
+	testenv.Contains(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
 		filepath.Join(outDir, "analysis.json"), filepath.Join(outDir, "plane.png"))
 	rep, err := eval.ReadReport(filepath.Join(outDir, "analysis.json"))
 	if err != nil {
@@ -674,7 +674,7 @@ func TestEvalErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("mochi %v succeeded, want an error", tt.args)
 			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			testenv.Contains(t, "error", err.Error(), tt.want...)
 		})
 	}
 }

@@ -34,24 +34,15 @@ func writeConfig(t *testing.T, text string) string {
 	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
-func mustContain(t *testing.T, what, text string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(text, w) {
-			t.Errorf("%s lacks %q:\n%s", what, w, text)
-		}
-	}
-}
-
 func TestHelp(t *testing.T) {
 	out, _, err := run(t, "--help")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
+	testenv.Contains(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
 		"pretrain", "linear-eval", "analyze-uniformity", "config", "version")
 	for _, k := range config.Keys() {
-		mustContain(t, "help", out, k.Env)
+		testenv.Contains(t, "help", out, k.Env)
 	}
 }
 
@@ -60,7 +51,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
+	testenv.Contains(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
 }
 
 func TestConfigProvenance(t *testing.T) {
@@ -70,7 +61,7 @@ func TestConfigProvenance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "config output", out,
+	testenv.Contains(t, "config output", out,
 		"k: 8192", "# file "+path+":2",
 		"lr: 0.05", "# env MOCHI_OPTIM_LR",
 		"seed: 3", "# flag --seed",
@@ -79,7 +70,7 @@ func TestConfigProvenance(t *testing.T) {
 	// Every key is printed with its origin.
 	for _, k := range config.Keys() {
 		_, name, _ := strings.Cut(k.Name, ".")
-		mustContain(t, "config output", out, "  "+name+": ")
+		testenv.Contains(t, "config output", out, "  "+name+": ")
 	}
 }
 
@@ -88,7 +79,7 @@ func TestConfigReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
+	testenv.Contains(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -119,13 +110,13 @@ func TestConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("mochi %v succeeded, want an error", args)
 			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			testenv.Contains(t, "error", err.Error(), tt.want...)
 		})
 	}
 }
 
 func TestPretrainCommand(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	out := t.TempDir()
 	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
 		"--k", "64", "--n", "16", "--s", "8", "--s-prime", "4", "--mix-start-epoch", "0", "--epochs", "1",
@@ -179,7 +170,7 @@ eval: {knn_every: 0}
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "plan", out,
+	testenv.Contains(t, "plan", out,
 		"cifar10/train: 1000 images, 3×32×32, 10 classes",
 		"10 per epoch (batch 96, drop-last leaves out 40 images), 4 epochs = 40 steps",
 		"feature 64 → MLP 64 → ReLU → D = 128; split-BN 2 groups of 48",
@@ -217,19 +208,19 @@ func TestDryRunErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("mochi %v succeeded, want an error", args)
 			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			testenv.Contains(t, "error", err.Error(), tt.want...)
 		})
 	}
 }
 
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "plan", out,
+	testenv.Contains(t, "plan", out,
 		"fashion-mnist/train: 512 images, 1×28×28, 10 classes (data.limit 512)",
 		"fashion-mnist/test: 512 images for the kNN monitor",
 		"16 per epoch (batch 32, drop-last leaves out 0 images), 2 epochs = 32 steps",

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
@@ -83,7 +84,7 @@ func TestReadMetricsFormats(t *testing.T) {
 
 // TestPlotCommand plots a real configs/ci.yaml run beside a new-format file.
 func TestPlotCommand(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	runDir := filepath.Join(t.TempDir(), "ci-run")
 	if _, errOut, err := run(t, "pretrain", "--config", ciConfigPath, "--limit", "128", "--batch", "32", "--k", "64", "--n", "16",
 		"--s", "8", "--s-prime", "4", "--output-dir", runDir); err != nil {
@@ -95,8 +96,8 @@ func TestPlotCommand(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
 	png := filepath.Join(runDir, "curves.png")
-	mustContain(t, "stdout", out, "plot: "+png)
-	mustContain(t, "stderr", errOut, "skipped 2 lines")
+	testenv.Contains(t, "stdout", out, "plot: "+png)
+	testenv.Contains(t, "stderr", errOut, "skipped 2 lines")
 	img := decodePNG(t, png)
 	if b := img.Bounds(); b.Dx() != 1200 || b.Dy() != 3*360 {
 		t.Errorf("figure %d×%d, want 1200×1080 (5 panels, 2 columns)", b.Dx(), b.Dy())

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/gob"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -13,13 +12,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 )
 
@@ -160,23 +157,9 @@ type torchRef struct {
 // torchvision; a missing torchvision fails the test under CI.
 func torchReference(t *testing.T, in map[string]any) torchRef {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: starting python3 with torchvision takes seconds")
-	}
-	if out, err := exec.Command(torchpy.Interpreter, "-c", "import torch, torchvision, PIL").CombinedOutput(); err != nil {
-		testenv.Missing(t, "%s cannot import torchvision and PIL (install python3-torchvision python3-pil): %v\n%s", torchpy.Interpreter, err, out)
-	}
-	inJSON, _ := json.Marshal(in)
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(torchpy.Interpreter, torchpy.Script("imagefolder_ref.py"))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(inJSON), &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("imagefolder_ref.py: %v\n%s", err, stderr.Bytes())
-	}
+	torchpy.Need(t, "torch", "torchvision", "PIL")
 	var ref torchRef
-	if err := json.Unmarshal(stdout.Bytes(), &ref); err != nil {
-		t.Fatalf("imagefolder_ref.py printed no valid JSON: %v", err)
-	}
+	torchpy.Exchange(t, in, &ref, torchpy.Script("imagefolder_ref.py"))
 	return ref
 }
 

@@ -2,7 +2,7 @@ package interop
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"gorgonia.org/gorgonia"
@@ -209,7 +209,7 @@ func Import(f *File, net resnet.Config) (*Imported, error) {
 		return nil, fmt.Errorf("%s: %d keys that a %s does not have: %s; is the checkpoint another architecture? set model.backbone, model.width and model.stem to match it",
 			f.Path, len(unexpected), describe(im.Net), listKeys(unexpected))
 	}
-	sort.Strings(im.Ignored)
+	slices.Sort(im.Ignored)
 	return im, nil
 }
 
@@ -235,7 +235,7 @@ func mapEncoder(path string, sd StateDict, prefix string, l *layout, used map[st
 			missing = append(missing, name)
 			return nil
 		}
-		if !sameShape(t.Shape, shape) {
+		if !slices.Equal(t.Shape, shape) {
 			return fmt.Errorf("%s: key %q has shape %s, the configured network needs %s; is the checkpoint another architecture? set model.backbone, model.width and model.stem to match it",
 				path, name, shapeString(t.Shape), shapeString(shape))
 		}

@@ -24,9 +24,7 @@ import (
 // ciConfig is configs/ci.yaml with the run directory in a test folder.
 func ciConfig(t *testing.T, dir string) *config.Config {
 	t.Helper()
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	testenv.FashionMNIST(t)
 	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
