@@ -13,10 +13,7 @@ import (
 // helpFlagLine returns the line of cmd's --help that documents --flag.
 func helpFlagLine(t *testing.T, cmd, flag string) string {
 	t.Helper()
-	out, _, err := run(t, cmd, "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, cmd, "--help")
 	re := regexp.MustCompile(`(?m)^\s+(-\w, )?--` + regexp.QuoteMeta(flag) + `\b.*$`)
 	line := re.FindString(out)
 	if line == "" {
@@ -50,15 +47,9 @@ func TestFlagHelp(t *testing.T) {
 }
 
 func TestVersionFlag(t *testing.T) {
-	want, _, err := run(t, "version")
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, _ := mustRun(t, "version")
 	for _, flag := range []string{"--version", "-v"} {
-		out, _, err := run(t, flag)
-		if err != nil {
-			t.Fatalf("mochi %s: %v", flag, err)
-		}
+		out, _ := mustRun(t, flag)
 		if out != want {
 			t.Errorf("mochi %s printed %q, want what mochi version prints, %q", flag, out, want)
 		}
@@ -81,10 +72,7 @@ func TestKNNNeedsCheckpoint(t *testing.T) {
 func TestLinearEvalProbeFlags(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	_, errOut, err := run(t, "linear-eval", "--checkpoint", ckpt, "--epochs", "3", "--lr", "0.5", "--batch", "64", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	_, errOut := mustRun(t, "linear-eval", "--checkpoint", ckpt, "--epochs", "3", "--lr", "0.5", "--batch", "64", "--json", jsonPath)
 	testenv.Contains(t, "progress", errOut, "SGD lr 0.5,", "3 epochs", "batch 64;", "probe epoch 1/3  lr 0.5 ")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
@@ -117,10 +105,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"pretrain", "--resume", ""}, []string{"ckpt\n", ":8\n"}},
 		{[]string{"config", "--config", ""}, []string{"yaml\n", ":8\n"}},
 	} {
-		out, _, err := run(t, append([]string{"__complete"}, tt.args...)...)
-		if err != nil {
-			t.Fatalf("completing %v: %v", tt.args, err)
-		}
+		out, _ := mustRun(t, append([]string{"__complete"}, tt.args...)...)
 		testenv.Contains(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
 	}
 }
@@ -130,10 +115,7 @@ func TestCompletion(t *testing.T) {
 func TestLinearEvalDivergence(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	_, errOut, err := run(t, "linear-eval", "--checkpoint", ckpt, "--lr", "3e4", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	_, errOut := mustRun(t, "linear-eval", "--checkpoint", ckpt, "--lr", "3e4", "--json", jsonPath)
 	testenv.Contains(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
@@ -143,10 +125,7 @@ func TestLinearEvalDivergence(t *testing.T) {
 		t.Errorf("report: linear_diverged empty")
 	}
 	// lr 3 × 0.1 is 0.30000000000000004 in float64.
-	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--standardize", "--lr", "3", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	_, errOut = mustRun(t, "linear-eval", "--checkpoint", ckpt, "--standardize", "--lr", "3", "--json", jsonPath)
 	testenv.Contains(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
 	if strings.Contains(errOut, "0.30000000000000004") || strings.Contains(errOut, "diverged") {
 		t.Errorf("unrounded lr or a divergence warning for a sane probe:\n%s", errOut)

@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -225,10 +226,7 @@ func TestLinearEval(t *testing.T) {
 	run1 := filepath.Dir(filepath.Dir(ckpt))
 	args := []string{"linear-eval", "--checkpoint", ckpt, "--knn", "--baseline", "pixels",
 		"--set", "eval.linear_epochs=3", "--set", "eval.knn_k=20", "--set", "eval.knn_t=0.05"}
-	out, errOut, err := run(t, args...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, errOut := mustRun(t, args...)
 	testenv.Contains(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
 	// lr 30, ×0.1 from epoch 1 (configs/ci.yaml: eval.linear_milestones [1]).
 	testenv.Contains(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
@@ -284,7 +282,7 @@ func TestLinearEval(t *testing.T) {
 
 	// The features are BatchNorm in evaluation mode: a test image alone in
 	// a batch gives the row it got in a batch of 256.
-	p, err := train.LoadPretrained(ckpt)
+	p, err := frozen.LoadPretrained(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,10 +369,7 @@ func TestLinearEvalAugment(t *testing.T) {
 		t.Helper()
 		jsonPath := filepath.Join(t.TempDir(), "report.json")
 		args := append([]string{"linear-eval", "--checkpoint", ckpt, "--json", jsonPath, "--set", "eval.linear_epochs=3"}, extra...)
-		out, errOut, err := run(t, args...)
-		if err != nil {
-			t.Fatalf("mochi %v: %v\n%s", args, err, errOut)
-		}
+		out, errOut := mustRun(t, args...)
 		raw, err := os.ReadFile(jsonPath)
 		if err != nil {
 			t.Fatal(err)
@@ -429,10 +424,7 @@ func TestLinearEvalAugment(t *testing.T) {
 func TestLinearEvalPixelsOnly(t *testing.T) {
 	testenv.FashionMNIST(t)
 	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
-	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, errOut := mustRun(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
 	testenv.Contains(t, "table", out, "pixels", "report: "+jsonPath)
 	testenv.Contains(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
 	rep, err := eval.ReadReport(jsonPath)
@@ -451,10 +443,7 @@ func TestKNNCommand(t *testing.T) {
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache")
 	knnJSON, linJSON := filepath.Join(dir, "knn.json"), filepath.Join(dir, "lin.json")
-	out, errOut, err := run(t, "knn", "--checkpoint", ckpt, "--cache-dir", cache, "--json", knnJSON)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, errOut := mustRun(t, "knn", "--checkpoint", ckpt, "--cache-dir", cache, "--json", knnJSON)
 	testenv.Contains(t, "table", out, "mochi/last", "report: "+knnJSON)
 	if strings.Contains(errOut, "probe epoch") {
 		t.Errorf("mochi knn trained a linear probe:\n%s", errOut)
@@ -466,10 +455,7 @@ func TestKNNCommand(t *testing.T) {
 	if len(knn.Checkpoints) != 1 || knn.Checkpoints[0].KNNTop1 == nil || knn.Checkpoints[0].LinearTop1 != nil {
 		t.Fatalf("knn report %+v: want one row with kNN and no linear probe", knn.Checkpoints)
 	}
-	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--cache-dir", cache, "--json", linJSON, "--knn")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	_, errOut = mustRun(t, "linear-eval", "--checkpoint", ckpt, "--cache-dir", cache, "--json", linJSON, "--knn")
 	if strings.Contains(errOut, "extracted features") {
 		t.Errorf("linear-eval re-extracted features that mochi knn had cached:\n%s", errOut)
 	}
@@ -488,10 +474,7 @@ func TestAnalyzeUniformity(t *testing.T) {
 		t.Skip("pretrains two checkpoints and embeds augmented pairs")
 	}
 	mochi, moco := pretrained(t, "mochi"), pretrained(t, "moco")
-	out, errOut, err := run(t, "analyze-uniformity", "--checkpoint", mochi, moco, "--pairs", "256")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, _ := mustRun(t, "analyze-uniformity", "--checkpoint", mochi, moco, "--pairs", "256")
 	outDir := filepath.Join(filepath.Dir(filepath.Dir(mochi)), "analysis")
 	testenv.Contains(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
 		filepath.Join(outDir, "analysis.json"), filepath.Join(outDir, "plane.png"))

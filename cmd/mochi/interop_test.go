@@ -131,7 +131,7 @@ func TestExportLoadsIntoTorchvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := train.LoadPretrained(sum.Checkpoint)
+	p, err := frozen.LoadPretrained(sum.Checkpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,13 +230,10 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	}
 	for _, file := range []string{"moco.pth.tar", "moco-legacy.pth.tar"} {
 		ckpt := filepath.Join(dir, strings.TrimSuffix(file, ".pth.tar"), "checkpoints", "last.ckpt")
-		stdout, _, err := run(t, append([]string{"import", "--from", filepath.Join(dir, file), "--out", ckpt}, common...)...)
-		if err != nil {
-			t.Fatalf("import %s: %v", file, err)
-		}
+		stdout, _ := mustRun(t, append([]string{"import", "--from", filepath.Join(dir, file), "--out", ckpt}, common...)...)
 		testenv.Contains(t, "import "+file, stdout, "layout MoCo (module.encoder_q.), epoch 200", "queue: 512 negatives", "key encoder: from the file",
 			"epoch (not a tensor", "optimizer (not a tensor", "module.encoder_q.bn1.num_batches_tracked (BatchNorm counter")
-		p, err := train.LoadPretrained(ckpt)
+		p, err := frozen.LoadPretrained(ckpt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,12 +257,9 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := filepath.Join(dir, "roundtrip", "checkpoints", "last.ckpt")
-	stdout, _, err := run(t, append([]string{"import", "--from", roundTrip, "--out", again}, common...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout, _ := mustRun(t, append([]string{"import", "--from", roundTrip, "--out", again}, common...)...)
 	testenv.Contains(t, "import "+roundTrip, stdout, "safetensors, layout torchvision", "head: MoCo-v2 MLP, embeddings of dimension 128", "queue: none")
-	p, err := train.LoadPretrained(again)
+	p, err := frozen.LoadPretrained(again)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,12 +274,9 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	// A plain torchvision backbone in safetensors: its classifier is
 	// ignored, there is no head, key encoder or queue.
 	plain := filepath.Join(dir, "plain", "checkpoints", "last.ckpt")
-	stdout, _, err = run(t, append([]string{"import", "--from", filepath.Join(dir, "plain.safetensors"), "--out", plain}, common...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout, _ = mustRun(t, append([]string{"import", "--from", filepath.Join(dir, "plain.safetensors"), "--out", plain}, common...)...)
 	testenv.Contains(t, "import plain.safetensors", stdout, "safetensors, layout torchvision", "head: none", "queue: none", "fc.weight (a classifier")
-	p, err = train.LoadPretrained(plain)
+	p, err = frozen.LoadPretrained(plain)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -340,7 +340,7 @@ func loadPretrained(path string) (*frozen.Pretrained, error) {
 	case st.IsDir():
 		return nil, fmt.Errorf("checkpoint %s is a folder: pass a checkpoint file, e.g. %s", path, filepath.Join(path, "checkpoints", "last.ckpt"))
 	}
-	p, err := train.LoadPretrained(path)
+	p, err := frozen.LoadPretrained(path)
 	if err != nil {
 		return nil, fmt.Errorf("loading checkpoint: %w", err)
 	}

@@ -81,9 +81,6 @@ func TestImageFolderMissingSplit(t *testing.T) {
 	args := []string{"pretrain", "--config", "../../configs/ci.yaml", "--set", "data.kind=imagefolder", "--data-path", root,
 		"--set", "data.image_size=16", "--set", "optim.batch=4", "--set", "model.bn_splits=1", "--dry-run"}
 	runFails(t, args, "no test/ folder", "data.test_split: train")
-	out, _, err := run(t, append(args, "--set", "data.test_split=train")...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, append(args, "--set", "data.test_split=train")...)
 	testenv.Contains(t, "dry run", out, "imagefolder:"+filepath.Base(root)+"/train: 8 images for the kNN monitor")
 }

@@ -34,6 +34,17 @@ func writeConfig(t *testing.T, text string) string {
 	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
+// mustRun runs mochi with args and returns its stdout and stderr; an error
+// ends t, with the stderr.
+func mustRun(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	out, errOut, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("mochi %v: %v\n%s", args, err, errOut)
+	}
+	return out, errOut
+}
+
 // runFails runs mochi with args and fails t unless it ends with an error
 // that contains each of wants.
 func runFails(t *testing.T, args []string, wants ...string) {
@@ -46,10 +57,7 @@ func runFails(t *testing.T, args []string, wants ...string) {
 }
 
 func TestHelp(t *testing.T) {
-	out, _, err := run(t, "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "--help")
 	testenv.Contains(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
 		"pretrain", "linear-eval", "analyze-uniformity", "config", "version")
 	for _, k := range config.Keys() {
@@ -58,20 +66,14 @@ func TestHelp(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, _, err := run(t, "version")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "version")
 	testenv.Contains(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
 }
 
 func TestConfigProvenance(t *testing.T) {
 	path := writeConfig(t, "moco:\n  k: 8192\n")
 	t.Setenv("MOCHI_OPTIM_LR", "0.05")
-	out, _, err := run(t, "config", "--config", path, "--seed", "3", "--set", "mochi.n=100")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "config", "--config", path, "--seed", "3", "--set", "mochi.n=100")
 	testenv.Contains(t, "config output", out,
 		"k: 8192", "# file "+path+":2",
 		"lr: 0.05", "# env MOCHI_OPTIM_LR",
@@ -86,10 +88,7 @@ func TestConfigProvenance(t *testing.T) {
 }
 
 func TestConfigReference(t *testing.T) {
-	out, _, err := run(t, "config", "--reference")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "config", "--reference")
 	testenv.Contains(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
 }
 
@@ -170,10 +169,7 @@ optim: {batch: 96, epochs: 4, lr: 0.06}
 data: {kind: cifar10, path: `+t.TempDir()+`}
 eval: {knn_every: 0}
 `)
-	out, _, err := run(t, "pretrain", "--config", path, "--dry-run")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "pretrain", "--config", path, "--dry-run")
 	testenv.Contains(t, "plan", out,
 		"cifar10/train: 1000 images, 3×32×32, 10 classes",
 		"10 per epoch (batch 96, drop-last leaves out 40 images), 4 epochs = 40 steps",
@@ -216,10 +212,7 @@ func TestDryRunErrors(t *testing.T) {
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
 	testenv.FashionMNIST(t)
-	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
 	testenv.Contains(t, "plan", out,
 		"fashion-mnist/train: 512 images, 1×28×28, 10 classes (data.limit 512)",
 		"fashion-mnist/test: 512 images for the kNN monitor",
@@ -235,10 +228,7 @@ func TestReadmeReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := run(t, "config", "--reference")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, "config", "--reference")
 	if !strings.Contains(string(readme), out) {
 		t.Fatal("README.md's config reference differs from `mochi config --reference`: paste the command's output into the README")
 	}

@@ -91,10 +91,7 @@ func TestPlotCommand(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
 	other := writeMetrics(t, newFormatMetrics)
-	out, errOut, err := run(t, "plot", runDir, filepath.Join(other, "metrics.jsonl"))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, errOut := mustRun(t, "plot", runDir, filepath.Join(other, "metrics.jsonl"))
 	png := filepath.Join(runDir, "curves.png")
 	testenv.Contains(t, "stdout", out, "plot: "+png)
 	testenv.Contains(t, "stderr", errOut, "skipped 2 lines")

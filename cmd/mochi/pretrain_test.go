@@ -200,10 +200,7 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 		}
 	}
 
-	stdout, _, err := run(t, ciArgs(dir, "--resume", filepath.Join(dir, "checkpoints", "last.ckpt"), "--epochs", "1", "--mix-start-epoch", "0")...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout, _ := mustRun(t, ciArgs(dir, "--resume", filepath.Join(dir, "checkpoints", "last.ckpt"), "--epochs", "1", "--mix-start-epoch", "0")...)
 	testenv.Contains(t, "resume of a finished run", stdout, "already finished (1 epochs, 4 steps)", "nothing changed")
 	for p, b := range before {
 		if readFile(t, p) != b {

@@ -44,15 +44,9 @@ func TestLinearEvalSkipsCorruptImages(t *testing.T) {
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
 	args := []string{"linear-eval", "--checkpoint", sum.Checkpoint, "--cache-dir", cache, "--knn"}
-	_, errOut, err := run(t, args...)
-	if err != nil {
-		t.Fatalf("linear-eval with data.skip_corrupt: %v\n%s", err, errOut)
-	}
+	_, errOut := mustRun(t, args...)
 	testenv.Contains(t, "progress", errOut, "left out 1 corrupt images (data.skip_corrupt), first "+corrupt+" (")
-	_, errOut, err = run(t, args...)
-	if err != nil {
-		t.Fatalf("linear-eval from the cache: %v\n%s", err, errOut)
-	}
+	_, errOut = mustRun(t, args...)
 	testenv.Contains(t, "progress", errOut, "cached features", "the cache holds 32 of 33 images: 1 corrupt images were left out")
 
 	t.Setenv("MOCHI_DATA_SKIP_CORRUPT", "false")

@@ -51,9 +51,6 @@ func netLayout(cfg resnet.Config) (*layout, error) {
 	return l, nil
 }
 
-// isHead reports whether a parameter belongs to MoCo-v2's projection head.
-func isHead(name string) bool { return strings.HasPrefix(name, "fc.") }
-
 // Export returns the torchvision state_dict of an encoder of the network
 // net: the backbone, and with head MoCo-v2's MLP head (fc.0, fc.2). Every
 // BatchNorm layer gets num_batches_tracked = batches, the number of

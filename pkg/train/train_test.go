@@ -19,6 +19,7 @@ import (
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // ciConfig is configs/ci.yaml with the run directory in a test folder.
@@ -181,7 +182,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Errorf("%s differs between the straight and the resumed run", blob)
 		}
 	}
-	var pa, pb progressState
+	var pa, pb runstate.Progress
 	if err := json.Unmarshal(a.Blobs["progress.json"], &pa); err != nil {
 		t.Fatalf("straight run's progress.json: %v", err)
 	}
@@ -256,7 +257,7 @@ func TestSymmetricLossEnqueuesBothViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := decodeState(c)
+	st, err := runstate.Decode(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestNaNLossStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := c.Tensors[prefixQ+"conv1.weight"]
+	w := c.Tensors[runstate.PrefixQ+"conv1.weight"]
 	w.Data[0] = float32(math.NaN())
 	if err := checkpoint.Save(last, c); err != nil {
 		t.Fatal(err)
