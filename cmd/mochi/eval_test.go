@@ -84,10 +84,7 @@ func pretrained(t *testing.T, variant string) string {
 		src = sum.Checkpoint
 		sharedRuns.ckpt[variant] = src
 	}
-	raw, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, src)
 	dst := filepath.Join(t.TempDir(), variant, "checkpoints", "last.ckpt")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
@@ -370,10 +367,7 @@ func TestLinearEvalAugment(t *testing.T) {
 		jsonPath := filepath.Join(t.TempDir(), "report.json")
 		args := append([]string{"linear-eval", "--checkpoint", ckpt, "--json", jsonPath, "--set", "eval.linear_epochs=3"}, extra...)
 		out, errOut := mustRun(t, args...)
-		raw, err := os.ReadFile(jsonPath)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := testenv.ReadFile(t, jsonPath)
 		var r report
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatalf("report %s: %v", jsonPath, err)
@@ -591,10 +585,7 @@ func TestEvalErrors(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	dir := t.TempDir()
 	absent := filepath.Join(dir, "absent.ckpt")
-	raw, err := os.ReadFile(ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, ckpt)
 	truncated := filepath.Join(dir, "truncated.ckpt")
 	if err := os.WriteFile(truncated, raw[:len(raw)/2], 0o644); err != nil {
 		t.Fatal(err)
@@ -603,10 +594,7 @@ func TestEvalErrors(t *testing.T) {
 	if err := os.WriteFile(foreign, []byte(strings.Repeat("not a checkpoint\n", 10)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ci, err := os.ReadFile(ciConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ci := testenv.ReadFile(t, ciConfigPath)
 	cifarDir := t.TempDir()
 	cifar := writeConfig(t, strings.NewReplacer("kind: fashion-mnist", "kind: cifar10",
 		"path: /usr/share/datasets/fashion-mnist", "path: "+cifarDir).Replace(string(ci)))

@@ -66,10 +66,7 @@ func writeNPY(t *testing.T, path string, a npy.Array) {
 
 func readNPY(t *testing.T, path string) npy.Array {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ReadFile(t, path)
 	a, err := npy.Decode(b)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -224,10 +224,7 @@ func TestDryRunCI(t *testing.T) {
 
 // TestReadmeReference keeps the README's key table equal to the code's.
 func TestReadmeReference(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testenv.ReadFile(t, "../../README.md")
 	out, _ := mustRun(t, "config", "--reference")
 	if !strings.Contains(string(readme), out) {
 		t.Fatal("README.md's config reference differs from `mochi config --reference`: paste the command's output into the README")

@@ -87,10 +87,7 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 	dir := t.TempDir()
 	first, firstOut := mochiProcess(t, ciArgs(dir, "--epochs", "200")...)
 	waitForSteps(t, dir, 2, firstOut)
-	config, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := testenv.ReadFile(t, filepath.Join(dir, "config.yaml"))
 
 	start := time.Now()
 	second, secondOut := mochiProcess(t, ciArgs(dir, "--epochs", "2", "--seed", "7")...)
@@ -116,7 +113,7 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 		t.Errorf("Ctrl-C: exit status %d, want 130; output:\n%s", code, firstOut)
 	}
 	// the first's log is its own: one line per step, in order, from step 1
-	lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(dir, "metrics.jsonl"))), "\n")
+	lines := strings.Split(strings.TrimSpace(string(testenv.ReadFile(t, filepath.Join(dir, "metrics.jsonl")))), "\n")
 	for i, l := range lines {
 		if !strings.Contains(l, `"kind":"step"`) && !strings.Contains(l, `"kind":"epoch"`) {
 			t.Fatalf("metrics line %d is neither a step nor an epoch: %s", i, l)
@@ -149,22 +146,13 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // filesOf maps every file under dir to its content.
 func filesOf(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
-			files[path] = readFile(t, path)
+			files[path] = string(testenv.ReadFile(t, path))
 		}
 		return err
 	})
@@ -203,7 +191,7 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 	stdout, _ := mustRun(t, ciArgs(dir, "--resume", filepath.Join(dir, "checkpoints", "last.ckpt"), "--epochs", "1", "--mix-start-epoch", "0")...)
 	testenv.Contains(t, "resume of a finished run", stdout, "already finished (1 epochs, 4 steps)", "nothing changed")
 	for p, b := range before {
-		if readFile(t, p) != b {
+		if string(testenv.ReadFile(t, p)) != b {
 			t.Errorf("resuming the finished run changed %s", p)
 		}
 	}
@@ -211,7 +199,7 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 	if _, _, err := run(t, ciArgs(dir, "--epochs", "1", "--mix-start-epoch", "0", "--seed", "7", "--force")...); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
-	testenv.Contains(t, "config.yaml after --force", readFile(t, filepath.Join(dir, "config.yaml")), "seed: 7")
+	testenv.Contains(t, "config.yaml after --force", string(testenv.ReadFile(t, filepath.Join(dir, "config.yaml"))), "seed: 7")
 }
 
 // TestResumeChecksEveryLayer resumes with values from the environment and
@@ -263,7 +251,7 @@ func TestRunConfigHasProvenance(t *testing.T) {
 	if _, _, err := run(t, ciArgs(dir, "--epochs", "1", "--mix-start-epoch", "0")...); err != nil {
 		t.Fatal(err)
 	}
-	yaml := readFile(t, filepath.Join(dir, "config.yaml"))
+	yaml := string(testenv.ReadFile(t, filepath.Join(dir, "config.yaml")))
 	testenv.Contains(t, "config.yaml", yaml, "defaults < "+ciConfigPath+" <", "k: 256", "# file "+ciConfigPath+":",
 		"output_dir: "+dir, "# flag --output-dir", "epochs: 1", "# flag --epochs", "knn_every: 0", "# flag --set eval.knn_every")
 	if strings.Contains(yaml, "(no file)") {

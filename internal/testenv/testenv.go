@@ -58,3 +58,14 @@ func Contains(t testing.TB, what, text string, wants ...string) {
 		}
 	}
 }
+
+// ReadFile returns the content of the file at path and ends t when it
+// cannot be read.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

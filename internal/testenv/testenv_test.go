@@ -58,3 +58,17 @@ func TestContains(t *testing.T) {
 		t.Errorf("Contains reported %q, want one error naming the missing \"accuracy\"", r.errs)
 	}
 }
+
+func (r *recorder) Fatal(args ...any) { r.errs = append(r.errs, fmt.Sprint(args...)) }
+
+func TestReadFile(t *testing.T) {
+	path := TempFile(t, "a.txt", []byte("abc"))
+	if got := string(ReadFile(t, path)); got != "abc" {
+		t.Errorf("ReadFile = %q, want abc", got)
+	}
+	r := &recorder{TB: t}
+	ReadFile(r, path+".absent")
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], "a.txt.absent") {
+		t.Errorf("ReadFile of a missing file reported %q, want one failure naming it", r.errs)
+	}
+}

@@ -524,10 +524,7 @@ func TestConfigFiles(t *testing.T) {
 			if p.Of("data.kind").Source != FromFile {
 				t.Errorf("%s does not set data.kind", f)
 			}
-			src, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			src := testenv.ReadFile(t, f)
 			if !strings.HasPrefix(string(src), "#") {
 				t.Errorf("%s does not start with a comment saying what it is for", f)
 			}

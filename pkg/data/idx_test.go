@@ -24,10 +24,7 @@ func withPublishedMNIST(t *testing.T, hashes map[string]string) {
 
 func fileMD5(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ReadFile(t, path)
 	sum := md5.Sum(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 )
 
@@ -105,10 +106,7 @@ func makeSyntheticFolder(t *testing.T, n int) syntheticFolder {
 		gray.Pix[i] = pic.Pix[4*i+1]
 	}
 	writeJPEG(t, filepath.Join(f.split, "apple", "gray.jpg"), gray, 90)
-	cmyk, err := os.ReadFile(filepath.Join("testdata", "cmyk.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmyk := testenv.ReadFile(t, filepath.Join("testdata", "cmyk.jpg"))
 	writeBytes(t, filepath.Join(f.split, "banana", "cmyk.jpg"), cmyk)
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, picture(rng, 97, 61)); err != nil {
@@ -613,10 +611,7 @@ func TestImageFolderIndexCache(t *testing.T) {
 	}
 	n := ds.Len()
 	cache := filepath.Join(f.split, ".mochi-index")
-	raw, err := os.ReadFile(cache)
-	if err != nil {
-		t.Fatalf("no index cache written: %v", err)
-	}
+	raw := testenv.ReadFile(t, cache)
 	// Mark the cached index: a reopen that shows the mark read the cache.
 	var idx folderIndex
 	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&idx); err != nil {

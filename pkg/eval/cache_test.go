@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/npy"
 )
@@ -49,10 +50,7 @@ func TestLoadFeaturesRejectsDamage(t *testing.T) {
 	if err := SaveFeatures(path, []float32{1, 2, 3, 4, 5, 6}, []int{0, 1}, 2, 3); err != nil {
 		t.Fatal(err)
 	}
-	good, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := testenv.ReadFile(t, path)
 	flip := func(i int) []byte { b := slices.Clone(good); b[i] ^= 0x40; return b }
 	labels, _ := os.ReadFile(LabelsPath(path))
 	tests := []struct {

@@ -13,6 +13,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
@@ -222,10 +223,7 @@ func matchTorch(t *testing.T, script string, tcfg Config, n, h, w int, scale flo
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "branches64.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, filepath.Join(dir, "branches64.json"))
 	var branches []branch
 	if err := json.Unmarshal(raw, &branches); err != nil {
 		t.Fatalf("branches64.json: %v", err)

@@ -105,9 +105,7 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 			cfg := ciConfig(t, run)
 			cfg.Data.Limit, cfg.Optim.Epochs, cfg.Eval.KNNEvery = 256, 3, 0
 			cfg.MoCHi.S, cfg.MoCHi.SPrime, cfg.MoCHi.MixStartEpoch = tc.s, tc.sPrime, 0
-			if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, DumpSteps: steps, DumpDir: dump}); err != nil {
-				t.Fatal(err)
-			}
+			mustPretrain(t, cfg, Options{Progress: io.Discard, DumpSteps: steps, DumpDir: dump})
 			var ref torchReplay
 			torchpy.Exchange(t, nil, &ref, torchpy.Script("torch_moco.py"), dump)
 			var mochi []map[string]any
