@@ -59,12 +59,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 	if from == "" || out == "" {
 		return fmt.Errorf("import needs --from (a .pth.tar, .pth or .safetensors file) and --out (the mochi checkpoint to write)")
 	}
-	cfg, prov, err := loadConfig(cmd)
-	if err == nil {
-		if err = cfg.CheckValues(); err != nil {
-			err = explain(err, prov)
-		}
-	}
+	cfg, prov, err := checked(loadConfig(cmd))
 	if err != nil {
 		return err
 	}
