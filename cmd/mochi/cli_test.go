@@ -6,16 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
 // helpFlagLine returns the line of cmd's --help that documents --flag.
 func helpFlagLine(t *testing.T, cmd, flag string) string {
 	t.Helper()
-	out, _, err := run(t, cmd, "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := mustRun(t, cmd, "--help")
 	re := regexp.MustCompile(`(?m)^\s+(-\w, )?--` + regexp.QuoteMeta(flag) + `\b.*$`)
 	line := re.FindString(out)
 	if line == "" {
@@ -49,15 +47,9 @@ func TestFlagHelp(t *testing.T) {
 }
 
 func TestVersionFlag(t *testing.T) {
-	want, _, err := run(t, "version")
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, _ := mustRun(t, "version")
 	for _, flag := range []string{"--version", "-v"} {
-		out, _, err := run(t, flag)
-		if err != nil {
-			t.Fatalf("mochi %s: %v", flag, err)
-		}
+		out, _ := mustRun(t, flag)
 		if out != want {
 			t.Errorf("mochi %s printed %q, want what mochi version prints, %q", flag, out, want)
 		}
@@ -80,11 +72,8 @@ func TestKNNNeedsCheckpoint(t *testing.T) {
 func TestLinearEvalProbeFlags(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	_, errOut, err := run(t, "linear-eval", "--checkpoint", ckpt, "--epochs", "3", "--lr", "0.5", "--batch", "64", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "progress", errOut, "SGD lr 0.5,", "3 epochs", "batch 64;", "probe epoch 1/3  lr 0.5 ")
+	_, errOut := mustRun(t, "linear-eval", "--checkpoint", ckpt, "--epochs", "3", "--lr", "0.5", "--batch", "64", "--json", jsonPath)
+	testenv.Contains(t, "progress", errOut, "SGD lr 0.5,", "3 epochs", "batch 64;", "probe epoch 1/3  lr 0.5 ")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -98,10 +87,7 @@ func TestLinearEvalProbeFlags(t *testing.T) {
 		{"knn", "--checkpoint", ckpt, "--standardize"},
 		{"analyze-uniformity", "--checkpoint", ckpt, "--lr", "0.1"},
 	} {
-		_, _, err := run(t, args...)
-		if err == nil || !strings.Contains(err.Error(), "leave it out") {
-			t.Errorf("mochi %v: error %v, want a refusal of the unused flag", args, err)
-		}
+		runFails(t, args, "leave it out")
 	}
 }
 
@@ -119,11 +105,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"pretrain", "--resume", ""}, []string{"ckpt\n", ":8\n"}},
 		{[]string{"config", "--config", ""}, []string{"yaml\n", ":8\n"}},
 	} {
-		out, _, err := run(t, append([]string{"__complete"}, tt.args...)...)
-		if err != nil {
-			t.Fatalf("completing %v: %v", tt.args, err)
-		}
-		mustContain(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
+		out, _ := mustRun(t, append([]string{"__complete"}, tt.args...)...)
+		testenv.Contains(t, "completion of "+strings.Join(tt.args, " "), out, tt.want...)
 	}
 }
 
@@ -132,11 +115,8 @@ func TestCompletion(t *testing.T) {
 func TestLinearEvalDivergence(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	_, errOut, err := run(t, "linear-eval", "--checkpoint", ckpt, "--lr", "3e4", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
+	_, errOut := mustRun(t, "linear-eval", "--checkpoint", ckpt, "--lr", "3e4", "--json", jsonPath)
+	testenv.Contains(t, "progress", errOut, "warning: mochi/last: the linear probe diverged", "--standardize", "eval.linear_lr", "--lr 3000")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +125,8 @@ func TestLinearEvalDivergence(t *testing.T) {
 		t.Errorf("report: linear_diverged empty")
 	}
 	// lr 3 × 0.1 is 0.30000000000000004 in float64.
-	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--standardize", "--lr", "3", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
+	_, errOut = mustRun(t, "linear-eval", "--checkpoint", ckpt, "--standardize", "--lr", "3", "--json", jsonPath)
+	testenv.Contains(t, "progress", errOut, "probe epoch 2/2  lr 0.3 ")
 	if strings.Contains(errOut, "0.30000000000000004") || strings.Contains(errOut, "diverged") {
 		t.Errorf("unrounded lr or a divergence warning for a sane probe:\n%s", errOut)
 	}

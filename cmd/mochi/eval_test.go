@@ -18,15 +18,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/eval"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
 const (
-	fashionMNIST = "/usr/share/datasets/fashion-mnist"
 	ciConfigPath = "../../configs/ci.yaml"
 	evalImages   = 256 // data.limit of the test runs: images per split
 )
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 // test never reach another.
 func pretrained(t *testing.T, variant string) string {
 	t.Helper()
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	sharedRuns.Lock()
 	defer sharedRuns.Unlock()
 	if sharedRuns.dir == "" {
@@ -83,10 +84,7 @@ func pretrained(t *testing.T, variant string) string {
 		src = sum.Checkpoint
 		sharedRuns.ckpt[variant] = src
 	}
-	raw, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, src)
 	dst := filepath.Join(t.TempDir(), variant, "checkpoints", "last.ckpt")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
@@ -100,7 +98,7 @@ func pretrained(t *testing.T, variant string) string {
 // fashionSplit opens the first evalImages images of a Fashion-MNIST split.
 func fashionSplit(t *testing.T, split string) data.Dataset {
 	t.Helper()
-	ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: fashionMNIST, Split: split, Limit: evalImages})
+	ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: testenv.FashionMNIST(t), Split: split, Limit: evalImages})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,13 +223,10 @@ func TestLinearEval(t *testing.T) {
 	run1 := filepath.Dir(filepath.Dir(ckpt))
 	args := []string{"linear-eval", "--checkpoint", ckpt, "--knn", "--baseline", "pixels",
 		"--set", "eval.linear_epochs=3", "--set", "eval.knn_k=20", "--set", "eval.knn_t=0.05"}
-	out, errOut, err := run(t, args...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
+	out, errOut := mustRun(t, args...)
+	testenv.Contains(t, "table", out, "linear top-1", "mochi/last", "pixels", "report: ")
 	// lr 30, ×0.1 from epoch 1 (configs/ci.yaml: eval.linear_milestones [1]).
-	mustContain(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
+	testenv.Contains(t, "progress", errOut, "extracted features 256×64", "probe epoch 1/3  lr 30 ", "probe epoch 3/3  lr 3 ")
 
 	jsonPath := filepath.Join(run1, "checkpoints", "last.linear-eval.json")
 	rep, err := eval.ReadReport(jsonPath)
@@ -284,7 +279,7 @@ func TestLinearEval(t *testing.T) {
 
 	// The features are BatchNorm in evaluation mode: a test image alone in
 	// a batch gives the row it got in a batch of 256.
-	p, err := train.LoadPretrained(ckpt)
+	p, err := frozen.LoadPretrained(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,14 +366,8 @@ func TestLinearEvalAugment(t *testing.T) {
 		t.Helper()
 		jsonPath := filepath.Join(t.TempDir(), "report.json")
 		args := append([]string{"linear-eval", "--checkpoint", ckpt, "--json", jsonPath, "--set", "eval.linear_epochs=3"}, extra...)
-		out, errOut, err := run(t, args...)
-		if err != nil {
-			t.Fatalf("mochi %v: %v\n%s", args, err, errOut)
-		}
-		raw, err := os.ReadFile(jsonPath)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out, errOut := mustRun(t, args...)
+		raw := testenv.ReadFile(t, jsonPath)
 		var r report
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatalf("report %s: %v", jsonPath, err)
@@ -390,12 +379,12 @@ func TestLinearEvalAugment(t *testing.T) {
 	}
 
 	a, out, errOut := linearEval("--augment")
-	mustContain(t, "progress", errOut,
+	testenv.Contains(t, "progress", errOut,
 		"probe train augmentation: RandomResizedCrop(scale 0.08–1, ratio 3/4–4/3) + horizontal flip p=0.5",
 		"mochi/last: augmented train features: 256 images through the backbone",
 		"warning: --augment on the CPU",
 		"probe epoch 1/3  lr 30 ", "probe epoch 2/3  lr 3 ", "probe epoch 3/3  lr 3 ", "(augmented features ")
-	mustContain(t, "table", out, "linear probe of mochi/last trained on augmented views")
+	testenv.Contains(t, "table", out, "linear probe of mochi/last trained on augmented views")
 	aug := a.Augment
 	if !aug.Enabled || fmt.Sprint(aug.AppliesTo) != "[mochi/last]" || fmt.Sprint(aug.Scale) != "[0.08 1]" ||
 		!near(aug.Ratio[0], 0.75, 1e-12) || !near(aug.Ratio[1], 4.0/3, 1e-12) || aug.Flip != 0.5 || aug.Seed != 1 {
@@ -427,14 +416,11 @@ func TestLinearEvalAugment(t *testing.T) {
 
 // TestLinearEvalPixelsOnly runs the baseline from a config alone.
 func TestLinearEvalPixelsOnly(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	jsonPath := filepath.Join(t.TempDir(), "pixels.json")
-	out, errOut, err := run(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "table", out, "pixels", "report: "+jsonPath)
-	mustContain(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
+	out, errOut := mustRun(t, "linear-eval", "--config", ciConfigPath, "--baseline", "pixels", "--limit", "256", "--json", jsonPath)
+	testenv.Contains(t, "table", out, "pixels", "report: "+jsonPath)
+	testenv.Contains(t, "progress", errOut, "pixels: probe epoch 2/2", "on 256×784 features")
 	rep, err := eval.ReadReport(jsonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -451,11 +437,8 @@ func TestKNNCommand(t *testing.T) {
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache")
 	knnJSON, linJSON := filepath.Join(dir, "knn.json"), filepath.Join(dir, "lin.json")
-	out, errOut, err := run(t, "knn", "--checkpoint", ckpt, "--cache-dir", cache, "--json", knnJSON)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
-	mustContain(t, "table", out, "mochi/last", "report: "+knnJSON)
+	out, errOut := mustRun(t, "knn", "--checkpoint", ckpt, "--cache-dir", cache, "--json", knnJSON)
+	testenv.Contains(t, "table", out, "mochi/last", "report: "+knnJSON)
 	if strings.Contains(errOut, "probe epoch") {
 		t.Errorf("mochi knn trained a linear probe:\n%s", errOut)
 	}
@@ -466,10 +449,7 @@ func TestKNNCommand(t *testing.T) {
 	if len(knn.Checkpoints) != 1 || knn.Checkpoints[0].KNNTop1 == nil || knn.Checkpoints[0].LinearTop1 != nil {
 		t.Fatalf("knn report %+v: want one row with kNN and no linear probe", knn.Checkpoints)
 	}
-	_, errOut, err = run(t, "linear-eval", "--checkpoint", ckpt, "--cache-dir", cache, "--json", linJSON, "--knn")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	_, errOut = mustRun(t, "linear-eval", "--checkpoint", ckpt, "--cache-dir", cache, "--json", linJSON, "--knn")
 	if strings.Contains(errOut, "extracted features") {
 		t.Errorf("linear-eval re-extracted features that mochi knn had cached:\n%s", errOut)
 	}
@@ -480,9 +460,7 @@ func TestKNNCommand(t *testing.T) {
 	if *lin.Checkpoints[0].KNNTop1 != *knn.Checkpoints[0].KNNTop1 {
 		t.Errorf("kNN top-1: knn %v, linear-eval --knn %v", *knn.Checkpoints[0].KNNTop1, *lin.Checkpoints[0].KNNTop1)
 	}
-	if _, _, err := run(t, "knn", "--checkpoint", ckpt, "--augment"); err == nil {
-		t.Error("mochi knn --augment: no error")
-	}
+	runFails(t, []string{"knn", "--checkpoint", ckpt, "--augment"})
 }
 
 func TestAnalyzeUniformity(t *testing.T) {
@@ -490,12 +468,9 @@ func TestAnalyzeUniformity(t *testing.T) {
 		t.Skip("pretrains two checkpoints and embeds augmented pairs")
 	}
 	mochi, moco := pretrained(t, "mochi"), pretrained(t, "moco")
-	out, errOut, err := run(t, "analyze-uniformity", "--checkpoint", mochi, moco, "--pairs", "256")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, _ := mustRun(t, "analyze-uniformity", "--checkpoint", mochi, moco, "--pairs", "256")
 	outDir := filepath.Join(filepath.Dir(filepath.Dir(mochi)), "analysis")
-	mustContain(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
+	testenv.Contains(t, "table", out, "alignment", "uniformity", "mochi/last", "moco/last",
 		filepath.Join(outDir, "analysis.json"), filepath.Join(outDir, "plane.png"))
 	rep, err := eval.ReadReport(filepath.Join(outDir, "analysis.json"))
 	if err != nil {
@@ -610,10 +585,7 @@ func TestEvalErrors(t *testing.T) {
 	ckpt := pretrained(t, "mochi")
 	dir := t.TempDir()
 	absent := filepath.Join(dir, "absent.ckpt")
-	raw, err := os.ReadFile(ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, ckpt)
 	truncated := filepath.Join(dir, "truncated.ckpt")
 	if err := os.WriteFile(truncated, raw[:len(raw)/2], 0o644); err != nil {
 		t.Fatal(err)
@@ -622,10 +594,7 @@ func TestEvalErrors(t *testing.T) {
 	if err := os.WriteFile(foreign, []byte(strings.Repeat("not a checkpoint\n", 10)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ci, err := os.ReadFile(ciConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ci := testenv.ReadFile(t, ciConfigPath)
 	cifarDir := t.TempDir()
 	cifar := writeConfig(t, strings.NewReplacer("kind: fashion-mnist", "kind: cifar10",
 		"path: /usr/share/datasets/fashion-mnist", "path: "+cifarDir).Replace(string(ci)))
@@ -670,11 +639,7 @@ func TestEvalErrors(t *testing.T) {
 			if tt.fakeData {
 				fakeDataset(t, 64, 3, 32)
 			}
-			_, _, err := run(t, tt.args...)
-			if err == nil {
-				t.Fatalf("mochi %v succeeded, want an error", tt.args)
-			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			runFails(t, tt.args, tt.want...)
 		})
 	}
 }

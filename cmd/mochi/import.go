@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/interop"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 	"github.com/mochi-ssl/mochi/pkg/train"
 )
 
@@ -59,12 +59,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 	if from == "" || out == "" {
 		return fmt.Errorf("import needs --from (a .pth.tar, .pth or .safetensors file) and --out (the mochi checkpoint to write)")
 	}
-	cfg, prov, err := loadConfig(cmd)
-	if err == nil {
-		if err = cfg.CheckValues(); err != nil {
-			err = explain(err, prov)
-		}
-	}
+	cfg, prov, err := checked(loadConfig(cmd))
 	if err != nil {
 		return err
 	}
@@ -91,20 +86,20 @@ func runImport(cmd *cobra.Command, _ []string) error {
 		}
 		size = ds.Height()
 	}
-	spec := train.Import{
+	spec := runstate.Import{
 		Net: im.Net, C: c, H: size, W: size,
-		Query:  train.Weights{Params: im.Query.Weights, Stats: im.Query.Stats},
+		Query:  runstate.Weights{Params: im.Query.Weights, Stats: im.Query.Stats},
 		Queue:  im.Queue,
 		Config: cfg, Provenance: prov, EpochsDone: file.Epoch,
-		Origin: frozen.Origin{From: from, SHA256: file.SHA256, Format: file.Format, Layout: im.Layout, Ignored: im.Ignored},
+		Origin: runstate.Origin{From: from, SHA256: file.SHA256, Format: file.Format, Layout: im.Layout, Ignored: im.Ignored},
 	}
 	if im.Key != nil {
-		spec.Key = &train.Weights{Params: im.Key.Weights, Stats: im.Key.Stats}
+		spec.Key = &runstate.Weights{Params: im.Key.Weights, Stats: im.Key.Stats}
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	if err := train.SaveImported(out, spec); err != nil {
+	if err := runstate.SaveImported(out, spec); err != nil {
 		return err
 	}
 

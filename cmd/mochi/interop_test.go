@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,45 +40,6 @@ const (
 	featureTol   = 1e-4
 )
 
-// torchPython returns the interpreter with torch, torchvision and numpy, or
-// ends the test through testenv.Missing.
-func torchPython(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: PyTorch tests take seconds")
-	}
-	if out, err := exec.Command(torchpy.Interpreter, "-c", "import torch, torchvision, numpy").CombinedOutput(); err != nil {
-		testenv.Missing(t, "%s cannot import torch, torchvision and numpy (install python3-torch python3-torchvision): %v\n%s", torchpy.Interpreter, err, out)
-	}
-	return torchpy.Interpreter
-}
-
-// needFashionMNIST ends the test through testenv.Missing without the data.
-func needFashionMNIST(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		testenv.Missing(t, "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
-}
-
-// runTorchInterop runs scripts/torch_interop.py mode dir and decodes its
-// JSON output into out.
-func runTorchInterop(t *testing.T, python, mode, dir string, out any) {
-	t.Helper()
-	script := torchpy.Script("torch_interop.py")
-	cmd := exec.Command(python, script, mode, dir)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s %s: %v\n%s", python, script, mode, err, stderr.String())
-	}
-	if err := json.Unmarshal(stdout, out); err != nil {
-		t.Fatalf("%s %s printed %q: %v", script, mode, stdout, err)
-	}
-}
-
 // randomBatch writes a batch of n standard-normal images (a normalised
 // input) to dir/input.npy and returns it.
 func randomBatch(t *testing.T, dir string, n, c, h, w int, seed uint64) []float32 {
@@ -106,10 +66,7 @@ func writeNPY(t *testing.T, path string, a npy.Array) {
 
 func readNPY(t *testing.T, path string) npy.Array {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ReadFile(t, path)
 	a, err := npy.Decode(b)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
@@ -157,8 +114,8 @@ func encode(t *testing.T, p *frozen.Pretrained, weights, stats map[string][]floa
 // its head (npz), loads both strictly into torchvision's resnet18 and
 // compares the features of one batch in evaluation mode.
 func TestExportLoadsIntoTorchvision(t *testing.T) {
-	python := torchPython(t)
-	needFashionMNIST(t)
+	torchpy.Need(t, "torch", "torchvision", "numpy")
+	testenv.FashionMNIST(t)
 	cfg, _, err := config.Load(ciConfigPath, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +128,7 @@ func TestExportLoadsIntoTorchvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := train.LoadPretrained(sum.Checkpoint)
+	p, err := frozen.LoadPretrained(sum.Checkpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +141,7 @@ func TestExportLoadsIntoTorchvision(t *testing.T) {
 	}
 	x := randomBatch(t, dir, interopBatch, p.C, p.H, p.W, 1)
 	var out struct{ Metadata map[string]string }
-	runTorchInterop(t, python, "check-export", dir, &out)
+	torchpy.Exchange(t, nil, &out, torchpy.Script("torch_interop.py"), "check-export", dir)
 
 	if got := out.Metadata["mochi.checkpoint_sha256"]; got != p.SHA256 {
 		t.Errorf("metadata mochi.checkpoint_sha256 = %q, the checkpoint's is %s", got, p.SHA256)
@@ -213,8 +170,8 @@ func TestExportLoadsIntoTorchvision(t *testing.T) {
 // must compute PyTorch's features, embeddings and queue. The imports then
 // go through knn and analyze-uniformity.
 func TestImportMoCoCheckpoint(t *testing.T) {
-	python := torchPython(t)
-	needFashionMNIST(t)
+	torchpy.Need(t, "torch", "torchvision", "numpy")
+	testenv.FashionMNIST(t)
 	const embedDim, queueK = 128, 512
 	dir := t.TempDir()
 	x := randomBatch(t, dir, interopBatch, 1, 28, 28, 2)
@@ -223,7 +180,7 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ok map[string]bool
-	runTorchInterop(t, python, "write-moco", dir, &ok)
+	torchpy.Exchange(t, nil, &ok, torchpy.Script("torch_interop.py"), "write-moco", dir)
 	qFeat := readNPY(t, filepath.Join(dir, "q-features.npy")).F32
 	qEmb := readNPY(t, filepath.Join(dir, "q-embeddings.npy")).F32
 	kEmb := readNPY(t, filepath.Join(dir, "k-embeddings.npy")).F32
@@ -270,13 +227,10 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	}
 	for _, file := range []string{"moco.pth.tar", "moco-legacy.pth.tar"} {
 		ckpt := filepath.Join(dir, strings.TrimSuffix(file, ".pth.tar"), "checkpoints", "last.ckpt")
-		stdout, _, err := run(t, append([]string{"import", "--from", filepath.Join(dir, file), "--out", ckpt}, common...)...)
-		if err != nil {
-			t.Fatalf("import %s: %v", file, err)
-		}
-		mustContain(t, "import "+file, stdout, "layout MoCo (module.encoder_q.), epoch 200", "queue: 512 negatives", "key encoder: from the file",
+		stdout, _ := mustRun(t, append([]string{"import", "--from", filepath.Join(dir, file), "--out", ckpt}, common...)...)
+		testenv.Contains(t, "import "+file, stdout, "layout MoCo (module.encoder_q.), epoch 200", "queue: 512 negatives", "key encoder: from the file",
 			"epoch (not a tensor", "optimizer (not a tensor", "module.encoder_q.bn1.num_batches_tracked (BatchNorm counter")
-		p, err := train.LoadPretrained(ckpt)
+		p, err := frozen.LoadPretrained(ckpt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,12 +254,9 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := filepath.Join(dir, "roundtrip", "checkpoints", "last.ckpt")
-	stdout, _, err := run(t, append([]string{"import", "--from", roundTrip, "--out", again}, common...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "import "+roundTrip, stdout, "safetensors, layout torchvision", "head: MoCo-v2 MLP, embeddings of dimension 128", "queue: none")
-	p, err := train.LoadPretrained(again)
+	stdout, _ := mustRun(t, append([]string{"import", "--from", roundTrip, "--out", again}, common...)...)
+	testenv.Contains(t, "import "+roundTrip, stdout, "safetensors, layout torchvision", "head: MoCo-v2 MLP, embeddings of dimension 128", "queue: none")
+	p, err := frozen.LoadPretrained(again)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,12 +271,9 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 	// A plain torchvision backbone in safetensors: its classifier is
 	// ignored, there is no head, key encoder or queue.
 	plain := filepath.Join(dir, "plain", "checkpoints", "last.ckpt")
-	stdout, _, err = run(t, append([]string{"import", "--from", filepath.Join(dir, "plain.safetensors"), "--out", plain}, common...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "import plain.safetensors", stdout, "safetensors, layout torchvision", "head: none", "queue: none", "fc.weight (a classifier")
-	p, err = train.LoadPretrained(plain)
+	stdout, _ = mustRun(t, append([]string{"import", "--from", filepath.Join(dir, "plain.safetensors"), "--out", plain}, common...)...)
+	testenv.Contains(t, "import plain.safetensors", stdout, "safetensors, layout torchvision", "head: none", "queue: none", "fc.weight (a classifier")
+	p, err = frozen.LoadPretrained(plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +286,7 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 		t.Errorf("linear-eval on the imported torchvision backbone: %v", err)
 	}
 	for _, split := range []string{"train", "test"} {
-		ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: fashionMNIST, Split: split, Limit: 128})
+		ds, err := data.Open(data.Spec{Kind: "fashion-mnist", Path: testenv.FashionMNIST(t), Split: split, Limit: 128})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,18 +301,14 @@ func TestImportMoCoCheckpoint(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := run(t, "analyze-uniformity", "--checkpoint", plain); err == nil || !strings.Contains(err.Error(), "no projection head") {
-		t.Errorf("analyze-uniformity without a head: %v, want an error saying there is no projection head", err)
-	}
-	if _, _, err := run(t, "pretrain", "--config", ciConfigPath, "--resume", plain); err == nil || !strings.Contains(err.Error(), "cannot be resumed") {
-		t.Errorf("pretrain --resume of an import: %v, want a refusal", err)
-	}
+	runFails(t, []string{"analyze-uniformity", "--checkpoint", plain}, "no projection head")
+	runFails(t, []string{"pretrain", "--config", ciConfigPath, "--resume", plain}, "cannot be resumed")
 }
 
 // TestImportErrors checks the command's own refusals: a file for RGB images
 // against grey data, a head of another embedding dimension, a missing file.
 func TestImportErrors(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	dir := t.TempDir()
 	write := func(name string, net resnet.Config, head bool) string {
 		t.Helper()
@@ -406,11 +350,7 @@ func TestImportErrors(t *testing.T) {
 			t.Errorf("import --from %s: accepted", tc.from)
 			continue
 		}
-		for _, w := range tc.wants {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("import --from %s: error %q lacks %q", tc.from, err, w)
-			}
-		}
+		testenv.Contains(t, "import --from "+tc.from, err.Error(), tc.wants...)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Errorf("a refused import wrote %s", out)

@@ -144,12 +144,8 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 			return err
 		}
 	} else {
-		var prov *config.Provenance
-		if cfg, prov, err = loadConfig(cmd); err != nil {
+		if cfg, _, err = checked(loadConfig(cmd)); err != nil {
 			return err
-		}
-		if err := cfg.CheckValues(); err != nil {
-			return explain(err, prov)
 		}
 		if err := cfg.CheckData(); err != nil {
 			return err
@@ -308,12 +304,7 @@ func loadCheckpointConfig(cmd *cobra.Command, path string) (*frozen.Pretrained, 
 	} else {
 		cfg, prov, err = config.Load(file, cmd.Flags())
 	}
-	if err == nil {
-		if err = cfg.CheckValues(); err != nil {
-			err = explain(err, prov)
-		}
-	}
-	if err != nil {
+	if cfg, _, err = checked(cfg, prov, err); err != nil {
 		return nil, nil, err
 	}
 	rc, err := train.ResNetConfig(cfg, p.C)
@@ -340,7 +331,7 @@ func loadPretrained(path string) (*frozen.Pretrained, error) {
 	case st.IsDir():
 		return nil, fmt.Errorf("checkpoint %s is a folder: pass a checkpoint file, e.g. %s", path, filepath.Join(path, "checkpoints", "last.ckpt"))
 	}
-	p, err := train.LoadPretrained(path)
+	p, err := frozen.LoadPretrained(path)
 	if err != nil {
 		return nil, fmt.Errorf("loading checkpoint: %w", err)
 	}

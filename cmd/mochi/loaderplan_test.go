@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/config"
 )
 
@@ -49,7 +50,7 @@ func TestDryRunImageFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "dry run", out, "on disk in 300 images", "memory bound", "12 batches of 2×256×3×224² float32", "projected", "pairs/s", "measured on 256 images")
+	testenv.Contains(t, "dry run", out, "on disk in 300 images", "memory bound", "12 batches of 2×256×3×224² float32", "projected", "pairs/s", "measured on 256 images")
 }
 
 // TestLoaderWarning: the GPU warning appears when the loader is slower than
@@ -79,13 +80,7 @@ func TestImageFolderMissingSplit(t *testing.T) {
 	writeFolder(t, root, 8, "train")
 	args := []string{"pretrain", "--config", "../../configs/ci.yaml", "--set", "data.kind=imagefolder", "--data-path", root,
 		"--set", "data.image_size=16", "--set", "optim.batch=4", "--set", "model.bn_splits=1", "--dry-run"}
-	_, _, err := run(t, args...)
-	if err == nil || !strings.Contains(err.Error(), "no test/ folder") || !strings.Contains(err.Error(), "data.test_split: train") {
-		t.Fatalf("error %v, want one naming the missing test/ folder and data.test_split", err)
-	}
-	out, _, err := run(t, append(args, "--set", "data.test_split=train")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "dry run", out, "imagefolder:"+filepath.Base(root)+"/train: 8 images for the kNN monitor")
+	runFails(t, args, "no test/ folder", "data.test_split: train")
+	out, _ := mustRun(t, append(args, "--set", "data.test_split=train")...)
+	testenv.Contains(t, "dry run", out, "imagefolder:"+filepath.Base(root)+"/train: 8 images for the kNN monitor")
 }

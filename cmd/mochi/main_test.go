@@ -34,43 +34,47 @@ func writeConfig(t *testing.T, text string) string {
 	return testenv.TempFile(t, "run.yaml", []byte(text))
 }
 
-func mustContain(t *testing.T, what, text string, wants ...string) {
+// mustRun runs mochi with args and returns its stdout and stderr; an error
+// ends t, with the stderr.
+func mustRun(t *testing.T, args ...string) (string, string) {
 	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(text, w) {
-			t.Errorf("%s lacks %q:\n%s", what, w, text)
-		}
+	out, errOut, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("mochi %v: %v\n%s", args, err, errOut)
 	}
+	return out, errOut
+}
+
+// runFails runs mochi with args and fails t unless it ends with an error
+// that contains each of wants.
+func runFails(t *testing.T, args []string, wants ...string) {
+	t.Helper()
+	_, _, err := run(t, args...)
+	if err == nil {
+		t.Fatalf("mochi %v succeeded, want an error", args)
+	}
+	testenv.Contains(t, "error", err.Error(), wants...)
 }
 
 func TestHelp(t *testing.T) {
-	out, _, err := run(t, "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
+	out, _ := mustRun(t, "--help")
+	testenv.Contains(t, "help", out, "MoCo-v2", "MoCHi", "arxiv.org/abs/2010.01028", "Examples:",
 		"pretrain", "linear-eval", "analyze-uniformity", "config", "version")
 	for _, k := range config.Keys() {
-		mustContain(t, "help", out, k.Env)
+		testenv.Contains(t, "help", out, k.Env)
 	}
 }
 
 func TestVersion(t *testing.T) {
-	out, _, err := run(t, "version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
+	out, _ := mustRun(t, "version")
+	testenv.Contains(t, "version", out, "mochi "+version, "commit: ", "go: "+runtime.Version(), "backends: cpu", "blas: "+cpu.BLAS(), "onednn: "+cpu.OneDNN())
 }
 
 func TestConfigProvenance(t *testing.T) {
 	path := writeConfig(t, "moco:\n  k: 8192\n")
 	t.Setenv("MOCHI_OPTIM_LR", "0.05")
-	out, _, err := run(t, "config", "--config", path, "--seed", "3", "--set", "mochi.n=100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "config output", out,
+	out, _ := mustRun(t, "config", "--config", path, "--seed", "3", "--set", "mochi.n=100")
+	testenv.Contains(t, "config output", out,
 		"k: 8192", "# file "+path+":2",
 		"lr: 0.05", "# env MOCHI_OPTIM_LR",
 		"seed: 3", "# flag --seed",
@@ -79,16 +83,13 @@ func TestConfigProvenance(t *testing.T) {
 	// Every key is printed with its origin.
 	for _, k := range config.Keys() {
 		_, name, _ := strings.Cut(k.Name, ".")
-		mustContain(t, "config output", out, "  "+name+": ")
+		testenv.Contains(t, "config output", out, "  "+name+": ")
 	}
 }
 
 func TestConfigReference(t *testing.T) {
-	out, _, err := run(t, "config", "--reference")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
+	out, _ := mustRun(t, "config", "--reference")
+	testenv.Contains(t, "reference", out, "| `moco.k` | `MOCHI_MOCO_K` | integer | `4096` |", "| `mochi.s_prime` |")
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -115,17 +116,13 @@ func TestConfigErrors(t *testing.T) {
 			if tt.file != "" {
 				args = append(args, "--config", writeConfig(t, tt.file))
 			}
-			_, _, err := run(t, args...)
-			if err == nil {
-				t.Fatalf("mochi %v succeeded, want an error", args)
-			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			runFails(t, args, tt.want...)
 		})
 	}
 }
 
 func TestPretrainCommand(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	out := t.TempDir()
 	stdout, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--limit", "128", "--batch", "32",
 		"--k", "64", "--n", "16", "--s", "8", "--s-prime", "4", "--mix-start-epoch", "0", "--epochs", "1",
@@ -140,10 +137,7 @@ func TestPretrainCommand(t *testing.T) {
 		t.Errorf("no checkpoint after pretraining: %v", err)
 	}
 	if !slices.Contains(backends, "cuda") {
-		_, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--device", "cuda", "--output-dir", out)
-		if err == nil || !strings.Contains(err.Error(), "build-gpu.sh") {
-			t.Errorf("pretrain --device cuda in the CPU build: error %v, want one naming scripts/build-gpu.sh", err)
-		}
+		runFails(t, []string{"pretrain", "--config", "../../configs/ci.yaml", "--device", "cuda", "--output-dir", out}, "build-gpu.sh")
 	}
 }
 
@@ -175,11 +169,8 @@ optim: {batch: 96, epochs: 4, lr: 0.06}
 data: {kind: cifar10, path: `+t.TempDir()+`}
 eval: {knn_every: 0}
 `)
-	out, _, err := run(t, "pretrain", "--config", path, "--dry-run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "plan", out,
+	out, _ := mustRun(t, "pretrain", "--config", path, "--dry-run")
+	testenv.Contains(t, "plan", out,
 		"cifar10/train: 1000 images, 3×32×32, 10 classes",
 		"10 per epoch (batch 96, drop-last leaves out 40 images), 4 epochs = 40 steps",
 		"feature 64 → MLP 64 → ReLU → D = 128; split-BN 2 groups of 48",
@@ -213,23 +204,16 @@ func TestDryRunErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"pretrain", "--dry-run", "--set", "data.path=" + dataDir}, tt.args...)
-			_, _, err := run(t, args...)
-			if err == nil {
-				t.Fatalf("mochi %v succeeded, want an error", args)
-			}
-			mustContain(t, "error", err.Error(), tt.want...)
+			runFails(t, args, tt.want...)
 		})
 	}
 }
 
 // TestDryRunCI plans the CI config on the real Fashion-MNIST files.
 func TestDryRunCI(t *testing.T) {
-	needFashionMNIST(t)
-	out, _, err := run(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "plan", out,
+	testenv.FashionMNIST(t)
+	out, _ := mustRun(t, "pretrain", "--config", "../../configs/ci.yaml", "--dry-run")
+	testenv.Contains(t, "plan", out,
 		"fashion-mnist/train: 512 images, 1×28×28, 10 classes (data.limit 512)",
 		"fashion-mnist/test: 512 images for the kNN monitor",
 		"16 per epoch (batch 32, drop-last leaves out 0 images), 2 epochs = 32 steps",
@@ -240,14 +224,8 @@ func TestDryRunCI(t *testing.T) {
 
 // TestReadmeReference keeps the README's key table equal to the code's.
 func TestReadmeReference(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, err := run(t, "config", "--reference")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testenv.ReadFile(t, "../../README.md")
+	out, _ := mustRun(t, "config", "--reference")
 	if !strings.Contains(string(readme), out) {
 		t.Fatal("README.md's config reference differs from `mochi config --reference`: paste the command's output into the README")
 	}

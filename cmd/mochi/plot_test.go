@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
@@ -83,20 +84,17 @@ func TestReadMetricsFormats(t *testing.T) {
 
 // TestPlotCommand plots a real configs/ci.yaml run beside a new-format file.
 func TestPlotCommand(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	runDir := filepath.Join(t.TempDir(), "ci-run")
 	if _, errOut, err := run(t, "pretrain", "--config", ciConfigPath, "--limit", "128", "--batch", "32", "--k", "64", "--n", "16",
 		"--s", "8", "--s-prime", "4", "--output-dir", runDir); err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
 	other := writeMetrics(t, newFormatMetrics)
-	out, errOut, err := run(t, "plot", runDir, filepath.Join(other, "metrics.jsonl"))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	out, errOut := mustRun(t, "plot", runDir, filepath.Join(other, "metrics.jsonl"))
 	png := filepath.Join(runDir, "curves.png")
-	mustContain(t, "stdout", out, "plot: "+png)
-	mustContain(t, "stderr", errOut, "skipped 2 lines")
+	testenv.Contains(t, "stdout", out, "plot: "+png)
+	testenv.Contains(t, "stderr", errOut, "skipped 2 lines")
 	img := decodePNG(t, png)
 	if b := img.Bounds(); b.Dx() != 1200 || b.Dy() != 3*360 {
 		t.Errorf("figure %d×%d, want 1200×1080 (5 panels, 2 columns)", b.Dx(), b.Dy())
@@ -107,8 +105,6 @@ func TestPlotCommand(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"plot"}, {"plot", t.TempDir()}, {"plot", filepath.Join(t.TempDir(), "absent")}} {
-		if _, _, err := run(t, args...); err == nil {
-			t.Errorf("mochi %v succeeded", args)
-		}
+		runFails(t, args)
 	}
 }

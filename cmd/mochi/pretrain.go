@@ -63,12 +63,9 @@ and exits with status 130 or 143.`,
 }
 
 func runPretrain(cmd *cobra.Command, _ []string) error {
-	cfg, prov, err := loadConfig(cmd)
+	cfg, prov, err := checked(loadConfig(cmd))
 	if err != nil {
 		return err
-	}
-	if err := cfg.CheckValues(); err != nil {
-		return explain(err, prov)
 	}
 	if err := cfg.CheckData(); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 )
 
@@ -82,14 +83,11 @@ func exitStatus(t *testing.T, cmd *exec.Cmd) int {
 // leave the first's files alone. Ctrl-C then stops the first with status
 // 130 and a loadable checkpoint; a resume stopped by SIGTERM exits 143.
 func TestTwoPretrainsOnOneDirectory(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	dir := t.TempDir()
 	first, firstOut := mochiProcess(t, ciArgs(dir, "--epochs", "200")...)
 	waitForSteps(t, dir, 2, firstOut)
-	config, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := testenv.ReadFile(t, filepath.Join(dir, "config.yaml"))
 
 	start := time.Now()
 	second, secondOut := mochiProcess(t, ciArgs(dir, "--epochs", "2", "--seed", "7")...)
@@ -103,7 +101,7 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 	if first.ProcessState != nil {
 		t.Fatal("the first run ended before the check")
 	}
-	mustContain(t, "second pretrain", secondOut.String(), "in use by another mochi process", "PID "+strconv.Itoa(first.Process.Pid))
+	testenv.Contains(t, "second pretrain", secondOut.String(), "in use by another mochi process", "PID "+strconv.Itoa(first.Process.Pid))
 	if now, _ := os.ReadFile(filepath.Join(dir, "config.yaml")); !bytes.Equal(now, config) {
 		t.Error("the second pretrain changed the first's config.yaml")
 	}
@@ -115,7 +113,7 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 		t.Errorf("Ctrl-C: exit status %d, want 130; output:\n%s", code, firstOut)
 	}
 	// the first's log is its own: one line per step, in order, from step 1
-	lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(dir, "metrics.jsonl"))), "\n")
+	lines := strings.Split(strings.TrimSpace(string(testenv.ReadFile(t, filepath.Join(dir, "metrics.jsonl")))), "\n")
 	for i, l := range lines {
 		if !strings.Contains(l, `"kind":"step"`) && !strings.Contains(l, `"kind":"epoch"`) {
 			t.Fatalf("metrics line %d is neither a step nor an epoch: %s", i, l)
@@ -148,22 +146,13 @@ func TestTwoPretrainsOnOneDirectory(t *testing.T) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // filesOf maps every file under dir to its content.
 func filesOf(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
-			files[path] = readFile(t, path)
+			files[path] = string(testenv.ReadFile(t, path))
 		}
 		return err
 	})
@@ -177,7 +166,7 @@ func filesOf(t *testing.T, dir string) map[string]string {
 // run's directory: refused, naming the run and the ways on, every file
 // byte-identical; --force replaces the run.
 func TestPretrainRefusesAFinishedRun(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	dir := t.TempDir()
 	if _, _, err := run(t, ciArgs(dir, "--epochs", "1", "--mix-start-epoch", "0")...); err != nil {
 		t.Fatal(err)
@@ -187,7 +176,7 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 	if err == nil {
 		t.Fatal("a fresh pretrain into a finished run's directory succeeded")
 	}
-	mustContain(t, "refusal", err.Error(), "holds a finished run (1 epochs, 4 steps)",
+	testenv.Contains(t, "refusal", err.Error(), "holds a finished run (1 epochs, 4 steps)",
 		"--resume "+filepath.Join(dir, "checkpoints", "last.ckpt"), "another --output-dir", "--force")
 	after := filesOf(t, dir)
 	if len(after) != len(before) {
@@ -199,13 +188,10 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 		}
 	}
 
-	stdout, _, err := run(t, ciArgs(dir, "--resume", filepath.Join(dir, "checkpoints", "last.ckpt"), "--epochs", "1", "--mix-start-epoch", "0")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustContain(t, "resume of a finished run", stdout, "already finished (1 epochs, 4 steps)", "nothing changed")
+	stdout, _ := mustRun(t, ciArgs(dir, "--resume", filepath.Join(dir, "checkpoints", "last.ckpt"), "--epochs", "1", "--mix-start-epoch", "0")...)
+	testenv.Contains(t, "resume of a finished run", stdout, "already finished (1 epochs, 4 steps)", "nothing changed")
 	for p, b := range before {
-		if readFile(t, p) != b {
+		if string(testenv.ReadFile(t, p)) != b {
 			t.Errorf("resuming the finished run changed %s", p)
 		}
 	}
@@ -213,14 +199,14 @@ func TestPretrainRefusesAFinishedRun(t *testing.T) {
 	if _, _, err := run(t, ciArgs(dir, "--epochs", "1", "--mix-start-epoch", "0", "--seed", "7", "--force")...); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
-	mustContain(t, "config.yaml after --force", readFile(t, filepath.Join(dir, "config.yaml")), "seed: 7")
+	testenv.Contains(t, "config.yaml after --force", string(testenv.ReadFile(t, filepath.Join(dir, "config.yaml"))), "seed: 7")
 }
 
 // TestResumeChecksEveryLayer resumes with values from the environment and
 // flags that differ from the checkpoint's config: each is refused, naming
 // the key and its source, before anything is written.
 func TestResumeChecksEveryLayer(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	dir := t.TempDir()
 	if _, _, err := run(t, ciArgs(dir, "--stop-after-epochs", "1")...); err != nil {
 		t.Fatal(err)
@@ -243,7 +229,7 @@ func TestResumeChecksEveryLayer(t *testing.T) {
 		if err == nil {
 			t.Errorf("resume with %s=%s %v succeeded", tt.env, tt.val, tt.args)
 		} else {
-			mustContain(t, "resume error", err.Error(), tt.want...)
+			testenv.Contains(t, "resume error", err.Error(), tt.want...)
 		}
 		if tt.env != "" {
 			os.Unsetenv(tt.env)
@@ -260,13 +246,13 @@ func TestResumeChecksEveryLayer(t *testing.T) {
 // TestRunConfigHasProvenance: the run's config.yaml says where each value
 // came from, as `mochi config` prints it.
 func TestRunConfigHasProvenance(t *testing.T) {
-	needFashionMNIST(t)
+	testenv.FashionMNIST(t)
 	dir := t.TempDir()
 	if _, _, err := run(t, ciArgs(dir, "--epochs", "1", "--mix-start-epoch", "0")...); err != nil {
 		t.Fatal(err)
 	}
-	yaml := readFile(t, filepath.Join(dir, "config.yaml"))
-	mustContain(t, "config.yaml", yaml, "defaults < "+ciConfigPath+" <", "k: 256", "# file "+ciConfigPath+":",
+	yaml := string(testenv.ReadFile(t, filepath.Join(dir, "config.yaml")))
+	testenv.Contains(t, "config.yaml", yaml, "defaults < "+ciConfigPath+" <", "k: 256", "# file "+ciConfigPath+":",
 		"output_dir: "+dir, "# flag --output-dir", "epochs: 1", "# flag --epochs", "knn_every: 0", "# flag --set eval.knn_every")
 	if strings.Contains(yaml, "(no file)") {
 		t.Errorf("config.yaml says (no file):\n%s", yaml)
@@ -282,5 +268,5 @@ func TestDryRunNotesTF32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "dry-run stderr", stderr, "run.tf32 has no effect on the cpu backend")
+	testenv.Contains(t, "dry-run stderr", stderr, "run.tf32 has no effect on the cpu backend")
 }

@@ -150,3 +150,14 @@ func loadConfig(cmd *cobra.Command) (*config.Config, *config.Provenance, error) 
 	}
 	return config.Load(path, cmd.Flags())
 }
+
+// checked passes on what a config loader returned, with its values checked
+// (each problem naming where its value came from).
+func checked(cfg *config.Config, prov *config.Provenance, err error) (*config.Config, *config.Provenance, error) {
+	if err == nil {
+		if err = cfg.CheckValues(); err != nil {
+			err = explain(err, prov)
+		}
+	}
+	return cfg, prov, err
+}

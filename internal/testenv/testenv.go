@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,4 +36,36 @@ func TempFile(t testing.TB, name string, b []byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// FashionMNIST returns the folder of Debian's Fashion-MNIST, the data of
+// configs/ci.yaml, and ends t with Missing when it is not installed.
+func FashionMNIST(t testing.TB) string {
+	t.Helper()
+	const dir = "/usr/share/datasets/fashion-mnist"
+	if _, err := os.Stat(filepath.Join(dir, "train-images-idx3-ubyte.gz")); err != nil {
+		Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh): %v", err)
+	}
+	return dir
+}
+
+// Contains fails t, naming what text is, for each of wants that text lacks.
+func Contains(t testing.TB, what, text string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, text)
+		}
+	}
+}
+
+// ReadFile returns the content of the file at path and ends t when it
+// cannot be read.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,4 +37,38 @@ func TestHelperMissing(t *testing.T) {
 		t.Skip("helper process of TestMissingFailsUnderCI")
 	}
 	Missing(t, "the reference is absent")
+}
+
+// recorder is a testing.TB that keeps the errors reported to it.
+type recorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func TestContains(t *testing.T) {
+	r := &recorder{TB: t}
+	Contains(r, "output", "epoch 3: loss 1.5", "epoch 3", "accuracy", "loss 1.5")
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], `output lacks "accuracy"`) {
+		t.Errorf("Contains reported %q, want one error naming the missing \"accuracy\"", r.errs)
+	}
+}
+
+func (r *recorder) Fatal(args ...any) { r.errs = append(r.errs, fmt.Sprint(args...)) }
+
+func TestReadFile(t *testing.T) {
+	path := TempFile(t, "a.txt", []byte("abc"))
+	if got := string(ReadFile(t, path)); got != "abc" {
+		t.Errorf("ReadFile = %q, want abc", got)
+	}
+	r := &recorder{TB: t}
+	ReadFile(r, path+".absent")
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], "a.txt.absent") {
+		t.Errorf("ReadFile of a missing file reported %q, want one failure naming it", r.errs)
+	}
 }

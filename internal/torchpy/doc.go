@@ -2,10 +2,10 @@
 // (scripts/*.py) from Go tests, with Debian's python3 and its python3-torch
 // (PyTorch 1.13 CPU).
 //
-// A test calls Python to get the interpreter, which skips the test in
-// -short mode (starting python3 with torch takes seconds) and, through
-// testenv.Missing, skips it (fails it under CI=true) when the interpreter
-// cannot import the modules the test needs; Run does that and
-// then exchanges JSON with a script over stdin and stdout. Script names a
-// script's path for tests that exchange files instead.
+// A test calls Need first, which skips the test in -short mode (starting
+// python3 with torch takes seconds) and, through testenv.Missing, skips it
+// (fails it under CI=true) when the interpreter cannot import the modules the
+// test needs. Exchange then runs a script, exchanging JSON over stdin and
+// stdout; Run does both for a script of scripts/ that needs torch alone.
+// Script names a script's path.
 package torchpy

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -17,10 +18,9 @@ import (
 // python3-torchvision; another python3 earlier on PATH (pyenv) may not.
 const Interpreter = "/usr/bin/python3"
 
-// Python returns Interpreter, after skipping t in -short mode, and ends t
-// with testenv.Missing (a failure under CI=true) when it cannot import every
-// one of modules.
-func Python(t testing.TB, modules ...string) string {
+// Need skips t in -short mode and ends it with testenv.Missing (a failure
+// under CI=true) when Interpreter cannot import every one of modules.
+func Need(t testing.TB, modules ...string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: starting python3 with torch takes seconds")
@@ -28,7 +28,6 @@ func Python(t testing.TB, modules ...string) string {
 	if err := importable(Interpreter, modules); err != nil {
 		testenv.Missing(t, "%v", err)
 	}
-	return Interpreter
 }
 
 // importable reports, as an error saying which Debian packages to install,
@@ -43,7 +42,7 @@ func importable(python string, modules []string) error {
 	}
 	debs := make([]string, len(modules))
 	for i, m := range modules {
-		debs[i] = "python3-" + m
+		debs[i] = "python3-" + strings.ToLower(m) // PIL is python3-pil
 	}
 	return fmt.Errorf("%s cannot import %s (install %s, or run MOCHI_SETUP_TORCH=1 scripts/setup.sh): %v\n%s",
 		python, strings.Join(modules, " and "), strings.Join(debs, " "), err, bytes.TrimSpace(out))
@@ -55,31 +54,48 @@ func Script(name string) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", name)
 }
 
-// Run runs scripts/script with Python(t, "torch"), writing in to its stdin as
-// JSON and decoding its stdout, JSON, into out; it fails t when the script
-// fails (with its stderr) or prints something else.
+// Run runs scripts/script after Need(t, "torch"), as Exchange does.
 func Run(t testing.TB, script string, in, out any) {
 	t.Helper()
-	if err := runJSON(Python(t, "torch"), Script(script), in, out); err != nil {
+	Need(t, "torch")
+	Exchange(t, in, out, Script(script))
+}
+
+// Exchange runs Interpreter with args (a script, or -c and code, then their
+// arguments), writing in to its stdin as JSON unless in is nil and decoding
+// its stdout, JSON, into out unless out is nil; it fails t when python fails
+// (with its stderr) or prints something else. The caller checks the modules
+// first with Need.
+func Exchange(t testing.TB, in, out any, args ...string) {
+	t.Helper()
+	if err := exchange(Interpreter, in, out, args...); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// runJSON runs python script with in as JSON on stdin and decodes stdout
-// into out.
-func runJSON(python, script string, in, out any) error {
-	inJSON, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encoding the input of %s: %v", script, err)
+// exchange is Exchange with python, returning the error. The script runs on
+// one thread (OMP_NUM_THREADS=1): the references are small, and the tests
+// share the machine.
+func exchange(python string, in, out any, args ...string) error {
+	cmd := exec.Command(python, args...)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	if in != nil {
+		inJSON, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding the input of %s: %v", strings.Join(args, " "), err)
+		}
+		cmd.Stdin = bytes.NewReader(inJSON)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(python, script)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(inJSON), &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", python, script, err, stderr.Bytes())
+		return fmt.Errorf("%s %s: %v\n%s", python, strings.Join(args, " "), err, stderr.Bytes())
+	}
+	if out == nil {
+		return nil
 	}
 	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		return fmt.Errorf("%s %s printed no valid JSON (%v):\n%.500s", python, script, err, stdout.Bytes())
+		return fmt.Errorf("%s %s printed no valid JSON (%v):\n%.500s", python, strings.Join(args, " "), err, stdout.Bytes())
 	}
 	return nil
 }

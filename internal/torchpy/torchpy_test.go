@@ -2,6 +2,7 @@ package torchpy
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,11 +24,11 @@ func writeScript(t *testing.T, body string) string {
 	return testenv.TempFile(t, "script.py", []byte(body))
 }
 
-func TestRunJSONRoundTrip(t *testing.T) {
+func TestExchangeRoundTrip(t *testing.T) {
 	needInterpreter(t)
 	script := writeScript(t, "import json, sys\nx = json.load(sys.stdin)\njson.dump({'twice': [2 * v for v in x['v']]}, sys.stdout)\n")
 	var out struct{ Twice []float64 }
-	if err := runJSON(Interpreter, script, map[string]any{"v": []float64{1.5, -0.25}}, &out); err != nil {
+	if err := exchange(Interpreter, map[string]any{"v": []float64{1.5, -0.25}}, &out, script); err != nil {
 		t.Fatal(err)
 	}
 	if len(out.Twice) != 2 || out.Twice[0] != 3 || out.Twice[1] != -0.5 {
@@ -35,7 +36,24 @@ func TestRunJSONRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRunJSONReportsFailures(t *testing.T) {
+// TestExchangeArgs checks a script without input gets its arguments, an
+// empty stdin and one OpenMP thread.
+func TestExchangeArgs(t *testing.T) {
+	needInterpreter(t)
+	script := writeScript(t, "import json, os, sys\njson.dump([sys.stdin.read(), os.environ.get('OMP_NUM_THREADS')] + sys.argv[1:], sys.stdout)\n")
+	var out []string
+	if err := exchange(Interpreter, nil, &out, script, "a", "b c"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"", "1", "a", "b c"}; !slices.Equal(out, want) {
+		t.Errorf("script answered %q, want %q", out, want)
+	}
+	if err := exchange(Interpreter, nil, nil, script); err != nil {
+		t.Errorf("out nil: %v", err)
+	}
+}
+
+func TestExchangeReportsFailures(t *testing.T) {
 	needInterpreter(t)
 	for _, tc := range []struct{ name, body, want string }{
 		{"exit status", "import sys\nsys.stderr.write('bad input here')\nsys.exit(3)\n", "bad input here"},
@@ -43,7 +61,7 @@ func TestRunJSONReportsFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out any
-			err := runJSON(Interpreter, writeScript(t, tc.body), 1, &out)
+			err := exchange(Interpreter, 1, &out, writeScript(t, tc.body))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}

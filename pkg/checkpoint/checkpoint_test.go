@@ -34,13 +34,8 @@ func TestRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	c := randomCheckpoint(rng, 100)
 	path := filepath.Join(t.TempDir(), "last.ckpt")
-	if err := Save(path, c); err != nil {
-		t.Fatal(err)
-	}
-	got, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, path, c)
+	got := mustLoad(t, path)
 	if !reflect.DeepEqual(got, c) {
 		t.Fatalf("loaded checkpoint differs from the saved one")
 	}
@@ -124,9 +119,7 @@ func TestKillDuringSave(t *testing.T) {
 func TestSaveAndLinkMode(t *testing.T) {
 	dir := t.TempDir()
 	epoch, last := filepath.Join(dir, "epoch-0000.ckpt"), filepath.Join(dir, "last.ckpt")
-	if err := Save(epoch, randomCheckpoint(rand.New(rand.NewPCG(1, 2)), 10)); err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, epoch, randomCheckpoint(rand.New(rand.NewPCG(1, 2)), 10))
 	if err := Link(epoch, last); err != nil {
 		t.Fatal(err)
 	}
@@ -147,20 +140,13 @@ func TestLinkReplacesAtomically(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(3, 4))
 	src, dst := filepath.Join(dir, "epoch-0001.ckpt"), filepath.Join(dir, "last.ckpt")
-	if err := Save(dst, randomCheckpoint(rng, 10)); err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, dst, randomCheckpoint(rng, 10))
 	want := randomCheckpoint(rng, 20)
-	if err := Save(src, want); err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, src, want)
 	if err := Link(src, dst); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Load(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := mustLoad(t, dst)
 	if !reflect.DeepEqual(got, want) {
 		t.Error("after Link, dst does not hold src's checkpoint")
 	}
@@ -169,10 +155,24 @@ func TestLinkReplacesAtomically(t *testing.T) {
 	}
 	// dst is a new name of the file, not a shared one that a later Save of
 	// src could change: Save replaces src by rename.
-	if err := Save(src, randomCheckpoint(rng, 5)); err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, src, randomCheckpoint(rng, 5))
 	if again, _ := Load(dst); !reflect.DeepEqual(again, want) {
 		t.Error("saving src again changed dst")
 	}
+}
+
+func mustSave(t *testing.T, path string, c *Checkpoint) {
+	t.Helper()
+	if err := Save(path, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustLoad(t *testing.T, path string) *Checkpoint {
+	t.Helper()
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -231,11 +231,7 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Load succeeded, want an error containing %q", tt.want)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			testenv.Contains(t, "error", err.Error(), tt.want...)
 		})
 	}
 }
@@ -529,10 +525,7 @@ func TestConfigFiles(t *testing.T) {
 			if p.Of("data.kind").Source != FromFile {
 				t.Errorf("%s does not set data.kind", f)
 			}
-			src, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			src := testenv.ReadFile(t, f)
 			if !strings.HasPrefix(string(src), "#") {
 				t.Errorf("%s does not start with a comment saying what it is for", f)
 			}

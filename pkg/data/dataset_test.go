@@ -19,12 +19,8 @@ import (
 	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
-const fashionDir = "/usr/share/datasets/fashion-mnist"
-
 func TestFashionMNISTReal(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(fashionDir, "train-images-idx3-ubyte.gz")); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed in %s (apt-get install dataset-fashion-mnist): %v", fashionDir, err)
-	}
+	fashionDir := testenv.FashionMNIST(t)
 	for _, tc := range []struct {
 		split    string
 		n, per   int

@@ -1,12 +1,13 @@
 package data
 
 import (
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mochi-ssl/mochi/internal/testenv"
 )
 
 // jpegFiles lists the decode*.go files that go list selects for this
@@ -31,10 +32,7 @@ func jpegFiles(t *testing.T, tags string) []string {
 // purego keeps gonum's BLAS; purego alone still needs no C library, so it
 // decodes with Go's image/jpeg.
 func TestJPEGDecoderTags(t *testing.T) {
-	script, err := os.ReadFile("../../scripts/build-gpu.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
+	script := testenv.ReadFile(t, "../../scripts/build-gpu.sh")
 	m := regexp.MustCompile(`(?m)^tags="([^"]*)"`).FindSubmatch(script)
 	if m == nil {
 		t.Fatal(`scripts/build-gpu.sh sets no tags="…"`)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/mochi-ssl/mochi/internal/testenv"
@@ -25,10 +24,7 @@ func withPublishedMNIST(t *testing.T, hashes map[string]string) {
 
 func fileMD5(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ReadFile(t, path)
 	sum := md5.Sum(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -43,11 +39,7 @@ func TestMNISTPublishedHashes(t *testing.T) {
 	if !errors.Is(err, ErrChecksum) {
 		t.Fatalf("synthetic files as MNIST: err %v, want %v", err, ErrChecksum)
 	}
-	for _, want := range []string{img, "MD5", "9fb629c4189551a2d022fa330f9573f3", "re-download MNIST"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q: %v", want, err)
-		}
-	}
+	testenv.Contains(t, "error", err.Error(), img, "MD5", "9fb629c4189551a2d022fa330f9573f3", "re-download MNIST")
 	withPublishedMNIST(t, map[string]string{
 		"mnist/t10k-images-idx3-ubyte": fileMD5(t, img),
 		"mnist/t10k-labels-idx1-ubyte": fileMD5(t, filepath.Join(dir, "t10k-labels-idx1-ubyte.gz")),
@@ -61,9 +53,7 @@ func TestMNISTPublishedHashes(t *testing.T) {
 // as shipped (Debian's recompressed gzip) and uncompressed: both are refused
 // with the kind to set.
 func TestFashionMNISTAsMNIST(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(fashionDir, "t10k-images-idx3-ubyte.gz")); err != nil {
-		testenv.Missing(t, "Fashion-MNIST in %s (apt-get install dataset-fashion-mnist): %v", fashionDir, err)
-	}
+	fashionDir := testenv.FashionMNIST(t)
 	plain := t.TempDir()
 	for _, stem := range []string{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} {
 		f, err := os.Open(filepath.Join(fashionDir, stem+".gz"))
@@ -89,10 +79,6 @@ func TestFashionMNISTAsMNIST(t *testing.T) {
 		if !errors.Is(err, ErrChecksum) {
 			t.Fatalf("Fashion-MNIST in %s as data.kind mnist: err %v, want %v", dir, err, ErrChecksum)
 		}
-		for _, want := range []string{"official fashion-mnist file", "data.kind: fashion-mnist"} {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("%s: error lacks %q: %v", dir, want, err)
-			}
-		}
+		testenv.Contains(t, dir+": error", err.Error(), "official fashion-mnist file", "data.kind: fashion-mnist")
 	}
 }

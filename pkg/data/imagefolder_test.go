@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/gob"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -13,7 +12,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -108,10 +106,7 @@ func makeSyntheticFolder(t *testing.T, n int) syntheticFolder {
 		gray.Pix[i] = pic.Pix[4*i+1]
 	}
 	writeJPEG(t, filepath.Join(f.split, "apple", "gray.jpg"), gray, 90)
-	cmyk, err := os.ReadFile(filepath.Join("testdata", "cmyk.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmyk := testenv.ReadFile(t, filepath.Join("testdata", "cmyk.jpg"))
 	writeBytes(t, filepath.Join(f.split, "banana", "cmyk.jpg"), cmyk)
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, picture(rng, 97, 61)); err != nil {
@@ -160,23 +155,9 @@ type torchRef struct {
 // torchvision; a missing torchvision fails the test under CI.
 func torchReference(t *testing.T, in map[string]any) torchRef {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: starting python3 with torchvision takes seconds")
-	}
-	if out, err := exec.Command(torchpy.Interpreter, "-c", "import torch, torchvision, PIL").CombinedOutput(); err != nil {
-		testenv.Missing(t, "%s cannot import torchvision and PIL (install python3-torchvision python3-pil): %v\n%s", torchpy.Interpreter, err, out)
-	}
-	inJSON, _ := json.Marshal(in)
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(torchpy.Interpreter, torchpy.Script("imagefolder_ref.py"))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(inJSON), &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("imagefolder_ref.py: %v\n%s", err, stderr.Bytes())
-	}
+	torchpy.Need(t, "torch", "torchvision", "PIL")
 	var ref torchRef
-	if err := json.Unmarshal(stdout.Bytes(), &ref); err != nil {
-		t.Fatalf("imagefolder_ref.py printed no valid JSON: %v", err)
-	}
+	torchpy.Exchange(t, in, &ref, torchpy.Script("imagefolder_ref.py"))
 	return ref
 }
 
@@ -630,10 +611,7 @@ func TestImageFolderIndexCache(t *testing.T) {
 	}
 	n := ds.Len()
 	cache := filepath.Join(f.split, ".mochi-index")
-	raw, err := os.ReadFile(cache)
-	if err != nil {
-		t.Fatalf("no index cache written: %v", err)
-	}
+	raw := testenv.ReadFile(t, cache)
 	// Mark the cached index: a reopen that shows the mark read the cache.
 	var idx folderIndex
 	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&idx); err != nil {

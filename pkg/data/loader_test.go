@@ -43,15 +43,9 @@ func collect(t *testing.T, ds Dataset, seed uint64, epoch, workers, prefetch int
 }
 
 func sameBatches(a, b []Batch) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !slices.Equal(a[i].Query, b[i].Query) || !slices.Equal(a[i].Key, b[i].Key) || !slices.Equal(a[i].Index, b[i].Index) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, func(x, y Batch) bool {
+		return slices.Equal(x.Query, y.Query) && slices.Equal(x.Key, y.Key) && slices.Equal(x.Index, y.Index)
+	})
 }
 
 func TestTwoViewLoader(t *testing.T) {

@@ -1,11 +1,11 @@
 package eval
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,10 +50,7 @@ func TestLoadFeaturesRejectsDamage(t *testing.T) {
 	if err := SaveFeatures(path, []float32{1, 2, 3, 4, 5, 6}, []int{0, 1}, 2, 3); err != nil {
 		t.Fatal(err)
 	}
-	good, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := testenv.ReadFile(t, path)
 	flip := func(i int) []byte { b := slices.Clone(good); b[i] ^= 0x40; return b }
 	labels, _ := os.ReadFile(LabelsPath(path))
 	tests := []struct {
@@ -97,26 +94,19 @@ func TestLoadFeaturesRejectsDamage(t *testing.T) {
 
 // TestFeaturesOpenInNumPy checks the files against numpy.load.
 func TestFeaturesOpenInNumPy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starts python3")
-	}
-	if out, err := exec.Command(torchpy.Interpreter, "-c", "import numpy").CombinedOutput(); err != nil {
-		testenv.Missing(t, "%s cannot import numpy (install python3-numpy): %v\n%s", torchpy.Interpreter, err, out)
-	}
+	torchpy.Need(t, "numpy")
 	path := filepath.Join(t.TempDir(), "f.npy")
 	if err := SaveFeatures(path, []float32{1.5, -2, 3, 4, 5, 6.25}, []int{7, -1}, 2, 3); err != nil {
 		t.Fatal(err)
 	}
-	script := `import numpy, sys
+	script := `import json, numpy, sys
 x, y = numpy.load(sys.argv[1]), numpy.load(sys.argv[2])
-print(x.dtype, x.shape, x.tolist(), y.dtype, y.shape, y.tolist())`
-	out, err := exec.Command(torchpy.Interpreter, "-c", script, path, LabelsPath(path)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("numpy.load: %v\n%s", err, out)
-	}
-	want := "float32 (2, 3) [[1.5, -2.0, 3.0], [4.0, 5.0, 6.25]] int64 (2,) [7, -1]"
-	if got := strings.TrimSpace(string(out)); got != want {
-		t.Errorf("numpy read %q, want %q", got, want)
+json.dump([str(x.dtype), x.shape, x.tolist(), str(y.dtype), y.shape, y.tolist()], sys.stdout)`
+	var got json.RawMessage
+	torchpy.Exchange(t, nil, &got, "-c", script, path, LabelsPath(path))
+	want := `["float32", [2, 3], [[1.5, -2.0, 3.0], [4.0, 5.0, 6.25]], "int64", [2], [7, -1]]`
+	if string(got) != want {
+		t.Errorf("numpy read %s, want %s", got, want)
 	}
 }
 

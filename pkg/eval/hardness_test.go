@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"testing"
+
+	"gonum.org/v1/gonum/floats"
 )
 
 // histRef bins values on [−1, 1] like Histogram, in the test's own code.
@@ -36,13 +38,13 @@ func TestAnalyzeHardnessHistogramsAndNegligibleShare(t *testing.T) {
 	for b := range qu {
 		l := make([]float64, len(nu))
 		for i := range nu {
-			l[i] = dot64(qu[b], nu[i])
+			l[i] = floats.Dot(qu[b], nu[i])
 		}
 		all = append(all, l...)
 		sorted := slices.Clone(l)
 		sort.Sort(sort.Reverse(sort.Float64Slice(sorted)))
 		top = append(top, sorted[:cfg.N]...)
-		lpos := dot64(qu[b], ku[b])
+		lpos := floats.Dot(qu[b], ku[b])
 		pos = append(pos, lpos)
 		z := math.Exp(lpos / cfg.Tau)
 		for _, v := range l {
@@ -90,7 +92,7 @@ func meanMixedRef(q, a, b []float64, alphaHi float64) float64 {
 		for c := range h {
 			h[c] = al*a[c] + (1-al)*b[c]
 		}
-		s += dot64(q, h) / math.Sqrt(dot64(h, h))
+		s += floats.Dot(q, h) / math.Sqrt(floats.Dot(h, h))
 	}
 	return s / steps
 }
@@ -126,7 +128,7 @@ func TestAnalyzeHardnessSyntheticNegatives(t *testing.T) {
 		t.Fatalf("N = 1: q·h histogram %v mean %v, want all 100 at 0.6", one.Mixed.Counts, one.Mixed.Mean)
 	}
 	// q·h′ with N = 1 lies between q·n₁ = 0.6 (β = 0) and q·normalize(q + n₁) (β = ½).
-	hiHP := (1 + 0.6) / math.Sqrt(dot64([]float64{1.6, 0.8, 0}, []float64{1.6, 0.8, 0}))
+	hiHP := (1 + 0.6) / math.Sqrt(floats.Dot([]float64{1.6, 0.8, 0}, []float64{1.6, 0.8, 0}))
 	for b, c := range one.QueryMixed.Counts {
 		lo, hi := -1+2*float64(b)/40, -1+2*float64(b+1)/40
 		if c > 0 && (hi < 0.6 || lo > hiHP) {

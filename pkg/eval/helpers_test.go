@@ -47,11 +47,3 @@ func unitRows64(m Matrix) [][]float64 {
 	}
 	return out
 }
-
-func dot64(a, b []float64) float64 {
-	var s float64
-	for i := range a {
-		s += a[i] * b[i]
-	}
-	return s
-}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"gonum.org/v1/gonum/floats"
 )
 
 func TestKNNHandBuilt(t *testing.T) {
@@ -105,7 +107,7 @@ func TestKNNk1IsNaiveNearestNeighbour(t *testing.T) {
 	for i, q := range te {
 		best, bestSim := -1, math.Inf(-1)
 		for j, x := range tr {
-			if s := dot64(q, x); s > bestSim {
+			if s := floats.Dot(q, x); s > bestSim {
 				best, bestSim = j, s
 			}
 		}

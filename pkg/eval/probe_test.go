@@ -105,17 +105,25 @@ func split(x Matrix, y []int, nTrain int) (Matrix, []int, Matrix, []int) {
 		Matrix{N: x.N - nTrain, D: x.D, Data: x.Data[nTrain*x.D:]}, y[nTrain:]
 }
 
+// probeSplit trains the probe cfg on the first nTrain rows of x and tests
+// it on the rest.
+func probeSplit(t *testing.T, x Matrix, y []int, nTrain int, cfg ProbeConfig) ProbeResult {
+	t.Helper()
+	trX, trY, teX, teY := split(x, y, nTrain)
+	res, err := LinearProbe(trX, trY, teX, teY, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func TestLinearProbeSeparable(t *testing.T) {
 	for _, standardize := range []bool{false, true} {
 		rng := rand.New(rand.NewPCG(13, 14))
 		x, y := clusters(rng, 3000, 32, 10, 1, 0.3)
-		trX, trY, teX, teY := split(x, y, 2000)
 		cfg := shortProbe()
 		cfg.Standardize = standardize
-		res, err := LinearProbe(trX, trY, teX, teY, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := probeSplit(t, x, y, 2000, cfg)
 		if res.Top1 < 0.99 || res.Top5 < res.Top1 {
 			t.Fatalf("standardize %v: top1 %v top5 %v on separable features, want ≥ 0.99 and top5 ≥ top1", standardize, res.Top1, res.Top5)
 		}
@@ -132,11 +140,7 @@ func TestLinearProbeShuffledLabelsNearChance(t *testing.T) {
 	for i := range y {
 		y[i] = rng.IntN(classes)
 	}
-	trX, trY, teX, teY := split(x, y, 2000)
-	res, err := LinearProbe(trX, trY, teX, teY, shortProbe())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := probeSplit(t, x, y, 2000, shortProbe())
 	if res.Top1 >= 2.0/classes || res.Top5 < res.Top1 {
 		t.Fatalf("top1 %v top5 %v on shuffled labels, want < 2× chance (0.2) and top5 ≥ top1", res.Top1, res.Top5)
 	}
@@ -501,12 +505,8 @@ func TestProbeDiverged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	const classes = 10
 	x, y := clusters(rng, 1500, 32, classes, 1, 0.3)
-	trX, trY, teX, teY := split(x, y, 1000)
 	cfg := shortProbe()
-	healthy, err := LinearProbe(trX, trY, teX, teY, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	healthy := probeSplit(t, x, y, 1000, cfg)
 	if why := healthy.Diverged(classes); why != "" {
 		t.Errorf("separable features (top-1 %v, loss %v): flagged as diverged: %s", healthy.Top1, healthy.LossCurve, why)
 	}
@@ -515,11 +515,7 @@ func TestProbeDiverged(t *testing.T) {
 	for i := range shuffled {
 		shuffled[i] = rng.IntN(classes)
 	}
-	_, strY, _, steY := split(x, shuffled, 1000)
-	noSignal, err := LinearProbe(trX, strY, teX, steY, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	noSignal := probeSplit(t, x, shuffled, 1000, cfg)
 	if why := noSignal.Diverged(classes); why != "" {
 		t.Errorf("shuffled labels (top-1 %v, loss %v): flagged as diverged: %s", noSignal.Top1, noSignal.LossCurve, why)
 	}
@@ -528,11 +524,7 @@ func TestProbeDiverged(t *testing.T) {
 	for i, v := range x.Data {
 		scaled.Data[i] = 120 + 10*v // pixel-like scale and offset
 	}
-	trS, _, teS, _ := split(scaled, y, 1000)
-	bad, err := LinearProbe(trS, trY, teS, teY, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := probeSplit(t, scaled, y, 1000, cfg)
 	if why := bad.Diverged(classes); why == "" {
 		t.Errorf("lr 30 on pixel-scale features (top-1 %v, loss %v): not flagged", bad.Top1, bad.LossCurve)
 	}

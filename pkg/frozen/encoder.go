@@ -1,9 +1,9 @@
 // Package frozen evaluates a pretrained encoder: the query encoder f_q of
-// a checkpoint with frozen weights and BatchNorm in evaluation mode, its
-// features (or embeddings) of whole dataset splits through an on-disk
-// cache, and of freshly augmented views for the linear probe. The eval
-// commands (linear-eval, knn, analyze-uniformity) and the trainer's kNN
-// monitor use it.
+// a checkpoint (LoadPretrained) with frozen weights and BatchNorm in
+// evaluation mode, its features (or embeddings) of whole dataset splits
+// through an on-disk cache, and of freshly augmented views for the linear
+// probe. The eval commands (linear-eval, knn, analyze-uniformity) and the
+// trainer's kNN monitor use it.
 package frozen
 
 import (

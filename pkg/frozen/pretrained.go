@@ -1,19 +1,24 @@
 package frozen
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/queue"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // Pretrained is the query encoder f_q of a pretraining checkpoint, with
 // what evaluation needs to know about the run that made it
-// (train.LoadPretrained reads it).
+// (LoadPretrained reads it).
 type Pretrained struct {
 	Path    string
 	SHA256  string         // of the checkpoint file: keys feature caches
@@ -31,25 +36,37 @@ type Pretrained struct {
 
 	KeyWeights map[string][]float32 // the momentum key encoder f_k
 	KeyStats   map[string][]float32
-	Origin     *Origin // where an imported checkpoint came from; nil for mochi's own
+	Origin     *runstate.Origin // where an imported checkpoint came from; nil for mochi's own
 }
 
-// Origin says where an imported checkpoint's weights came from; the
-// checkpoint stores it as origin.json.
-type Origin struct {
-	From    string   `json:"from"`    // the file imported
-	SHA256  string   `json:"sha256"`  // of that file
-	Format  string   `json:"format"`  // safetensors, torch (zip), torch (legacy)
-	Layout  string   `json:"layout"`  // e.g. MoCo (module.encoder_q.)
-	Ignored []string `json:"ignored"` // keys of the file not used, with why
-}
-
-// File names the file an imported checkpoint came from.
-func (o *Origin) File() string {
-	if o == nil {
-		return "an unreadable origin"
+// LoadPretrained reads the query encoder of a pretraining checkpoint (or
+// of one mochi import wrote).
+func LoadPretrained(path string) (*Pretrained, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
-	return o.From
+	c, err := checkpoint.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	st, err := runstate.Decode(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg, err := st.ParseConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	origin, err := runstate.DecodeOrigin(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sum := sha256.Sum256(raw)
+	return &Pretrained{Path: path, SHA256: hex.EncodeToString(sum[:]), Config: cfg, Net: st.Spec.Net,
+		C: st.Spec.C, H: st.Spec.H, W: st.Spec.W, Epoch: st.Progress.Epoch - 1, Steps: st.Progress.Global,
+		Weights: st.QWeights, Stats: st.QStats, Queue: st.Queue,
+		KeyWeights: st.KWeights, KeyStats: st.KStats, Origin: origin}, nil
 }
 
 // Encoder builds f_q (backbone only, or with the head) in evaluation mode.

@@ -4,6 +4,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
 	"gorgonia.org/gorgonia"
 )
 
@@ -68,7 +69,7 @@ func TestForward(t *testing.T) {
 		}, refAdd(f64(x[:n*c]), f64(xm))},
 		{"Dot", func(g *gorgonia.ExprGraph) (*gorgonia.Node, error) {
 			return Dot(input(g, "a", x[:n*c], n, c), input(g, "b", xm, n, c))
-		}, []float64{refDot(f64(x[:n*c]), f64(xm))}},
+		}, []float64{floats.Dot(f64(x[:n*c]), f64(xm))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := gorgonia.NewGraph()

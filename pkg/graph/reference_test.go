@@ -177,11 +177,3 @@ func refAdd(a, b []float64) []float64 {
 	}
 	return y
 }
-
-func refDot(a, b []float64) float64 {
-	var s float64
-	for i := range a {
-		s += a[i] * b[i]
-	}
-	return s
-}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/queue"
+	"gonum.org/v1/gonum/floats"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -186,7 +187,7 @@ func refStats(p problem, cfg hardneg.Config) (st hardneg.Stats, harderIfTied flo
 		var sims []float64
 		for j := range p.K {
 			if p.refKept(cfg.ClassOracle, b, j) {
-				sims = append(sims, refDot(row(p.q, b, p.D), row(p.queue, j, p.D)))
+				sims = append(sims, floats.Dot(row(p.q, b, p.D), row(p.queue, j, p.D)))
 			}
 		}
 		hardest := slices.Max(sims)
@@ -196,7 +197,7 @@ func refStats(p problem, cfg hardneg.Config) (st hardneg.Stats, harderIfTied flo
 		}
 		st.QueueMax = max(st.QueueMax, hardest)
 		for _, j := range p.refTopN(p.q, cfg.ClassOracle, b, cfg.N) {
-			v := refDot(row(p.q, b, p.D), row(p.queue, j, p.D))
+			v := floats.Dot(row(p.q, b, p.D), row(p.queue, j, p.D))
 			st.TopNMean += v / float64(p.B*cfg.N)
 			st.TopNMax = max(st.TopNMax, v)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/internal/numconv"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"gonum.org/v1/gonum/floats"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -145,9 +146,9 @@ func TestForwardMatchesReference(t *testing.T) {
 				}
 				var lpos, lneg []float64
 				for b := range p.B {
-					lpos = append(lpos, refDot(row(p.q, b, p.D), row(p.k, b, p.D)))
+					lpos = append(lpos, floats.Dot(row(p.q, b, p.D), row(p.k, b, p.D)))
 					for j := range p.K {
-						lneg = append(lneg, refDot(row(p.q, b, p.D), row(p.queue, j, p.D)))
+						lneg = append(lneg, floats.Dot(row(p.q, b, p.D), row(p.queue, j, p.D)))
 					}
 				}
 				if e := maxRelErr(r.lpos, lpos); e > forwardTol {

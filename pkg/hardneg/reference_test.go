@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
 
@@ -58,16 +60,8 @@ func newProblem(seed uint64, b, k, d int, cfg hardneg.Config, classes int) probl
 
 func row(x []float64, i, d int) []float64 { return x[i*d : (i+1)*d] }
 
-func refDot(x, y []float64) float64 {
-	var s float64
-	for i := range x {
-		s += x[i] * y[i]
-	}
-	return s
-}
-
 func refNormalize(v []float64) []float64 {
-	n := math.Sqrt(refDot(v, v))
+	n := math.Sqrt(floats.Dot(v, v))
 	out := make([]float64, len(v))
 	for i := range v {
 		out[i] = v[i] / n
@@ -89,7 +83,7 @@ func (p problem) refTopN(q []float64, oracle bool, b, n int) []int {
 			idx = append(idx, j)
 		}
 	}
-	sim := func(j int) float64 { return refDot(row(q, b, p.D), row(p.queue, j, p.D)) }
+	sim := func(j int) float64 { return floats.Dot(row(q, b, p.D), row(p.queue, j, p.D)) }
 	sort.SliceStable(idx, func(x, y int) bool { return sim(idx[x]) > sim(idx[y]) })
 	idx = idx[:n]
 	sort.Ints(idx)
@@ -128,7 +122,7 @@ func (p problem) refExtra(q, qMix []float64, cfg hardneg.Config) []float64 {
 	var out []float64
 	for b := range p.B {
 		for _, h := range p.refSynthetic(q, qMix, cfg, b) {
-			out = append(out, refDot(row(q, b, p.D), h))
+			out = append(out, floats.Dot(row(q, b, p.D), h))
 		}
 	}
 	return out
@@ -143,10 +137,10 @@ func (p problem) refLoss(q, k, qMix []float64, cfg hardneg.Config, mix bool) flo
 	}
 	var total float64
 	for b := range p.B {
-		logits := []float64{refDot(row(q, b, p.D), row(k, b, p.D)) / cfg.Tau}
+		logits := []float64{floats.Dot(row(q, b, p.D), row(k, b, p.D)) / cfg.Tau}
 		for j := range p.K {
 			if p.refKept(cfg.ClassOracle, b, j) {
-				logits = append(logits, refDot(row(q, b, p.D), row(p.queue, j, p.D))/cfg.Tau)
+				logits = append(logits, floats.Dot(row(q, b, p.D), row(p.queue, j, p.D))/cfg.Tau)
 			}
 		}
 		for _, v := range extra[b*e : (b+1)*e] {

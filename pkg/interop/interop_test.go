@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,7 +78,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 	for name, want := range map[string][]int{"conv1.weight": {4, 1, 3, 3}, "layer2.0.downsample.0.weight": {8, 4, 1, 1},
 		"bn1.running_var": {4}, "fc.0.weight": {32, 32}, "fc.2.weight": {8, 32}, "fc.2.bias": {8}, "bn1.num_batches_tracked": {}} {
-		if !sameShape(sd[name].Shape, want) {
+		if !slices.Equal(sd[name].Shape, want) {
 			t.Errorf("%s: shape %v, torchvision's is %v", name, sd[name].Shape, want)
 		}
 	}
@@ -142,7 +143,7 @@ func TestWriteNPZ(t *testing.T) {
 			t.Fatalf("%s: %v", m.Name, err)
 		}
 		want := sd[strings.TrimSuffix(m.Name, ".npy")]
-		if !sameShape(a.Shape, want.Shape) || !equal(a.F32, want.F32) || len(a.I64) != len(want.I64) {
+		if !slices.Equal(a.Shape, want.Shape) || !equal(a.F32, want.F32) || len(a.I64) != len(want.I64) {
 			t.Errorf("%s: read %v, wrote %v", m.Name, a.Shape, want.Shape)
 		}
 	}
@@ -231,10 +232,10 @@ func TestReadTorchZip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := f.Tensors["a"]; !sameShape(a.Shape, []int{2, 3}) || !equal(a.F32, []float32{0, 1, 2, 3, 4, 5}) {
+	if a := f.Tensors["a"]; !slices.Equal(a.Shape, []int{2, 3}) || !equal(a.F32, []float32{0, 1, 2, 3, 4, 5}) {
 		t.Errorf("a = %+v", a)
 	}
-	if b := f.Tensors["b"]; !sameShape(b.Shape, []int{2, 2}) || !equal(b.F32, []float32{1, 4, 2, 5}) {
+	if b := f.Tensors["b"]; !slices.Equal(b.Shape, []int{2, 2}) || !equal(b.F32, []float32{1, 4, 2, 5}) {
 		t.Errorf("b = %+v, want [[1 4] [2 5]]", b)
 	}
 
@@ -331,11 +332,7 @@ func TestBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatalf("%s was accepted", tc.name)
 			}
-			for _, w := range tc.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
+			testenv.Contains(t, "error", err.Error(), tc.wants...)
 		})
 	}
 }
@@ -388,9 +385,5 @@ func TestImportMoCoV1(t *testing.T) {
 		t.Errorf("head %v, queue %v, key %v, layout %q: want the two backbones alone", im.Head, im.Queue != nil, im.Key != nil, im.Layout)
 	}
 	ignored := strings.Join(im.Ignored, "\n")
-	for _, want := range []string{"module.queue (MoCo's queue", "module.queue_ptr (outside", "module.encoder_q.fc.weight (a classifier or single-layer head"} {
-		if !strings.Contains(ignored, want) {
-			t.Errorf("ignored keys lack %q:\n%s", want, ignored)
-		}
-	}
+	testenv.Contains(t, "ignored keys", ignored, "module.queue (MoCo's queue", "module.queue_ptr (outside", "module.encoder_q.fc.weight (a classifier or single-layer head")
 }

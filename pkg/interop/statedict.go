@@ -2,7 +2,8 @@ package interop
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/mochi-ssl/mochi/pkg/npy"
@@ -17,25 +18,7 @@ type StateDict map[string]Tensor
 
 // Names returns the keys in sorted order.
 func (sd StateDict) Names() []string {
-	names := make([]string, 0, len(sd))
-	for k := range sd {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// sameShape reports whether two shapes are equal.
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Sorted(maps.Keys(sd))
 }
 
 // shapeString prints a shape as torch does: [64, 3, 7, 7].

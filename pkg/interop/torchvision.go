@@ -2,7 +2,7 @@ package interop
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"gorgonia.org/gorgonia"
@@ -50,9 +50,6 @@ func netLayout(cfg resnet.Config) (*layout, error) {
 	}
 	return l, nil
 }
-
-// isHead reports whether a parameter belongs to MoCo-v2's projection head.
-func isHead(name string) bool { return strings.HasPrefix(name, "fc.") }
 
 // Export returns the torchvision state_dict of an encoder of the network
 // net: the backbone, and with head MoCo-v2's MLP head (fc.0, fc.2). Every
@@ -209,7 +206,7 @@ func Import(f *File, net resnet.Config) (*Imported, error) {
 		return nil, fmt.Errorf("%s: %d keys that a %s does not have: %s; is the checkpoint another architecture? set model.backbone, model.width and model.stem to match it",
 			f.Path, len(unexpected), describe(im.Net), listKeys(unexpected))
 	}
-	sort.Strings(im.Ignored)
+	slices.Sort(im.Ignored)
 	return im, nil
 }
 
@@ -235,7 +232,7 @@ func mapEncoder(path string, sd StateDict, prefix string, l *layout, used map[st
 			missing = append(missing, name)
 			return nil
 		}
-		if !sameShape(t.Shape, shape) {
+		if !slices.Equal(t.Shape, shape) {
 			return fmt.Errorf("%s: key %q has shape %s, the configured network needs %s; is the checkpoint another architecture? set model.backbone, model.width and model.stem to match it",
 				path, name, shapeString(t.Shape), shapeString(shape))
 		}

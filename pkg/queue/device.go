@@ -108,11 +108,8 @@ func (q *Device) Snapshot() State {
 
 // Restore replaces the state with s, uploading its keys.
 func (q *Device) Restore(s State) error {
-	if err := s.Validate(); err != nil {
+	if err := s.fits(q.k, q.d); err != nil {
 		return err
-	}
-	if s.K != q.k || s.D != q.d {
-		return fmt.Errorf("queue: snapshot is K×D = %d×%d but this queue is %d×%d; set queue_size (and the embedding dimension) to match the checkpoint", s.K, s.D, q.k, q.d)
 	}
 	q.ptr = s.Ptr
 	q.be.Upload(q.be.View(q.keys, 0, q.k*q.d), s.Keys)

@@ -73,6 +73,17 @@ func (s State) Validate() error {
 	return nil
 }
 
+// fits validates s as the state of a queue of k keys of dimension d.
+func (s State) fits(k, d int) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if s.K != k || s.D != d {
+		return fmt.Errorf("queue: snapshot is K×D = %d×%d but this queue is %d×%d; set queue_size (and the embedding dimension) to match the checkpoint", s.K, s.D, k, d)
+	}
+	return nil
+}
+
 // Binary encoding of a State, little-endian:
 //
 //	magic "MQUE" | version uint32 | K, D, Ptr uint32 |

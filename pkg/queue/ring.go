@@ -86,11 +86,8 @@ func (r *Ring) Snapshot() State {
 
 // Restore replaces the state with a copy of s.
 func (r *Ring) Restore(s State) error {
-	if err := s.Validate(); err != nil {
+	if err := s.fits(r.k, r.d); err != nil {
 		return err
-	}
-	if s.K != r.k || s.D != r.d {
-		return fmt.Errorf("queue: snapshot is K×D = %d×%d but this queue is %d×%d; set queue_size (and the embedding dimension) to match the checkpoint", s.K, s.D, r.k, r.d)
 	}
 	r.ptr = s.Ptr
 	copy(r.keys, s.Keys)

@@ -3,8 +3,6 @@ package resnet
 import (
 	"testing"
 
-	"gorgonia.org/gorgonia"
-
 	"github.com/mochi-ssl/mochi/pkg/graph"
 	"github.com/mochi-ssl/mochi/pkg/optim"
 )
@@ -17,24 +15,17 @@ import (
 func BenchmarkTrainStep(b *testing.B) {
 	const width, batch = 16, 64
 	lg := newLossGraph(b, Config{Depth: 18, Stem: SmallStem, Width: width, EmbedDim: 128, Seed: 1}, batch, 32, 32)
-	plan, err := graph.Compile(lg.g, graph.Host(), append(gorgonia.Nodes{lg.loss}, lg.grads...)...)
+	tr, err := lg.m.CompileTraining(graph.Host(), lg.loss, optim.SGDConfig{Momentum: 0.9, WeightDecay: 5e-4})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer plan.Free()
-	params, err := lg.m.OptimParams(plan, lg.grads)
-	if err != nil {
-		b.Fatal(err)
-	}
-	opt, err := optim.NewSGD(plan.Backend(), params, optim.SGDConfig{Momentum: 0.9, WeightDecay: 5e-4})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer tr.Free()
+	plan := tr.Plan
 	step := func() {
 		if err := plan.Run(); err != nil {
 			b.Fatal(err)
 		}
-		opt.Step(0.06)
+		tr.Opt.Step(0.06)
 		if err := plan.Backend().Sync(); err != nil {
 			b.Fatal(err)
 		}

@@ -32,6 +32,7 @@ func TestPlanMatchesTapeMachine(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lg := newLossGraph(t, tc.cfg, tc.n, tc.h, tc.w)
+			lg.differentiate(t)
 			initial := lg.m.RunningStats()
 
 			vm := gorgonia.NewTapeMachine(lg.g)
@@ -81,35 +82,25 @@ func TestPlanMatchesTapeMachine(t *testing.T) {
 	}
 }
 
-// TestTrainingStepsOnPlan binds a model to a plan, takes SGD steps on one
-// batch and checks that the loss falls and that Weights reads the trained
+// TestTrainingStepsOnPlan compiles a model for training (bound to its
+// plan), takes SGD steps on one batch and checks that the loss falls and that Weights reads the trained
 // values from the plan, not the initial ones from the nodes.
 func TestTrainingStepsOnPlan(t *testing.T) {
 	lg := newLossGraph(t, Config{Depth: 18, Stem: SmallStem, Width: 4, EmbedDim: 8, Seed: 31}, 8, 8, 8)
 	initial := lg.m.Weights()
-	plan, err := graph.Compile(lg.g, graph.Host(), append(gorgonia.Nodes{lg.loss}, lg.grads...)...)
+	tr, err := lg.m.CompileTraining(graph.Host(), lg.loss, optim.SGDConfig{Momentum: 0.9, WeightDecay: 5e-4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer plan.Free()
-	if err := lg.m.Bind(plan); err != nil {
-		t.Fatal(err)
-	}
-	params, err := lg.m.OptimParams(plan, lg.grads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := optim.NewSGD(plan.Backend(), params, optim.SGDConfig{Momentum: 0.9, WeightDecay: 5e-4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer tr.Free()
+	plan := tr.Plan
 	var losses []float32
 	for range 8 {
 		if err := plan.Run(); err != nil {
 			t.Fatal(err)
 		}
 		losses = append(losses, download(plan, lg.loss)[0])
-		opt.Step(0.05)
+		tr.Opt.Step(0.05)
 	}
 	t.Logf("losses: %v", losses)
 	if !(losses[len(losses)-1] < 0.9*losses[0]) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/internal/torchpy"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
@@ -23,7 +23,8 @@ import (
 const tau = 0.2
 
 // lossGraph is a model on a fixed batch with MoCo's loss form,
-// CE(z/τ, labels), and the gradient of the loss in every parameter.
+// CE(z/τ, labels), and after differentiate the gradient of the loss in
+// every parameter.
 type lossGraph struct {
 	g      *gorgonia.ExprGraph
 	m      *Model
@@ -52,14 +53,22 @@ func newLossGraph(t testing.TB, cfg Config, n, h, w int) *lossGraph {
 	if lg.loss, err = graph.SoftmaxCrossEntropy(lg.m.Embedding, labels, tau); err != nil {
 		t.Fatal(err)
 	}
+	return lg
+}
+
+// differentiate adds the gradient of the loss in every parameter to the
+// graph (lg.grads), for the tests that compare it with a reference;
+// training compiles its own through Model.CompileTraining.
+func (lg *lossGraph) differentiate(t testing.TB) {
+	t.Helper()
 	params := make(gorgonia.Nodes, len(lg.m.Params))
 	for i, p := range lg.m.Params {
 		params[i] = p.Node
 	}
+	var err error
 	if lg.grads, err = gorgonia.Grad(lg.loss, params...); err != nil {
 		t.Fatal(err)
 	}
-	return lg
 }
 
 // relErr is ‖got − want‖/‖want‖, the error of a whole tensor.
@@ -143,7 +152,7 @@ type branch struct {
 // (relative 1e-6 against 2e-7), so the modes that may run Winograd
 // (winograd, auto) get 5 times every bound.
 func TestMatchesTorch(t *testing.T) {
-	python := torchpy.Python(t, "torch", "torchvision")
+	torchpy.Need(t, "torch", "torchvision")
 	script := torchpy.Script("torch_resnet.py")
 	for _, tc := range []struct {
 		name    string
@@ -165,7 +174,7 @@ func TestMatchesTorch(t *testing.T) {
 				if mode == cpu.ConvWinograd || mode == cpu.ConvAuto {
 					scale = 5
 				}
-				matchTorch(t, python, script, tc.cfg, tc.n, tc.h, tc.w, scale)
+				matchTorch(t, script, tc.cfg, tc.n, tc.h, tc.w, scale)
 			})
 		}
 	}
@@ -173,8 +182,9 @@ func TestMatchesTorch(t *testing.T) {
 
 // matchTorch is one case of TestMatchesTorch on graph.Host in its present
 // convolution mode, with every bound multiplied by scale.
-func matchTorch(t *testing.T, python, script string, tcfg Config, n, h, w int, scale float64) {
+func matchTorch(t *testing.T, script string, tcfg Config, n, h, w int, scale float64) {
 	lg := newLossGraph(t, tcfg, n, h, w)
+	lg.differentiate(t)
 	cfg := lg.m.Config
 	var in []namedTensor
 	weights, shapes := lg.m.Weights(), lg.m.Shapes()
@@ -204,11 +214,7 @@ func matchTorch(t *testing.T, python, script string, tcfg Config, n, h, w int, s
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(python, script, dir)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", python, script, err, out)
-	}
+	torchpy.Exchange(t, nil, nil, script, dir)
 	t32, err := readTensors(filepath.Join(dir, "out"))
 	if err != nil {
 		t.Fatal(err)
@@ -217,10 +223,7 @@ func matchTorch(t *testing.T, python, script string, tcfg Config, n, h, w int, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "branches64.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, filepath.Join(dir, "branches64.json"))
 	var branches []branch
 	if err := json.Unmarshal(raw, &branches); err != nil {
 		t.Fatalf("branches64.json: %v", err)

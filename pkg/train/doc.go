@@ -4,7 +4,8 @@
 // The method itself — query and key encoders, the momentum update, the
 // queue, the logits and the loss — is pkg/moco. trainer.go is the loop
 // around it: data, learning-rate schedule, progress, metrics, the kNN
-// monitor and checkpoints (state.go), which resume a run exactly.
+// monitor and checkpoints (state.go; their content is pkg/runstate), which
+// resume a run exactly.
 //
 // # Run directory
 //

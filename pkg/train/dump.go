@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // stepDump writes what an independent implementation needs to replay the
@@ -122,9 +123,9 @@ func (d *stepDump) writeState(n int, t *trainer) error {
 		return nil
 	}
 	q := m.Queue.Snapshot()
-	err = errors.Join(put(prefixQ, m.EncoderQ.Weights(), true), put(prefixK, m.EncoderK.Weights(), true),
-		put(prefixQStats, m.EncoderQ.RunningStats(), false), put(prefixKStats, m.EncoderK.RunningStats(), false),
-		put(prefixVelocity, m.Opt.Velocity(), true),
+	err = errors.Join(put(runstate.PrefixQ, m.EncoderQ.Weights(), true), put(runstate.PrefixK, m.EncoderK.Weights(), true),
+		put(runstate.PrefixQStats, m.EncoderQ.RunningStats(), false), put(runstate.PrefixKStats, m.EncoderK.RunningStats(), false),
+		put(runstate.PrefixVelocity, m.Opt.Velocity(), true),
 		w.add("queue", []int{q.K, q.D}, q.Keys), w.add("queue_ptr", nil, []int32{int32(q.Ptr)}))
 	if err = errors.Join(err, w.close()); err != nil {
 		return fmt.Errorf("step dump %s: %w", name, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 )
 
 // writeTinyFolder writes root/<split>/<class>/<i>.jpg, perClass small
@@ -163,7 +164,7 @@ func TestPretrainCorruptImageErrors(t *testing.T) {
 	if _, serr := os.Stat(ckpt); serr != nil || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("the kNN monitor's failure lost the epoch: %s: %v; error %v", ckpt, serr, err)
 	}
-	p, err := LoadPretrained(ckpt)
+	p, err := frozen.LoadPretrained(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}

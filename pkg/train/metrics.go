@@ -9,6 +9,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/moco"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // Every line of metrics.jsonl starts with its kind and the time it was
@@ -111,11 +112,11 @@ type EvalMetrics struct {
 // allowed with --allow-change took effect.
 type ResumeRecord struct {
 	recordHead
-	From    string         `json:"from"`  // the checkpoint resumed
-	Epoch   int            `json:"epoch"` // the next step to run: step InEpoch of Epoch
-	InEpoch int            `json:"step_in_epoch"`
-	Step    int            `json:"step"` // global steps done
-	Changes []ConfigChange `json:"changes,omitempty"`
+	From    string                  `json:"from"`  // the checkpoint resumed
+	Epoch   int                     `json:"epoch"` // the next step to run: step InEpoch of Epoch
+	InEpoch int                     `json:"step_in_epoch"`
+	Step    int                     `json:"step"` // global steps done
+	Changes []runstate.ConfigChange `json:"changes,omitempty"`
 }
 
 // metricsLog appends JSON lines to a run's metrics file. Each line is

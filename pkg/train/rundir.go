@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mochi-ssl/mochi/internal/atomicfile"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // The files of a run directory.
@@ -90,9 +90,9 @@ func (l *runLock) unlock() {
 // foundRun describes a run already in a directory.
 type foundRun struct {
 	dir      string
-	progress *progressState // nil without a readable last.ckpt
-	finished bool           // summary.json exists
-	files    []string       // the run's files present
+	progress *runstate.Progress // nil without a readable last.ckpt
+	finished bool               // summary.json exists
+	files    []string           // the run's files present
 }
 
 // findRun reports the run in dir, nil when dir holds none (absent, empty,
@@ -107,7 +107,7 @@ func findRun(dir string) *foundRun {
 	if len(r.files) == 0 {
 		return nil
 	}
-	if st, err := readProgress(filepath.Join(dir, ckptDir, lastName)); err == nil {
+	if st, err := runstate.ReadProgress(filepath.Join(dir, ckptDir, lastName)); err == nil {
 		r.progress = st
 	}
 	if _, err := os.Stat(filepath.Join(dir, summaryName)); err == nil {
@@ -146,20 +146,6 @@ func (r *foundRun) clear() error {
 		}
 	}
 	return nil
-}
-
-// readProgress reads where the run of a checkpoint stands.
-func readProgress(path string) (*progressState, error) {
-	c, err := checkpoint.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	b, err := c.Blob("progress.json")
-	if err != nil {
-		return nil, err
-	}
-	p := &progressState{}
-	return p, json.Unmarshal(b, p)
 }
 
 // checkpointRunDir is the run directory a checkpoint belongs to

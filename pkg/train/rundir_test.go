@@ -13,8 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/spf13/pflag"
 )
 
@@ -64,10 +66,7 @@ func sameFiles(t *testing.T, what string, before, after map[string]string) {
 // is not one (a NUL byte, a torn line).
 func metricsLines(t *testing.T, dir string) []map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.ReadFile(t, filepath.Join(dir, "metrics.jsonl"))
 	if bytes.IndexByte(raw, 0) >= 0 {
 		t.Fatalf("metrics.jsonl holds NUL bytes")
 	}
@@ -90,9 +89,7 @@ func TestNewRunRefusesARunDirectory(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
 	cfg.Optim.Epochs, cfg.MoCHi.MixStartEpoch = 1, 0
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard})
 	// a later epoch file of a longer old run, and an evaluation's output
 	stale := filepath.Join(dir, "checkpoints", "epoch-0005.ckpt")
 	os.WriteFile(stale, []byte("old"), 0o644)
@@ -106,11 +103,7 @@ func TestNewRunRefusesARunDirectory(t *testing.T) {
 	if err == nil {
 		t.Fatal("a new run into a finished run's directory succeeded")
 	}
-	for _, want := range []string{"finished run", "1 epochs, 4 steps", "--resume " + filepath.Join(dir, "checkpoints", "last.ckpt"), "--output-dir", "--force"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("refusal %q lacks %q", err, want)
-		}
-	}
+	testenv.Contains(t, "refusal", err.Error(), "finished run", "1 epochs, 4 steps", "--resume "+filepath.Join(dir, "checkpoints", "last.ckpt"), "--output-dir", "--force")
 	sameFiles(t, "refused run", before, snapshotDir(t, dir))
 
 	// --force with a run that cannot start (no data): the old run stays
@@ -121,9 +114,7 @@ func TestNewRunRefusesARunDirectory(t *testing.T) {
 	}
 	sameFiles(t, "--force run that failed to start", before, snapshotDir(t, dir))
 
-	if _, err := Pretrain(context.Background(), again, Options{Progress: io.Discard, Force: true}); err != nil {
-		t.Fatalf("--force: %v", err)
-	}
+	mustPretrain(t, again, Options{Progress: io.Discard, Force: true})
 	for _, gone := range []string{stale, filepath.Join(dir, "features")} {
 		if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("--force left the old run's %s", gone)
@@ -162,14 +153,10 @@ func TestLockRefusesASecondHolder(t *testing.T) {
 func TestResumeElsewhereStartsAValidLog(t *testing.T) {
 	dir, other := t.TempDir(), t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	last := filepath.Join(dir, "checkpoints", "last.ckpt")
 	moved := smallRun(t, other)
-	if _, err := Pretrain(context.Background(), moved, Options{Progress: io.Discard, Resume: last}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, moved, Options{Progress: io.Discard, Resume: last})
 	lines := metricsLines(t, other)
 	if len(lines) != 6 { // resume, 4 steps, epoch
 		t.Fatalf("resumed log has %d lines, want 6", len(lines))
@@ -188,9 +175,7 @@ func TestResumeIntoAnotherRunRefused(t *testing.T) {
 	a, b := t.TempDir(), t.TempDir()
 	for _, dir := range []string{a, b} {
 		cfg := smallRun(t, dir)
-		if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-			t.Fatal(err)
-		}
+		mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	}
 	before := snapshotDir(t, b)
 	_, err := Pretrain(context.Background(), smallRun(t, b), Options{Progress: io.Discard, Resume: filepath.Join(a, "checkpoints", "last.ckpt")})
@@ -207,9 +192,7 @@ func TestResumeIntoAnotherRunRefused(t *testing.T) {
 func TestAllowChangeIsRecorded(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	last := filepath.Join(dir, "checkpoints", "last.ckpt")
 	fs := pflagWithLR(t, "0.01")
 	changed, prov, err := config.Load("../../configs/ci.yaml", fs)
@@ -224,15 +207,9 @@ func TestAllowChangeIsRecorded(t *testing.T) {
 	if _, err := Pretrain(context.Background(), changed, Options{Progress: io.Discard, Resume: last, Provenance: prov, AllowChange: []string{"model.width"}}); err == nil || !strings.Contains(err.Error(), "--allow-change model.width") {
 		t.Errorf("--allow-change model.width: err = %v, want a refusal", err)
 	}
-	if _, err := Pretrain(context.Background(), changed, Options{Progress: io.Discard, Resume: last, Provenance: prov, AllowChange: []string{"optim.lr"}}); err != nil {
-		t.Fatalf("--allow-change optim.lr: %v", err)
-	}
+	mustPretrain(t, changed, Options{Progress: io.Discard, Resume: last, Provenance: prov, AllowChange: []string{"optim.lr"}})
 	yaml, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
-	for _, want := range []string{"optim.lr 0.03 → 0.01 (flag --lr) from epoch 1, step 4", "lr: 0.01", "# flag --lr"} {
-		if !strings.Contains(string(yaml), want) {
-			t.Errorf("config.yaml lacks %q:\n%s", want, yaml)
-		}
-	}
+	testenv.Contains(t, "config.yaml", string(yaml), "optim.lr 0.03 → 0.01 (flag --lr) from epoch 1, step 4", "lr: 0.01", "# flag --lr")
 	var rec map[string]any
 	for _, m := range metricsLines(t, dir) {
 		if m["kind"] == "resume" {
@@ -283,16 +260,12 @@ func TestNaNBeforeAnyCheckpoint(t *testing.T) {
 func TestStaleTempsRemoved(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	stale := []string{filepath.Join(dir, "checkpoints", "last.ckpt.tmp-123456"), filepath.Join(dir, "checkpoints", "epoch-0001.ckpt.tmp-9"), filepath.Join(dir, "summary.json.tmp"), filepath.Join(dir, "config.yaml.tmp-77")}
 	for _, p := range stale {
 		os.WriteFile(p, make([]byte, 1000), 0o600)
 	}
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, Resume: filepath.Join(dir, "checkpoints", "last.ckpt")}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, Resume: filepath.Join(dir, "checkpoints", "last.ckpt")})
 	for _, p := range stale {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stale %s survived the resume", p)
@@ -307,9 +280,7 @@ func TestStaleTempsRemoved(t *testing.T) {
 func TestEpochCheckpointsFirstAndZeroBased(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard})
 	ckpts, _ := filepath.Glob(filepath.Join(dir, "checkpoints", "*"))
 	var names []string
 	for _, c := range ckpts {
@@ -323,7 +294,7 @@ func TestEpochCheckpointsFirstAndZeroBased(t *testing.T) {
 	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
 		t.Errorf("last.ckpt is not made from epoch-0001.ckpt (%v, %v)", err1, err2)
 	}
-	p, err := LoadPretrained(filepath.Join(dir, "checkpoints", "epoch-0001.ckpt"))
+	p, err := frozen.LoadPretrained(filepath.Join(dir, "checkpoints", "epoch-0001.ckpt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,15 +316,9 @@ func TestEpochCheckpointsFirstAndZeroBased(t *testing.T) {
 func TestResumeFinishedRunChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	first, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustPretrain(t, cfg, Options{Progress: io.Discard})
 	before := snapshotDir(t, dir)
-	sum, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, Resume: filepath.Join(dir, "checkpoints", "last.ckpt")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := mustPretrain(t, cfg, Options{Progress: io.Discard, Resume: filepath.Join(dir, "checkpoints", "last.ckpt")})
 	if !sum.AlreadyFinished || sum.FinalLoss != first.FinalLoss || sum.Steps != first.Steps || sum.Checkpoint != first.Checkpoint {
 		t.Errorf("resume of a finished run: summary %+v, want the run's own %+v marked already finished", sum, first)
 	}
@@ -366,32 +331,23 @@ func TestResumeFinishedRunChangesNothing(t *testing.T) {
 func TestMovedDataResumes(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	moved := t.TempDir()
 	files, _ := filepath.Glob(filepath.Join(cfg.Data.Path, "*"))
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := testenv.ReadFile(t, f)
 		os.WriteFile(filepath.Join(moved, filepath.Base(f)), b, 0o644)
 	}
 	last := filepath.Join(dir, "checkpoints", "last.ckpt")
 	keep, _ := os.ReadFile(last)
 	cfg.Data.Path = moved
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1, Resume: last}); err != nil {
-		t.Fatalf("resume with the dataset copied to another path: %v", err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1, Resume: last})
 
 	// the same checkpoint, its data fingerprint changed: other images
-	c, err := checkpoint.Load(last)
+	c, err := checkpoint.Decode(keep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(last, keep, 0o644)
-	c, _ = checkpoint.Decode(keep)
 	c.PutBlob("data.sha256", []byte(strings.Repeat("0", 64)))
 	if err := checkpoint.Save(last, c); err != nil {
 		t.Fatal(err)
@@ -408,9 +364,7 @@ func TestMetricsKindsAndMixingStats(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
 	cfg.Eval.KNNEvery = 1
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard})
 	kinds := map[any]int{}
 	for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
 		kinds[m["kind"]]++
@@ -445,9 +399,7 @@ func pflagWithLR(t *testing.T, lr string) *pflag.FlagSet {
 func TestResumeRefusesAShortLog(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallRun(t, dir)
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard, StopAfter: 1})
 	log := filepath.Join(dir, "metrics.jsonl")
 	short := []byte(`{"kind":"step"}` + "\n")
 	os.WriteFile(log, short, 0o644)

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -16,51 +17,14 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/data"
-	"github.com/mochi-ssl/mochi/pkg/moco"
-	"github.com/mochi-ssl/mochi/pkg/queue"
-)
-
-// progressState is where a run stands; a checkpoint stores it as JSON.
-type progressState struct {
-	Epoch, Step, Global int      // the next step to run: step Step of epoch Epoch
-	EpochLoss           float64  // sum of the losses of the epoch's steps so far
-	KNNTop1             *float64 // last kNN monitor accuracy
-	MetricsOffset       int64    // length of metrics.jsonl at the checkpoint
-	// Changes lists every key changed with --allow-change since the run
-	// began, oldest first.
-	Changes []ConfigChange `json:",omitempty"`
-}
-
-// state is everything a run needs to continue exactly.
-type state struct {
-	Progress           progressState
-	Spec               moco.Spec
-	QWeights, KWeights map[string][]float32 // f_q, f_k parameters
-	QStats, KStats     map[string][]float32 // BatchNorm running statistics
-	Velocity           map[string][]float32 // SGD momentum buffers
-	Queue              queue.State
-	MixRNG, BNRNG      []byte // PCG states
-	Config             []byte // the effective config, YAML
-	// DataSHA256 identifies the training images by content (see
-	// dataFingerprint), so a moved copy resumes and another set does not;
-	// "" in checkpoints written before it existed.
-	DataSHA256 string
-}
-
-// Checkpoint section names.
-const (
-	prefixQ        = "encoder_q/"
-	prefixK        = "encoder_k/"
-	prefixQStats   = "bn_q/"
-	prefixKStats   = "bn_k/"
-	prefixVelocity = "optim/"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // snapshot copies the run's state out of the device.
-func (t *trainer) snapshot() *state {
+func (t *trainer) snapshot() *runstate.State {
 	m := t.model
-	st := &state{
-		Progress: progressState{Epoch: t.epoch, Step: t.step, Global: t.global, EpochLoss: t.epochLoss, KNNTop1: t.lastKNN},
+	st := &runstate.State{
+		Progress: runstate.Progress{Epoch: t.epoch, Step: t.step, Global: t.global, EpochLoss: t.epochLoss, KNNTop1: t.lastKNN},
 		Spec:     t.spec,
 		QWeights: m.EncoderQ.Weights(), KWeights: m.EncoderK.Weights(),
 		QStats: m.EncoderQ.RunningStats(), KStats: m.EncoderK.RunningStats(),
@@ -76,7 +40,7 @@ func (t *trainer) snapshot() *state {
 }
 
 // restore puts a state into the run's model, optimizer and RNGs.
-func (t *trainer) restore(st *state) error {
+func (t *trainer) restore(st *runstate.State) error {
 	m := t.model
 	if err := m.EncoderQ.LoadWeights(st.QWeights); err != nil {
 		return fmt.Errorf("query encoder: %w", err)
@@ -116,7 +80,7 @@ func (t *trainer) save(epochFile string) (string, error) {
 		return "", err
 	}
 	st.Progress.MetricsOffset = off
-	c, err := st.encode()
+	c, err := st.Encode()
 	if err != nil {
 		return "", err
 	}
@@ -136,87 +100,16 @@ func (t *trainer) save(epochFile string) (string, error) {
 	return last, nil
 }
 
-func (st *state) encode() (*checkpoint.Checkpoint, error) {
-	c := checkpoint.New()
-	for prefix, m := range map[string]map[string][]float32{prefixQ: st.QWeights, prefixK: st.KWeights,
-		prefixQStats: st.QStats, prefixKStats: st.KStats, prefixVelocity: st.Velocity} {
-		for name, v := range m {
-			c.PutTensor(prefix+name, []int{len(v)}, v)
-		}
-	}
-	if st.Queue.K > 0 { // an imported checkpoint may have no queue
-		q, err := st.Queue.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		c.PutBlob("queue", q)
-	}
-	c.PutBlob("rng/mix", st.MixRNG)
-	c.PutBlob("rng/shufflebn", st.BNRNG)
-	c.PutBlob("config.yaml", st.Config)
-	if st.DataSHA256 != "" {
-		c.PutBlob("data.sha256", []byte(st.DataSHA256))
-	}
-	for name, v := range map[string]any{"progress.json": st.Progress, "spec.json": st.Spec} {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		c.PutBlob(name, b)
-	}
-	return c, nil
-}
-
-// decodeState reads a checkpoint written by save.
-func decodeState(c *checkpoint.Checkpoint) (*state, error) {
-	st := &state{QWeights: map[string][]float32{}, KWeights: map[string][]float32{},
-		QStats: map[string][]float32{}, KStats: map[string][]float32{}, Velocity: map[string][]float32{}}
-	for name, tensor := range c.Tensors {
-		prefix, rest, _ := strings.Cut(name, "/")
-		dst := map[string]map[string][]float32{prefixQ: st.QWeights, prefixK: st.KWeights,
-			prefixQStats: st.QStats, prefixKStats: st.KStats, prefixVelocity: st.Velocity}[prefix+"/"]
-		if dst == nil {
-			return nil, fmt.Errorf("unknown tensor %q", name)
-		}
-		dst[rest] = tensor.Data
-	}
-	blob := func(name string) []byte {
-		b, _ := c.Blob(name)
-		return b
-	}
-	for _, name := range []string{"rng/mix", "rng/shufflebn", "config.yaml", "progress.json", "spec.json"} {
-		if _, err := c.Blob(name); err != nil {
-			return nil, fmt.Errorf("not a pretraining checkpoint: %w", err)
-		}
-	}
-	if q, ok := c.Blobs["queue"]; ok {
-		if err := st.Queue.UnmarshalBinary(q); err != nil {
-			return nil, err
-		}
-	} else if _, imported := c.Blobs[originBlob]; !imported {
-		return nil, fmt.Errorf("not a pretraining checkpoint: checkpoint has no section %q", "queue")
-	}
-	st.MixRNG, st.BNRNG, st.Config = blob("rng/mix"), blob("rng/shufflebn"), blob("config.yaml")
-	st.DataSHA256 = string(blob("data.sha256"))
-	if err := json.Unmarshal(blob("progress.json"), &st.Progress); err != nil {
-		return nil, fmt.Errorf("progress: %w", err)
-	}
-	if err := json.Unmarshal(blob("spec.json"), &st.Spec); err != nil {
-		return nil, fmt.Errorf("model spec: %w", err)
-	}
-	return st, nil
-}
-
 // readState reads a pretraining checkpoint.
-func readState(path string) (*state, error) {
+func readState(path string) (*runstate.State, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	if o, err := decodeOrigin(c); err != nil || o != nil {
+	if o, err := runstate.DecodeOrigin(c); err != nil || o != nil {
 		return nil, fmt.Errorf("%s was made by mochi import from %s: it holds no optimizer state and cannot be resumed; use it with linear-eval, knn or analyze-uniformity", path, o.File())
 	}
-	st, err := decodeState(c)
+	st, err := runstate.Decode(c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -225,7 +118,7 @@ func readState(path string) (*state, error) {
 
 // finishedSummary is the report of a resume that found its run finished:
 // the run's summary.json when it has one, else what the checkpoint says.
-func finishedSummary(path string, st *state) *Summary {
+func finishedSummary(path string, st *runstate.State) *Summary {
 	sum := &Summary{}
 	b, err := os.ReadFile(filepath.Join(checkpointRunDir(path), summaryName))
 	if err != nil || json.Unmarshal(b, sum) != nil {
@@ -256,20 +149,6 @@ func dataFingerprint(ds data.Dataset) string {
 		h.Write(ds.Pixels(i))
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// ConfigChange is a key a resumed run changed with --allow-change.
-type ConfigChange struct {
-	Key    string `json:"key"`
-	From   string `json:"from"`
-	To     string `json:"to"`
-	Source string `json:"source"` // where the new value came from: "env MOCHI_OPTIM_LR", "flag --lr"
-	Epoch  int    `json:"epoch"`  // it took effect at step InEpoch of this epoch
-	Step   int    `json:"step"`   // global steps done when it took effect
-}
-
-func (c ConfigChange) String() string {
-	return fmt.Sprintf("%s %s → %s (%s) from epoch %d, step %d", c.Key, c.From, c.To, c.Source, c.Epoch, c.Step)
 }
 
 // resumeFree are the keys a resume may change freely: how long the run is,
@@ -307,8 +186,8 @@ const AllowableKeys = "optim.* (not optim.batch), moco.tau, mochi.*, run.stats_e
 // free when the checkpoint holds the data's fingerprint, which is checked
 // once the data is open. The allowed changes are returned, stamped with
 // the checkpoint's position.
-func resumeChanges(st *state, cfg *config.Config, prov *config.Provenance, allow []string) ([]ConfigChange, error) {
-	old, err := parseConfig(st.Config)
+func resumeChanges(st *runstate.State, cfg *config.Config, prov *config.Provenance, allow []string) ([]runstate.ConfigChange, error) {
+	old, err := st.ParseConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +195,7 @@ func resumeChanges(st *state, cfg *config.Config, prov *config.Provenance, allow
 	for _, k := range allow {
 		allowed[k] = true
 	}
-	var changes []ConfigChange
+	var changes []runstate.ConfigChange
 	var refused, fixed []string
 	for _, k := range config.Keys() {
 		a, b := old.Value(k.Name), cfg.Value(k.Name)
@@ -326,7 +205,7 @@ func resumeChanges(st *state, cfg *config.Config, prov *config.Provenance, allow
 		from, to := config.FormatValue(a), config.FormatValue(b)
 		src := prov.Of(k.Name).String()
 		if allowed[k.Name] {
-			changes = append(changes, ConfigChange{Key: k.Name, From: from, To: to, Source: src,
+			changes = append(changes, runstate.ConfigChange{Key: k.Name, From: from, To: to, Source: src,
 				Epoch: st.Progress.Epoch, Step: st.Progress.Global})
 			continue
 		}
@@ -368,6 +247,14 @@ func (t *trainer) configYAML() []byte {
 		fmt.Fprintf(&b, "#   %s\n", c)
 	}
 	return append([]byte(b.String()), configBytes(t.cfg, t.prov)...)
+}
+
+// configBytes renders cfg as the YAML a run stores (config.yaml and its
+// checkpoints), with where each value came from.
+func configBytes(cfg *config.Config, prov *config.Provenance) []byte {
+	var b bytes.Buffer
+	cfg.WriteYAML(&b, prov)
+	return b.Bytes()
 }
 
 func writeJSON(path string, v any) error {

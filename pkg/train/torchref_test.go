@@ -1,14 +1,11 @@
 package train
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -93,7 +90,7 @@ const (
 // state (weights of both encoders, momentum buffers, BatchNorm statistics,
 // queue and its pointer).
 func TestTrainingMatchesTorchMoCo(t *testing.T) {
-	python := torchpy.Python(t, "torch", "torchvision", "numpy")
+	torchpy.Need(t, "torch", "torchvision", "numpy")
 	const steps = 24
 	for _, tc := range []struct {
 		name      string
@@ -108,20 +105,9 @@ func TestTrainingMatchesTorchMoCo(t *testing.T) {
 			cfg := ciConfig(t, run)
 			cfg.Data.Limit, cfg.Optim.Epochs, cfg.Eval.KNNEvery = 256, 3, 0
 			cfg.MoCHi.S, cfg.MoCHi.SPrime, cfg.MoCHi.MixStartEpoch = tc.s, tc.sPrime, 0
-			if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard, DumpSteps: steps, DumpDir: dump}); err != nil {
-				t.Fatal(err)
-			}
-			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(python, torchpy.Script("torch_moco.py"), dump)
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("torch_moco.py: %v\n%s", err, stderr.Bytes())
-			}
+			mustPretrain(t, cfg, Options{Progress: io.Discard, DumpSteps: steps, DumpDir: dump})
 			var ref torchReplay
-			if err := json.Unmarshal(stdout.Bytes(), &ref); err != nil {
-				t.Fatalf("torch_moco.py printed no valid JSON: %v", err)
-			}
+			torchpy.Exchange(t, nil, &ref, torchpy.Script("torch_moco.py"), dump)
 			var mochi []map[string]any
 			for _, m := range readMetrics(t, run, cfg.Optim.Batch) {
 				if _, epochLine := m["epoch_loss"]; !epochLine {

@@ -19,14 +19,23 @@ import (
 	"github.com/mochi-ssl/mochi/internal/testenv"
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
+
+// mustPretrain runs Pretrain and ends t when it fails.
+func mustPretrain(t *testing.T, cfg *config.Config, opts Options) *Summary {
+	t.Helper()
+	sum, err := Pretrain(context.Background(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
 
 // ciConfig is configs/ci.yaml with the run directory in a test folder.
 func ciConfig(t *testing.T, dir string) *config.Config {
 	t.Helper()
-	if _, err := os.Stat("/usr/share/datasets/fashion-mnist"); err != nil {
-		testenv.Missing(t, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
-	}
+	testenv.FashionMNIST(t)
 	cfg, _, err := config.Load("../../configs/ci.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +103,7 @@ func TestPretrainLearnsOnCIConfig(t *testing.T) {
 	// Eight epochs at lr 0.06: epoch 0 is plain MoCo-v2 and fills the queue
 	// with real keys (the loss rises as it does), epochs 1–7 mix.
 	cfg.Optim.Epochs, cfg.Optim.LR, cfg.MoCHi.MixStartEpoch = 8, 0.48, 1
-	sum, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := mustPretrain(t, cfg, Options{Progress: io.Discard})
 	perEpoch := cfg.Data.Limit / cfg.Optim.Batch
 	if sum.Epochs != cfg.Optim.Epochs || sum.Steps != cfg.Optim.Epochs*perEpoch {
 		t.Errorf("summary reports %d epochs, %d steps", sum.Epochs, sum.Steps)
@@ -150,21 +156,15 @@ func TestResumeIsExact(t *testing.T) {
 	straight, split := t.TempDir(), t.TempDir()
 	cfg := ciConfig(t, straight)
 	cfg.Eval.KNNEvery = 0
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard})
 	cfg1 := ciConfig(t, split)
 	cfg1.Eval.KNNEvery = 0
-	if _, err := Pretrain(context.Background(), cfg1, Options{Progress: io.Discard, StopAfter: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg1, Options{Progress: io.Discard, StopAfter: 1})
 	cfg2 := ciConfig(t, split)
 	cfg2.Eval.KNNEvery = 0
 	// the loader's parallelism may change on resume: results do not depend on it
 	cfg2.Data.Workers, cfg2.Data.Prefetch = 1, cfg1.Data.Prefetch+1
-	if _, err := Pretrain(context.Background(), cfg2, Options{Progress: io.Discard, Resume: filepath.Join(split, "checkpoints", "last.ckpt")}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg2, Options{Progress: io.Discard, Resume: filepath.Join(split, "checkpoints", "last.ckpt")})
 	a, err := checkpoint.Load(filepath.Join(straight, "checkpoints", "last.ckpt"))
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Errorf("%s differs between the straight and the resumed run", blob)
 		}
 	}
-	var pa, pb progressState
+	var pa, pb runstate.Progress
 	if err := json.Unmarshal(a.Blobs["progress.json"], &pa); err != nil {
 		t.Fatalf("straight run's progress.json: %v", err)
 	}
@@ -221,10 +221,7 @@ func TestInterruptSavesAndResumeRefusesBadCheckpoints(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg, last := interruptedAtStart(t, dir)
-	good, err := os.ReadFile(last)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := testenv.ReadFile(t, last)
 
 	truncated := filepath.Join(dir, "truncated.ckpt")
 	os.WriteFile(truncated, good[:len(good)/2], 0o644)
@@ -250,15 +247,12 @@ func TestSymmetricLossEnqueuesBothViews(t *testing.T) {
 	cfg := ciConfig(t, dir)
 	cfg.MoCo.Symmetric, cfg.MoCo.K, cfg.MoCHi.MixStartEpoch = true, 320, 0
 	cfg.Data.Limit, cfg.Optim.Epochs, cfg.Eval.KNNEvery = 128, 1, 0
-	sum, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := mustPretrain(t, cfg, Options{Progress: io.Discard})
 	c, err := checkpoint.Load(sum.Checkpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := decodeState(c)
+	st, err := runstate.Decode(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +286,7 @@ func TestNaNLossStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := c.Tensors[prefixQ+"conv1.weight"]
+	w := c.Tensors[runstate.PrefixQ+"conv1.weight"]
 	w.Data[0] = float32(math.NaN())
 	if err := checkpoint.Save(last, c); err != nil {
 		t.Fatal(err)
@@ -347,9 +341,7 @@ func TestStatsEvery(t *testing.T) {
 		dir := t.TempDir()
 		cfg := ciConfig(t, dir)
 		cfg.Data.Limit, cfg.Eval.KNNEvery, cfg.Run.StatsEvery = 160, 0, every
-		if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-			t.Fatal(err)
-		}
+		mustPretrain(t, cfg, Options{Progress: io.Discard})
 		var steps []map[string]any
 		for _, m := range readMetrics(t, dir, cfg.Optim.Batch) {
 			if m["kind"] == "step" {
@@ -437,9 +429,7 @@ func TestPretrainClosesItsFiles(t *testing.T) {
 	dir := t.TempDir()
 	cfg := ciConfig(t, dir)
 	cfg.Optim.Epochs, cfg.Data.Limit, cfg.Eval.KNNEvery, cfg.MoCHi.MixStartEpoch = 1, 96, 0, 0
-	if _, err := Pretrain(context.Background(), cfg, Options{Progress: io.Discard}); err != nil {
-		t.Fatal(err)
-	}
+	mustPretrain(t, cfg, Options{Progress: io.Discard})
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/optim"
 	"github.com/mochi-ssl/mochi/pkg/resnet"
+	"github.com/mochi-ssl/mochi/pkg/runstate"
 )
 
 // Options are the parts of a run that are not in its config.
@@ -112,12 +113,12 @@ type trainer struct {
 	lastKNN             *float64
 	prog                *progress
 	stopAfter           int
-	pending             *pendingStats  // the last step, its statistics still being computed
-	dataSHA256          string         // the training images' fingerprint
-	skipped             []error        // the corrupt images the last epoch's loader stepped over
-	changes             []ConfigChange // keys changed on resume since the run began
-	lastCkpt            string         // the newest checkpoint of the run, "" before the first
-	dump                *stepDump      // nil unless Options.DumpSteps
+	pending             *pendingStats           // the last step, its statistics still being computed
+	dataSHA256          string                  // the training images' fingerprint
+	skipped             []error                 // the corrupt images the last epoch's loader stepped over
+	changes             []runstate.ConfigChange // keys changed on resume since the run began
+	lastCkpt            string                  // the newest checkpoint of the run, "" before the first
+	dump                *stepDump               // nil unless Options.DumpSteps
 
 	comm          dist.Comm
 	lead          bool // rank 0: the rank that writes
@@ -169,10 +170,10 @@ func Pretrain(ctx context.Context, cfg *config.Config, opts Options) (*Summary, 
 		}
 		defer lock.unlock()
 	}
-	var st *state
+	var st *runstate.State
 	var err error
 	var replace *foundRun // the run --force replaces
-	var changes []ConfigChange
+	var changes []runstate.ConfigChange
 	if opts.Resume != "" {
 		if st, err = readState(opts.Resume); err != nil {
 			return nil, err
@@ -255,7 +256,7 @@ func OpenSplit(cfg *config.Config, split string) (data.Dataset, error) {
 // writes, it deletes the run it replaces (--force; nil for none) and the
 // temporary files a killed run left: a run that fails to start destroys
 // nothing.
-func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigChange, replace *foundRun) (*trainer, error) {
+func newTrainer(cfg *config.Config, opts Options, st *runstate.State, changes []runstate.ConfigChange, replace *foundRun) (*trainer, error) {
 	t := &trainer{cfg: cfg, prov: opts.Provenance, be: opts.Backend, dir: cfg.Run.OutputDir, stopAfter: opts.StopAfter,
 		comm: opts.Comm, lead: opts.Comm.Rank() == 0, shuffleBlocks: max(opts.ShuffleBlocks, opts.Comm.Size(), 1)}
 	t.acrossRanks = t.comm.Size() > 1 && cfg.Model.ShuffleBN == "ranks"
@@ -320,7 +321,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 	if st != nil {
 		t.epoch, t.step, t.global = st.Progress.Epoch, st.Progress.Step, st.Progress.Global
 		t.epochLoss, t.lastKNN = st.Progress.EpochLoss, st.Progress.KNNTop1
-		t.changes = append(append([]ConfigChange(nil), st.Progress.Changes...), changes...)
+		t.changes = append(append([]runstate.ConfigChange(nil), st.Progress.Changes...), changes...)
 		t.lastCkpt = opts.Resume
 	}
 	if err := t.build(); err != nil {
@@ -360,7 +361,7 @@ func newTrainer(cfg *config.Config, opts Options, st *state, changes []ConfigCha
 // deletes the run that --force replaces (nil: none) and the temporary files
 // of a killed run, opens the metrics log at offset (< 0: a new log) and
 // writes config.yaml.
-func (t *trainer) openRunDir(st *state, from string, changes []ConfigChange, replace *foundRun, offset int64) error {
+func (t *trainer) openRunDir(st *runstate.State, from string, changes []runstate.ConfigChange, replace *foundRun, offset int64) error {
 	if replace != nil {
 		if err := replace.clear(); err != nil {
 			return err
@@ -421,7 +422,7 @@ func (t *trainer) mixingAt(e int) bool { return t.spec.Mix.Mixes(e) }
 // build (re)builds the model for the current epoch's mixing setting and the
 // optimizer over its parameters, carrying over any existing state.
 func (t *trainer) build() error {
-	var carry *state
+	var carry *runstate.State
 	if t.model != nil {
 		carry = t.snapshot()
 		t.model.Free()

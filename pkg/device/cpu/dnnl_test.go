@@ -55,12 +55,12 @@ type convCase struct {
 	s               device.ConvShape
 	x, w, dy        []float32
 	y64, dx64, dw64 []float64
-	yNorm, dxN, dwN float64
 	name            string
 }
 
 // newConvCase draws x, w and dy uniform in [−1, 1) and computes the three
-// results in float64 by the definition (no im2col, no blocking).
+// results in float64 by the definition (devicetest.ConvTaps: no im2col, no
+// blocking).
 func newConvCase(s device.ConvShape, seed uint64) *convCase {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	rnd := func(n int) []float32 {
@@ -76,36 +76,11 @@ func newConvCase(s device.ConvShape, seed uint64) *convCase {
 	c.y64 = make([]float64, len(c.dy))
 	c.dx64 = make([]float64, len(c.x))
 	c.dw64 = make([]float64, len(c.w))
-	for n := 0; n < s.N; n++ {
-		for k := 0; k < s.K; k++ {
-			for i := 0; i < oh; i++ {
-				for j := 0; j < ow; j++ {
-					yi := ((n*s.K+k)*oh+i)*ow + j
-					var sum float64
-					for ch := 0; ch < s.C; ch++ {
-						for r := 0; r < s.R; r++ {
-							h := i*s.Stride - s.Pad + r
-							if h < 0 || h >= s.H {
-								continue
-							}
-							for q := 0; q < s.S; q++ {
-								wc := j*s.Stride - s.Pad + q
-								if wc < 0 || wc >= s.W {
-									continue
-								}
-								xi := ((n*s.C+ch)*s.H+h)*s.W + wc
-								wi := ((k*s.C+ch)*s.R+r)*s.S + q
-								sum += float64(c.x[xi]) * float64(c.w[wi])
-								c.dx64[xi] += float64(c.w[wi]) * float64(c.dy[yi])
-								c.dw64[wi] += float64(c.x[xi]) * float64(c.dy[yi])
-							}
-						}
-					}
-					c.y64[yi] = sum
-				}
-			}
-		}
-	}
+	devicetest.ConvTaps(s, func(yi, xi, wi int) {
+		c.y64[yi] += float64(c.x[xi]) * float64(c.w[wi])
+		c.dx64[xi] += float64(c.w[wi]) * float64(c.dy[yi])
+		c.dw64[wi] += float64(c.x[xi]) * float64(c.dy[yi])
+	})
 	return c
 }
 

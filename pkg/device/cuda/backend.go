@@ -316,42 +316,40 @@ func (b *Backend) View(x device.Buffer, off, n int) device.Buffer {
 
 // Upload copies host data into dst.
 func (b *Backend) Upload(dst device.Buffer, src []float32) {
-	b.call(func() {
-		c := b.check("Upload")
-		p := c.f32("dst", dst, len(src))
-		if b.ok(c) && len(src) > 0 {
-			b.record(cu.MemcpyHtoD(cu.DevicePtr(p), unsafe.Pointer(&src[0]), int64(len(src))*elemSize))
-		}
-	})
+	upload(b, "Upload", dst, device.Float32, src)
 }
 
 // UploadInt32 copies host data into an Int32 buffer.
 func (b *Backend) UploadInt32(dst device.Buffer, src []int32) {
+	upload(b, "UploadInt32", dst, device.Int32, src)
+}
+
+// Download copies src into host memory.
+func (b *Backend) Download(dst []float32, src device.Buffer) {
+	download(b, "Download", dst, device.Float32, src)
+}
+
+// DownloadInt32 copies an Int32 buffer into host memory.
+func (b *Backend) DownloadInt32(dst []int32, src device.Buffer) {
+	download(b, "DownloadInt32", dst, device.Int32, src)
+}
+
+// upload is Upload for either element type, both of elemSize bytes.
+func upload[T float32 | int32](b *Backend, op string, dst device.Buffer, dt device.DType, src []T) {
 	b.call(func() {
-		c := b.check("UploadInt32")
-		p := c.i32("dst", dst, len(src))
+		c := b.check(op)
+		p := c.buf("dst", dst, dt, len(src))
 		if b.ok(c) && len(src) > 0 {
 			b.record(cu.MemcpyHtoD(cu.DevicePtr(p), unsafe.Pointer(&src[0]), int64(len(src))*elemSize))
 		}
 	})
 }
 
-// Download copies src into host memory.
-func (b *Backend) Download(dst []float32, src device.Buffer) {
+// download is Download for either element type, both of elemSize bytes.
+func download[T float32 | int32](b *Backend, op string, dst []T, dt device.DType, src device.Buffer) {
 	b.call(func() {
-		c := b.check("Download")
-		p := c.f32("src", src, len(dst))
-		if b.ok(c) && len(dst) > 0 {
-			b.record(cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), cu.DevicePtr(p), int64(len(dst))*elemSize))
-		}
-	})
-}
-
-// DownloadInt32 copies an Int32 buffer into host memory.
-func (b *Backend) DownloadInt32(dst []int32, src device.Buffer) {
-	b.call(func() {
-		c := b.check("DownloadInt32")
-		p := c.i32("src", src, len(dst))
+		c := b.check(op)
+		p := c.buf("src", src, dt, len(dst))
 		if b.ok(c) && len(dst) > 0 {
 			b.record(cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), cu.DevicePtr(p), int64(len(dst))*elemSize))
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/devicetest"
 )
 
 // arena stands in for device memory: an address is a byte offset into it.
@@ -106,33 +107,14 @@ func col2imPort(s device.ConvShape, cnt int, dcol []float32) []float32 {
 
 // convRef returns y, dx and dw of a direct convolution in float64.
 func convRef(s device.ConvShape, x, w, dy []float32) (y, dx, dw []float64) {
-	oh, ow := s.OutH(), s.OutW()
-	y = make([]float64, s.N*s.K*oh*ow)
+	y = make([]float64, s.N*s.K*s.OutH()*s.OutW())
 	dx = make([]float64, len(x))
 	dw = make([]float64, len(w))
-	for n := 0; n < s.N; n++ {
-		for k := 0; k < s.K; k++ {
-			for i := 0; i < oh; i++ {
-				for j := 0; j < ow; j++ {
-					o := ((n*s.K+k)*oh+i)*ow + j
-					for c := 0; c < s.C; c++ {
-						for r := 0; r < s.R; r++ {
-							for q := 0; q < s.S; q++ {
-								h, v := i*s.Stride-s.Pad+r, j*s.Stride-s.Pad+q
-								if h < 0 || h >= s.H || v < 0 || v >= s.W {
-									continue
-								}
-								xi, wi := ((n*s.C+c)*s.H+h)*s.W+v, ((k*s.C+c)*s.R+r)*s.S+q
-								y[o] += float64(x[xi]) * float64(w[wi])
-								dx[xi] += float64(dy[o]) * float64(w[wi])
-								dw[wi] += float64(dy[o]) * float64(x[xi])
-							}
-						}
-					}
-				}
-			}
-		}
-	}
+	devicetest.ConvTaps(s, func(yi, xi, wi int) {
+		y[yi] += float64(x[xi]) * float64(w[wi])
+		dx[xi] += float64(dy[yi]) * float64(w[wi])
+		dw[wi] += float64(dy[yi]) * float64(x[xi])
+	})
 	return y, dx, dw
 }
 

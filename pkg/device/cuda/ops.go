@@ -215,20 +215,11 @@ func (b *Backend) Conv2DForward(s device.ConvShape, x, w, y device.Buffer) {
 			b.record(b.bblas.run(pointwiseForward(s, pw, px, py)))
 			return
 		}
-		col, colClass, ok := b.workspace("Conv2DForward", crs*nb*p)
+		col, tmp, release, ok := b.convWorkspaces("Conv2DForward", s, nb, !batched)
 		if !ok {
 			return
 		}
-		defer b.pool.put(col, colClass)
-		var tmp uintptr
-		if !batched {
-			t, tmpClass, ok := b.workspace("Conv2DForward", s.K*nb*p)
-			if !ok {
-				return
-			}
-			defer b.pool.put(t, tmpClass)
-			tmp = t
-		}
+		defer release()
 		for n0 := 0; n0 < s.N; n0 += nb {
 			cnt := min(nb, s.N-n0)
 			b.launch(kIm2col, elementwise(s.C*cnt*p),
@@ -260,20 +251,11 @@ func (b *Backend) Conv2DBackwardData(s device.ConvShape, dy, w, dx device.Buffer
 			b.record(b.bblas.run(pointwiseBackwardData(s, pw, pdy, pdx)))
 			return
 		}
-		dcol, dcolClass, ok := b.workspace("Conv2DBackwardData", crs*nb*p)
+		dcol, dyT, release, ok := b.convWorkspaces("Conv2DBackwardData", s, nb, !batched)
 		if !ok {
 			return
 		}
-		defer b.pool.put(dcol, dcolClass)
-		var dyT uintptr
-		if !batched {
-			t, dyTClass, ok := b.workspace("Conv2DBackwardData", s.K*nb*p)
-			if !ok {
-				return
-			}
-			defer b.pool.put(t, dyTClass)
-			dyT = t
-		}
+		defer release()
 		for n0 := 0; n0 < s.N; n0 += nb {
 			cnt := min(nb, s.N-n0)
 			if batched {
@@ -300,13 +282,11 @@ func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buff
 			return
 		}
 		p, crs, nb := s.OutH()*s.OutW(), s.C*s.R*s.S, convChunk(s, b.convW)
-		col, colClass, ok1 := b.workspace("Conv2DBackwardFilter", crs*nb*p)
-		dyT, dyTClass, ok2 := b.workspace("Conv2DBackwardFilter", s.K*nb*p)
-		defer b.putWorkspace(col, colClass, ok1)
-		defer b.putWorkspace(dyT, dyTClass, ok2)
-		if !ok1 || !ok2 {
+		col, dyT, release, ok := b.convWorkspaces("Conv2DBackwardFilter", s, nb, true)
+		if !ok {
 			return
 		}
+		defer release()
 		var part uintptr
 		if slices := splitK(s.K, crs, nb*p, b.sms); slices > 1 { // the first chunk is the largest
 			t, partClass, ok := b.workspace("Conv2DBackwardFilter", slices*s.K*crs)
@@ -341,11 +321,28 @@ func (b *Backend) Conv2DBackwardFilter(s device.ConvShape, x, dy, dw device.Buff
 	})
 }
 
-// putWorkspace returns a workspace taken by b.workspace (when ok).
-func (b *Backend) putWorkspace(ptr uintptr, class int64, ok bool) {
-	if ok {
-		b.pool.put(ptr, class)
+// convWorkspaces takes the workspaces of a convolution pass over nb images:
+// col (C·R·S × nb·P, im2col's columns) and, when reorder, kp (K × nb·P, the
+// output or output gradient reordered). release returns them to the pool.
+func (b *Backend) convWorkspaces(op string, s device.ConvShape, nb int, reorder bool) (col, kp uintptr, release func(), ok bool) {
+	p := s.OutH() * s.OutW()
+	col, colClass, ok := b.workspace(op, s.C*s.R*s.S*nb*p)
+	if !ok {
+		return 0, 0, nil, false
 	}
+	release = func() { b.pool.put(col, colClass) }
+	if reorder {
+		var kpClass int64
+		if kp, kpClass, ok = b.workspace(op, s.K*nb*p); !ok {
+			release()
+			return 0, 0, nil, false
+		}
+		release = func() {
+			b.pool.put(kp, kpClass)
+			b.pool.put(col, colClass)
+		}
+	}
+	return col, kp, release, true
 }
 
 // bnCheck checks a batch-norm shape.

@@ -42,10 +42,10 @@ func refGemm(transA, transB bool, m, n, k int, alpha float64, a, b []float64, be
 	}
 }
 
-// convTaps calls tap for every product of the convolution sh, in a fixed
+// ConvTaps calls tap for every product of the convolution sh, in a fixed
 // order: the offsets of its output in y, its input in x and its weight in w
 // (padding taps, which read zero, are left out).
-func convTaps(sh device.ConvShape, tap func(yi, xi, wi int)) {
+func ConvTaps(sh device.ConvShape, tap func(yi, xi, wi int)) {
 	oh, ow := sh.OutH(), sh.OutW()
 	for n := 0; n < sh.N; n++ {
 		for k := 0; k < sh.K; k++ {
@@ -72,7 +72,7 @@ func convTaps(sh device.ConvShape, tap func(yi, xi, wi int)) {
 // refConvForward: y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·st−pad+r, ow·st−pad+s]·w[k,c,r,s].
 func refConvForward(sh device.ConvShape, x, w []float64) []float64 {
 	y := make([]float64, sh.N*sh.K*sh.OutH()*sh.OutW())
-	convTaps(sh, func(yi, xi, wi int) { y[yi] += x[xi] * w[wi] })
+	ConvTaps(sh, func(yi, xi, wi int) { y[yi] += x[xi] * w[wi] })
 	return y
 }
 
@@ -81,7 +81,7 @@ func refConvForward(sh device.ConvShape, x, w []float64) []float64 {
 func refConvBackward(sh device.ConvShape, x, w, dy []float64) (dx, dw []float64) {
 	dx = make([]float64, len(x))
 	dw = make([]float64, len(w))
-	convTaps(sh, func(yi, xi, wi int) {
+	ConvTaps(sh, func(yi, xi, wi int) {
 		dx[xi] += dy[yi] * w[wi]
 		dw[wi] += dy[yi] * x[xi]
 	})

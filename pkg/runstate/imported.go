@@ -1,12 +1,12 @@
-package train
+package runstate
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
 	"github.com/mochi-ssl/mochi/pkg/checkpoint"
 	"github.com/mochi-ssl/mochi/pkg/config"
-	"github.com/mochi-ssl/mochi/pkg/frozen"
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
 	"github.com/mochi-ssl/mochi/pkg/moco"
 	"github.com/mochi-ssl/mochi/pkg/queue"
@@ -21,7 +21,7 @@ type Import struct {
 	Query      Weights
 	Key        *Weights     // nil: the key encoder is a copy of the query encoder
 	Queue      *queue.State // nil: no queue of negatives
-	Origin     frozen.Origin
+	Origin     Origin
 	Config     *config.Config     // the evaluation config stored with it
 	Provenance *config.Provenance // where each of its values came from
 	EpochsDone int
@@ -32,28 +32,48 @@ type Weights struct {
 	Params, Stats map[string][]float32
 }
 
+// Origin says where an imported checkpoint's weights came from; the
+// checkpoint stores it as origin.json.
+type Origin struct {
+	From    string   `json:"from"`    // the file imported
+	SHA256  string   `json:"sha256"`  // of that file
+	Format  string   `json:"format"`  // safetensors, torch (zip), torch (legacy)
+	Layout  string   `json:"layout"`  // e.g. MoCo (module.encoder_q.)
+	Ignored []string `json:"ignored"` // keys of the file not used, with why
+}
+
+// File names the file an imported checkpoint came from.
+func (o *Origin) File() string {
+	if o == nil {
+		return "an unreadable origin"
+	}
+	return o.From
+}
+
 // SaveImported writes im as a checkpoint that linear-eval, knn and
 // analyze-uniformity read. It holds no optimizer state or random streams,
-// so pretrain --resume refuses it (see loadState).
+// so pretrain --resume refuses it.
 func SaveImported(path string, im Import) error {
 	key := im.Key
 	if key == nil {
 		key = &im.Query
 	}
-	st := &state{
-		Progress: progressState{Epoch: im.EpochsDone},
+	var cfg bytes.Buffer
+	im.Config.WriteYAML(&cfg, im.Provenance)
+	st := &State{
+		Progress: Progress{Epoch: im.EpochsDone},
 		Spec: moco.Spec{Net: im.Net, B: im.Config.KeysPerStep(), C: im.C, H: im.H, W: im.W, K: im.Config.MoCo.K, M: im.Config.MoCo.M,
 			Mix: hardneg.Config{N: im.Config.MoCHi.N, S: im.Config.MoCHi.S, SPrime: im.Config.MoCHi.SPrime, Tau: im.Config.MoCo.Tau}},
 		QWeights: im.Query.Params, QStats: im.Query.Stats,
 		KWeights: key.Params, KStats: key.Stats,
 		Velocity: map[string][]float32{},
-		Config:   configBytes(im.Config, im.Provenance),
+		Config:   cfg.Bytes(),
 	}
 	if im.Queue != nil {
 		st.Queue = *im.Queue
 		st.Spec.K = im.Queue.K
 	}
-	c, err := st.encode()
+	c, err := st.Encode()
 	if err != nil {
 		return err
 	}
@@ -68,14 +88,14 @@ func SaveImported(path string, im Import) error {
 // originBlob marks an imported checkpoint.
 const originBlob = "origin.json"
 
-// decodeOrigin returns the origin of an imported checkpoint, or nil for
+// DecodeOrigin returns the origin of an imported checkpoint, or nil for
 // one written by pretraining.
-func decodeOrigin(c *checkpoint.Checkpoint) (*frozen.Origin, error) {
+func DecodeOrigin(c *checkpoint.Checkpoint) (*Origin, error) {
 	b, ok := c.Blobs[originBlob]
 	if !ok {
 		return nil, nil
 	}
-	var o frozen.Origin
+	var o Origin
 	if err := json.Unmarshal(b, &o); err != nil {
 		return nil, fmt.Errorf("%s: %w", originBlob, err)
 	}
