@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mochi-ssl/mochi/internal/enum"
 )
 
 // Source is the layer a value came from. Later layers override earlier ones:
@@ -29,19 +31,7 @@ const (
 )
 
 // String names the layer as `mochi config` prints it.
-func (s Source) String() string {
-	switch s {
-	case FromDefault:
-		return "default"
-	case FromFile:
-		return "file"
-	case FromEnv:
-		return "env"
-	case FromFlag:
-		return "flag"
-	}
-	return fmt.Sprintf("Source(%d)", int(s))
-}
+func (s Source) String() string { return enum.Name(s, "default", "file", "env", "flag") }
 
 // Origin says where one value came from.
 type Origin struct {

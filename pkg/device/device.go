@@ -27,7 +27,7 @@
 // a CUDA stream's sticky error. Callers check Sync once per step.
 package device
 
-import "fmt"
+import "github.com/mochi-ssl/mochi/internal/enum"
 
 // DType is the element type of a Buffer.
 type DType int
@@ -38,15 +38,7 @@ const (
 	Int32
 )
 
-func (d DType) String() string {
-	switch d {
-	case Float32:
-		return "float32"
-	case Int32:
-		return "int32"
-	}
-	return fmt.Sprintf("DType(%d)", int(d))
-}
+func (d DType) String() string { return enum.Name(d, "float32", "int32") }
 
 // Buffer is a flat array of Len elements of one DType in a backend's memory.
 // Only the backend that allocated a buffer may read or write it.

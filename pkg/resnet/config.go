@@ -1,6 +1,10 @@
 package resnet
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mochi-ssl/mochi/internal/enum"
+)
 
 // Stem selects the layers in front of the residual stages.
 type Stem int
@@ -15,15 +19,7 @@ const (
 )
 
 // String returns the stem's configuration name, "imagenet" or "small".
-func (s Stem) String() string {
-	switch s {
-	case ImageNetStem:
-		return "imagenet"
-	case SmallStem:
-		return "small"
-	}
-	return fmt.Sprintf("Stem(%d)", int(s))
-}
+func (s Stem) String() string { return enum.Name(s, "imagenet", "small") }
 
 // Config describes one network. The zero values of Width, InChannels,
 // BNGroups, BNMomentum and BNEps mean torchvision's defaults (see
