@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -351,29 +350,20 @@ func TestLinearEvalAugment(t *testing.T) {
 	old := augmentWarnAfter
 	augmentWarnAfter = 0 // every CPU run warns: check the warning
 	t.Cleanup(func() { augmentWarnAfter = old })
-	type report struct {
-		Checkpoints []eval.CheckpointReport `json:"checkpoints"`
-		Augment     struct {
-			Enabled   bool      `json:"enabled"`
-			AppliesTo []string  `json:"applies_to"`
-			Scale     []float64 `json:"random_resized_crop_scale"`
-			Ratio     []float64 `json:"random_resized_crop_ratio"`
-			Flip      float64   `json:"flip_prob"`
-			Seed      int64     `json:"seed"`
-		} `json:"probe_augment"`
-	}
-	linearEval := func(extra ...string) (report, string, string) {
+	linearEval := func(extra ...string) (eval.Report, string, string) {
 		t.Helper()
 		jsonPath := filepath.Join(t.TempDir(), "report.json")
 		args := append([]string{"linear-eval", "--checkpoint", ckpt, "--json", jsonPath, "--set", "eval.linear_epochs=3"}, extra...)
 		out, errOut := mustRun(t, args...)
-		raw := testenv.ReadFile(t, jsonPath)
-		var r report
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatalf("report %s: %v", jsonPath, err)
+		r, err := eval.ReadReport(jsonPath)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if len(r.Checkpoints) != 1 || r.Checkpoints[0].LinearTop1 == nil || r.Checkpoints[0].LinearTop5 == nil || len(r.Checkpoints[0].LinearLoss) != 3 {
 			t.Fatalf("report %s: %+v, want one row with top-1, top-5 and 3 losses", jsonPath, r.Checkpoints)
+		}
+		if r.ProbeAugment == nil {
+			t.Fatalf("report %s has no probe_augment", jsonPath)
 		}
 		return r, out, errOut
 	}
@@ -385,9 +375,9 @@ func TestLinearEvalAugment(t *testing.T) {
 		"warning: --augment on the CPU",
 		"probe epoch 1/3  lr 30 ", "probe epoch 2/3  lr 3 ", "probe epoch 3/3  lr 3 ", "(augmented features ")
 	testenv.Contains(t, "table", out, "linear probe of mochi/last trained on augmented views")
-	aug := a.Augment
-	if !aug.Enabled || fmt.Sprint(aug.AppliesTo) != "[mochi/last]" || fmt.Sprint(aug.Scale) != "[0.08 1]" ||
-		!near(aug.Ratio[0], 0.75, 1e-12) || !near(aug.Ratio[1], 4.0/3, 1e-12) || aug.Flip != 0.5 || aug.Seed != 1 {
+	aug := a.ProbeAugment
+	if !aug.Enabled || fmt.Sprint(aug.AppliesTo) != "[mochi/last]" || fmt.Sprint(aug.CropScale) != "[0.08 1]" ||
+		!near(aug.CropRatio[0], 0.75, 1e-12) || !near(aug.CropRatio[1], 4.0/3, 1e-12) || aug.FlipProb != 0.5 || aug.Seed != 1 {
 		t.Errorf("probe_augment %+v, want enabled for mochi/last with scale 0.08–1, ratio 3/4–4/3, flip 0.5, seed 1", aug)
 	}
 	top1, top5 := *a.Checkpoints[0].LinearTop1, *a.Checkpoints[0].LinearTop5
@@ -402,12 +392,12 @@ func TestLinearEvalAugment(t *testing.T) {
 			*ra.LinearTop1, *rb.LinearTop1, *ra.LinearTop5, *rb.LinearTop5, ra.LinearLoss, rb.LinearLoss)
 	}
 	c, _, _ := linearEval("--augment", "--set", "run.seed=2")
-	if slices.Equal(c.Checkpoints[0].LinearLoss, a.Checkpoints[0].LinearLoss) || c.Augment.Seed != 2 {
+	if slices.Equal(c.Checkpoints[0].LinearLoss, a.Checkpoints[0].LinearLoss) || c.ProbeAugment.Seed != 2 {
 		t.Errorf("run.seed 1 and 2 give the same augmented probe (losses %v): the views do not follow the seed", a.Checkpoints[0].LinearLoss)
 	}
 	plain, _, errPlain := linearEval()
-	if plain.Augment.Enabled || strings.Contains(errPlain, "augment") {
-		t.Errorf("without --augment the report says %+v and the log mentions augmentation:\n%s", plain.Augment, errPlain)
+	if plain.ProbeAugment.Enabled || strings.Contains(errPlain, "augment") {
+		t.Errorf("without --augment the report says %+v and the log mentions augmentation:\n%s", plain.ProbeAugment, errPlain)
 	}
 	if slices.Equal(plain.Checkpoints[0].LinearLoss, a.Checkpoints[0].LinearLoss) {
 		t.Errorf("the probe on augmented views has the losses of the one on cached features (%v)", a.Checkpoints[0].LinearLoss)
