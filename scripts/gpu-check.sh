@@ -35,10 +35,9 @@
 #   profile   profile.txt: the time per kernel of both fp32 steps
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/.." || exit 1
-gpu=.gpu
-out=${OUT:-$gpu/out}
-mkdir -p "$out"
+# shellcheck source=scripts/gpu-env.sh
+. "$here/gpu-env.sh"
+gpu_dirs "$here" || exit 1
 status=0
 
 # Timeouts in seconds, per command. A step's commands run one after the
@@ -94,8 +93,6 @@ worst() {
 	echo "$w"
 }
 
-# shellcheck source=scripts/gpu-env.sh
-. "$here/gpu-env.sh"
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(kernels train pretrain move nccl bench tf32 profile)
 for step in "${steps[@]}"; do

@@ -14,10 +14,21 @@
 # wheels), a CUDA toolkit or the system's library folders.
 # MOCHI_CUBLAS=/path/to/libcublas.so.N takes that file instead.
 #
+# gpu_dirs SCRIPT_DIR moves to the repository root, the folder above the
+# calling script's (scripts/ or its copy in .gpu/), and sets gpu (.gpu) and
+# out ($OUT, or .gpu/out when OUT is unset), which it creates.
+#
 # gpu_env GPU_DIR prints what it chose, or an error, and returns non-zero
 # when a library is missing. It sets py (a python3 with torch when one is
 # found, else python3 or empty), cublas_file, nccl_file (libnccl.so.2, or
 # empty: NCCL is optional) and LD_LIBRARY_PATH.
+
+gpu_dirs() {
+	cd "$1/.." || return 1
+	gpu=.gpu
+	out=${OUT:-$gpu/out}
+	mkdir -p "$out"
+}
 
 # find_lib prints the first file named $1 in, else under, the folders given
 # after it, in their order.

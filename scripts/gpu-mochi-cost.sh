@@ -16,12 +16,9 @@
 # its last lines and makes the script exit non-zero.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/.." || exit 1
-gpu=.gpu
-out=${OUT:-$gpu/out}
-mkdir -p "$out"
 # shellcheck source=scripts/gpu-env.sh
 . "$here/gpu-env.sh"
+gpu_dirs "$here" || exit 1
 gpu_env "$gpu" || exit 1
 status=0
 
