@@ -14,7 +14,14 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/interop"
 )
 
+// exportOptions holds export's flags.
+type exportOptions struct {
+	checkpoint, out, format, encoder string
+	withHead                         bool
+}
+
 func newExportCmd() *cobra.Command {
+	var o exportOptions
 	cmd := &cobra.Command{
 		Use:   "export --checkpoint C --out F",
 		Short: "Write a checkpoint's encoder as a torchvision ResNet state_dict (safetensors or npz)",
@@ -41,51 +48,45 @@ names, and its shapes are those of a ResNet whose stages have width, 2·width,
 		Example: `  mochi export --checkpoint runs/fm-mochi/checkpoints/last.ckpt --out backbone.safetensors
   mochi export --checkpoint runs/fm-mochi/checkpoints/last.ckpt --out encoder.npz --format npz --encoder key --with-head`,
 		Args: cobra.NoArgs,
-		RunE: runExport,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runExport(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.String("checkpoint", "", "pretraining checkpoint (runs/x/checkpoints/last.ckpt)")
-	f.String("out", "", "file to write")
-	f.String("format", "safetensors", "safetensors or npz")
-	f.String("encoder", "query", "query (f_q, the network MoCo evaluates) or key (the momentum encoder f_k)")
-	f.Bool("with-head", false, "include MoCo-v2's projection head as fc.0 and fc.2")
+	f.StringVar(&o.checkpoint, "checkpoint", "", "pretraining checkpoint (runs/x/checkpoints/last.ckpt)")
+	f.StringVar(&o.out, "out", "", "file to write")
+	f.StringVar(&o.format, "format", "safetensors", "safetensors or npz")
+	f.StringVar(&o.encoder, "encoder", "query", "query (f_q, the network MoCo evaluates) or key (the momentum encoder f_k)")
+	f.BoolVar(&o.withHead, "with-head", false, "include MoCo-v2's projection head as fc.0 and fc.2")
 	return cmd
 }
 
-func runExport(cmd *cobra.Command, _ []string) error {
-	f := cmd.Flags()
-	ckpt, _ := f.GetString("checkpoint")
-	out, _ := f.GetString("out")
-	format, _ := f.GetString("format")
-	which, _ := f.GetString("encoder")
-	head, _ := f.GetBool("with-head")
+func runExport(cmd *cobra.Command, o exportOptions) error {
 	switch {
-	case ckpt == "" || out == "":
+	case o.checkpoint == "" || o.out == "":
 		return fmt.Errorf("export needs --checkpoint (a file written by mochi pretrain) and --out (the file to write)")
-	case format != "safetensors" && format != "npz":
-		return fmt.Errorf("--format %q: use safetensors or npz", format)
-	case which != "query" && which != "key":
-		return fmt.Errorf("--encoder %q: use query or key", which)
+	case o.format != "safetensors" && o.format != "npz":
+		return fmt.Errorf("--format %q: use safetensors or npz", o.format)
+	case o.encoder != "query" && o.encoder != "key":
+		return fmt.Errorf("--encoder %q: use query or key", o.encoder)
 	}
-	p, err := loadPretrained(ckpt)
+	p, err := loadPretrained(o.checkpoint)
 	if err != nil {
 		return err
 	}
 	enc := interop.Encoder{Weights: p.Weights, Stats: p.Stats}
-	if which == "key" {
+	if o.encoder == "key" {
 		enc = interop.Encoder{Weights: p.KeyWeights, Stats: p.KeyStats}
 	}
-	if head && p.Net.EmbedDim == 0 {
-		return fmt.Errorf("--with-head: %s has no projection head (it was imported without one)", ckpt)
+	if o.withHead && p.Net.EmbedDim == 0 {
+		return fmt.Errorf("--with-head: %s has no projection head (it was imported without one)", o.checkpoint)
 	}
 	net := p.Net
 	net.InChannels = p.C
-	sd, err := interop.Export(net, enc, head, int64(p.Steps))
+	sd, err := interop.Export(net, enc, o.withHead, int64(p.Steps))
 	if err != nil {
-		return fmt.Errorf("%s: %w", ckpt, err)
+		return fmt.Errorf("%s: %w", o.checkpoint, err)
 	}
 	var b bytes.Buffer
-	if format == "npz" {
+	if o.format == "npz" {
 		err = interop.WriteNPZ(&b, sd)
 	} else {
 		var cfg bytes.Buffer
@@ -95,20 +96,20 @@ func runExport(cmd *cobra.Command, _ []string) error {
 		err = interop.WriteSafetensors(&b, sd, map[string]string{
 			"format":                  "pt",
 			"mochi.config":            cfg.String(),
-			"mochi.checkpoint":        filepath.Base(ckpt),
+			"mochi.checkpoint":        filepath.Base(o.checkpoint),
 			"mochi.checkpoint_sha256": p.SHA256,
-			"mochi.encoder":           which,
+			"mochi.encoder":           o.encoder,
 			"mochi.epochs":            strconv.Itoa(p.Epoch),
 		})
 	}
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(out, b.Bytes()); err != nil {
+	if err := atomicfile.Write(o.out, b.Bytes()); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d tensors of the %s encoder (%s, %d input channels, head %v), %s\n",
-		out, len(sd), which, p.Config.Model.Backbone, p.C, head, format)
+		o.out, len(sd), o.encoder, p.Config.Model.Backbone, p.C, o.withHead, o.format)
 	return err
 }
 

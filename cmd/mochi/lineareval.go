@@ -23,7 +23,15 @@ import (
 // checkpoints, whose default is the run's own config rather than the defaults.
 const checkpointConfigUsage = "YAML config to evaluate under; its model must be the checkpoint's (default: the run's config saved in the checkpoint)"
 
+// linearEvalOptions holds the flags of linear-eval and knn.
+type linearEvalOptions struct {
+	checkpoint, baseline, cacheDir, json, saveFeatures string
+	knn, standardize, augment                          bool
+	augmentScaleMin                                    float64
+}
+
 func newLinearEvalCmd() *cobra.Command {
+	var o linearEvalOptions
 	cmd := &cobra.Command{
 		Use:   "linear-eval",
 		Short: "Linear probe (and kNN) on the frozen backbone of a checkpoint",
@@ -64,7 +72,7 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
   mochi linear-eval --config configs/fashion-mnist.yaml --baseline pixels --knn
   mochi linear-eval --checkpoint runs/fmnist-mochi/checkpoints/last.ckpt --augment`,
 		Args: cobra.NoArgs,
-		RunE: runLinearEval,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runLinearEval(cmd, o) },
 	}
 	addConfigFlags(cmd)
 	f := cmd.Flags()
@@ -76,15 +84,15 @@ checkpoint (<checkpoint>.linear-eval.json) or to --json.`,
 		}
 	}
 	markUnused(cmd, "k", "n", "s", "s-prime", "mix-start-epoch")
-	f.String("checkpoint", "", "pretraining checkpoint whose backbone is evaluated (e.g. runs/x/checkpoints/last.ckpt)")
-	f.String("baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
-	f.Bool("knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
-	f.Bool("standardize", false, "standardise every backbone feature with the training split's mean and std before the probe (off in MoCo's recipe; try it when lr 30 diverges)")
-	f.Bool("augment", false, "train the probe on freshly augmented train images every epoch (RandomResizedCrop + flip, through the frozen backbone); slower: one backbone pass over the train split per probe epoch")
-	f.Float64("augment-scale-min", data.LinearEvalScaleMin, "smallest area fraction of --augment's RandomResizedCrop")
-	f.String("cache-dir", "", "feature cache folder (default <run dir of the checkpoint>/features)")
-	f.String("json", "", "JSON report path (default <checkpoint without .ckpt>.linear-eval.json)")
-	f.String("save-features", "", "also write the backbone features and labels as NumPy files to this folder: train.npy, train.labels.npy, test.npy, test.labels.npy")
+	f.StringVar(&o.checkpoint, "checkpoint", "", "pretraining checkpoint whose backbone is evaluated (e.g. runs/x/checkpoints/last.ckpt)")
+	f.StringVar(&o.baseline, "baseline", "", `"pixels": also (or, without --checkpoint, only) probe the raw normalised pixels`)
+	f.BoolVar(&o.knn, "knn", false, "also run the weighted kNN classifier (eval.knn_k, eval.knn_t) on the same features")
+	f.BoolVar(&o.standardize, "standardize", false, "standardise every backbone feature with the training split's mean and std before the probe (off in MoCo's recipe; try it when lr 30 diverges)")
+	f.BoolVar(&o.augment, "augment", false, "train the probe on freshly augmented train images every epoch (RandomResizedCrop + flip, through the frozen backbone); slower: one backbone pass over the train split per probe epoch")
+	f.Float64Var(&o.augmentScaleMin, "augment-scale-min", data.LinearEvalScaleMin, "smallest area fraction of --augment's RandomResizedCrop")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "feature cache folder (default <run dir of the checkpoint>/features)")
+	f.StringVar(&o.json, "json", "", "JSON report path (default <checkpoint without .ckpt>.linear-eval.json)")
+	f.StringVar(&o.saveFeatures, "save-features", "", "also write the backbone features and labels as NumPy files to this folder: train.npy, train.labels.npy, test.npy, test.labels.npy")
 	return cmd
 }
 
@@ -108,28 +116,19 @@ The JSON report goes to <checkpoint>.knn.json or --json.`
 	return cmd
 }
 
-func runLinearEval(cmd *cobra.Command, _ []string) error {
-	f := cmd.Flags()
-	ckpt, _ := f.GetString("checkpoint")
-	baseline, _ := f.GetString("baseline")
-	withKNN, _ := f.GetBool("knn")
+func runLinearEval(cmd *cobra.Command, o linearEvalOptions) error {
 	linear := cmd.Name() != "knn" // `mochi knn` runs the kNN alone
-	withKNN = withKNN || !linear
-	cacheDir, _ := f.GetString("cache-dir")
-	jsonPath, _ := f.GetString("json")
-	standardize, _ := f.GetBool("standardize")
-	augment, _ := f.GetBool("augment")
-	scaleMin, _ := f.GetFloat64("augment-scale-min")
+	withKNN := o.knn || !linear
 	switch {
-	case augment && !linear:
+	case o.augment && !linear:
 		return errors.New("--augment trains the linear probe on augmented views; mochi knn has no probe")
-	case augment && ckpt == "":
+	case o.augment && o.checkpoint == "":
 		return errors.New("--augment needs --checkpoint: it augments the images fed to a checkpoint's backbone (the pixel baseline is probed on un-augmented pixels)")
-	case !(scaleMin > 0 && scaleMin <= 1):
-		return fmt.Errorf("--augment-scale-min %v: must be in (0, 1]; MoCo uses %v", scaleMin, data.LinearEvalScaleMin)
-	case baseline != "" && baseline != "pixels":
-		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", baseline)
-	case ckpt == "" && baseline == "":
+	case !(o.augmentScaleMin > 0 && o.augmentScaleMin <= 1):
+		return fmt.Errorf("--augment-scale-min %v: must be in (0, 1]; MoCo uses %v", o.augmentScaleMin, data.LinearEvalScaleMin)
+	case o.baseline != "" && o.baseline != "pixels":
+		return fmt.Errorf("--baseline %s: the only baseline is \"pixels\" (the probe on raw normalised pixels)", o.baseline)
+	case o.checkpoint == "" && o.baseline == "":
 		return fmt.Errorf("%s needs --checkpoint (a file written by mochi pretrain, e.g. runs/x/checkpoints/last.ckpt) or --baseline pixels (with --config)", cmd.Name())
 	}
 	log := cmd.ErrOrStderr()
@@ -139,8 +138,8 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		cfg *config.Config
 		err error
 	)
-	if ckpt != "" {
-		if p, cfg, err = loadCheckpointConfig(cmd, ckpt); err != nil {
+	if o.checkpoint != "" {
+		if p, cfg, err = loadCheckpointConfig(cmd, o.checkpoint); err != nil {
 			return err
 		}
 	} else {
@@ -162,21 +161,21 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 	aug := train.AugmentConfig(cfg, trainSet.Channels(), trainSet.Height())
 	probe := frozen.ProbeConfig(cfg, trainSet.NumClasses())
 	ev := frozen.Evaluation{Linear: linear, KNN: withKNN, KNNCfg: frozen.KNNConfig(cfg, trainSet.NumClasses()), Log: log}
-	probe.Standardize = standardize
+	probe.Standardize = o.standardize
 	if linear {
 		fmt.Fprintf(log, "linear probe: SGD lr %.4g, momentum %g, weight decay %g, %d epochs, lr ×%g at %v, batch %d; train %s (%d images), test %s (%d images)\n",
 			probe.LR, probe.Momentum, probe.WeightDecay, probe.Epochs, probe.Gamma, probe.Milestones, probe.BatchSize,
 			trainSet.Name(), trainSet.Len(), testSet.Name(), testSet.Len())
 	}
 
-	report := eval.Report{ProbeAugment: &eval.ProbeAugment{Enabled: augment}}
+	report := eval.Report{ProbeAugment: &eval.ProbeAugment{Enabled: o.augment}}
 	var trainAug data.AugmentConfig
-	if augment {
+	if o.augment {
 		if trainSet.Height() != trainSet.Width() {
 			return fmt.Errorf("--augment: %s has %d×%d images; the augmentation makes square views, so it needs square images", trainSet.Name(), trainSet.Height(), trainSet.Width())
 		}
 		trainAug = data.LinearEvalAugment(trainSet.Height(), aug.Mean, aug.Std)
-		trainAug.ScaleMin = scaleMin
+		trainAug.ScaleMin = o.augmentScaleMin
 		report.ProbeAugment = &eval.ProbeAugment{
 			Enabled: true, CropScale: []float64{trainAug.ScaleMin, trainAug.ScaleMax},
 			CropRatio: []float64{data.CropRatioMin, data.CropRatioMax}, FlipProb: trainAug.FlipProb, Seed: cfg.Run.Seed,
@@ -189,10 +188,10 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
-		if cacheDir == "" {
-			cacheDir = filepath.Join(frozen.RunDir(p.Path), "features")
+		if o.cacheDir == "" {
+			o.cacheDir = filepath.Join(frozen.RunDir(p.Path), "features")
 		}
-		src := &frozen.Source{P: p, Backend: be, Config: cfg, Cache: eval.FeatureCache{Dir: cacheDir}, Mean: aug.Mean, Std: aug.Std, Log: log, WarnAfter: augmentWarnAfter}
+		src := &frozen.Source{P: p, Backend: be, Config: cfg, Cache: eval.FeatureCache{Dir: o.cacheDir}, Mean: aug.Mean, Std: aug.Std, Log: log, WarnAfter: augmentWarnAfter}
 		defer src.Free()
 		trainX, trainY, err := src.Features(trainSet, cfg.Data.TrainSplit)
 		if err != nil {
@@ -202,14 +201,14 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
-		if dir, _ := f.GetString("save-features"); dir != "" {
-			if err := saveSplitFeatures(dir, trainX, trainY, testX, testY, log); err != nil {
+		if o.saveFeatures != "" {
+			if err := saveSplitFeatures(o.saveFeatures, trainX, trainY, testX, testY, log); err != nil {
 				return err
 			}
 		}
 		ck := ev
 		ck.Name, ck.Probe = p.Name(), probe
-		if augment {
+		if o.augment {
 			ck.Views = src.Augmented(ck.Name, trainSet, trainAug, uint64(cfg.Run.Seed), dataWorkers(cfg.Data.Workers), probe.Epochs, cfg.Run.Device)
 			report.ProbeAugment.AppliesTo = []string{ck.Name}
 		}
@@ -219,7 +218,7 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		}
 		report.Checkpoints = append(report.Checkpoints, r)
 	}
-	if baseline == "pixels" {
+	if o.baseline == "pixels" {
 		trainX, trainY, err := frozen.PixelFeatures(trainSet, aug.Mean, aug.Std)
 		if err != nil {
 			return err
@@ -240,28 +239,28 @@ func runLinearEval(cmd *cobra.Command, _ []string) error {
 		report.Checkpoints = append(report.Checkpoints, r)
 	}
 
-	if jsonPath == "" {
+	if o.json == "" {
 		suffix := "." + cmd.Name() + ".json"
-		jsonPath = filepath.Join(cfg.Run.OutputDir, "pixels"+suffix)
+		o.json = filepath.Join(cfg.Run.OutputDir, "pixels"+suffix)
 		if p != nil {
-			jsonPath = strings.TrimSuffix(p.Path, filepath.Ext(p.Path)) + suffix
+			o.json = strings.TrimSuffix(p.Path, filepath.Ext(p.Path)) + suffix
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(o.json), 0o755); err != nil {
 		return fmt.Errorf("report folder: %w", err)
 	}
-	if err := report.WriteJSON(jsonPath); err != nil {
+	if err := report.WriteJSON(o.json); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
 	if err := report.Table(out); err != nil {
 		return err
 	}
-	if augment {
+	if o.augment {
 		fmt.Fprintf(out, "linear probe of %s trained on augmented views (RandomResizedCrop scale %g–%g + flip p=%g)\n",
 			strings.Join(report.ProbeAugment.AppliesTo, ", "), trainAug.ScaleMin, trainAug.ScaleMax, trainAug.FlipProb)
 	}
-	_, err = fmt.Fprintf(out, "report: %s\n", jsonPath)
+	_, err = fmt.Fprintf(out, "report: %s\n", o.json)
 	return err
 }
 

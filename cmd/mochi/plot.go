@@ -16,7 +16,14 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/eval"
 )
 
+// plotOptions holds plot's flags.
+type plotOptions struct {
+	out           string
+	width, height int
+}
+
 func newPlotCmd() *cobra.Command {
+	var o plotOptions
 	cmd := &cobra.Command{
 		Use:   "plot RUN…",
 		Short: "PNG curves of runs' training (loss, lr, kNN accuracy, q·k and q·n, images/s) from their metrics.jsonl",
@@ -30,23 +37,19 @@ has data for is left out; lines that are not JSON records (a line cut short by
 a kill) are skipped with a note.`,
 		Example: `  mochi plot runs/fmnist-mochi
   mochi plot runs/fmnist-mochi runs/fmnist-moco --out /tmp/mochi-vs-moco.png`,
-		RunE: runPlot,
+		RunE: func(cmd *cobra.Command, args []string) error { return runPlot(cmd, args, o) },
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return nil, cobra.ShellCompDirectiveFilterDirs
 		},
 	}
 	f := cmd.Flags()
-	f.String("out", "", "PNG path (default <first RUN>/curves.png)")
-	f.Int("width", 1200, "figure width in pixels")
-	f.Int("height", 0, "figure height in pixels (default 360 per row of panels)")
+	f.StringVar(&o.out, "out", "", "PNG path (default <first RUN>/curves.png)")
+	f.IntVar(&o.width, "width", 1200, "figure width in pixels")
+	f.IntVar(&o.height, "height", 0, "figure height in pixels (default 360 per row of panels)")
 	return cmd
 }
 
-func runPlot(cmd *cobra.Command, args []string) error {
-	f := cmd.Flags()
-	out, _ := f.GetString("out")
-	width, _ := f.GetInt("width")
-	height, _ := f.GetInt("height")
+func runPlot(cmd *cobra.Command, args []string, o plotOptions) error {
 	if len(args) == 0 {
 		return errors.New("plot needs one or more runs: their folders (mochi pretrain's --output-dir, e.g. runs/fmnist-mochi) or metrics.jsonl files")
 	}
@@ -66,21 +69,21 @@ func runPlot(cmd *cobra.Command, args []string) error {
 		}
 		rc.name = names.name(dir)
 		runs = append(runs, rc)
-		if out == "" {
-			out = filepath.Join(dir, "curves.png")
+		if o.out == "" {
+			o.out = filepath.Join(dir, "curves.png")
 		}
 	}
 	panels := curvePanels(runs)
 	const cols = 2
-	if height == 0 {
-		height = 360 * ((len(panels) + cols - 1) / cols)
+	if o.height == 0 {
+		o.height = 360 * ((len(panels) + cols - 1) / cols)
 	}
-	if err := eval.SavePNG(out, func(w io.Writer) error {
-		return eval.WritePanelsPNG(w, panels, cols, width, height)
+	if err := eval.SavePNG(o.out, func(w io.Writer) error {
+		return eval.WritePanelsPNG(w, panels, cols, o.width, o.height)
 	}); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(cmd.OutOrStdout(), "plot: %s\n", out)
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "plot: %s\n", o.out)
 	return err
 }
 
