@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mochi-ssl/mochi/internal/testenv"
+	"github.com/mochi-ssl/mochi/pkg/dist/disttest"
 )
 
 // The MPI tests run this test binary under mpirun: with rankEnv set, TestMain
@@ -309,27 +309,9 @@ func rankDies(c Comm) error {
 // and names the rank: "process rank 1" after a signal, "Process name:
 // [[job,1],1]" (the last number is the rank) after a non-zero exit.
 func TestMPIDeadRank(t *testing.T) {
-	const bound = 30 * time.Second
-	exited := regexp.MustCompile(`Process name: \[\[\d+,\d+\],1\]`)
-	for _, tc := range []struct {
-		how   string
-		names *regexp.Regexp
-	}{
-		{"kill", regexp.MustCompile(`process rank 1 with PID \d+ on node .* exited on signal 9`)},
-		{"exit", exited},
-		{"panic", exited},
-	} {
-		out, err, took := mpirun(t, 2, "dead", nil, deathEnv+"="+tc.how)
-		if err == nil {
-			t.Fatalf("%s: the job succeeded without rank 1:\n%s", tc.how, out)
-		}
-		if took > bound {
-			t.Errorf("%s: the surviving rank took %v to stop (bound %v)", tc.how, took, bound)
-		}
-		if !tc.names.MatchString(out) {
-			t.Errorf("%s: mpirun's output does not name rank 1 (%s):\n%s", tc.how, tc.names, out)
-		}
-		t.Logf("%s: the job ended %v after the start:\n%s", tc.how, took.Round(time.Millisecond), out)
+	for _, how := range []string{"kill", "exit", "panic"} {
+		out, err, took := mpirun(t, 2, "dead", nil, deathEnv+"="+how)
+		disttest.DeadRank1(t, how, out, err, took)
 	}
 }
 
@@ -352,14 +334,8 @@ func rankStalls(c Comm) error {
 }
 
 func TestMPIStalledRank(t *testing.T) {
-	const bound = 30 * time.Second
 	out, err, took := mpirun(t, 2, "stall", nil, timeoutEnv+"=2s")
-	if err == nil {
-		t.Fatalf("the job succeeded with rank 1 stalled:\n%s", out)
-	}
-	if took > bound {
-		t.Errorf("the job took %v to stop (bound %v)", took, bound)
-	}
+	disttest.Stopped(t, "rank 1 stalled", out, err, took)
 	want := "rank 0 exits: dist: rank 0 of 2: Barrier (collective 1) waited 2s for the other ranks"
 	if !strings.Contains(out, want) {
 		t.Errorf("no %q in the output:\n%s", want, out)
