@@ -216,6 +216,32 @@ func Run(c Config, be device.Backend) (Result, error) {
 		return Result{}, err
 	}
 	defer s.Free()
+	r, err := measure(c, be, s)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.Profile {
+		r.Profile = graph.NewProfile()
+		for range c.Steps {
+			if err := s.runProfiled(r.Profile); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	r.PlanMiB = float64(s.Plan.Elements()) * 4 / (1 << 20)
+	r.Kernels, r.Params = s.Plan.Steps(), s.Model.ParamCount()
+	return r, nil
+}
+
+// stepper is a compiled training step that measure times: Step, MoCoStep.
+type stepper interface {
+	Run() error
+	Loss() (float64, error)
+}
+
+// measure runs c.Warmup untimed steps of s, then c.Steps timed ones, and
+// fills the times, heap and loss of the Result.
+func measure(c Config, be device.Backend, s stepper) (Result, error) {
 	for range c.Warmup {
 		if err := s.Run(); err != nil {
 			return Result{}, err
@@ -248,15 +274,6 @@ func Run(c Config, be device.Backend) (Result, error) {
 	if c.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
-	var prof *graph.Profile
-	if c.Profile {
-		prof = graph.NewProfile()
-		for range c.Steps {
-			if err := s.runProfiled(prof); err != nil {
-				return Result{}, err
-			}
-		}
-	}
 	loss, err := s.Loss()
 	if err != nil {
 		return Result{}, err
@@ -272,9 +289,5 @@ func Run(c Config, be device.Backend) (Result, error) {
 		Fastest:      times[0],
 		HeapPerStep:  (after.TotalAlloc - before.TotalAlloc) / uint64(c.Steps),
 		Loss:         loss,
-		PlanMiB:      float64(s.Plan.Elements()) * 4 / (1 << 20),
-		Kernels:      s.Plan.Steps(),
-		Params:       s.Model.ParamCount(),
-		Profile:      prof,
 	}, nil
 }
