@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gorgonia.org/gorgonia"
@@ -202,6 +203,7 @@ type Result struct {
 	// queued, is counted in the next step.
 	Median, Fastest time.Duration
 	HeapPerStep     uint64         // bytes the Go heap allocated per timed step
+	CPU             time.Duration  // process CPU time (user + system) per timed step: steadier than wall time on a shared machine
 	Loss            float64        // of the last step
 	PlanMiB         float64        // the plan's buffers (kernel workspaces excluded)
 	Kernels         int            // kernels per Plan.Run
@@ -257,6 +259,10 @@ func measure(c Config, be device.Backend, s stepper) (Result, error) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
 	times := make([]time.Duration, c.Steps)
 	start := time.Now()
 	for i := range times {
@@ -270,6 +276,10 @@ func measure(c Config, be device.Backend, s stepper) (Result, error) {
 		return Result{}, err
 	}
 	elapsed := time.Since(start)
+	cpu1, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
 	runtime.ReadMemStats(&after)
 	if c.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -288,6 +298,16 @@ func measure(c Config, be device.Backend, s stepper) (Result, error) {
 		Median:       (times[(c.Steps-1)/2] + times[c.Steps/2]) / 2,
 		Fastest:      times[0],
 		HeapPerStep:  (after.TotalAlloc - before.TotalAlloc) / uint64(c.Steps),
+		CPU:          (cpu1 - cpu0) / time.Duration(c.Steps),
 		Loss:         loss,
 	}, nil
+}
+
+// processCPU is the process's user + system CPU time so far.
+func processCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -93,8 +93,8 @@ func run(c bench.Config, mc *bench.MoCoConfig, threads int, profile, conv string
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return err
 	}
-	fmt.Printf("%s width %3d batch %d threads %d: %7.1f images/s  peak RSS %6.0f MiB  (fastest %.1f images/s)  heap alloc/step %d B  loss %.4f\n",
+	fmt.Printf("%s width %3d batch %d threads %d: %7.1f images/s  peak RSS %6.0f MiB  (fastest %.1f images/s)  heap alloc/step %d B  loss %.4f  CPU %.3f s/step\n",
 		step, c.Width, c.Batch, threads, float64(c.Batch)/r.Median.Seconds(), float64(ru.Maxrss)/1024, float64(c.Batch)/r.Fastest.Seconds(),
-		r.HeapPerStep, r.Loss)
+		r.HeapPerStep, r.Loss, r.CPU.Seconds())
 	return nil
 }
