@@ -9,25 +9,18 @@ the CIFAR ResNet-18 of torch_resnet.py and random views, as
 
     /usr/bin/python3 scripts/torch_moco_bench.py --width 16 --batch 64 --threads 2 --bn-groups 8 --k 4096
 """
-import argparse
 import os
-import resource
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_bench import measure, parser  # noqa: E402
 from torch_moco import Replay  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=5)
+    ap = parser()
     ap.add_argument("--bn-groups", type=int, default=8)
     ap.add_argument("--k", type=int, default=4096)
     ap.add_argument("--n", type=int, default=256)
@@ -54,20 +47,7 @@ def main():
         loss, _, _ = replay.step(0.06, (x_q, x_k, torch.randperm(B)), mix)
         return loss
 
-    for _ in range(a.warmup):
-        step()
-    # As in benchstep: the median step, and the fastest beside it.
-    times = []
-    for _ in range(a.steps):
-        start = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times.sort()
-    median = (times[(len(times) - 1) // 2] + times[len(times) // 2]) / 2
-    print(f"torch moco width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / median:7.1f} images/s"
-          f"  peak RSS {peak:6.0f} MiB  (fastest {a.batch / times[0]:.1f} images/s)"
-          f"  torch {torch.__version__}  loss {loss:.4f}")
+    print(measure("torch moco", a, step))
 
 
 if __name__ == "__main__":
