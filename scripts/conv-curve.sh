@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # conv-curve.sh — does a cpu.conv mode change learning? Pretrains the
-# Fashion-MNIST demo (configs/fashion-mnist.yaml) for its first epoch with
-# every seed of SEEDS in every mode of MODES, draws all loss curves on one
+# Fashion-MNIST demo (configs/fashion-mnist.yaml) for its first epoch — plain
+# MoCo-v2, as the demo mixes from epoch 1 (here s = s′ = 0, since a 1-epoch
+# run must not schedule mixing) — with every seed of SEEDS in every mode of
+# MODES, draws all loss curves on one
 # PNG (mochi plot) and checks each mode against the seed-to-seed spread of
 # blas, the reference: a mode's numerics may differ (Winograd's ≈ 1e-6
 # relative error against direct's ≈ 2e-7), its learning must not.
@@ -40,7 +42,7 @@ for mode in $modes; do
 	for seed in $seeds; do
 		run="$out/$mode-seed$seed"
 		echo "pretrain $mode seed $seed → $run"
-		MOCHI_CPU_CONV=$mode "$out/mochi" pretrain --config configs/fashion-mnist.yaml --epochs 1 --limit "$limit" \
+		MOCHI_CPU_CONV=$mode "$out/mochi" pretrain --config configs/fashion-mnist.yaml --epochs 1 --s 0 --s-prime 0 --limit "$limit" \
 			--seed "$seed" --output-dir "$run" --force >"$run.log" 2>&1 || {
 			echo "conv-curve: the $mode seed $seed run failed; last lines of $run.log:" >&2
 			tail -5 "$run.log" >&2
