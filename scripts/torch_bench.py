@@ -18,14 +18,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_resnet import ResNet  # noqa: E402
 
 
-def main():
+def parser():
+    """The options both benchmarks take, as benchstep's flags."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
-    a = ap.parse_args()
+    return ap
+
+
+def main():
+    a = parser().parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     model = ResNet(18, "small", a.width, 3, 128, 1).train()
@@ -40,9 +45,15 @@ def main():
         opt.step()
         return loss
 
+    print(measure("torch ", a, lambda: step().item()))
+
+
+def measure(label, a, step):
+    """Runs a.warmup untimed calls of step (which returns the loss), then
+    a.steps timed ones, and returns the line bench-cpu.sh reads: images/s
+    of the median step, as benchstep, the fastest beside it, peak RSS."""
     for _ in range(a.warmup):
         step()
-    # As in benchstep: the median step, and the fastest beside it.
     times = []
     for _ in range(a.steps):
         start = time.perf_counter()
@@ -51,9 +62,9 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times.sort()
     median = (times[(len(times) - 1) // 2] + times[len(times) // 2]) / 2
-    print(f"torch  width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / median:7.1f} images/s"
-          f"  peak RSS {peak:6.0f} MiB  (fastest {a.batch / times[0]:.1f} images/s)"
-          f"  torch {torch.__version__}  loss {loss.item():.4f}")
+    return (f"{label} width {a.width:3d} batch {a.batch} threads {a.threads}: {a.batch / median:7.1f} images/s"
+            f"  peak RSS {peak:6.0f} MiB  (fastest {a.batch / times[0]:.1f} images/s)"
+            f"  torch {torch.__version__}  loss {loss:.4f}")
 
 
 if __name__ == "__main__":

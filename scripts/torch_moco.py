@@ -68,23 +68,31 @@ from torch_resnet import ResNet
 class MoCo(nn.Module):
     """MoCo-v2 as facebookresearch/moco's builder.MoCo, on one device."""
 
-    def __init__(self, meta, init):
+    def __init__(self, meta, init, dtype=torch.float64):
+        """init: mochi's state-0000.npz, or None for PyTorch's own random
+        start (scripts/torch_moco_bench.py), in dtype."""
         super().__init__()
         m = meta["model"]
-        make = lambda: ResNet(m["depth"], m["stem"], m["width"], m["in_channels"], m["embed_dim"], m["bn_splits"]).double()
+        make = lambda: ResNet(m["depth"], m["stem"], m["width"], m["in_channels"], m["embed_dim"], m["bn_splits"]).to(dtype)
         self.encoder_q, self.encoder_k = make(), make()
-        load(init, "encoder_q/", self.encoder_q.named_parameters())
-        load(init, "bn_q/", running_stats(self.encoder_q))
+        if init is not None:
+            load(init, "encoder_q/", self.encoder_q.named_parameters())
+            load(init, "bn_q/", running_stats(self.encoder_q))
         for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
             param_k.data.copy_(param_q.data)  # initialize
             param_k.requires_grad = False  # not updated by gradient
+        self.m, self.tau = meta["moco"]["m"], meta["moco"]["tau"]
+        if init is None:
+            queue = F.normalize(torch.randn(meta["moco"]["k"], m["embed_dim"], dtype=dtype), dim=1)
+            self.register_buffer("queue", queue)  # K×D, one key per row
+            self.queue_ptr = 0
+            return
         # mochi must start the same way: f_k a copy of f_q, fresh running statistics
         start = [("encoder_k/" + n, p) for n, p in self.encoder_k.named_parameters()]
         start += [("bn_k/" + n, b) for n, b in running_stats(self.encoder_k)]
         for key, want in start:
             if not torch.equal(tensor(init, key, want.shape), want):
                 sys.exit(f"mochi's initial key encoder is not MoCo's (a copy of the query encoder, fresh statistics): {key} differs")
-        self.m, self.tau = meta["moco"]["m"], meta["moco"]["tau"]
         self.register_buffer("queue", tensor(init, "queue"))  # K×D, one key per row
         self.queue_ptr = int(init["queue_ptr"])
 
@@ -210,9 +218,9 @@ def update_err(before, after, want):
 class Replay:
     """A MoCo model with its optimizer."""
 
-    def __init__(self, meta, init):
+    def __init__(self, meta, init, dtype=torch.float64):
         o = meta["optim"]
-        self.model = MoCo(meta, init)
+        self.model = MoCo(meta, init, dtype)
         self.model.train()
         self.optimizer = torch.optim.SGD(self.model.encoder_q.parameters(), o["lr"], momentum=o["momentum"],
                                          weight_decay=o["weight_decay"], nesterov=o["nesterov"])

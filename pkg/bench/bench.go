@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gorgonia.org/gorgonia"
@@ -202,6 +203,7 @@ type Result struct {
 	// queued, is counted in the next step.
 	Median, Fastest time.Duration
 	HeapPerStep     uint64         // bytes the Go heap allocated per timed step
+	CPU             time.Duration  // process CPU time (user + system) per timed step: steadier than wall time on a shared machine
 	Loss            float64        // of the last step
 	PlanMiB         float64        // the plan's buffers (kernel workspaces excluded)
 	Kernels         int            // kernels per Plan.Run
@@ -216,6 +218,32 @@ func Run(c Config, be device.Backend) (Result, error) {
 		return Result{}, err
 	}
 	defer s.Free()
+	r, err := measure(c, be, s)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.Profile {
+		r.Profile = graph.NewProfile()
+		for range c.Steps {
+			if err := s.runProfiled(r.Profile); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	r.PlanMiB = float64(s.Plan.Elements()) * 4 / (1 << 20)
+	r.Kernels, r.Params = s.Plan.Steps(), s.Model.ParamCount()
+	return r, nil
+}
+
+// stepper is a compiled training step that measure times: Step, MoCoStep.
+type stepper interface {
+	Run() error
+	Loss() (float64, error)
+}
+
+// measure runs c.Warmup untimed steps of s, then c.Steps timed ones, and
+// fills the times, heap and loss of the Result.
+func measure(c Config, be device.Backend, s stepper) (Result, error) {
 	for range c.Warmup {
 		if err := s.Run(); err != nil {
 			return Result{}, err
@@ -231,6 +259,10 @@ func Run(c Config, be device.Backend) (Result, error) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
 	times := make([]time.Duration, c.Steps)
 	start := time.Now()
 	for i := range times {
@@ -244,18 +276,13 @@ func Run(c Config, be device.Backend) (Result, error) {
 		return Result{}, err
 	}
 	elapsed := time.Since(start)
+	cpu1, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
 	runtime.ReadMemStats(&after)
 	if c.CPUProfile != nil {
 		pprof.StopCPUProfile()
-	}
-	var prof *graph.Profile
-	if c.Profile {
-		prof = graph.NewProfile()
-		for range c.Steps {
-			if err := s.runProfiled(prof); err != nil {
-				return Result{}, err
-			}
-		}
 	}
 	loss, err := s.Loss()
 	if err != nil {
@@ -271,10 +298,16 @@ func Run(c Config, be device.Backend) (Result, error) {
 		Median:       (times[(c.Steps-1)/2] + times[c.Steps/2]) / 2,
 		Fastest:      times[0],
 		HeapPerStep:  (after.TotalAlloc - before.TotalAlloc) / uint64(c.Steps),
+		CPU:          (cpu1 - cpu0) / time.Duration(c.Steps),
 		Loss:         loss,
-		PlanMiB:      float64(s.Plan.Elements()) * 4 / (1 << 20),
-		Kernels:      s.Plan.Steps(),
-		Params:       s.Model.ParamCount(),
-		Profile:      prof,
 	}, nil
+}
+
+// processCPU is the process's user + system CPU time so far.
+func processCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
+	"github.com/mochi-ssl/mochi/pkg/hardneg"
 )
 
 // tinyBench is a CIFAR ResNet-18 small enough for a test (width 4, 8 images
@@ -118,5 +120,53 @@ func TestCompareBackends(t *testing.T) {
 	out.Reset()
 	if err := cmp.Print(&out, c, "cpu", "skewed"); err == nil {
 		t.Errorf("an SGD with a 5%% larger learning rate passed the comparison:\n%s", out.String())
+	}
+}
+
+// TestMoCoStepTrains checks that the MoCo benchmark runs the whole step:
+// after each Run the queue holds that step's keys at the old pointer, f_q
+// moved (SGD ran) and f_k followed it by the momentum update — the parts
+// a bench that timed only some of the step would skip.
+func TestMoCoStepTrains(t *testing.T) {
+	c := MoCoConfig{Config: tinyBench(), K: 20, M: 0.9, Mix: hardneg.Config{N: 6, S: 4, SPrime: 2, Tau: 0.1}}
+	c.EmbedDim = 8
+	s, err := NewMoCoStep(c, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Model.Free()
+	q0 := s.Model.EncoderQ.Weights()
+	for step := range 3 {
+		ptr := s.Model.Queue.Ptr()
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if want := (ptr + c.Batch) % c.K; s.Model.Queue.Ptr() != want {
+			t.Fatalf("step %d: queue pointer %d, want %d", step, s.Model.Queue.Ptr(), want)
+		}
+		keys, queue, d := s.Model.Keys(nil), s.Model.Queue.Host(), c.EmbedDim
+		for i := range c.Batch {
+			row := (ptr + i) % c.K
+			if !slices.Equal(queue[row*d:(row+1)*d], keys[i*d:(i+1)*d]) {
+				t.Fatalf("step %d: queue row %d is not key %d", step, row, i)
+			}
+		}
+	}
+	loss, _ := s.Loss()
+	if math.IsNaN(loss) || loss <= 0 {
+		t.Fatalf("loss %v", loss)
+	}
+	// f_k starts as f_q; after three steps it lies strictly between f_q's
+	// start and f_q's present.
+	q, k := s.Model.EncoderQ.Weights(), s.Model.EncoderK.Weights()
+	moved, followed := 0.0, 0.0
+	for name, w := range q {
+		for i := range w {
+			moved += math.Abs(float64(w[i] - q0[name][i]))
+			followed += math.Abs(float64(k[name][i] - q0[name][i]))
+		}
+	}
+	if !(moved > 0) || !(followed > 0) || !(followed < moved) {
+		t.Errorf("Σ|Δθ_q| = %g, Σ|θ_k − θ_q(0)| = %g: want 0 < θ_k's change < θ_q's", moved, followed)
 	}
 }

@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/mochi-ssl/mochi/internal/vec"
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
@@ -57,11 +58,7 @@ func (t *bnTask) run(_, lo, hi int) {
 				a := float64(t.gamma[c]) * inv
 				a32, b32 := float32(a), float32(float64(t.beta[c])-a*mu)
 				for n := g * per; n < (g+1)*per; n++ {
-					x, y := plane(t.x, n), plane(t.y, n)
-					y = y[:len(x)]
-					for i, v := range x {
-						y[i] = a32*v + b32
-					}
+					affine(plane(t.x, n), plane(t.y, n), a32, b32)
 				}
 			}
 			mom := float64(t.momentum)
@@ -72,11 +69,7 @@ func (t *bnTask) run(_, lo, hi int) {
 			a := float64(t.gamma[c]) / math.Sqrt(float64(t.runVar[c])+float64(t.eps))
 			a32, b32 := float32(a), float32(float64(t.beta[c])-a*float64(t.runMean[c]))
 			for n := 0; n < s.N; n++ {
-				x, y := plane(t.x, n), plane(t.y, n)
-				y = y[:len(x)]
-				for i, v := range x {
-					y[i] = a32*v + b32
-				}
+				affine(plane(t.x, n), plane(t.y, n), a32, b32)
 			}
 		case bnBackward:
 			// dx = γ·invStd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·invStd
@@ -96,8 +89,8 @@ func (t *bnTask) run(_, lo, hi int) {
 				for n := g * per; n < (g+1)*per; n++ {
 					x, dy, dx := plane(t.x, n), plane(t.dy, n), plane(t.dx, n)
 					dy, dx = dy[:len(x)], dx[:len(x)]
-					for i, v := range x {
-						dx[i] = k * (dy[i] - c2 - (v-mu)*inv*c3)
+					for i := vec.BNBackward(x, dy, dx, k, c2, mu, inv, c3); i < len(x); i++ {
+						dx[i] = k * (dy[i] - c2 - (x[i]-mu)*inv*c3)
 					}
 				}
 			}
@@ -112,57 +105,65 @@ func (t *bnTask) run(_, lo, hi int) {
 
 // sumOf is Σ x.
 func sumOf(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
+	var s [4]float64
+	i := vec.SumLanes(x, &s)
 	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
+		s[0] += float64(x[i])
+		s[1] += float64(x[i+1])
+		s[2] += float64(x[i+2])
+		s[3] += float64(x[i+3])
 	}
 	for ; i < len(x); i++ {
-		s0 += float64(x[i])
+		s[0] += float64(x[i])
 	}
-	return (s0 + s1) + (s2 + s3)
+	return (s[0] + s[1]) + (s[2] + s[3])
 }
 
 // sumSquaredDev is Σ (x − mu)².
 func sumSquaredDev(x []float32, mu float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
+	var s [4]float64
+	i := vec.SqDevLanes(x, mu, &s)
 	for ; i+4 <= len(x); i += 4 {
 		d0, d1, d2, d3 := float64(x[i])-mu, float64(x[i+1])-mu, float64(x[i+2])-mu, float64(x[i+3])-mu
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
+		s[0] += d0 * d0
+		s[1] += d1 * d1
+		s[2] += d2 * d2
+		s[3] += d3 * d3
 	}
 	for ; i < len(x); i++ {
 		d := float64(x[i]) - mu
-		s0 += d * d
+		s[0] += d * d
 	}
-	return (s0 + s1) + (s2 + s3)
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+// affine is y = a·x + b over x.
+func affine(x, y []float32, a, b float32) {
+	y = y[:len(x)]
+	for i := vec.Affine(x, y, a, b); i < len(x); i++ {
+		y[i] = a*x[i] + b
+	}
 }
 
 // sumsDyAndDyXhat is Σ dy and Σ dy·x̂ with x̂ = (x − mu)·inv in float32,
 // as the forward normalised.
 func sumsDyAndDyXhat(x, dy []float32, mu, inv float32) (sdy, sdyx float64) {
 	dy = dy[:len(x)]
-	var a0, a1, b0, b1 float64
-	i := 0
+	var s [4]float64 // Σdy over even and odd i, then Σdy·x̂ over even and odd i
+	i := vec.SumsDyXhat(x, dy, mu, inv, &s)
 	for ; i+2 <= len(x); i += 2 {
 		d0, d1 := float64(dy[i]), float64(dy[i+1])
-		a0 += d0
-		a1 += d1
-		b0 += d0 * float64((x[i]-mu)*inv)
-		b1 += d1 * float64((x[i+1]-mu)*inv)
+		s[0] += d0
+		s[1] += d1
+		s[2] += d0 * float64((x[i]-mu)*inv)
+		s[3] += d1 * float64((x[i+1]-mu)*inv)
 	}
 	for ; i < len(x); i++ {
 		d := float64(dy[i])
-		a0 += d
-		b0 += d * float64((x[i]-mu)*inv)
+		s[0] += d
+		s[2] += d * float64((x[i]-mu)*inv)
 	}
-	return a0 + a1, b0 + b1
+	return s[0] + s[1], s[2] + s[3]
 }
 
 // bnCheck validates a BNShape and the length of x-shaped buffers.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,15 +125,6 @@ func TestNoSpinningOpenMPThreads(t *testing.T) {
 	if used > idle/10 {
 		t.Errorf("the process used %v of CPU while idle for %v: OpenMP threads are spinning", used, idle)
 	}
-}
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime(t *testing.T) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // hasAVX512 reports the AVX-512 subsets of oneDNN's avx512_core ISA,

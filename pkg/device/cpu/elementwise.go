@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/mochi-ssl/mochi/internal/vec"
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
@@ -64,19 +65,19 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 	case opAdd: // z = x + y
 		x, y, z := t.x[lo:hi], t.y[lo:hi], t.z[lo:hi]
 		x, y = x[:len(z)], y[:len(z)]
-		for i := range z {
+		for i := vec.Add(x, y, z); i < len(z); i++ {
 			z[i] = x[i] + y[i]
 		}
 	case opReLU: // y = max(x, 0)
 		x, y := t.x[lo:hi], t.y[lo:hi]
 		y = y[:len(x)]
-		for i, v := range x {
-			y[i] = max(v, 0)
+		for i := vec.ReLU(x, y); i < len(x); i++ {
+			y[i] = max(x[i], 0)
 		}
 	case opReLUBackward: // z = y where x > 0 (x is the forward output)
 		x, y, z := t.x[lo:hi], t.y[lo:hi], t.z[lo:hi]
 		x, y = x[:len(z)], y[:len(z)]
-		for i := range z {
+		for i := vec.ReLUBackward(x, y, z); i < len(z); i++ {
 			z[i] = math.Float32frombits(math.Float32bits(y[i]) & positiveMask(x[i]))
 		}
 	case opSGD: // x param, y grad, z velocity
