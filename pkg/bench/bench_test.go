@@ -170,3 +170,26 @@ func TestMoCoStepTrains(t *testing.T) {
 		t.Errorf("Σ|Δθ_q| = %g, Σ|θ_k − θ_q(0)| = %g: want 0 < θ_k's change < θ_q's", moved, followed)
 	}
 }
+
+// BenchmarkMoCoStep is the whole MoCo-v2/MoCHi step of a small encoder; its
+// allocs/op is what a training step allocates after warm-up.
+func BenchmarkMoCoStep(b *testing.B) {
+	c := MoCoConfig{Config: tinyBench(), K: 64, M: 0.99, Mix: hardneg.Config{N: 16, S: 8, SPrime: 4, Tau: 0.1}}
+	c.EmbedDim = 8
+	s, err := NewMoCoStep(c, cpu.New(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Model.Free()
+	for range 2 { // warm-up: scratch sized, buffers made
+		if err := s.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

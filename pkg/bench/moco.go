@@ -27,6 +27,7 @@ type MoCoStep struct {
 	Model         *moco.Model
 	xq, xk        []float32
 	perm          []int
+	draw          *hardneg.MixDraw // the mixing draw, redrawn each step in place
 	index, labels []int
 	rng           *rand.Rand
 	lr            float64
@@ -66,11 +67,16 @@ func (s *MoCoStep) Run() error {
 	m := s.Model
 	var draw *hardneg.MixDraw
 	if m.Mixing {
-		var err error
-		mix := m.Spec.Mix
-		if draw, err = hardneg.NewMixDraw(s.rng, m.Spec.B, mix.N, mix.S, mix.SPrime); err != nil {
-			return err
+		if s.draw != nil {
+			s.draw.Redraw(s.rng)
+		} else {
+			mix := m.Spec.Mix
+			var err error
+			if s.draw, err = hardneg.NewMixDraw(s.rng, m.Spec.B, mix.N, mix.S, mix.SPrime); err != nil {
+				return err
+			}
 		}
+		draw = s.draw
 	}
 	s.perm = moco.Shuffle(s.rng, m.Spec.B, s.perm)
 	loss, err := m.Step(s.xq, s.xk, s.perm, draw, nil)

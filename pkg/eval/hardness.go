@@ -188,7 +188,7 @@ func AnalyzeHardness(q, k, negatives Matrix, cfg HardnessConfig) (HardnessStats,
 			if err != nil {
 				return HardnessStats{}, err
 			}
-			be.MixLogits(shape, qBuf, negBuf, simBuf, cpu.WrapInt32(top[:rows*nTop]), cpu.Wrap(draw.Tensor().Data().([]float32)), cpu.Wrap(extra[:rows*e]))
+			be.MixLogits(shape, qBuf, negBuf, simBuf, cpu.WrapInt32(top[:rows*nTop]), cpu.Wrap(draw.Encode(nil)), cpu.Wrap(extra[:rows*e]))
 		}
 		if err := be.Sync(); err != nil {
 			return HardnessStats{}, err

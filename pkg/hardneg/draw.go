@@ -29,6 +29,15 @@ func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 	p := &MixDraw{B: b, N: n, S: s, SPrime: sPrime,
 		I: make([]int32, b*s), J: make([]int32, b*s), Alpha: make([]float32, b*s),
 		JQ: make([]int32, b*sPrime), Beta: make([]float32, b*sPrime)}
+	p.Redraw(rng)
+	return p, nil
+}
+
+// Redraw replaces p's draw by the next one from rng, in p's memory (a
+// training step then allocates nothing for it); it takes from rng what
+// NewMixDraw takes.
+func (p *MixDraw) Redraw(rng *rand.Rand) {
+	b, n, s, sPrime := p.B, p.N, p.S, p.SPrime
 	for q := range b {
 		for t := q * s; t < (q+1)*s; t++ {
 			p.I[t] = int32(rng.IntN(n))
@@ -40,7 +49,6 @@ func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 			p.Beta[t] = 0.5 * rng.Float32()
 		}
 	}
-	return p, nil
 }
 
 // Rows is the draw of queries [lo, hi) alone, sharing p's memory: a
@@ -55,12 +63,16 @@ func (p *MixDraw) Rows(lo, hi int) *MixDraw {
 // Cols is the width of the draw's tensor encoding: 3s + 2s′.
 func (p *MixDraw) Cols() int { return 3*p.S + 2*p.SPrime }
 
-// Tensor encodes the draw as the B×(3s+2s′) float32 tensor that the
-// mixing op reads. Row b holds [i_1…i_s, j_1…j_s, α_1…α_s, j′_1…j′_s′,
-// β_1…β_s′]; ranks below 2²⁴ are exact in float32.
-func (p *MixDraw) Tensor() *tensor.Dense {
+// Encode writes the draw as the B×(3s+2s′) float32 matrix that the mixing
+// op reads into dst (reallocated when too short) and returns it. Row b
+// holds [i_1…i_s, j_1…j_s, α_1…α_s, j′_1…j′_s′, β_1…β_s′]; ranks below 2²⁴
+// are exact in float32.
+func (p *MixDraw) Encode(dst []float32) []float32 {
 	s, sp, cols := p.S, p.SPrime, p.Cols()
-	out := make([]float32, p.B*cols)
+	if cap(dst) < p.B*cols {
+		dst = make([]float32, p.B*cols)
+	}
+	out := dst[:p.B*cols]
 	for b := range p.B {
 		row := out[b*cols : (b+1)*cols]
 		for t := range s {
@@ -73,5 +85,10 @@ func (p *MixDraw) Tensor() *tensor.Dense {
 			row[3*s+sp+t] = p.Beta[b*sp+t]
 		}
 	}
-	return tensor.New(tensor.WithShape(p.B, cols), tensor.WithBacking(out))
+	return out
+}
+
+// Tensor is Encode's matrix as a tensor (a graph input's value).
+func (p *MixDraw) Tensor() *tensor.Dense {
+	return tensor.New(tensor.WithShape(p.B, p.Cols()), tensor.WithBacking(p.Encode(nil)))
 }

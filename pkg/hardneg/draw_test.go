@@ -100,6 +100,35 @@ func TestMixDrawSeeded(t *testing.T) {
 	}
 }
 
+// TestMixDrawRedraw: a draw refilled in place is the draw NewMixDraw makes
+// next from the same stream (the trainer's steps allocate nothing for it,
+// and its losses stay those of fresh draws), and Encode reuses its dst.
+func TestMixDrawRedraw(t *testing.T) {
+	fresh, reused := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(7, 7))
+	p, err := hardneg.NewMixDraw(reused, 4, 10, 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc []float32
+	for step := range 3 {
+		want, err := hardneg.NewMixDraw(fresh, 4, 10, 5, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step > 0 {
+			p.Redraw(reused)
+		}
+		prev := enc
+		enc = p.Encode(enc)
+		if !slices.Equal(enc, want.Encode(nil)) {
+			t.Fatalf("step %d: the redrawn draw differs from a fresh one", step)
+		}
+		if step > 0 && &prev[0] != &enc[0] {
+			t.Fatalf("step %d: Encode reallocated a dst of the right size", step)
+		}
+	}
+}
+
 func TestMixDrawTensorLayout(t *testing.T) {
 	p, err := hardneg.NewMixDraw(rand.New(rand.NewPCG(5, 5)), 3, 7, 4, 2)
 	if err != nil {

@@ -4,15 +4,18 @@ import (
 	"math/rand/v2"
 
 	"github.com/mochi-ssl/mochi/pkg/hardneg"
+	"github.com/mochi-ssl/mochi/pkg/queue"
 )
 
 // hostScratch is a step's scratch in host memory.
 type hostScratch struct {
-	unshuffle      []float32 // B×B
-	xShuffled      []float32 // B×C×H×W
-	keys           []float32 // B×D, the shuffled keys StepExchanged hands over
-	qLab, kLab     []float32 // the class oracle's labels as the graph takes them
-	qLabel, kLabel []int32   // the same, for the host's check
+	unshuffle      []float32    // B×B
+	xShuffled      []float32    // B×C×H×W
+	keys           []float32    // B×D, the shuffled keys StepExchanged hands over
+	qLab, kLab     []float32    // the class oracle's labels as the graph takes them
+	qLabel, kLabel []int32      // the same, for the host's check
+	draw           []float32    // B×(3s+2s′), the step's MixDraw encoded
+	meta           []queue.Meta // the enqueued keys' indices and labels
 	loss           []float32
 	logits         Logits
 	grads          []float32 // every gradient, for ReduceGrads

@@ -16,6 +16,7 @@ package moco
 
 import (
 	"fmt"
+	"slices"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -186,7 +187,8 @@ func (m *Model) lossStep(xq []float32, draw *hardneg.MixDraw, qLabels []int) (fl
 	be, plan := m.be, m.train.Plan
 	be.Upload(plan.Buffer(m.xq), xq)
 	if m.Mixing {
-		be.Upload(plan.Buffer(m.draw), draw.Tensor().Data().([]float32))
+		m.host.draw = draw.Encode(m.host.draw)
+		be.Upload(plan.Buffer(m.draw), m.host.draw)
 	}
 	if m.Spec.Mix.ClassOracle {
 		if err := m.uploadLabels(qLabels); err != nil {
@@ -204,7 +206,7 @@ func (m *Model) lossStep(xq []float32, draw *hardneg.MixDraw, qLabels []int) (fl
 // as in MoCo's _dequeue_and_enqueue), device to device, with each key's
 // image index and label.
 func (m *Model) Enqueue(index, labels []int) error {
-	return m.Queue.EnqueueBuffer(m.train.Plan.Buffer(m.k), queueMeta(index, labels))
+	return m.Queue.EnqueueBuffer(m.train.Plan.Buffer(m.k), m.queueMeta(index, labels))
 }
 
 // Keys copies the step's keys k (B×D, in batch order) to dst and returns it.
@@ -222,13 +224,16 @@ func (m *Model) Keys(dst []float32) []float32 {
 // rank, gathered in rank order) at the queue pointer, with each key's image
 // index and label: Enqueue for keys that are not all this model's.
 func (m *Model) EnqueueKeys(keys []float32, index, labels []int) error {
-	return m.Queue.Enqueue(keys, queueMeta(index, labels))
+	return m.Queue.Enqueue(keys, m.queueMeta(index, labels))
 }
 
-func queueMeta(index, labels []int) []queue.Meta {
-	meta := make([]queue.Meta, len(index))
+// queueMeta is the keys' image indices and labels as the queue stores
+// them, in scratch memory the queue copies from.
+func (m *Model) queueMeta(index, labels []int) []queue.Meta {
+	meta := slices.Grow(m.host.meta[:0], len(index))[:len(index)]
 	for i := range index {
 		meta[i] = queue.Meta{Index: int64(index[i]), Label: int32(labels[i])}
 	}
+	m.host.meta = meta
 	return meta
 }

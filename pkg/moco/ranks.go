@@ -44,7 +44,7 @@ func (m *Model) EnqueueGathered(gather func(send, recv device.Buffer) error, ran
 	if err := gather(m.train.Plan.Buffer(m.k), m.gathered); err != nil {
 		return fmt.Errorf("key all-gather: %w", err)
 	}
-	return m.Queue.EnqueueBuffer(m.gathered, queueMeta(index, labels))
+	return m.Queue.EnqueueBuffer(m.gathered, m.queueMeta(index, labels))
 }
 
 // StepExchanged is Step with ShuffleBN across data-parallel ranks: the key

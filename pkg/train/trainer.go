@@ -573,6 +573,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		t.loader.Release(b)
 	}
 	perm := make([]int, 0, t.spec.B)
+	var mix *hardneg.MixDraw // the steps' mixing draws, redrawn in place
 	for t.step < it.Steps() {
 		select {
 		case <-ctx.Done():
@@ -592,10 +593,12 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		lr := t.lr()
 		var draw *hardneg.MixDraw
 		if t.model.Mixing {
-			var err error
-			if draw, err = hardneg.NewMixDraw(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
+			if mix != nil {
+				mix.Redraw(t.mixRNG)
+			} else if mix, err = hardneg.NewMixDraw(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
 				return false, err
 			}
+			draw = mix
 		}
 		perm = moco.Shuffle(t.bnRNG, t.spec.B, perm)
 		if draw != nil && t.comm.Size() > 1 {
