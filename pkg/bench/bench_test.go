@@ -129,12 +129,7 @@ func TestCompareBackends(t *testing.T) {
 // a bench that timed only some of the step would skip.
 func TestMoCoStepTrains(t *testing.T) {
 	c := MoCoConfig{Config: tinyBench(), K: 20, M: 0.9, Mix: hardneg.Config{N: 6, S: 4, SPrime: 2, Tau: 0.1}}
-	c.EmbedDim = 8
-	s, err := NewMoCoStep(c, cpu.New(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Model.Free()
+	s := newMoCoStep(t, c)
 	q0 := s.Model.EncoderQ.Weights()
 	for step := range 3 {
 		ptr := s.Model.Queue.Ptr()
@@ -144,7 +139,7 @@ func TestMoCoStepTrains(t *testing.T) {
 		if want := (ptr + c.Batch) % c.K; s.Model.Queue.Ptr() != want {
 			t.Fatalf("step %d: queue pointer %d, want %d", step, s.Model.Queue.Ptr(), want)
 		}
-		keys, queue, d := s.Model.Keys(nil), s.Model.Queue.Host(), c.EmbedDim
+		keys, queue, d := s.Model.Keys(nil), s.Model.Queue.Host(), s.Model.Spec.Net.EmbedDim
 		for i := range c.Batch {
 			row := (ptr + i) % c.K
 			if !slices.Equal(queue[row*d:(row+1)*d], keys[i*d:(i+1)*d]) {
@@ -174,13 +169,7 @@ func TestMoCoStepTrains(t *testing.T) {
 // BenchmarkMoCoStep is the whole MoCo-v2/MoCHi step of a small encoder; its
 // allocs/op is what a training step allocates after warm-up.
 func BenchmarkMoCoStep(b *testing.B) {
-	c := MoCoConfig{Config: tinyBench(), K: 64, M: 0.99, Mix: hardneg.Config{N: 16, S: 8, SPrime: 4, Tau: 0.1}}
-	c.EmbedDim = 8
-	s, err := NewMoCoStep(c, cpu.New(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Model.Free()
+	s := newMoCoStep(b, MoCoConfig{Config: tinyBench(), K: 64, M: 0.99, Mix: hardneg.Config{N: 16, S: 8, SPrime: 4, Tau: 0.1}})
 	for range 2 { // warm-up: scratch sized, buffers made
 		if err := s.Run(); err != nil {
 			b.Fatal(err)
@@ -192,4 +181,17 @@ func BenchmarkMoCoStep(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// newMoCoStep builds c's MoCo step with 8-dimensional keys on one CPU
+// thread, freed when tb ends.
+func newMoCoStep(tb testing.TB, c MoCoConfig) *MoCoStep {
+	tb.Helper()
+	c.EmbedDim = 8
+	s, err := NewMoCoStep(c, cpu.New(1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Model.Free)
+	return s
 }
