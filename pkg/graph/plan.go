@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gorgonia.org/gorgonia"
@@ -23,6 +24,10 @@ type Plan struct {
 	keep  map[*gorgonia.Node]bool // inputs, constants, outputs: Buffer returns these
 	owned []device.Buffer         // everything Alloc returned, for Free
 	elems int                     // elements allocated, all dtypes
+	// spare holds the buffers Alloc returned for intermediate values, by
+	// (dtype, elements): their contents are dead between runs, so a plan
+	// compiled with CompileBorrowing may use them too.
+	spare map[[2]int][]device.Buffer
 }
 
 // step is one kernel call of Run.
@@ -104,6 +109,21 @@ func dtypeOf(n *gorgonia.Node) (device.DType, error) {
 // after its last reader runs and reused by a later node of the same size
 // and type, so the plan holds roughly the live set, not the whole graph.
 func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node) (*Plan, error) {
+	return compile(g, be, nil, outputs)
+}
+
+// CompileBorrowing is Compile where the intermediate values may live in
+// lender's intermediate buffers (those of the same size and type) before
+// new ones are allocated. The two plans must never run at the same time,
+// and no intermediate value of one may be read after the other ran: MoCo's
+// key encoder, run before the loss plan in each step, then takes almost no
+// memory of its own. Buffer still returns the plan's inputs, constants and
+// outputs, which are always its own.
+func CompileBorrowing(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs ...*gorgonia.Node) (*Plan, error) {
+	return compile(g, be, lender, outputs)
+}
+
+func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*gorgonia.Node) (*Plan, error) {
 	sorted, err := gorgonia.Sort(g)
 	if err != nil {
 		return nil, fmt.Errorf("graph.Compile: %w", err)
@@ -119,7 +139,8 @@ func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node
 	if len(outputs) > 0 {
 		order = needed(order, kids, outputs)
 	}
-	p := &Plan{be: be, bufs: make(map[*gorgonia.Node]device.Buffer), keep: make(map[*gorgonia.Node]bool)}
+	p := &Plan{be: be, bufs: make(map[*gorgonia.Node]device.Buffer), keep: make(map[*gorgonia.Node]bool),
+		spare: make(map[[2]int][]device.Buffer)}
 	for _, o := range outputs {
 		p.keep[o] = true
 	}
@@ -156,6 +177,11 @@ func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node
 	}
 
 	pool := make(map[[2]int][]device.Buffer) // (dtype, elements) → free buffers
+	if lender != nil {
+		for k, bufs := range lender.spare {
+			pool[k] = slices.Clone(bufs)
+		}
+	}
 	released := make(map[*gorgonia.Node]bool)
 	release := func(r *gorgonia.Node) {
 		if p.keep[r] || kernels[r] == nil || released[r] {
@@ -223,6 +249,9 @@ func (p *Plan) allocate(n *gorgonia.Node, pool map[[2]int][]device.Buffer) error
 	}
 	b := p.be.Alloc(dt, key[1])
 	p.bufs[n], p.owned, p.elems = b, append(p.owned, b), p.elems+key[1]
+	if !p.keep[n] {
+		p.spare[key] = append(p.spare[key], b)
+	}
 	return nil
 }
 
@@ -320,5 +349,5 @@ func (p *Plan) Free() {
 	for _, b := range p.owned {
 		p.be.Free(b)
 	}
-	p.owned, p.bufs, p.steps = nil, nil, nil
+	p.owned, p.bufs, p.steps, p.spare = nil, nil, nil, nil
 }

@@ -3,11 +3,13 @@ package graph
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
 	"gorgonia.org/gorgonia"
 
+	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
@@ -235,4 +237,84 @@ func TestBatchNormBackwardNeedsTraining(t *testing.T) {
 	if err := plan.Run(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCompileBorrowing: a plan compiled with CompileBorrowing keeps its
+// intermediate values in the lender's intermediate buffers, allocating
+// less, while both compute what they compute alone: the lender's inputs,
+// parameters and outputs survive the borrower's runs.
+func TestCompileBorrowing(t *testing.T) {
+	be := cpu.New(2)
+	a := newSmallNet(t, rand.New(rand.NewSource(5)), 4, 8, 4)
+	aOut := append(gorgonia.Nodes{a.loss}, a.grads...)
+	lender, err := Compile(a.g, be, aOut...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lender.Free()
+	run := func(p *Plan, outs gorgonia.Nodes) [][]float32 {
+		t.Helper()
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return download(be, p, outs)
+	}
+	b := newSmallNet(t, rand.New(rand.NewSource(6)), 4, 8, 4) // the same shapes, other values
+	alone, err := Compile(b.g, be, b.loss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alone.Free()
+	want := run(alone, gorgonia.Nodes{b.loss})
+	borrower, err := CompileBorrowing(b.g, be, lender, b.loss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer borrower.Free()
+	if borrower.Elements() >= alone.Elements() {
+		t.Fatalf("the borrowing plan allocated %d elements, the plan alone %d: nothing was borrowed", borrower.Elements(), alone.Elements())
+	}
+	first := run(lender, aOut)
+	for round := range 2 {
+		if got := run(borrower, gorgonia.Nodes{b.loss}); !slices.Equal(got[0], want[0]) {
+			t.Fatalf("round %d: the borrowing plan's loss %v, alone %v", round, got[0], want[0])
+		}
+		for i, got := range download(be, lender, aOut) {
+			if !slices.Equal(got, first[i]) {
+				t.Fatalf("round %d: the borrower's run changed the lender's output %v", round, aOut[i].Name())
+			}
+		}
+		for i, got := range run(lender, aOut) {
+			if !slices.Equal(got, first[i]) {
+				t.Fatalf("round %d: after the borrower ran, the lender computes another %v", round, aOut[i].Name())
+			}
+		}
+	}
+	// What a plan lends must be its intermediates only: never a buffer of
+	// its inputs, parameters or outputs.
+	lent := make(map[*float32]bool)
+	for key, bufs := range lender.spare {
+		if key[0] != int(device.Float32) {
+			continue
+		}
+		for _, buf := range bufs {
+			lent[&cpu.Float32s(buf)[0]] = true
+		}
+	}
+	for n := range lender.keep {
+		if buf, ok := lender.bufs[n]; ok && n.Dtype() == gorgonia.Float32 && lent[&cpu.Float32s(buf)[0]] {
+			t.Fatalf("the lender lends the buffer of %v, which it keeps", n.Name())
+		}
+	}
+	t.Logf("borrowing plan: %d elements of its own, %d alone", borrower.Elements(), alone.Elements())
+}
+
+// download copies the values of nodes out of plan p.
+func download(be device.Backend, p *Plan, nodes gorgonia.Nodes) [][]float32 {
+	out := make([][]float32, len(nodes))
+	for i, n := range nodes {
+		out[i] = make([]float32, n.Shape().TotalSize())
+		be.Download(out[i], p.Buffer(n))
+	}
+	return out
 }

@@ -146,7 +146,9 @@ func (m *Model) buildKey() error {
 	if err := m.EncoderQ.CopyTo(net); err != nil {
 		return err
 	}
-	if m.keyPlan, err = graph.Compile(g, m.be, net.Embedding); err != nil {
+	// f_k runs before the loss plan in each step and none of its
+	// intermediate values outlive its run: they borrow the loss plan's.
+	if m.keyPlan, err = graph.CompileBorrowing(g, m.be, m.train.Plan, net.Embedding); err != nil {
 		return err
 	}
 	return net.Bind(m.keyPlan)
