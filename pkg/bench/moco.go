@@ -67,14 +67,10 @@ func (s *MoCoStep) Run() error {
 	m := s.Model
 	var draw *hardneg.MixDraw
 	if m.Mixing {
-		if s.draw != nil {
-			s.draw.Redraw(s.rng)
-		} else {
-			mix := m.Spec.Mix
-			var err error
-			if s.draw, err = hardneg.NewMixDraw(s.rng, m.Spec.B, mix.N, mix.S, mix.SPrime); err != nil {
-				return err
-			}
+		mix := m.Spec.Mix
+		var err error
+		if s.draw, err = hardneg.NextMixDraw(s.draw, s.rng, m.Spec.B, mix.N, mix.S, mix.SPrime); err != nil {
+			return err
 		}
 		draw = s.draw
 	}

@@ -29,14 +29,23 @@ func NewMixDraw(rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
 	p := &MixDraw{B: b, N: n, S: s, SPrime: sPrime,
 		I: make([]int32, b*s), J: make([]int32, b*s), Alpha: make([]float32, b*s),
 		JQ: make([]int32, b*sPrime), Beta: make([]float32, b*sPrime)}
-	p.Redraw(rng)
+	p.fill(rng)
 	return p, nil
 }
 
-// Redraw replaces p's draw by the next one from rng, in p's memory (a
-// training step then allocates nothing for it); it takes from rng what
-// NewMixDraw takes.
-func (p *MixDraw) Redraw(rng *rand.Rand) {
+// NextMixDraw is NewMixDraw in prev's memory when prev (the last step's
+// draw, or nil) has the same sizes: a training loop then allocates nothing
+// for its draws. It takes from rng what NewMixDraw takes.
+func NextMixDraw(prev *MixDraw, rng *rand.Rand, b, n, s, sPrime int) (*MixDraw, error) {
+	if prev == nil || prev.B != b || prev.N != n || prev.S != s || prev.SPrime != sPrime {
+		return NewMixDraw(rng, b, n, s, sPrime)
+	}
+	prev.fill(rng)
+	return prev, nil
+}
+
+// fill draws p's ranks and weights from rng.
+func (p *MixDraw) fill(rng *rand.Rand) {
 	b, n, s, sPrime := p.B, p.N, p.S, p.SPrime
 	for q := range b {
 		for t := q * s; t < (q+1)*s; t++ {

@@ -100,23 +100,25 @@ func TestMixDrawSeeded(t *testing.T) {
 	}
 }
 
-// TestMixDrawRedraw: a draw refilled in place is the draw NewMixDraw makes
-// next from the same stream (the trainer's steps allocate nothing for it,
-// and its losses stay those of fresh draws), and Encode reuses its dst.
-func TestMixDrawRedraw(t *testing.T) {
+// TestNextMixDraw: a draw made in the last draw's memory is the draw
+// NewMixDraw makes next from the same stream (the trainer's steps allocate
+// nothing for it, and its losses stay those of fresh draws), other sizes
+// get a draw of their own, and Encode reuses its dst.
+func TestNextMixDraw(t *testing.T) {
 	fresh, reused := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(7, 7))
-	p, err := hardneg.NewMixDraw(reused, 4, 10, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var p *hardneg.MixDraw
 	var enc []float32
 	for step := range 3 {
 		want, err := hardneg.NewMixDraw(fresh, 4, 10, 5, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if step > 0 {
-			p.Redraw(reused)
+		last := p
+		if p, err = hardneg.NextMixDraw(p, reused, 4, 10, 5, 3); err != nil {
+			t.Fatal(err)
+		}
+		if step > 0 && p != last {
+			t.Fatalf("step %d: a draw of the same sizes was allocated anew", step)
 		}
 		prev := enc
 		enc = p.Encode(enc)
@@ -126,6 +128,13 @@ func TestMixDrawRedraw(t *testing.T) {
 		if step > 0 && &prev[0] != &enc[0] {
 			t.Fatalf("step %d: Encode reallocated a dst of the right size", step)
 		}
+	}
+	other, err := hardneg.NextMixDraw(p, reused, 4, 10, 5, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == p || len(other.JQ) != 4*2 {
+		t.Fatalf("a draw of other sizes reused the last one's (%d query mixes)", len(other.JQ))
 	}
 }
 

@@ -593,9 +593,7 @@ func (t *trainer) runEpoch(ctx context.Context) (done bool, err error) {
 		lr := t.lr()
 		var draw *hardneg.MixDraw
 		if t.model.Mixing {
-			if mix != nil {
-				mix.Redraw(t.mixRNG)
-			} else if mix, err = hardneg.NewMixDraw(t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
+			if mix, err = hardneg.NextMixDraw(mix, t.mixRNG, t.spec.B, t.spec.Mix.N, t.spec.Mix.S, t.spec.Mix.SPrime); err != nil {
 				return false, err
 			}
 			draw = mix
