@@ -184,14 +184,12 @@ func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*
 	at := make(map[*gorgonia.Node]alias, len(order))
 	born := make(map[*gorgonia.Node]int, len(order))
 	dies := make(map[*gorgonia.Node]int, len(order))
-	view := make(map[*gorgonia.Node]bool) // run as a view, not a step
 	for i, n := range order {
 		at[n] = alias{n, 0}
-		k := kernels[n]
-		if v, ok := k.(viewer); ok && !p.keep[n] {
+		if v, ok := kernels[n].(viewer); ok && !p.keep[n] {
 			in, off := v.viewOf()
 			src := at[kids[n][in]]
-			at[n], view[n] = alias{src.root, src.off + off}, true
+			at[n] = alias{src.root, src.off + off}
 		}
 		r := at[n].root
 		if r == n {
@@ -240,22 +238,15 @@ func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*
 	}
 
 	for _, n := range order {
-		a := at[n]
-		if a.root != n {
-			if size := n.Shape().TotalSize(); a.off == 0 && size == p.bufs[a.root].Len() {
-				p.bufs[n] = p.bufs[a.root]
-			} else {
-				p.bufs[n] = be.View(p.bufs[a.root], a.off, size)
-			}
+		if a := at[n]; a.root != n { // a view: no step of its own
+			p.bufs[n] = be.View(p.bufs[a.root], a.off, n.Shape().TotalSize())
+			continue
 		}
 		k := kernels[n]
 		if k == nil {
 			if err := p.upload(n); err != nil {
 				return nil, err
 			}
-			continue
-		}
-		if view[n] {
 			continue
 		}
 		in := make([]device.Buffer, len(kids[n]))
