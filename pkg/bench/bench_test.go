@@ -166,6 +166,36 @@ func TestMoCoStepTrains(t *testing.T) {
 	}
 }
 
+// TestMoCoStepAllocatesNothing: after warm-up a MoCo/MoCHi step, on one
+// thread and on two, makes no heap allocation (the plans' buffers, the
+// kernels' scratch, the mixing draw and the queue's copy are all reused),
+// so a long run puts no load on the garbage collector.
+func TestMoCoStepAllocatesNothing(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		c := MoCoConfig{Config: tinyBench(), K: 20, M: 0.99, Mix: hardneg.Config{N: 6, S: 4, SPrime: 2, Tau: 0.1}}
+		c.EmbedDim = 8
+		s, err := NewMoCoStep(c, cpu.New(threads))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Model.Free()
+		var runErr error
+		run := func() {
+			if err := s.Run(); err != nil && runErr == nil {
+				runErr = err
+			}
+		}
+		// K = 20 is not a multiple of the batch of 8: the steps measured
+		// include enqueues that wrap around the queue's end.
+		if n := testing.AllocsPerRun(5, run); n != 0 {
+			t.Errorf("%d threads: %v heap allocations per MoCo step after warm-up, want 0", threads, n)
+		}
+		if runErr != nil {
+			t.Fatal(runErr)
+		}
+	}
+}
+
 // BenchmarkMoCoStep is the whole MoCo-v2/MoCHi step of a small encoder; its
 // allocs/op is what a training step allocates after warm-up.
 func BenchmarkMoCoStep(b *testing.B) {

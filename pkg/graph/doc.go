@@ -19,8 +19,10 @@
 //     backend (Host). It allocates every value on every step and is the
 //     reference executor in tests.
 //   - Compile builds a Plan: it sorts the graph once, allocates every node's
-//     buffer once on the chosen backend (reusing buffers whose lifetime has
-//     ended) and Run executes the kernels in order without allocating.
+//     buffer once on the chosen backend (inputs, constants and outputs their
+//     own; the other values in one arena, placed by lifetime so that two
+//     values live at the same step never share memory) and Run executes the
+//     kernels in order without allocating.
 //
 // # Invariants
 //

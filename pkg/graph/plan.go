@@ -17,6 +17,12 @@ import (
 // allocating; the buffers of inputs, constants and outputs keep their
 // contents between runs, so a trainer uploads a batch into Buffer(x), calls
 // Run and reads Buffer(loss) and the gradients' buffers.
+//
+// Memory: inputs, constants and outputs have buffers of their own; every
+// other value lives in one arena per dtype, at an offset placed at compile
+// time so that two values live at the same time never overlap (see place).
+// A view (a slice of BatchNorm's backward output) shares its source's
+// memory.
 type Plan struct {
 	be    device.Backend
 	steps []step
@@ -24,10 +30,9 @@ type Plan struct {
 	keep  map[*gorgonia.Node]bool // inputs, constants, outputs: Buffer returns these
 	owned []device.Buffer         // everything Alloc returned, for Free
 	elems int                     // elements allocated, all dtypes
-	// spare holds the buffers Alloc returned for intermediate values, by
-	// (dtype, elements): their contents are dead between runs, so a plan
-	// compiled with CompileBorrowing may use them too.
-	spare map[[2]int][]device.Buffer
+	// arena holds the intermediate values, by dtype: its contents are dead
+	// between runs, so a plan compiled with CompileBorrowing may use it too.
+	arena map[device.DType]device.Buffer
 }
 
 // step is one kernel call of Run.
@@ -48,7 +53,9 @@ type preparer interface {
 
 // viewer is implemented by ops whose output is a part of one input (the
 // slices of BatchNorm's backward); the plan gives them a view of that
-// input's buffer instead of running them.
+// input's buffer instead of running them, unless the view is a plan output
+// (dγ, dβ), which gets a buffer of its own and a copy, so that the input's
+// buffer need not outlive the run.
 type viewer interface {
 	viewOf() (input, off int)
 }
@@ -105,22 +112,27 @@ func dtypeOf(n *gorgonia.Node) (device.DType, error) {
 // Compile sorts g, keeps the nodes that outputs depend on (all of g when no
 // output is given), allocates their buffers on be and returns the plan.
 // Input nodes with a bound value (gorgonia.Let, NewTensor WithValue) and
-// constants are uploaded now. An intermediate buffer is returned to a pool
-// after its last reader runs and reused by a later node of the same size
-// and type, so the plan holds roughly the live set, not the whole graph.
+// constants are uploaded now. The intermediate values share one arena,
+// placed by lifetime, so the plan holds about the largest set of values
+// live at one time, not the whole graph.
 func Compile(g *gorgonia.ExprGraph, be device.Backend, outputs ...*gorgonia.Node) (*Plan, error) {
 	return compile(g, be, nil, outputs)
 }
 
-// CompileBorrowing is Compile where the intermediate values may live in
-// lender's intermediate buffers (those of the same size and type) before
-// new ones are allocated. The two plans must never run at the same time,
-// and no intermediate value of one may be read after the other ran: MoCo's
-// key encoder, run before the loss plan in each step, then takes almost no
-// memory of its own. Buffer still returns the plan's inputs, constants and
-// outputs, which are always its own.
+// CompileBorrowing is Compile where the intermediate values live in
+// lender's arena when it is large enough. The two plans must never run at
+// the same time, and no intermediate value of one may be read after the
+// other ran: MoCo's key encoder, run before the loss plan in each step,
+// then takes almost no memory of its own. Buffer still returns the plan's
+// inputs, constants and outputs, which are always its own.
 func CompileBorrowing(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs ...*gorgonia.Node) (*Plan, error) {
 	return compile(g, be, lender, outputs)
+}
+
+// alias is where a node's value lives: in root's buffer, from element off.
+type alias struct {
+	root *gorgonia.Node
+	off  int
 }
 
 func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*gorgonia.Node) (*Plan, error) {
@@ -140,18 +152,15 @@ func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*
 		order = needed(order, kids, outputs)
 	}
 	p := &Plan{be: be, bufs: make(map[*gorgonia.Node]device.Buffer), keep: make(map[*gorgonia.Node]bool),
-		spare: make(map[[2]int][]device.Buffer)}
+		arena: make(map[device.DType]device.Buffer)}
 	for _, o := range outputs {
 		p.keep[o] = true
 	}
 
-	// root: the node whose allocation a view shares; last: step index of
-	// the last data read of each root.
-	root := make(map[*gorgonia.Node]*gorgonia.Node, len(order))
-	last := make(map[*gorgonia.Node]int, len(order))
+	// lastRead: step index of the last data read of each node.
 	kernels := make(map[*gorgonia.Node]Kernel, len(order))
+	lastRead := make(map[*gorgonia.Node]int, len(order))
 	for i, n := range order {
-		root[n] = n
 		if n.Op() == nil || isConstant(n) {
 			p.keep[n] = true
 			continue
@@ -161,98 +170,96 @@ func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*
 			return nil, err
 		}
 		kernels[n] = k
-		if v, ok := k.(viewer); ok {
-			in, _ := v.viewOf()
-			root[n] = root[kids[n][in]]
-		}
 		ord, _ := k.(orderingInputs)
 		for j, c := range kids[n] {
 			if ord == nil || !ord.orderingOnly(j) {
-				last[root[c]] = i
+				lastRead[c] = i
 			}
 		}
 	}
-	for n := range p.keep {
-		p.keep[root[n]] = true
+
+	// Where each value lives: a root has memory of its own, a view lives
+	// in its input's root. born and dies bound the steps during which a
+	// root's memory holds a value still to be read.
+	at := make(map[*gorgonia.Node]alias, len(order))
+	born := make(map[*gorgonia.Node]int, len(order))
+	dies := make(map[*gorgonia.Node]int, len(order))
+	for i, n := range order {
+		at[n] = alias{n, 0}
+		if v, ok := kernels[n].(viewer); ok && !p.keep[n] {
+			in, off := v.viewOf()
+			src := at[kids[n][in]]
+			at[n] = alias{src.root, src.off + off}
+		}
+		r := at[n].root
+		if r == n {
+			born[n], dies[n] = i, i
+		}
+		if last, ok := lastRead[n]; ok {
+			dies[r] = max(dies[r], last)
+		}
 	}
 
-	pool := make(map[[2]int][]device.Buffer) // (dtype, elements) → free buffers
-	if lender != nil {
-		for k, bufs := range lender.spare {
-			pool[k] = slices.Clone(bufs)
+	// Memory: the kept roots their own buffers, the others the arena.
+	var values []lifetime
+	var roots []*gorgonia.Node
+	for _, n := range order {
+		if at[n].root != n {
+			continue
 		}
-	}
-	released := make(map[*gorgonia.Node]bool)
-	release := func(r *gorgonia.Node) {
-		if p.keep[r] || kernels[r] == nil || released[r] {
-			return
-		}
-		released[r] = true
-		pool[poolKey(r)] = append(pool[poolKey(r)], p.bufs[r])
-	}
-	for i, n := range order {
-		k := kernels[n]
-		if v, ok := k.(viewer); ok {
-			in, off := v.viewOf()
-			p.bufs[n] = be.View(p.bufs[kids[n][in]], off, n.Shape().TotalSize())
-		} else if err := p.allocate(n, pool); err != nil {
+		dt, err := dtypeOf(n)
+		if err != nil {
 			return nil, err
 		}
+		size := n.Shape().TotalSize()
+		if p.keep[n] || kernels[n] == nil {
+			b := be.Alloc(dt, size)
+			p.bufs[n], p.owned, p.elems = b, append(p.owned, b), p.elems+size
+			continue
+		}
+		values = append(values, lifetime{dt: dt, size: size, born: born[n], dies: dies[n]})
+		roots = append(roots, n)
+	}
+	offs, need := place(values)
+	for _, dt := range []device.DType{device.Float32, device.Int32} {
+		size, ok := need[dt]
+		if !ok {
+			continue
+		}
+		if lender != nil && lender.arena[dt] != nil && lender.arena[dt].Len() >= size {
+			p.arena[dt] = lender.arena[dt]
+			continue
+		}
+		b := be.Alloc(dt, size)
+		p.arena[dt], p.owned, p.elems = b, append(p.owned, b), p.elems+size
+	}
+	for i, n := range roots {
+		p.bufs[n] = be.View(p.arena[values[i].dt], offs[i], values[i].size)
+	}
+
+	for _, n := range order {
+		if a := at[n]; a.root != n { // a view: no step of its own
+			p.bufs[n] = be.View(p.bufs[a.root], a.off, n.Shape().TotalSize())
+			continue
+		}
+		k := kernels[n]
 		if k == nil {
 			if err := p.upload(n); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if _, ok := k.(viewer); !ok {
-			in := make([]device.Buffer, len(kids[n]))
-			for j, c := range kids[n] {
-				in[j] = p.bufs[c]
-			}
-			st := step{node: n, k: k, in: in, out: p.bufs[n]}
-			if pr, ok := k.(preparer); ok {
-				st.run = pr.prepare(be, in, st.out)
-			}
-			p.steps = append(p.steps, st)
+		in := make([]device.Buffer, len(kids[n]))
+		for j, c := range kids[n] {
+			in[j] = p.bufs[c]
 		}
-		// Release the roots whose last reader is n, after n's output was
-		// taken so that an output never aliases its own inputs, and n itself
-		// when nothing reads it.
-		for _, c := range kids[n] {
-			if last[root[c]] == i {
-				release(root[c])
-			}
+		st := step{node: n, k: k, in: in, out: p.bufs[n]}
+		if pr, ok := k.(preparer); ok {
+			st.run = pr.prepare(be, in, st.out)
 		}
-		if _, read := last[n]; !read && root[n] == n {
-			release(n)
-		}
+		p.steps = append(p.steps, st)
 	}
 	return p, nil
-}
-
-func poolKey(n *gorgonia.Node) [2]int {
-	dt, _ := dtypeOf(n)
-	return [2]int{int(dt), n.Shape().TotalSize()}
-}
-
-// allocate gives n a buffer: a free one of its size and type from pool, or
-// a new one; inputs, constants and outputs always get their own.
-func (p *Plan) allocate(n *gorgonia.Node, pool map[[2]int][]device.Buffer) error {
-	dt, err := dtypeOf(n)
-	if err != nil {
-		return err
-	}
-	key := poolKey(n)
-	if free := pool[key]; len(free) > 0 && !p.keep[n] {
-		p.bufs[n], pool[key] = free[len(free)-1], free[:len(free)-1]
-		return nil
-	}
-	b := p.be.Alloc(dt, key[1])
-	p.bufs[n], p.owned, p.elems = b, append(p.owned, b), p.elems+key[1]
-	if !p.keep[n] {
-		p.spare[key] = append(p.spare[key], b)
-	}
-	return nil
 }
 
 // upload copies the value bound to an input or constant node, if any.
@@ -349,5 +356,57 @@ func (p *Plan) Free() {
 	for _, b := range p.owned {
 		p.be.Free(b)
 	}
-	p.owned, p.bufs, p.steps, p.spare = nil, nil, nil, nil
+	p.owned, p.bufs, p.steps, p.arena = nil, nil, nil, nil
+}
+
+// lifetime is an arena value: size elements of dt, written at step born
+// and read last at step dies.
+type lifetime struct {
+	dt         device.DType
+	size       int
+	born, dies int
+}
+
+// align is the granule of arena offsets, in elements (256 bytes): every
+// value starts where a fresh allocation would be aligned for vector loads.
+const align = 64
+
+// place gives each value an offset in the arena of its dtype such that two
+// values whose steps [born, dies] intersect never overlap, and returns the
+// offsets with each arena's size. Values are placed largest first, each at
+// the lowest offset clear of the values placed before it that live at the
+// same time: the activations, which are the largest values, pack first and
+// the smaller ones fill the gaps between them.
+func place(values []lifetime) (offs []int, need map[device.DType]int) {
+	order := make([]int, len(values))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return values[b].size - values[a].size })
+	offs = make([]int, len(values))
+	need = make(map[device.DType]int)
+	var placed, clash []int
+	for _, i := range order {
+		v := values[i]
+		size := (v.size + align - 1) / align * align
+		clash = clash[:0]
+		for _, j := range placed {
+			w := values[j]
+			if w.dt == v.dt && w.born <= v.dies && v.born <= w.dies {
+				clash = append(clash, j)
+			}
+		}
+		slices.SortFunc(clash, func(a, b int) int { return offs[a] - offs[b] })
+		off := 0
+		for _, j := range clash {
+			if off+size <= offs[j] {
+				break
+			}
+			off = max(off, (offs[j]+values[j].size+align-1)/align*align)
+		}
+		offs[i] = off
+		need[v.dt] = max(need[v.dt], off+size)
+		placed = append(placed, i)
+	}
+	return offs, need
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"gorgonia.org/gorgonia"
 
@@ -123,6 +124,91 @@ func TestPlanMatchesTapeMachine(t *testing.T) {
 			be.Download(got, plan.Buffer(n))
 			closeTo(t, "run "+string(rune('1'+run))+" "+n.Name(), f64(got), want[i], 1e-4)
 		}
+	}
+}
+
+// TestPlanMemory: a plan's own buffers are its inputs', constants' and
+// outputs' and nothing else — BatchNorm's backward writes [dx | dγ | dβ]
+// into one value whose dγ and dβ are outputs, and that value must still
+// live in the arena, dγ and dβ copied out — and every other value lives in
+// the arena, which no kept buffer overlaps. Run allocates nothing.
+func TestPlanMemory(t *testing.T) {
+	net := newSmallNet(t, rand.New(rand.NewSource(5)), 4, 8, 4)
+	be := cpu.New(2)
+	plan, err := Compile(net.g, be, append(gorgonia.Nodes{net.loss}, net.grads...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Free()
+	kept := 0
+	for n := range plan.keep {
+		kept += n.Shape().TotalSize()
+	}
+	arena := plan.arena[device.Float32]
+	if arena == nil || len(plan.arena) != 1 {
+		t.Fatalf("arenas %v, want one of float32 (the small net has no int32 intermediate)", plan.arena)
+	}
+	if own := plan.Elements() - arena.Len(); own != kept {
+		t.Errorf("the plan owns %d elements besides its arena; its inputs, constants and outputs have %d", own, kept)
+	}
+	lo, hi := span(arena)
+	for n, buf := range plan.bufs {
+		if n.Dtype() != gorgonia.Float32 || buf.Len() == 0 {
+			continue
+		}
+		b0, b1 := span(buf)
+		inArena := lo <= b0 && b1 <= hi
+		overlaps := b0 <= hi && lo <= b1
+		if plan.keep[n] && overlaps {
+			t.Errorf("kept %v lies in the arena", n.Name())
+		}
+		if !plan.keep[n] && !inArena {
+			t.Errorf("intermediate %v lies outside the arena", n.Name())
+		}
+	}
+	if err := plan.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(3, func() { _ = plan.Run() }); n != 0 {
+		t.Errorf("Run allocates %v times", n)
+	}
+}
+
+// span returns the addresses of a CPU buffer's first and last elements.
+func span(buf device.Buffer) (first, last uintptr) {
+	b := cpu.Float32s(buf)
+	return uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&b[len(b)-1]))
+}
+
+// TestPlaceKeepsLiveValuesApart: place never overlaps two values of a
+// dtype whose lifetimes share a step (an op's output never aliases its
+// inputs, which are read at the step that writes it), aligns every
+// offset, and reuses memory: a chain of values each read only by the next
+// needs two values' room.
+func TestPlaceKeepsLiveValuesApart(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	values := make([]lifetime, 200)
+	for i := range values {
+		born := rng.Intn(50)
+		values[i] = lifetime{dt: device.DType(rng.Intn(2)), size: 1 + rng.Intn(300), born: born, dies: born + rng.Intn(6)}
+	}
+	offs, need := place(values)
+	for i, v := range values {
+		if offs[i]%align != 0 || offs[i] < 0 || offs[i]+v.size > need[v.dt] {
+			t.Fatalf("value %d (%+v) at offset %d of an arena of %d", i, v, offs[i], need[v.dt])
+		}
+		for j, w := range values[:i] {
+			if v.dt == w.dt && v.born <= w.dies && w.born <= v.dies && offs[i] < offs[j]+w.size && offs[j] < offs[i]+v.size {
+				t.Fatalf("values %d %+v and %d %+v live at the same time at offsets %d and %d", i, v, j, w, offs[i], offs[j])
+			}
+		}
+	}
+	chain := make([]lifetime, 10)
+	for i := range chain {
+		chain[i] = lifetime{size: 100, born: i, dies: i + 1}
+	}
+	if _, need := place(chain); need[device.Float32] != 2*128 {
+		t.Errorf("a chain of 100-element values, each read by the next, needs %d elements, want 256 (two values, aligned)", need[device.Float32])
 	}
 }
 
@@ -290,21 +376,11 @@ func TestCompileBorrowing(t *testing.T) {
 			}
 		}
 	}
-	// What a plan lends must be its intermediates only: never a buffer of
-	// its inputs, parameters or outputs.
-	lent := make(map[*float32]bool)
-	for key, bufs := range lender.spare {
-		if key[0] != int(device.Float32) {
-			continue
-		}
-		for _, buf := range bufs {
-			lent[&cpu.Float32s(buf)[0]] = true
-		}
-	}
-	for n := range lender.keep {
-		if buf, ok := lender.bufs[n]; ok && n.Dtype() == gorgonia.Float32 && lent[&cpu.Float32s(buf)[0]] {
-			t.Fatalf("the lender lends the buffer of %v, which it keeps", n.Name())
-		}
+	l0, l1 := span(lender.arena[device.Float32])
+	// What a plan lends is its arena, which holds no input, parameter or
+	// output (TestPlanMemory); the borrower uses it.
+	if b, l := span(borrower.arena[device.Float32]); b != l0 || l != l1 {
+		t.Errorf("the borrowing plan has an arena of its own")
 	}
 	t.Logf("borrowing plan: %d elements of its own, %d alone", borrower.Elements(), alone.Elements())
 }

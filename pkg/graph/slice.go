@@ -35,3 +35,13 @@ func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 
 // viewOf tells the plan that this node is a view of input 0 at offset off.
 func (op *sliceOp) viewOf() (input, off int) { return 0, op.off }
+
+// prepare binds the view once: a slice the plan runs (an output of its own)
+// copies without allocating a view per Run.
+func (op *sliceOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer) func() error {
+	v := be.View(in[0], op.off, op.out.TotalSize())
+	return func() error {
+		be.Copy(out, v)
+		return nil
+	}
+}

@@ -68,10 +68,13 @@ func (q *Device) Enqueue(keys []float32, meta []Meta) error {
 }
 
 // EnqueueBuffer copies keys (B×D, a buffer on the same backend) and meta
-// (B) at Ptr, wrapping at K, without leaving the device.
+// (B) at Ptr, wrapping at K, without leaving the device. The copy is a
+// CopyCols of one row, offsets in elements, rather than a Copy between
+// views: a view is a new Buffer value, and the training step allocates
+// nothing (TestMoCoStepAllocatesNothing in pkg/bench).
 func (q *Device) EnqueueBuffer(keys device.Buffer, meta []Meta) error {
 	return q.write(keys.Len(), meta, func(off, n, row int) {
-		q.be.Copy(q.be.View(q.keys, row*q.d, n*q.d), q.be.View(keys, off*q.d, n*q.d))
+		q.be.CopyCols(1, keys.Len(), off*q.d, q.k*q.d, row*q.d, n*q.d, keys, q.keys)
 	})
 }
 
