@@ -1,0 +1,166 @@
+//go:build !purego
+
+package cpu
+
+// mochi's own Winograd F(4×4, 3×3) convolutions (winograd.c), which mode
+// winograd runs for the 3×3 stride-1 pad-1 shapes oneDNN has no Winograd
+// kernel for: oneDNN 2.x has them for AVX-512 CPUs only. A 4×4 output
+// tile costs 36 multiplications per channel pair instead of direct's 144;
+// they are 36 GEMMs, one per transform point ξ, over a chunk of images.
+//
+// Each convolution runs in phases, each split across the workers: the
+// filter's transform (by output channel), then per chunk of images the
+// input's (by channel), the 36 GEMMs (by ξ) and the output's (by channel).
+// The transforms of a chunk are shared, not per part, so a GEMM multiplies
+// every tile of the chunk and the filter gradient needs no partial per
+// part; the result does not depend on the thread count.
+
+// #cgo CFLAGS: -Wno-psabi
+// #include "winograd.h"
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/mochi-ssl/mochi/pkg/device"
+)
+
+// winoImpl names mochi's Winograd where a oneDNN kernel name would stand
+// (convImpl, TestWinogradWhereOffered).
+const winoImpl = "mochi wino F(4x4,3x3)"
+
+// winoShape reports a convolution mochi's Winograd computes: 3×3, stride
+// 1, pad 1 (the output has the input's size).
+func winoShape(s device.ConvShape) bool {
+	return s.R == 3 && s.S == 3 && s.Stride == 1 && s.Pad == 1
+}
+
+// winoChunkBytes bounds the input and output transforms of a chunk of
+// images: 2.25 times the chunk's activations, which must stay in the
+// last-level cache between the transforms and the GEMMs.
+const winoChunkBytes = 8 << 20
+
+// winoState is mochi's Winograd's memory, grown on demand and reused by
+// every later convolution: the filter's transform (or its gradient) and a
+// chunk's input and output transforms.
+type winoState struct {
+	u, v, m []float32
+	task    winoTask
+}
+
+// winoPhase is one parallel step of a Winograd convolution.
+type winoPhase int
+
+const (
+	winoFilter        winoPhase = iota // u from w, by output channel
+	winoFilterAdjoint                  // dw from u, by output channel
+	winoInput                          // v from the chunk's input, by channel
+	winoOutput                         // the chunk's output from m, by channel
+	winoBoth                           // v from x and m from dy (backward weights), by channel of either
+	winoGemm                           // the products, by transform point
+)
+
+// winoTask runs one phase of a Winograd convolution. in and out are the
+// transformed input and output, cin and cout their channels: (x, y) for
+// the forward, (dy, dx) for the backward data, (x, dy) for the backward
+// weights, whose result is dw.
+type winoTask struct {
+	phase      winoPhase
+	op         convOp
+	s          device.ConvShape
+	in, out, w []float32
+	cin, cout  int
+	n0, cnt    int // the chunk's first image and image count
+	ld         int // the chunk's tiles, rounded up to 8
+	beta       float32
+	u, v, m    []float32
+}
+
+// fp is the C pointer to s's first element.
+func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+func (t *winoTask) run(_, lo, hi int) {
+	s := t.s
+	hw := s.H * s.W
+	k, c, h, w := C.int(s.K), C.int(s.C), C.int(s.H), C.int(s.W)
+	n, ld := C.int(t.cnt), C.int(t.ld)
+	// The chunk's images of the transformed input and output.
+	in := func() *C.float { return fp(t.in[t.n0*t.cin*hw:]) }
+	out := func() *C.float { return fp(t.out[t.n0*t.cout*hw:]) }
+	switch t.phase {
+	case winoFilter:
+		var flip C.int
+		if t.op == convBackwardData {
+			flip = 1
+		}
+		C.mochi_wino_filter(fp(t.w), fp(t.u), k, c, C.int(lo), C.int(hi), flip)
+	case winoFilterAdjoint:
+		C.mochi_wino_filter_adjoint(fp(t.u), fp(t.w), k, c, C.int(lo), C.int(hi))
+	case winoInput:
+		C.mochi_wino_input(in(), fp(t.v), n, C.int(t.cin), h, w, C.int(lo), C.int(hi), ld)
+	case winoOutput:
+		C.mochi_wino_output(fp(t.m), out(), n, C.int(t.cout), h, w, C.int(lo), C.int(hi), ld)
+	case winoBoth: // items [0, C) are x's channels, [C, C+K) dy's
+		if lo < s.C {
+			C.mochi_wino_input(in(), fp(t.v), n, c, h, w, C.int(lo), C.int(min(hi, s.C)), ld)
+		}
+		if hi > s.C {
+			C.mochi_wino_output_adjoint(out(), fp(t.m), n, k, h, w, C.int(max(lo, s.C)-s.C), C.int(hi-s.C), ld)
+		}
+	case winoGemm:
+		op := C.int(C.MOCHI_WINO_FWD)
+		switch t.op {
+		case convBackwardData:
+			op = C.MOCHI_WINO_BWD_DATA
+		case convBackwardFilter:
+			op = C.MOCHI_WINO_BWD_WEIGHTS
+		}
+		tiles := t.cnt * ((s.H + 3) / 4) * ((s.W + 3) / 4)
+		C.mochi_wino_gemm(op, fp(t.u), fp(t.v), fp(t.m), k, c, C.int(tiles), ld, C.int(lo), C.int(hi), C.float(t.beta))
+	}
+}
+
+// winograd runs a checked 3×3 stride-1 pad-1 convolution (winoShape) with
+// a non-empty batch on mochi's Winograd; x is dx for the backward data and
+// y is dy for both backwards, as in conv. Called with b.mu held.
+func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
+	ws := &b.dnnl.convs.wino
+	tpi := ((s.H + 3) / 4) * ((s.W + 3) / 4)
+	// Images per chunk: as many as winoChunkBytes holds, split evenly.
+	nb := max(1, min(s.N, winoChunkBytes/(36*4*(s.C+s.K)*tpi)))
+	chunks := (s.N + nb - 1) / nb
+	nb = (s.N + chunks - 1) / chunks
+	t := &ws.task
+	*t = winoTask{op: op, s: s, in: x, out: y, w: w, cin: s.C, cout: s.K, ld: (nb*tpi + 7) &^ 7}
+	if op == convBackwardData {
+		t.in, t.out, t.cin, t.cout = y, x, s.K, s.C
+	}
+	ws.u = grow(ws.u, 36*s.K*s.C)
+	ws.v = grow(ws.v, 36*t.cin*t.ld)
+	ws.m = grow(ws.m, 36*t.cout*t.ld)
+	t.u, t.v, t.m = ws.u, ws.v, ws.m
+	phase := func(p winoPhase, items int) {
+		t.phase = p
+		b.workers.parallel(items, 1, t)
+	}
+	if op != convBackwardFilter {
+		phase(winoFilter, s.K)
+	}
+	for t.n0 = 0; t.n0 < s.N; t.n0 += nb {
+		t.cnt = min(nb, s.N-t.n0)
+		if op == convBackwardFilter {
+			phase(winoBoth, s.C+s.K)
+			phase(winoGemm, 36)
+			t.beta = 1 // the later chunks add to dU
+			continue
+		}
+		phase(winoInput, t.cin)
+		phase(winoGemm, 36)
+		phase(winoOutput, t.cout)
+	}
+	if op == convBackwardFilter {
+		phase(winoFilterAdjoint, s.K)
+	}
+	// Keep the buffers; drop the caller's.
+	*t = winoTask{}
+}

@@ -1,0 +1,41 @@
+// mochi's Winograd F(4×4, 3×3) convolution for 3×3 stride-1 pad-1 shapes
+// (winograd.c; driven by winograd.go). Transform points ξ = 0…35 are the
+// 6×6 entries of a tile's transform, row-major. The transforms live in
+// three matrices of 36 slices each:
+//   u[(ξ·K + k)·C + c]   the filter's, U = G g Gᵀ (dU in backward weights);
+//   v[(ξ·C + c)·ld + t]  an input's, V = Bᵀ d B (t: tile of the chunk);
+//   m[(ξ·K + k)·ld + t]  an output's (M; in backward weights A dY Aᵀ).
+// A chunk's tile t is image t / tpi, tile row (t % tpi) / tw, tile column
+// (t % tpi) % tw, with tpi = th·tw tiles of 4×4 outputs per image; ld is
+// the chunk's tile count rounded up to 8 (the transforms write 8 tiles at
+// a time; the GEMMs never read the columns past the last tile).
+
+// mochi_wino_filter writes U for output channels [k0, k1) of w (K×C×3×3),
+// rotated by 180° when flip is set (backward data).
+void mochi_wino_filter(const float *w, float *u, int K, int C, int k0, int k1, int flip);
+
+// mochi_wino_filter_adjoint writes dw (K×C×3×3) = Gᵀ dU G for output
+// channels [k0, k1).
+void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int C, int k0, int k1);
+
+// mochi_wino_input writes V for channels [c0, c1) of the n images x
+// (C×H×W each, zero-padded by 1).
+void mochi_wino_input(const float *x, float *v, int n, int C, int H, int W, int c0, int c1, int ld);
+
+// mochi_wino_output writes Y = Aᵀ M A into channels [k0, k1) of the n
+// images y (K×H×W each), dropping the outputs of partial tiles that fall
+// outside the image.
+void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld);
+
+// mochi_wino_output_adjoint writes m = A dY Aᵀ (the adjoint of
+// mochi_wino_output) for channels [k0, k1) of the n images dy.
+void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K, int H, int W, int k0, int k1, int ld);
+
+enum { MOCHI_WINO_FWD = 0, MOCHI_WINO_BWD_DATA = 1, MOCHI_WINO_BWD_WEIGHTS = 2 };
+
+// mochi_wino_gemm runs the products of transform points [x0, x1) for t
+// tiles:
+//   forward:          m[ξ] (K×t) = u[ξ] (K×C) · v[ξ] (C×t);
+//   backward data:    m[ξ] (C×t) = u[ξ]ᵀ (C×K) · v[ξ] (K×t), v from dy;
+//   backward weights: u[ξ] (K×C) = beta·u[ξ] + m[ξ] (K×t) · v[ξ]ᵀ.
+void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int t, int ld, int x0, int x1, float beta);
