@@ -14,10 +14,13 @@ const (
 	// kernels (oneDNN's convolution_auto); without oneDNN (build tag
 	// purego) it is ConvBLAS.
 	ConvAuto ConvMode = "auto"
-	// ConvWinograd runs oneDNN's Winograd kernels wherever oneDNN has one
-	// for the shape (3×3 stride 1 on AVX-512 CPUs) and its direct kernels
-	// elsewhere. Winograd's transforms round more than a direct sum:
-	// relative error about 1e-6 against 2e-7.
+	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
+	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
+	// CPUs), elsewhere mochi's own F(4×4, 3×3) (winograd.go) unless a side
+	// has fewer than winoMinChannels channels (the RGB stem); oneDNN's
+	// direct kernels run every other convolution. Winograd's transforms
+	// round more than a direct sum: relative error 1e-6–4e-6 against
+	// 1e-7–1e-6 on the ResNet's shapes.
 	ConvWinograd ConvMode = "winograd"
 	// ConvDirect runs oneDNN's direct kernels only: the closest float32
 	// numerics of the oneDNN paths.
@@ -29,6 +32,10 @@ const (
 
 // ConvModes lists the modes in the order of the documentation.
 var ConvModes = []ConvMode{ConvAuto, ConvWinograd, ConvDirect, ConvBLAS}
+
+// winoImpl names mochi's Winograd (winograd.go) where a oneDNN kernel name
+// would stand.
+const winoImpl = "mochi wino F(4x4,3x3)"
 
 // ParseConvMode returns the mode named s.
 func ParseConvMode(s string) (ConvMode, error) {
@@ -79,6 +86,9 @@ func (b *Backend) Device() string {
 	m := b.ConvMode()
 	if m == ConvBLAS || !haveOneDNN {
 		return "convolutions " + string(m) + " (im2col + BLAS)"
+	}
+	if m == ConvWinograd {
+		return "convolutions winograd (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + "; " + OneDNN() + ")"
 	}
 	return "convolutions " + string(m) + " (" + OneDNN() + ")"
 }

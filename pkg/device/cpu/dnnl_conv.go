@@ -306,6 +306,9 @@ type dnnlPrim struct {
 type dnnlState struct {
 	mode  ConvMode
 	convs *dnnlConvs
+	// winoAnyChannels lets mochi's Winograd run with any channel count
+	// (tests of odd sizes), not only from winoMinChannels.
+	winoAnyChannels bool
 }
 
 // free destroys the primitives and the engine.
@@ -348,7 +351,7 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW())}
 	var p *C.mochi_conv
 	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(key.alg), &dims[0])
-	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd && winoShape(s) {
+	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd && b.mochiWinograd(s) {
 		c.prims[key] = dnnlPrim{impl: winoImpl}
 		return nil, nil
 	}

@@ -115,44 +115,84 @@ static inline void tile_next(tpos *p, int th_n, int tw_n) {
 	}
 }
 
-// gather6 copies the 6×6 window of plane p (H×W) at rows oy…oy+5, columns
-// ox…ox+5 into d[(r·6 + q)·8] (one lane of a block), zeros outside.
-static inline void gather6(const float *p, int H, int W, int oy, int ox, float *d) {
-	int qlo = ox < 0 ? -ox : 0, qhi = W - ox < 6 ? W - ox : 6;
-	for (int r = 0; r < 6; r++) {
-		float *dr = d + r * 6 * 8;
-		int iy = oy + r;
-		if (iy < 0 || iy >= H) {
-			for (int q = 0; q < 6; q++) dr[q * 8] = 0;
-			continue;
-		}
-		const float *s = p + (ptrdiff_t)iy * W + ox;
-		if (qlo == 0 && qhi == 6) {
-			for (int q = 0; q < 6; q++) dr[q * 8] = s[q];
-			continue;
-		}
-		for (int q = 0; q < 6; q++) dr[q * 8] = q >= qlo && q < qhi ? s[q] : 0.0f;
-	}
+// Lane shuffles (GCC's generic vector shuffles; vunpck/vshuf/vperm2f128
+// on AVX2): unpacklo/unpackhi interleave the low/high pairs of each
+// 128-bit half, lo64/hi64 take the low/high 64 bits of each half of a and
+// b, lo128/hi128 join the low/high halves of a and b.
+typedef int v8i __attribute__((vector_size(32)));
+#define unpacklo(a, b) __builtin_shuffle(a, b, (v8i){0, 8, 1, 9, 4, 12, 5, 13})
+#define unpackhi(a, b) __builtin_shuffle(a, b, (v8i){2, 10, 3, 11, 6, 14, 7, 15})
+#define lo64(a, b) __builtin_shuffle(a, b, (v8i){0, 1, 8, 9, 4, 5, 12, 13})
+#define hi64(a, b) __builtin_shuffle(a, b, (v8i){2, 3, 10, 11, 6, 7, 14, 15})
+#define lo128(a, b) __builtin_shuffle(a, b, (v8i){0, 1, 2, 3, 8, 9, 10, 11})
+#define hi128(a, b) __builtin_shuffle(a, b, (v8i){4, 5, 6, 7, 12, 13, 14, 15})
+
+// transpose8 writes the columns of the 8×8 matrix of rows r[0…7] to c[0…7].
+static_inline void transpose8(const v8 *r, v8 *c) {
+	v8 t0 = unpacklo(r[0], r[1]), t1 = unpackhi(r[0], r[1]), t2 = unpacklo(r[2], r[3]), t3 = unpackhi(r[2], r[3]);
+	v8 t4 = unpacklo(r[4], r[5]), t5 = unpackhi(r[4], r[5]), t6 = unpacklo(r[6], r[7]), t7 = unpackhi(r[6], r[7]);
+	v8 s0 = lo64(t0, t2), s1 = hi64(t0, t2), s2 = lo64(t1, t3), s3 = hi64(t1, t3);
+	v8 s4 = lo64(t4, t6), s5 = hi64(t4, t6), s6 = lo64(t5, t7), s7 = hi64(t5, t7);
+	c[0] = lo128(s0, s4);
+	c[1] = lo128(s1, s5);
+	c[2] = lo128(s2, s6);
+	c[3] = lo128(s3, s7);
+	c[4] = hi128(s0, s4);
+	c[5] = hi128(s1, s5);
+	c[6] = hi128(s2, s6);
+	c[7] = hi128(s3, s7);
 }
 
-MOCHI_HOT void mochi_wino_input(const float *x, float *v, int n, int C, int H, int W, int c0, int c1, int ld) {
+// transpose4x8 turns 4 vectors r[j] (lane l: element j of tile l) into 4
+// vectors t[m] holding tile m's 4 elements in their low half and tile
+// m + 4's in their high half; applied again it turns them back.
+static_inline void transpose4x8(const v8 *r, v8 *t) {
+	v8 a = unpacklo(r[0], r[1]), b = unpackhi(r[0], r[1]), c = unpacklo(r[2], r[3]), d = unpackhi(r[2], r[3]);
+	t[0] = lo64(a, c);
+	t[1] = hi64(a, c);
+	t[2] = lo64(b, d);
+	t[3] = hi64(b, d);
+}
+
+// The input transform reads 6×6 windows from a zero-padded copy of a
+// chunk's planes of one channel, so that every window row is one 8-float
+// load that stays inside the copy: pad_h × pad_w per image, the plane at
+// row 1, column 1.
+static_inline int pad_h(int H) { return 4 * ((H + 3) / 4) + 2; }
+static_inline int pad_w(int W) { return 4 * ((W + 3) / 4) + 4; }
+
+size_t mochi_wino_pad_floats(int n, int H, int W) { return (size_t)n * pad_h(H) * pad_w(W); }
+
+MOCHI_HOT void mochi_wino_input(const float *x, float *v, float *pad, int n, int C, int H, int W, int c0, int c1,
+                                int ld) {
 	int th_n = (H + 3) / 4, tw_n = (W + 3) / 4, T = n * th_n * tw_n;
-	size_t hw = (size_t)H * W, xs = (size_t)C * ld; // xs: the stride of ξ in v
+	int ph = pad_h(H), pw = pad_w(W);
+	size_t hw = (size_t)H * W, xs = (size_t)C * ld, pp = (size_t)ph * pw; // xs: the stride of ξ in v
+	memset(pad, 0, n * pp * sizeof(float)); // the border and the partial tiles' excess stay 0
 	for (int c = c0; c < c1; c++) {
+		for (int img = 0; img < n; img++) {
+			const float *src = x + ((size_t)img * C + c) * hw;
+			for (int i = 0; i < H; i++) {
+				float *dst = pad + img * pp + (size_t)(i + 1) * pw + 1;
+				for (int j = 0; j < W; j++) dst[j] = src[(size_t)i * W + j];
+			}
+		}
 		for (int t0 = 0; t0 < T; t0 += 8) {
-			float d[36][8] __attribute__((aligned(32)));
+			const float *win[8]; // the lanes' windows; past the last tile, the first's
 			tpos p = tile_at(t0, th_n, tw_n);
 			for (int l = 0; l < 8; l++, tile_next(&p, th_n, tw_n)) {
-				if (t0 + l >= T) {
-					for (int i = 0; i < 36; i++) d[i][l] = 0;
-					continue;
-				}
-				gather6(x + ((size_t)p.img * C + c) * hw, H, W, 4 * p.th - 1, 4 * p.tw - 1, &d[0][l]);
+				win[l] = t0 + l < T ? pad + p.img * pp + (size_t)(4 * p.th) * pw + 4 * p.tw : win[0];
+			}
+			v8 d[36]; // d[r·6 + q]: the windows' row r, column q
+			for (int r = 0; r < 6; r++) {
+				v8 rows[8];
+				for (int l = 0; l < 8; l++) rows[l] = ld8(win[l] + r * pw);
+				v8 cols[8];
+				transpose8(rows, cols);
+				for (int q = 0; q < 6; q++) d[r * 6 + q] = cols[q];
 			}
 			v8 a[36]; // Bᵀ d, column by column
-			for (int q = 0; q < 6; q++) {
-				bt6(ld8(d[q]), ld8(d[6 + q]), ld8(d[12 + q]), ld8(d[18 + q]), ld8(d[24 + q]), ld8(d[30 + q]), &a[q], 6);
-			}
+			for (int q = 0; q < 6; q++) bt6(d[q], d[6 + q], d[12 + q], d[18 + q], d[24 + q], d[30 + q], &a[q], 6);
 			float *out = v + (size_t)c * ld + t0;
 			for (int i = 0; i < 6; i++) { // (Bᵀ d) B, row by row
 				v8 o[6];
@@ -175,19 +215,32 @@ MOCHI_HOT void mochi_wino_output(const float *m, float *y, int n, int K, int H, 
 				at6(ld8(col), ld8(col + 6 * xs), ld8(col + 12 * xs), ld8(col + 18 * xs), ld8(col + 24 * xs),
 				    ld8(col + 30 * xs), &a[q], 6);
 			}
-			float o[16][8] __attribute__((aligned(32)));
+			v8 o[16]; // Aᵀ M A: o[i·4 + j]
 			for (int i = 0; i < 4; i++) { // (Aᵀ M) A, row by row
-				v8 r[4];
-				at6(a[i * 6], a[i * 6 + 1], a[i * 6 + 2], a[i * 6 + 3], a[i * 6 + 4], a[i * 6 + 5], r, 1);
-				for (int j = 0; j < 4; j++) st8(o[i * 4 + j], r[j]);
+				at6(a[i * 6], a[i * 6 + 1], a[i * 6 + 2], a[i * 6 + 3], a[i * 6 + 4], a[i * 6 + 5], &o[i * 4], 1);
+			}
+			float rows[4][8][4]; // rows[i][l]: tile l's output row i
+			for (int i = 0; i < 4; i++) {
+				v8 t[4];
+				transpose4x8(&o[i * 4], t);
+				for (int m = 0; m < 4; m++) {
+					float h[8];
+					st8(h, t[m]);
+					memcpy(rows[i][m], h, 4 * sizeof(float));
+					memcpy(rows[i][m + 4], h + 4, 4 * sizeof(float));
+				}
 			}
 			tpos p = tile_at(t0, th_n, tw_n);
 			for (int l = 0; l < 8 && t0 + l < T; l++, tile_next(&p, th_n, tw_n)) {
 				int oy = 4 * p.th, ox = 4 * p.tw;
-				int rows = H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
+				int nrows = H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
 				float *dst = y + ((size_t)p.img * K + k) * hw + (size_t)oy * W + ox;
-				for (int i = 0; i < rows; i++) {
-					for (int j = 0; j < cols; j++) dst[i * W + j] = o[i * 4 + j][l];
+				for (int i = 0; i < nrows; i++) {
+					if (cols == 4) {
+						memcpy(dst + (size_t)i * W, rows[i][l], 4 * sizeof(float));
+					} else {
+						for (int j = 0; j < cols; j++) dst[(size_t)i * W + j] = rows[i][l][j];
+					}
 				}
 			}
 		}
@@ -199,19 +252,34 @@ MOCHI_HOT void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K
 	size_t hw = (size_t)H * W, xs = (size_t)K * ld;
 	for (int k = k0; k < k1; k++) {
 		for (int t0 = 0; t0 < T; t0 += 8) {
-			float d[16][8] __attribute__((aligned(32)));
-			memset(d, 0, sizeof d);
+			float rows[4][8][4]; // rows[i][l]: tile l's row i of dy, 0 outside
 			tpos p = tile_at(t0, th_n, tw_n);
-			for (int l = 0; l < 8 && t0 + l < T; l++, tile_next(&p, th_n, tw_n)) {
+			for (int l = 0; l < 8; l++, tile_next(&p, th_n, tw_n)) {
 				int oy = 4 * p.th, ox = 4 * p.tw;
-				int rows = H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
+				int nrows = t0 + l >= T ? 0 : H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
 				const float *src = dy + ((size_t)p.img * K + k) * hw + (size_t)oy * W + ox;
-				for (int i = 0; i < rows; i++) {
-					for (int j = 0; j < cols; j++) d[i * 4 + j][l] = src[i * W + j];
+				for (int i = 0; i < 4; i++) {
+					if (i < nrows && cols == 4) {
+						memcpy(rows[i][l], src + (size_t)i * W, 4 * sizeof(float));
+						continue;
+					}
+					memset(rows[i][l], 0, 4 * sizeof(float));
+					if (i < nrows) memcpy(rows[i][l], src + (size_t)i * W, cols * sizeof(float));
 				}
 			}
+			v8 d[16]; // d[i·4 + j]: row i, column j of the lanes' dy
+			for (int i = 0; i < 4; i++) {
+				v8 t[4];
+				for (int m = 0; m < 4; m++) {
+					float h[8];
+					memcpy(h, rows[i][m], 4 * sizeof(float));
+					memcpy(h + 4, rows[i][m + 4], 4 * sizeof(float));
+					t[m] = ld8(h);
+				}
+				transpose4x8(t, &d[i * 4]);
+			}
 			v8 a[24]; // A dY, column by column: a[i·4 + q], i < 6
-			for (int q = 0; q < 4; q++) a6(ld8(d[q]), ld8(d[4 + q]), ld8(d[8 + q]), ld8(d[12 + q]), &a[q], 4);
+			for (int q = 0; q < 4; q++) a6(d[q], d[4 + q], d[8 + q], d[12 + q], &a[q], 4);
 			float *out = m + (size_t)k * ld + t0;
 			for (int i = 0; i < 6; i++) { // (A dY) Aᵀ, row by row
 				v8 o[6];
@@ -227,14 +295,34 @@ MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0,
 	for (int k = k0; k < k1; k++) {
 		for (int c0 = 0; c0 < C; c0 += 8) {
 			int lanes = C - c0 < 8 ? C - c0 : 8;
-			float g[9][8] __attribute__((aligned(32)));
-			memset(g, 0, sizeof g);
-			for (int l = 0; l < lanes; l++) {
-				const float *src = w + ((size_t)k * C + c0 + l) * 9;
-				for (int i = 0; i < 9; i++) g[i][l] = src[flip ? 8 - i : i];
+			// g[i]: tap i (row-major 3×3) of the lanes' filters
+			const float *src = w + ((size_t)k * C + c0) * 9;
+			v8 g[9];
+			if (lanes == 8) {
+				v8 rows[8];
+				float last[8];
+				for (int l = 0; l < 8; l++) {
+					rows[l] = ld8(src + l * 9);
+					last[l] = src[l * 9 + 8];
+				}
+				transpose8(rows, g);
+				g[8] = ld8(last);
+			} else {
+				float t[9][8] __attribute__((aligned(32))) = {{0}};
+				for (int l = 0; l < lanes; l++) {
+					for (int i = 0; i < 9; i++) t[i][l] = src[l * 9 + i];
+				}
+				for (int i = 0; i < 9; i++) g[i] = ld8(t[i]);
+			}
+			if (flip) { // rotate by 180°: tap i ↔ tap 8 − i
+				for (int i = 0; i < 4; i++) {
+					v8 tmp = g[i];
+					g[i] = g[8 - i];
+					g[8 - i] = tmp;
+				}
 			}
 			v8 a[18]; // G g, column by column: a[i·3 + s], i < 6
-			for (int s = 0; s < 3; s++) g6(ld8(g[s]), ld8(g[3 + s]), ld8(g[6 + s]), &a[s], 3);
+			for (int s = 0; s < 3; s++) g6(g[s], g[3 + s], g[6 + s], &a[s], 3);
 			float *out = u + (size_t)k * C + c0;
 			for (int i = 0; i < 6; i++) { // (G g) Gᵀ, row by row
 				v8 o[6];

@@ -25,26 +25,44 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
-// winoImpl names mochi's Winograd where a oneDNN kernel name would stand
-// (convImpl, TestWinogradWhereOffered).
-const winoImpl = "mochi wino F(4x4,3x3)"
+// winoMinChannels is the fewest input and output channels for which
+// mochi's Winograd runs: its transforms cost per channel what its GEMMs
+// cost per channel pair, so with few channels they outweigh the saved
+// multiplications. Against oneDNN's direct kernels at batch 64 on 2
+// threads (scripts/wino-bench.sh, medians of 5 interleaved rounds on a
+// shared AVX2 machine): the RGB stem 3–4× slower, 16 channels at 32×32
+// 0.6×, 32 at 16×16 0.9–1.0×, 64 at 8×8 1.2–1.35×.
+const winoMinChannels = 64
 
-// winoShape reports a convolution mochi's Winograd computes: 3×3, stride
-// 1, pad 1 (the output has the input's size).
-func winoShape(s device.ConvShape) bool {
-	return s.R == 3 && s.S == 3 && s.Stride == 1 && s.Pad == 1
+// mochiWinograd reports a convolution mochi's Winograd runs where oneDNN
+// has no Winograd kernel: 3×3, stride 1, pad 1 (the output has the input's
+// size), with winoMinChannels channels or more on either side unless the
+// tests ask for any.
+func (b *Backend) mochiWinograd(s device.ConvShape) bool {
+	return s.R == 3 && s.S == 3 && s.Stride == 1 && s.Pad == 1 && (b.dnnl.winoAnyChannels || min(s.C, s.K) >= winoMinChannels)
 }
 
-// winoChunkBytes bounds the input and output transforms of a chunk of
-// images: 2.25 times the chunk's activations, which must stay in the
-// last-level cache between the transforms and the GEMMs.
-const winoChunkBytes = 8 << 20
+// A chunk of images is transformed, multiplied and transformed back
+// before the next: as many images as give each GEMM winoChunkTiles tiles
+// (columns), but no more than winoChunkBytes of input and output
+// transforms (2.25 times the chunk's activations). Long GEMMs matter where
+// an image has few tiles: the ResNet-18's deepest stage (512 channels,
+// 4×4, one tile an image) takes a batch of 64 in one chunk of 9.4 MiB,
+// where two chunks of 32 spent a quarter of the time packing the filter's
+// transform anew; where an image has many, a smaller chunk stays in the
+// cache between the phases (64 channels at 32×32: 4 images, 4.7 MiB).
+const (
+	winoChunkTiles = 256
+	winoChunkBytes = 12 << 20
+)
 
 // winoState is mochi's Winograd's memory, grown on demand and reused by
-// every later convolution: the filter's transform (or its gradient) and a
-// chunk's input and output transforms.
+// every later convolution: the filter's transform (or its gradient), a
+// chunk's input and output transforms, and per part the zero-padded copy
+// of the planes the input transform reads.
 type winoState struct {
 	u, v, m []float32
+	pad     [][]float32
 	task    winoTask
 }
 
@@ -74,12 +92,13 @@ type winoTask struct {
 	ld         int // the chunk's tiles, rounded up to 8
 	beta       float32
 	u, v, m    []float32
+	pad        [][]float32 // per part
 }
 
 // fp is the C pointer to s's first element.
 func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
 
-func (t *winoTask) run(_, lo, hi int) {
+func (t *winoTask) run(part, lo, hi int) {
 	s := t.s
 	hw := s.H * s.W
 	k, c, h, w := C.int(s.K), C.int(s.C), C.int(s.H), C.int(s.W)
@@ -97,12 +116,12 @@ func (t *winoTask) run(_, lo, hi int) {
 	case winoFilterAdjoint:
 		C.mochi_wino_filter_adjoint(fp(t.u), fp(t.w), k, c, C.int(lo), C.int(hi))
 	case winoInput:
-		C.mochi_wino_input(in(), fp(t.v), n, C.int(t.cin), h, w, C.int(lo), C.int(hi), ld)
+		C.mochi_wino_input(in(), fp(t.v), fp(t.pad[part]), n, C.int(t.cin), h, w, C.int(lo), C.int(hi), ld)
 	case winoOutput:
 		C.mochi_wino_output(fp(t.m), out(), n, C.int(t.cout), h, w, C.int(lo), C.int(hi), ld)
 	case winoBoth: // items [0, C) are x's channels, [C, C+K) dy's
 		if lo < s.C {
-			C.mochi_wino_input(in(), fp(t.v), n, c, h, w, C.int(lo), C.int(min(hi, s.C)), ld)
+			C.mochi_wino_input(in(), fp(t.v), fp(t.pad[part]), n, c, h, w, C.int(lo), C.int(min(hi, s.C)), ld)
 		}
 		if hi > s.C {
 			C.mochi_wino_output_adjoint(out(), fp(t.m), n, k, h, w, C.int(max(lo, s.C)-s.C), C.int(hi-s.C), ld)
@@ -120,14 +139,14 @@ func (t *winoTask) run(_, lo, hi int) {
 	}
 }
 
-// winograd runs a checked 3×3 stride-1 pad-1 convolution (winoShape) with
+// winograd runs a checked 3×3 stride-1 pad-1 convolution (mochiWinograd) with
 // a non-empty batch on mochi's Winograd; x is dx for the backward data and
 // y is dy for both backwards, as in conv. Called with b.mu held.
 func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
 	ws := &b.dnnl.convs.wino
 	tpi := ((s.H + 3) / 4) * ((s.W + 3) / 4)
-	// Images per chunk: as many as winoChunkBytes holds, split evenly.
-	nb := max(1, min(s.N, winoChunkBytes/(36*4*(s.C+s.K)*tpi)))
+	// Images per chunk (winoChunkTiles, winoChunkBytes), split evenly.
+	nb := max(1, min(s.N, (winoChunkTiles+tpi-1)/tpi, winoChunkBytes/(36*4*(s.C+s.K)*tpi)))
 	chunks := (s.N + nb - 1) / nb
 	nb = (s.N + chunks - 1) / chunks
 	t := &ws.task
@@ -138,7 +157,13 @@ func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
 	ws.u = grow(ws.u, 36*s.K*s.C)
 	ws.v = grow(ws.v, 36*t.cin*t.ld)
 	ws.m = grow(ws.m, 36*t.cout*t.ld)
-	t.u, t.v, t.m = ws.u, ws.v, ws.m
+	if len(ws.pad) < b.workers.n {
+		ws.pad = append(ws.pad, make([][]float32, b.workers.n-len(ws.pad))...)
+	}
+	for p := range ws.pad {
+		ws.pad[p] = grow(ws.pad[p], int(C.mochi_wino_pad_floats(C.int(nb), C.int(s.H), C.int(s.W))))
+	}
+	t.u, t.v, t.m, t.pad = ws.u, ws.v, ws.m, ws.pad
 	phase := func(p winoPhase, items int) {
 		t.phase = p
 		b.workers.parallel(items, 1, t)

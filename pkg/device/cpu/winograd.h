@@ -19,8 +19,10 @@ void mochi_wino_filter(const float *w, float *u, int K, int C, int k0, int k1, i
 void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int C, int k0, int k1);
 
 // mochi_wino_input writes V for channels [c0, c1) of the n images x
-// (C×H×W each, zero-padded by 1).
-void mochi_wino_input(const float *x, float *v, int n, int C, int H, int W, int c0, int c1, int ld);
+// (C×H×W each, zero-padded by 1), using pad, mochi_wino_pad_floats(n, H,
+// W) floats of scratch.
+void mochi_wino_input(const float *x, float *v, float *pad, int n, int C, int H, int W, int c0, int c1, int ld);
+size_t mochi_wino_pad_floats(int n, int H, int W);
 
 // mochi_wino_output writes Y = Aᵀ M A into channels [k0, k1) of the n
 // images y (K×H×W each), dropping the outputs of partial tiles that fall
@@ -30,6 +32,8 @@ void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int
 // mochi_wino_output_adjoint writes m = A dY Aᵀ (the adjoint of
 // mochi_wino_output) for channels [k0, k1) of the n images dy.
 void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K, int H, int W, int k0, int k1, int ld);
+
+#include <stddef.h>
 
 enum { MOCHI_WINO_FWD = 0, MOCHI_WINO_BWD_DATA = 1, MOCHI_WINO_BWD_WEIGHTS = 2 };
 
