@@ -16,9 +16,10 @@ const (
 	ConvAuto ConvMode = "auto"
 	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
 	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
-	// CPUs), elsewhere mochi's own F(4×4, 3×3) (winograd.go) unless a side
-	// has fewer than winoMinChannels channels (the RGB stem); oneDNN's
-	// direct kernels run every other convolution. Winograd's transforms
+	// CPUs), elsewhere mochi's own F(4×4, 3×3) (winograd.go) where both
+	// sides have 64 channels or more (winoMinChannels; with fewer its
+	// transforms outweigh the multiplications saved); oneDNN's direct
+	// kernels run every other convolution. Winograd's transforms
 	// round more than a direct sum: relative error 1e-6–4e-6 against
 	// 1e-7–1e-6 on the ResNet's shapes.
 	ConvWinograd ConvMode = "winograd"

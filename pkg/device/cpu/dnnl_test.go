@@ -114,10 +114,13 @@ func l2Diff(a, b []float32, ref []float64) float64 {
 // better. Measured on an AVX2 CPU: 9e-8–3e-7 for im2col + BLAS, 9e-8–1.1e-6
 // for oneDNN's direct kernels, so the bound is 1e-5. Winograd F(4×4, 3×3)
 // adds the rounding of its input, filter and output transforms, whose
-// coefficients reach 5 and 1/4: on oneDNN's avx512_core kernels at these
-// shapes its error is ≈ 1e-6 against direct's 2e-7, 5×, so its bound is
-// 5× direct's, 5e-5; auto may pick either. A wrong transform, layout,
-// padding or split errs by O(1) (a lost part of dw: 0.7).
+// coefficients reach 8 and 1/24: oneDNN quotes ≈ 1e-6 for its avx512_core
+// kernels against direct's 2e-7; mochi's (winograd.go, AVX2) measured
+// 8e-7–3.8e-6 at these shapes and 1e-7–2e-6 on the odd ones of
+// TestWinogradAgainstFloat64, growing with the channels like a direct
+// sum, so its bound is 5× direct's, 5e-5, 13× the worst measured; auto
+// may pick either. A wrong transform, layout, padding or split errs by
+// O(1) (a lost part of dw: 0.7; a wrong transform coefficient: 0.3).
 func modeBound(m ConvMode) float64 {
 	if m == ConvWinograd || m == ConvAuto {
 		return 5e-5
