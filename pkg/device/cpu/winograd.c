@@ -95,6 +95,8 @@ static_inline void gt6(v8 z0, v8 z1, v8 z2, v8 z3, v8 z4, v8 z5, v8 *o, int s) {
 	o[2 * s] = (q - p) * (1.0f / 6) + z5;
 }
 
+size_t mochi_wino_slice(int rows, int cols) { return (size_t)rows * cols + 16; }
+
 // tpos walks the tiles of a chunk: image, tile row, tile column.
 typedef struct {
 	int img, th, tw;
@@ -167,7 +169,7 @@ MOCHI_HOT void mochi_wino_input(const float *x, float *v, float *pad, int n, int
                                 int ld) {
 	int th_n = (H + 3) / 4, tw_n = (W + 3) / 4, T = n * th_n * tw_n;
 	int ph = pad_h(H), pw = pad_w(W);
-	size_t hw = (size_t)H * W, xs = (size_t)C * ld, pp = (size_t)ph * pw; // xs: the stride of ξ in v
+	size_t hw = (size_t)H * W, xs = mochi_wino_slice(C, ld), pp = (size_t)ph * pw;
 	memset(pad, 0, n * pp * sizeof(float)); // the border and the partial tiles' excess stay 0
 	for (int c = c0; c < c1; c++) {
 		for (int img = 0; img < n; img++) {
@@ -205,7 +207,7 @@ MOCHI_HOT void mochi_wino_input(const float *x, float *v, float *pad, int n, int
 
 MOCHI_HOT void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld) {
 	int th_n = (H + 3) / 4, tw_n = (W + 3) / 4, T = n * th_n * tw_n;
-	size_t hw = (size_t)H * W, xs = (size_t)K * ld;
+	size_t hw = (size_t)H * W, xs = mochi_wino_slice(K, ld);
 	for (int k = k0; k < k1; k++) {
 		const float *in = m + (size_t)k * ld;
 		for (int t0 = 0; t0 < T; t0 += 8) {
@@ -249,7 +251,7 @@ MOCHI_HOT void mochi_wino_output(const float *m, float *y, int n, int K, int H, 
 
 MOCHI_HOT void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K, int H, int W, int k0, int k1, int ld) {
 	int th_n = (H + 3) / 4, tw_n = (W + 3) / 4, T = n * th_n * tw_n;
-	size_t hw = (size_t)H * W, xs = (size_t)K * ld;
+	size_t hw = (size_t)H * W, xs = mochi_wino_slice(K, ld);
 	for (int k = k0; k < k1; k++) {
 		for (int t0 = 0; t0 < T; t0 += 8) {
 			float rows[4][8][4]; // rows[i][l]: tile l's row i of dy, 0 outside
@@ -291,7 +293,7 @@ MOCHI_HOT void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K
 }
 
 MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0, int k1, int flip) {
-	size_t xs = (size_t)K * C;
+	size_t xs = mochi_wino_slice(K, C);
 	for (int k = k0; k < k1; k++) {
 		for (int c0 = 0; c0 < C; c0 += 8) {
 			int lanes = C - c0 < 8 ? C - c0 : 8;
@@ -342,7 +344,7 @@ MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0,
 }
 
 MOCHI_HOT void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int C, int k0, int k1) {
-	size_t xs = (size_t)K * C;
+	size_t xs = mochi_wino_slice(K, C);
 	for (int k = k0; k < k1; k++) {
 		for (int c0 = 0; c0 < C; c0 += 8) {
 			int lanes = C - c0 < 8 ? C - c0 : 8;
@@ -374,7 +376,7 @@ MOCHI_HOT void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int 
 }
 
 void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int t, int ld, int x0, int x1, float beta) {
-	size_t kc = (size_t)K * C, cl = (size_t)C * ld, kl = (size_t)K * ld;
+	size_t kc = mochi_wino_slice(K, C), cl = mochi_wino_slice(C, ld), kl = mochi_wino_slice(K, ld);
 	for (int x = x0; x < x1; x++) {
 		switch (op) {
 		case MOCHI_WINO_FWD:

@@ -154,9 +154,9 @@ func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
 	if op == convBackwardData {
 		t.in, t.out, t.cin, t.cout = y, x, s.K, s.C
 	}
-	ws.u = grow(ws.u, 36*s.K*s.C)
-	ws.v = grow(ws.v, 36*t.cin*t.ld)
-	ws.m = grow(ws.m, 36*t.cout*t.ld)
+	ws.u = grow(ws.u, 36*int(C.mochi_wino_slice(C.int(s.K), C.int(s.C))))
+	ws.v = grow(ws.v, 36*int(C.mochi_wino_slice(C.int(t.cin), C.int(t.ld))))
+	ws.m = grow(ws.m, 36*int(C.mochi_wino_slice(C.int(t.cout), C.int(t.ld))))
 	if len(ws.pad) < b.workers.n {
 		ws.pad = append(ws.pad, make([][]float32, b.workers.n-len(ws.pad))...)
 	}

@@ -1,10 +1,11 @@
 // mochi's Winograd F(4×4, 3×3) convolution for 3×3 stride-1 pad-1 shapes
 // (winograd.c; driven by winograd.go). Transform points ξ = 0…35 are the
 // 6×6 entries of a tile's transform, row-major. The transforms live in
-// three matrices of 36 slices each:
-//   u[(ξ·K + k)·C + c]   the filter's, U = G g Gᵀ (dU in backward weights);
-//   v[(ξ·C + c)·ld + t]  an input's, V = Bᵀ d B (t: tile of the chunk);
-//   m[(ξ·K + k)·ld + t]  an output's (M; in backward weights A dY Aᵀ).
+// three matrices of 36 slices each, slice ξ at ξ·mochi_wino_slice(rows,
+// row length):
+//   u: K×C, row k, column c   the filter's, U = G g Gᵀ (dU in backward weights);
+//   v: C×ld, row c, column t  an input's, V = Bᵀ d B (t: tile of the chunk);
+//   m: K×ld, row k, column t  an output's (M; in backward weights A dY Aᵀ).
 // A chunk's tile t is image t / tpi, tile row (t % tpi) / tw, tile column
 // (t % tpi) % tw, with tpi = th·tw tiles of 4×4 outputs per image; ld is
 // the chunk's tile count rounded up to 8 (the transforms write 8 tiles at
@@ -34,6 +35,13 @@ void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int
 void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K, int H, int W, int k0, int k1, int ld);
 
 #include <stddef.h>
+
+// mochi_wino_slice is the distance in floats between slices of rows × cols:
+// one cache line more than their size. The transforms write (or read) all
+// 36 slices at once; at a distance of a multiple of 4 KiB, as rows × cols
+// mostly is, the 36 streams would share a few sets of the L1 cache and
+// evict each other.
+size_t mochi_wino_slice(int rows, int cols);
 
 enum { MOCHI_WINO_FWD = 0, MOCHI_WINO_BWD_DATA = 1, MOCHI_WINO_BWD_WEIGHTS = 2 };
 
