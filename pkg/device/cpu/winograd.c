@@ -44,6 +44,22 @@ static_inline v8 ld8(const float *p) {
 
 static_inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+// v4 is half a v8: one 4-wide row of a tile.
+typedef float v4 __attribute__((vector_size(16)));
+
+static_inline v4 ld4(const float *p) {
+	v4 v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static_inline void st4(float *p, v4 v) { memcpy(p, &v, sizeof v); }
+
+// join4 is the v8 of lo and hi; low4 and high4 are its halves.
+static_inline v8 join4(v4 lo, v4 hi) { return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7); }
+static_inline v4 low4(v8 v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3); }
+static_inline v4 high4(v8 v) { return __builtin_shufflevector(v, v, 4, 5, 6, 7); }
+
 // bt6 applies Bᵀ to z0…z5, writing o[0], o[s], …, o[5s].
 static_inline void bt6(v8 z0, v8 z1, v8 z2, v8 z3, v8 z4, v8 z5, v8 *o, int s) {
 	v8 t1 = z4 - 4.0f * z2, t2 = z3 - 4.0f * z1;
@@ -221,28 +237,33 @@ MOCHI_HOT void mochi_wino_output(const float *m, float *y, int n, int K, int H, 
 			for (int i = 0; i < 4; i++) { // (Aᵀ M) A, row by row
 				at6(a[i * 6], a[i * 6 + 1], a[i * 6 + 2], a[i * 6 + 3], a[i * 6 + 4], a[i * 6 + 5], &o[i * 4], 1);
 			}
-			float rows[4][8][4]; // rows[i][l]: tile l's output row i
+			// Tile l's output row i goes to row[l] + i·stride[l]: into y for
+			// a whole tile, else into part[l], copied clipped below.
+			float part[8][4][4], *row[8];
+			size_t stride[8];
+			tpos p = tile_at(t0, th_n, tw_n);
+			for (int l = 0; l < 8; l++, tile_next(&p, th_n, tw_n)) {
+				int oy = 4 * p.th, ox = 4 * p.tw;
+				int whole = t0 + l < T && oy + 4 <= H && ox + 4 <= W;
+				row[l] = whole ? y + ((size_t)p.img * K + k) * hw + (size_t)oy * W + ox : part[l][0];
+				stride[l] = whole ? (size_t)W : 4;
+			}
 			for (int i = 0; i < 4; i++) {
 				v8 t[4];
 				transpose4x8(&o[i * 4], t);
-				for (int m = 0; m < 4; m++) {
-					float h[8];
-					st8(h, t[m]);
-					memcpy(rows[i][m], h, 4 * sizeof(float));
-					memcpy(rows[i][m + 4], h + 4, 4 * sizeof(float));
+				for (int l = 0; l < 4; l++) {
+					st4(row[l] + i * stride[l], low4(t[l]));
+					st4(row[l + 4] + i * stride[l + 4], high4(t[l]));
 				}
 			}
-			tpos p = tile_at(t0, th_n, tw_n);
+			p = tile_at(t0, th_n, tw_n);
 			for (int l = 0; l < 8 && t0 + l < T; l++, tile_next(&p, th_n, tw_n)) {
+				if (row[l] != part[l][0]) continue;
 				int oy = 4 * p.th, ox = 4 * p.tw;
 				int nrows = H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
 				float *dst = y + ((size_t)p.img * K + k) * hw + (size_t)oy * W + ox;
 				for (int i = 0; i < nrows; i++) {
-					if (cols == 4) {
-						memcpy(dst + (size_t)i * W, rows[i][l], 4 * sizeof(float));
-					} else {
-						for (int j = 0; j < cols; j++) dst[(size_t)i * W + j] = rows[i][l][j];
-					}
+					for (int j = 0; j < cols; j++) dst[(size_t)i * W + j] = part[l][i][j];
 				}
 			}
 		}
@@ -254,30 +275,32 @@ MOCHI_HOT void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K
 	size_t hw = (size_t)H * W, xs = mochi_wino_slice(K, ld);
 	for (int k = k0; k < k1; k++) {
 		for (int t0 = 0; t0 < T; t0 += 8) {
-			float rows[4][8][4]; // rows[i][l]: tile l's row i of dy, 0 outside
+			// Tile l's row i of dy is at row[l] + i·stride[l]: in dy for a
+			// whole tile, else in part[l], a zero-filled copy.
+			float part[8][4][4];
+			const float *row[8];
+			size_t stride[8];
 			tpos p = tile_at(t0, th_n, tw_n);
 			for (int l = 0; l < 8; l++, tile_next(&p, th_n, tw_n)) {
 				int oy = 4 * p.th, ox = 4 * p.tw;
-				int nrows = t0 + l >= T ? 0 : H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
 				const float *src = dy + ((size_t)p.img * K + k) * hw + (size_t)oy * W + ox;
-				for (int i = 0; i < 4; i++) {
-					if (i < nrows && cols == 4) {
-						memcpy(rows[i][l], src + (size_t)i * W, 4 * sizeof(float));
-						continue;
-					}
-					memset(rows[i][l], 0, 4 * sizeof(float));
-					if (i < nrows) memcpy(rows[i][l], src + (size_t)i * W, cols * sizeof(float));
+				if (t0 + l < T && oy + 4 <= H && ox + 4 <= W) {
+					row[l] = src;
+					stride[l] = W;
+					continue;
 				}
+				memset(part[l], 0, sizeof part[l]);
+				int nrows = t0 + l >= T ? 0 : H - oy < 4 ? H - oy : 4, cols = W - ox < 4 ? W - ox : 4;
+				for (int i = 0; i < nrows; i++) {
+					for (int j = 0; j < cols; j++) part[l][i][j] = src[(size_t)i * W + j];
+				}
+				row[l] = part[l][0];
+				stride[l] = 4;
 			}
 			v8 d[16]; // d[i·4 + j]: row i, column j of the lanes' dy
 			for (int i = 0; i < 4; i++) {
 				v8 t[4];
-				for (int m = 0; m < 4; m++) {
-					float h[8];
-					memcpy(h, rows[i][m], 4 * sizeof(float));
-					memcpy(h + 4, rows[i][m + 4], 4 * sizeof(float));
-					t[m] = ld8(h);
-				}
+				for (int l = 0; l < 4; l++) t[l] = join4(ld4(row[l] + i * stride[l]), ld4(row[l + 4] + i * stride[l + 4]));
 				transpose4x8(t, &d[i * 4]);
 			}
 			v8 a[24]; // A dY, column by column: a[i·4 + q], i < 6
