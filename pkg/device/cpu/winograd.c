@@ -192,7 +192,10 @@ MOCHI_HOT void mochi_wino_input(const float *x, float *v, float *pad, int n, int
 			const float *src = x + ((size_t)img * C + c) * hw;
 			for (int i = 0; i < H; i++) {
 				float *dst = pad + img * pp + (size_t)(i + 1) * pw + 1;
-				for (int j = 0; j < W; j++) dst[j] = src[(size_t)i * W + j];
+				const float *s = src + (size_t)i * W;
+				int j = 0;
+				for (; j + 8 <= W; j += 8) st8(dst + j, ld8(s + j));
+				for (; j < W; j++) dst[j] = s[j];
 			}
 		}
 		for (int t0 = 0; t0 < T; t0 += 8) {
