@@ -31,13 +31,16 @@ demo: setup
 	fi
 
 ## test: setup (the cgo build needs OpenBLAS's headers, the tests the
-## dataset), then vet, formatting, all tests
+## dataset), then vet, formatting, all tests, and the purego build's
+## convolution modes (its cpu.conv auto falls back to blas)
 test: setup
 	$(MAKE) vet fmt-check
 	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test -tags purego $(TESTFLAGS) -run 'Conv|Bench' ./pkg/device/cpu ./cmd/mochi
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags purego ./...
 
 fmt-check:
 	@unformatted="$$(gofmt -l $(GO_FILES))"; \

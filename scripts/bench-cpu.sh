@@ -11,7 +11,7 @@
 #
 #   scripts/bench-cpu.sh                 # defaults below
 #   ROUNDS=7 THREADS=2 BATCH=64 STEPS=5 WIDTHS="64 16" scripts/bench-cpu.sh
-#   CONV=direct scripts/bench-cpu.sh      # mochi's convolution kernels (cpu.conv; default blas)
+#   CONV=blas scripts/bench-cpu.sh        # mochi's convolution kernels (cpu.conv; default auto)
 #   STEP=moco scripts/bench-cpu.sh        # the whole MoCo-v2 / MoCHi step instead
 #
 # STEP=moco times the MoCo step of pkg/train (benchstep -moco) against the
@@ -32,7 +32,7 @@ STEPS=${STEPS:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-5}
 WIDTHS=${WIDTHS:-"64 16"}
-CONV=${CONV:-blas}
+CONV=${CONV:-auto}
 STEP=${STEP:-resnet}
 BN_GROUPS=${BN_GROUPS:-8} K=${K:-4096} N=${N:-256} S=${S:-256} S_PRIME=${S_PRIME:-64}
 PYTHON=/usr/bin/python3 # Debian's, with python3-torch; not another python3 on PATH

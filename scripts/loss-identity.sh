@@ -6,7 +6,9 @@
 # loss and mixing statistics, the kNN accuracies) to the last bit. Both runs use this machine's OpenBLAS, whose kernel choice (and so the
 # float rounding) may differ between machines but not between two runs here.
 # A refactoring that must not change behaviour passes it against the
-# revision it started from.
+# revision it started from. Both runs see the environment, so
+# MOCHI_CPU_CONV=blas compares with a revision older than 2026-12-06, whose
+# default convolutions were blas (auto since).
 #
 #   loss-identity.sh [REV] [CONFIG]
 set -euo pipefail

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/device/registry"
@@ -47,11 +48,11 @@ func setTF32(be device.Backend, log io.Writer) error {
 }
 
 // setCPUConv switches a CPU backend's convolutions to mode (cpu.conv), or
-// notes on log that another backend ignores a mode other than blas (the default).
+// notes on log that another backend ignores a mode other than the default.
 func setCPUConv(be device.Backend, mode string, log io.Writer) error {
 	c, ok := be.(*cpu.Backend)
 	if !ok {
-		if mode != string(cpu.ConvBLAS) {
+		if mode != config.Default().CPU.Conv {
 			fmt.Fprintf(log, "note: cpu.conv has no effect on the %s backend\n", be.Name())
 		}
 		return nil

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mochi-ssl/mochi/pkg/bench"
+	"github.com/mochi-ssl/mochi/pkg/config"
 	"github.com/mochi-ssl/mochi/pkg/device"
 	"github.com/mochi-ssl/mochi/pkg/device/registry"
 )
@@ -105,7 +106,7 @@ weights (scripts/gpu-check.sh step 2); it exits non-zero beyond the tolerances
 	f.Float64Var(&c.LR, "lr", 0.03, "SGD learning rate")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the weights and the batch")
 	f.BoolVar(&tf32, "tf32", false, "cuda: convolutions on TensorFloat-32 tensor cores (run.tf32); compare with scripts/torch_gpu_bench.py --tf32")
-	f.StringVar(&cpuConv, "cpu-conv", "blas", "cpu: convolution kernels, auto, winograd, direct or blas (cpu.conv)")
+	f.StringVar(&cpuConv, "cpu-conv", config.Default().CPU.Conv, "cpu: convolution kernels, auto, winograd, direct or blas (cpu.conv)")
 	f.BoolVar(&c.Profile, "profile", false, "then run --steps more steps with a sync after every kernel and print the time per kind of kernel and the costliest kernels")
 	f.BoolVar(&compare, "compare-cpu", false, "train on the CPU and on --device from the same start and compare losses and weights")
 	return cmd

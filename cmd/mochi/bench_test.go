@@ -23,6 +23,17 @@ func TestBenchCommandCPU(t *testing.T) {
 	testenv.Contains(t, "bench", out.String(), "mochi resnet18-cifar 16x16 batch 8 on cpu, convolutions blas (im2col + BLAS): ", " images/s", "MiB", "kernels/step")
 }
 
+// TestBenchDefaultConv: without --cpu-conv, bench runs cpu.conv's default,
+// auto, and says which kernels that is in this build.
+func TestBenchDefaultConv(t *testing.T) {
+	out, _ := mustRun(t, "bench", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8", "--steps", "1", "--warmup", "0")
+	want := "convolutions auto: direct (" + cpu.OneDNN() + ")"
+	if strings.HasPrefix(cpu.OneDNN(), "none") { // the purego build
+		want = "convolutions auto: blas (im2col + BLAS)"
+	}
+	testenv.Contains(t, "bench", out, want)
+}
+
 func TestBenchRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "--model", "vgg16"},

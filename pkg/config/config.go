@@ -188,8 +188,8 @@ type Run struct {
 // CPU configures the CPU backend (run.device cpu).
 type CPU struct {
 	// Conv selects the convolution kernels: oneDNN's (auto, winograd,
-	// direct) or im2col + BLAS.
-	Conv string `key:"conv" help:"CPU convolution kernels: blas (im2col + BLAS, the reference and the default), auto (oneDNN picks Winograd or direct per shape), winograd (oneDNN's Winograd where it has one, 3×3 stride 1 on AVX-512 CPUs; direct elsewhere) or direct (oneDNN's direct kernels); the purego build has only blas, which auto then means"`
+	// direct) or im2col + BLAS (package device/cpu's ConvMode).
+	Conv string `key:"conv" help:"CPU convolution kernels: auto (the default: the fastest measured, today direct; blas in the purego build), direct (oneDNN's direct kernels), winograd (oneDNN's Winograd where it has one, 3×3 stride 1 on AVX-512 CPUs; direct elsewhere) or blas (im2col + BLAS, the reference); the purego build has only auto and blas"`
 }
 
 // Default returns the documented defaults: the MoCo-v2 recipe at small-data
@@ -274,7 +274,7 @@ func Default() Config {
 			StatsEvery:      1,
 		},
 		CPU: CPU{
-			Conv: "blas",
+			Conv: "auto",
 		},
 	}
 }

@@ -32,7 +32,7 @@ func main() {
 	warmup := flag.Int("warmup", 2, "untimed steps")
 	steps := flag.Int("steps", 5, "timed steps")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
-	conv := flag.String("conv", "blas", "CPU convolution kernels (cpu.conv): blas, auto, winograd or direct")
+	conv := flag.String("conv", "auto", "CPU convolution kernels (cpu.conv): auto, winograd, direct or blas")
 	blas := flag.Bool("blas", false, "print the BLAS library and kernel set, and exit")
 	bnGroups := flag.Int("bn-groups", 1, "split-BN groups")
 	mocoStep := flag.Bool("moco", false, "time the MoCo-v2 / MoCHi step (momentum 0.99, τ 0.1) instead of the ResNet step")

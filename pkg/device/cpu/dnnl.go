@@ -10,9 +10,12 @@ type ConvMode string
 
 // The convolution modes (config key cpu.conv).
 const (
-	// ConvAuto lets oneDNN choose per shape between Winograd and direct
-	// kernels (oneDNN's convolution_auto); without oneDNN (build tag
-	// purego) it is ConvBLAS.
+	// ConvAuto is the configuration's default: the fastest kernels this
+	// build has that were measured against PyTorch and pass its parity
+	// tests: oneDNN's direct kernels, or without oneDNN (build tag
+	// purego) ConvBLAS. It is not oneDNN's own choice
+	// (convolution_auto), which picks Winograd on AVX-512 CPUs, where
+	// mochi has not been measured.
 	ConvAuto ConvMode = "auto"
 	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
 	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
@@ -69,9 +72,9 @@ func (b *Backend) SetConvMode(m ConvMode) error {
 }
 
 // ConvMode returns the convolution mode as set: blas, the reference, unless
-// SetConvMode chose another (oneDNN's modes wait for an interleaved
-// measurement against PyTorch on a quiet machine before one becomes the
-// default; Winograd is unverified on AVX-512 hardware).
+// SetConvMode chose another. (A backend starts on the reference, which the
+// package's tests compare the other modes against; the configuration's
+// default, cpu.conv auto, is set by the commands.)
 func (b *Backend) ConvMode() ConvMode {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -82,14 +85,23 @@ func (b *Backend) ConvMode() ConvMode {
 }
 
 // Device describes what runs the convolutions (mochi bench prints it
-// beside the backend's name): the mode and the library.
+// beside the backend's name): the mode, the kernels auto stands for, and
+// the library.
 func (b *Backend) Device() string {
 	m := b.ConvMode()
+	name := "convolutions " + string(m)
 	if m == ConvBLAS || !haveOneDNN {
-		return "convolutions " + string(m) + " (im2col + BLAS)"
+		if m == ConvAuto {
+			name += ": blas"
+		}
+		return name + " (im2col + BLAS)"
+	}
+	if m == ConvAuto {
+		name += ": direct"
 	}
 	if m == ConvWinograd {
-		return "convolutions winograd (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + "; " + OneDNN() + ")"
+		name += " (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + ";"
+		return name + " others: " + OneDNN() + ")"
 	}
-	return "convolutions " + string(m) + " (" + OneDNN() + ")"
+	return name + " (" + OneDNN() + ")"
 }

@@ -327,10 +327,8 @@ func (m ConvMode) algorithm() C.dnnl_alg_kind_t {
 	switch m {
 	case ConvWinograd:
 		return C.dnnl_convolution_winograd
-	case ConvDirect:
-		return C.dnnl_convolution_direct
 	}
-	return C.dnnl_convolution_auto
+	return C.dnnl_convolution_direct // direct and auto
 }
 
 // dnnlStatus formats a oneDNN status.

@@ -28,10 +28,9 @@ func modeBackend(t testing.TB, threads int, m ConvMode) *Backend {
 	return be
 }
 
-// TestConformanceConvModes runs the conformance suite in the convolution
-// modes other than the default (auto, which TestConformance runs), on two
-// threads and on three split as finely as possible. The
-// suite's convolution bound (Tolerances.Gemm, 1e-4 of the largest element
+// TestConformanceConvModes runs the conformance suite in winograd, direct
+// and blas (auto runs direct's kernels) on two threads and on three split as
+// finely as possible. The suite's convolution bound (Tolerances.Gemm, 1e-4 of the largest element
 // or the rms) holds for Winograd too: its dot products have at most 7·7·3
 // = 147 terms, a float32 direct sum of that length errs by about
 // √147·2⁻²⁴ ≈ 7e-7 of the rms, Winograd's transforms multiply that by
@@ -118,11 +117,11 @@ func l2Diff(a, b []float32, ref []float64) float64 {
 // kernels against direct's 2e-7; mochi's (winograd.go, AVX2) measured
 // 8e-7–3.8e-6 at these shapes and 1e-7–2e-6 on the odd ones of
 // TestWinogradAgainstFloat64, growing with the channels like a direct
-// sum, so its bound is 5× direct's, 5e-5, 13× the worst measured; auto
-// may pick either. A wrong transform, layout, padding or split errs by
-// O(1) (a lost part of dw: 0.7; a wrong transform coefficient: 0.3).
+// sum, so its bound is 5× direct's, 5e-5, 13× the worst measured. A
+// wrong transform, layout, padding or split errs by O(1) (a lost part of
+// dw: 0.7; a wrong transform coefficient: 0.3).
 func modeBound(m ConvMode) float64 {
-	if m == ConvWinograd || m == ConvAuto {
+	if m == ConvWinograd {
 		return 5e-5
 	}
 	return 1e-5
@@ -130,8 +129,8 @@ func modeBound(m ConvMode) float64 {
 
 // agreeShapes are the CIFAR ResNet-18's convolutions at batch 4 (the
 // 3×3 stride-1 convolution of each stage, the stride-2 3×3 and 1×1 that
-// enter a stage) and a batch large enough that oneDNN's auto picks
-// Winograd where it can (more than 8 images per thread).
+// enter a stage) and a batch large enough that oneDNN would pick Winograd
+// where it can (more than 8 images per thread).
 var agreeShapes = []device.ConvShape{
 	{N: 4, C: 64, H: 32, W: 32, K: 64, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: 4, C: 128, H: 16, W: 16, K: 128, R: 3, S: 3, Stride: 1, Pad: 1},
