@@ -224,17 +224,18 @@ MOCHI_HOT void mochi_wino_input(const float *x, float *v, float *pad, int n, int
 	}
 }
 
-MOCHI_HOT void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld) {
+MOCHI_HOT void mochi_wino_output(float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld) {
 	int th_n = (H + 3) / 4, tw_n = (W + 3) / 4, T = n * th_n * tw_n;
 	size_t hw = (size_t)H * W, xs = mochi_wino_slice(K, ld);
 	for (int k = k0; k < k1; k++) {
-		const float *in = m + (size_t)k * ld;
+		float *in = m + (size_t)k * ld;
 		for (int t0 = 0; t0 < T; t0 += 8) {
 			v8 a[24]; // Aᵀ M, column by column: a[i·6 + q], i < 4
 			for (int q = 0; q < 6; q++) {
-				const float *col = in + t0 + q * xs;
+				float *col = in + t0 + q * xs;
 				at6(ld8(col), ld8(col + 6 * xs), ld8(col + 12 * xs), ld8(col + 18 * xs), ld8(col + 24 * xs),
 				    ld8(col + 30 * xs), &a[q], 6);
+				for (int i = 0; i < 6; i++) st8(col + i * 6 * xs, (v8){0}); // for the next GEMMs to add to
 			}
 			v8 o[16]; // Aᵀ M A: o[i·4 + j]
 			for (int i = 0; i < 4; i++) { // (Aᵀ M) A, row by row
@@ -406,11 +407,11 @@ void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int t, 
 	for (int x = x0; x < x1; x++) {
 		switch (op) {
 		case MOCHI_WINO_FWD:
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, t, C, 1, u + x * kc, C, v + x * cl, ld, 0,
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, t, C, 1, u + x * kc, C, v + x * cl, ld, 1,
 			            m + x * kl, ld);
 			break;
 		case MOCHI_WINO_BWD_DATA:
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, t, K, 1, u + x * kc, C, v + x * kl, ld, 0,
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, t, K, 1, u + x * kc, C, v + x * kl, ld, 1,
 			            m + x * cl, ld);
 			break;
 		default:

@@ -27,8 +27,8 @@ size_t mochi_wino_pad_floats(int n, int H, int W);
 
 // mochi_wino_output writes Y = Aᵀ M A into channels [k0, k1) of the n
 // images y (K×H×W each), dropping the outputs of partial tiles that fall
-// outside the image.
-void mochi_wino_output(const float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld);
+// outside the image, and zeroes the part of m it read.
+void mochi_wino_output(float *m, float *y, int n, int K, int H, int W, int k0, int k1, int ld);
 
 // mochi_wino_output_adjoint writes m = A dY Aᵀ (the adjoint of
 // mochi_wino_output) for channels [k0, k1) of the n images dy.
@@ -47,7 +47,8 @@ enum { MOCHI_WINO_FWD = 0, MOCHI_WINO_BWD_DATA = 1, MOCHI_WINO_BWD_WEIGHTS = 2 }
 
 // mochi_wino_gemm runs the products of transform points [x0, x1) for t
 // tiles:
-//   forward:          m[ξ] (K×t) = u[ξ] (K×C) · v[ξ] (C×t);
-//   backward data:    m[ξ] (C×t) = u[ξ]ᵀ (C×K) · v[ξ] (K×t), v from dy;
+//   forward:          m[ξ] (K×t) += u[ξ] (K×C) · v[ξ] (C×t);
+//   backward data:    m[ξ] (C×t) += u[ξ]ᵀ (C×K) · v[ξ] (K×t), v from dy;
+// (m is zero: adding to it spares OpenBLAS a pass that zeroes it first);
 //   backward weights: u[ξ] (K×C) = beta·u[ξ] + m[ξ] (K×t) · v[ξ]ᵀ.
 void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int t, int ld, int x0, int x1, float beta);
