@@ -20,7 +20,7 @@ const (
 	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
 	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
 	// CPUs), elsewhere mochi's own F(4×4, 3×3) (winograd.go) where both
-	// sides have 32 channels or more (winoMinChannels; with fewer its
+	// sides have 64 channels or more (winoMinChannels; with fewer its
 	// transforms outweigh the multiplications saved); oneDNN's direct
 	// kernels run every other convolution. Winograd's transforms
 	// round more than a direct sum: relative error 1e-6–4e-6 against

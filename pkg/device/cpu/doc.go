@@ -17,7 +17,7 @@
 // batch gets its own primitive per shape, created on first use and cached,
 // whose operands are reordered between NCHW/OIHW and oneDNN's blocked
 // layouts inside the call, into a per-part arena that every shape reuses.
-// In mode winograd, the 3×3 stride-1 pad-1 convolutions with 32 channels
+// In mode winograd, the 3×3 stride-1 pad-1 convolutions with 64 channels
 // or more that oneDNN has no Winograd kernel for (any CPU without
 // AVX-512) run mochi's own Winograd F(4×4, 3×3) instead (winograd.go,
 // winograd.c): per chunk of images, transforms of the input and output
