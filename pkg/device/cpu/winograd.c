@@ -319,8 +319,8 @@ MOCHI_HOT void mochi_wino_output_adjoint(const float *dy, float *m, int n, int K
 	}
 }
 
-MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0, int k1, int flip) {
-	size_t xs = mochi_wino_slice(K, C);
+MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int C, int kbase, int ku, int k0, int k1, int flip) {
+	size_t xs = mochi_wino_slice(ku, C);
 	for (int k = k0; k < k1; k++) {
 		for (int c0 = 0; c0 < C; c0 += 8) {
 			int lanes = C - c0 < 8 ? C - c0 : 8;
@@ -352,7 +352,7 @@ MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0,
 			}
 			v8 a[18]; // G g, column by column: a[i·3 + s], i < 6
 			for (int s = 0; s < 3; s++) g6(g[s], g[3 + s], g[6 + s], &a[s], 3);
-			float *out = u + (size_t)k * C + c0;
+			float *out = u + (size_t)(k - kbase) * C + c0;
 			for (int i = 0; i < 6; i++) { // (G g) Gᵀ, row by row
 				v8 o[6];
 				g6(a[i * 3], a[i * 3 + 1], a[i * 3 + 2], o, 1);
@@ -370,20 +370,22 @@ MOCHI_HOT void mochi_wino_filter(const float *w, float *u, int K, int C, int k0,
 	}
 }
 
-MOCHI_HOT void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int C, int k0, int k1) {
-	size_t xs = mochi_wino_slice(K, C);
+MOCHI_HOT void mochi_wino_filter_adjoint(float *du, float *dw, int C, int kbase, int ku, int k0, int k1) {
+	size_t xs = mochi_wino_slice(ku, C);
 	for (int k = k0; k < k1; k++) {
 		for (int c0 = 0; c0 < C; c0 += 8) {
 			int lanes = C - c0 < 8 ? C - c0 : 8;
-			const float *in = du + (size_t)k * C + c0;
+			float *in = du + (size_t)(k - kbase) * C + c0;
 			v8 z[36];
-			for (int i = 0; i < 36; i++) {
+			for (int i = 0; i < 36; i++) { // read, and zero for the next GEMMs to add to
 				if (lanes == 8) {
 					z[i] = ld8(in + i * xs);
+					st8(in + i * xs, (v8){0});
 					continue;
 				}
 				float tmp[8] __attribute__((aligned(32))) = {0};
 				memcpy(tmp, in + i * xs, lanes * sizeof(float));
+				memset(in + i * xs, 0, lanes * sizeof(float));
 				z[i] = ld8(tmp);
 			}
 			v8 a[18]; // Gᵀ dU, column by column: a[r·6 + b], r < 3
@@ -402,20 +404,21 @@ MOCHI_HOT void mochi_wino_filter_adjoint(const float *du, float *dw, int K, int 
 	}
 }
 
-void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int t, int ld, int x0, int x1, float beta) {
-	size_t kc = mochi_wino_slice(K, C), cl = mochi_wino_slice(C, ld), kl = mochi_wino_slice(K, ld);
+void mochi_wino_gemm(int op, float *u, float *v, float *m, int K, int C, int kbase, int ku, int t, int ld, int x0, int x1) {
+	size_t kc = mochi_wino_slice(ku, C), cl = mochi_wino_slice(C, ld), kl = mochi_wino_slice(K, ld);
+	size_t kb = (size_t)kbase * ld; // row kbase of an m or v of K rows
 	for (int x = x0; x < x1; x++) {
 		switch (op) {
 		case MOCHI_WINO_FWD:
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, t, C, 1, u + x * kc, C, v + x * cl, ld, 1,
-			            m + x * kl, ld);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ku, t, C, 1, u + x * kc, C, v + x * cl, ld, 1,
+			            m + x * kl + kb, ld);
 			break;
 		case MOCHI_WINO_BWD_DATA:
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, t, K, 1, u + x * kc, C, v + x * kl, ld, 1,
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, t, ku, 1, u + x * kc, C, v + x * kl + kb, ld, 1,
 			            m + x * cl, ld);
 			break;
 		default:
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C, t, 1, m + x * kl, ld, v + x * cl, ld, beta,
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ku, C, t, 1, m + x * kl + kb, ld, v + x * cl, ld, 1,
 			            u + x * kc, C);
 		}
 	}

@@ -55,20 +55,23 @@ func (b *Backend) mochiWinograd(s device.ConvShape) bool {
 const (
 	winoChunkTiles = 256
 	winoChunkBytes = 12 << 20
+	// winoFilterBytes bounds the filter's transform of a single chunk.
+	winoFilterBytes = 6 << 20
 )
 
 // winoState is mochi's Winograd's memory, grown on demand and reused by
-// every later convolution: the filter's transform (or its gradient), a
-// chunk's input transform v and output transform m (dy's, g, in backward
-// weights), and per part the zero-padded copy of the planes the input
-// transform reads. m is all zero between calls: the GEMMs add to it
-// rather than overwrite it, which spares OpenBLAS a pass that zeroes it
-// first (28% of the forward at 64 channels 32×32), and the output
-// transform zeroes what it has read.
+// every later convolution: the filter's transform u (its gradient du in
+// backward weights), a chunk's input transform v and output transform m
+// (dy's, g, in backward weights), and per part the zero-padded copy of the
+// planes the input transform reads. m and du are all zero between calls:
+// the GEMMs add to them rather than overwrite them, which spares OpenBLAS
+// a pass that zeroes them first (28% of the forward at 64 channels 32×32,
+// 14–28% of the backward weights at 512 channels), and the output
+// transform and the filter gradient's zero what they have read.
 type winoState struct {
-	u, v, m, g []float32
-	pad        [][]float32
-	task       winoTask
+	u, du, v, m, g []float32
+	pad            [][]float32
+	task           winoTask
 }
 
 // winoPhase is one parallel step of a Winograd convolution.
@@ -95,7 +98,7 @@ type winoTask struct {
 	cin, cout  int
 	n0, cnt    int // the chunk's first image and image count
 	ld         int // the chunk's tiles, rounded up to 8
-	beta       float32
+	kbase, ku  int // the output channels whose filter transform u holds
 	u, v, m    []float32
 	pad        [][]float32 // per part
 }
@@ -108,6 +111,7 @@ func (t *winoTask) run(part, lo, hi int) {
 	hw := s.H * s.W
 	k, c, h, w := C.int(s.K), C.int(s.C), C.int(s.H), C.int(s.W)
 	n, ld := C.int(t.cnt), C.int(t.ld)
+	kb, ku := C.int(t.kbase), C.int(t.ku) // the filter phases' items count from kbase
 	// The chunk's images of the transformed input and output.
 	in := func() *C.float { return fp(t.in[t.n0*t.cin*hw:]) }
 	out := func() *C.float { return fp(t.out[t.n0*t.cout*hw:]) }
@@ -117,9 +121,9 @@ func (t *winoTask) run(part, lo, hi int) {
 		if t.op == convBackwardData {
 			flip = 1
 		}
-		C.mochi_wino_filter(fp(t.w), fp(t.u), k, c, C.int(lo), C.int(hi), flip)
+		C.mochi_wino_filter(fp(t.w), fp(t.u), c, kb, ku, kb+C.int(lo), kb+C.int(hi), flip)
 	case winoFilterAdjoint:
-		C.mochi_wino_filter_adjoint(fp(t.u), fp(t.w), k, c, C.int(lo), C.int(hi))
+		C.mochi_wino_filter_adjoint(fp(t.u), fp(t.w), c, kb, ku, kb+C.int(lo), kb+C.int(hi))
 	case winoInput:
 		C.mochi_wino_input(in(), fp(t.v), fp(t.pad[part]), n, C.int(t.cin), h, w, C.int(lo), C.int(hi), ld)
 	case winoOutput:
@@ -140,7 +144,7 @@ func (t *winoTask) run(part, lo, hi int) {
 			op = C.MOCHI_WINO_BWD_WEIGHTS
 		}
 		tiles := t.cnt * ((s.H + 3) / 4) * ((s.W + 3) / 4)
-		C.mochi_wino_gemm(op, fp(t.u), fp(t.v), fp(t.m), k, c, C.int(tiles), ld, C.int(lo), C.int(hi), C.float(t.beta))
+		C.mochi_wino_gemm(op, fp(t.u), fp(t.v), fp(t.m), k, c, kb, ku, C.int(tiles), ld, C.int(lo), C.int(hi))
 	}
 }
 
@@ -159,7 +163,25 @@ func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
 	if op == convBackwardData {
 		t.in, t.out, t.cin, t.cout = y, x, s.K, s.C
 	}
-	ws.u = grow(ws.u, 36*int(C.mochi_wino_slice(C.int(s.K), C.int(s.C))))
+	// The filter's transform (or its gradient): for all K output channels
+	// where several chunks share it; for a single chunk, in blocks of
+	// output channels, each transformed just before its GEMMs (folded
+	// into dw just after them in backward weights), which holds at most
+	// winoFilterBytes: 6 MiB rather than 38 at 512 channels, where the
+	// batch of 64 is one chunk.
+	kb := s.K
+	if chunks == 1 {
+		blocks := (s.K*36*4*s.C + winoFilterBytes - 1) / winoFilterBytes
+		kb = (s.K + blocks - 1) / blocks
+	}
+	ulen := 36 * int(C.mochi_wino_slice(C.int(kb), C.int(s.C)))
+	if op == convBackwardFilter {
+		ws.du = grow(ws.du, ulen) // zero if new, and else zero as left
+		t.u = ws.du
+	} else {
+		ws.u = grow(ws.u, ulen)
+		t.u = ws.u
+	}
 	ws.v = grow(ws.v, 36*int(C.mochi_wino_slice(C.int(t.cin), C.int(t.ld))))
 	mlen := 36 * int(C.mochi_wino_slice(C.int(t.cout), C.int(t.ld)))
 	if op == convBackwardFilter {
@@ -175,27 +197,38 @@ func (b *Backend) winograd(op convOp, s device.ConvShape, x, w, y []float32) {
 	for p := range ws.pad {
 		ws.pad[p] = grow(ws.pad[p], int(C.mochi_wino_pad_floats(C.int(nb), C.int(s.H), C.int(s.W))))
 	}
-	t.u, t.v, t.pad = ws.u, ws.v, ws.pad
+	t.v, t.pad = ws.v, ws.pad
 	phase := func(p winoPhase, items int) {
 		t.phase = p
 		b.workers.parallel(items, 1, t)
 	}
-	if op != convBackwardFilter {
+	t.kbase, t.ku = 0, s.K
+	if op != convBackwardFilter && kb == s.K {
 		phase(winoFilter, s.K)
 	}
 	for t.n0 = 0; t.n0 < s.N; t.n0 += nb {
 		t.cnt = min(nb, s.N-t.n0)
 		if op == convBackwardFilter {
 			phase(winoBoth, s.C+s.K)
-			phase(winoGemm, 36)
-			t.beta = 1 // the later chunks add to dU
-			continue
+		} else {
+			phase(winoInput, t.cin)
 		}
-		phase(winoInput, t.cin)
-		phase(winoGemm, 36)
-		phase(winoOutput, t.cout)
+		for t.kbase = 0; t.kbase < s.K; t.kbase += kb {
+			t.ku = min(kb, s.K-t.kbase)
+			if op != convBackwardFilter && kb < s.K {
+				phase(winoFilter, t.ku)
+			}
+			phase(winoGemm, 36)
+			if op == convBackwardFilter && kb < s.K {
+				phase(winoFilterAdjoint, t.ku)
+			}
+		}
+		if op != convBackwardFilter {
+			phase(winoOutput, t.cout)
+		}
 	}
-	if op == convBackwardFilter {
+	if op == convBackwardFilter && kb == s.K {
+		t.kbase, t.ku = 0, s.K
 		phase(winoFilterAdjoint, s.K)
 	}
 	// Keep the buffers; drop the caller's.

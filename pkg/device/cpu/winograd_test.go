@@ -14,8 +14,9 @@ import (
 // at the right and bottom), a single pixel, a single tile, tile counts
 // that are not multiples of the 8 tiles a transform handles at once,
 // channels that are not multiples of the 8 a filter transform handles, and
-// batches that chunks and parts split unevenly (the last: 5 images of 64
-// tiles in chunks of 3 and 2, winoChunkTiles).
+// batches that chunks and parts split unevenly (5 images of 64 tiles in
+// chunks of 3 and 2, winoChunkTiles), and a single chunk whose filter
+// transform is made in two blocks of output channels (winoFilterBytes).
 var winoShapes = []device.ConvShape{
 	{N: 1, C: 1, H: 1, W: 1, K: 1, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: 3, C: 5, H: 5, W: 7, K: 3, R: 3, S: 3, Stride: 1, Pad: 1},
@@ -23,6 +24,7 @@ var winoShapes = []device.ConvShape{
 	{N: 5, C: 13, H: 9, W: 6, K: 17, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: 4, C: 9, H: 1, W: 10, K: 2, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: 5, C: 24, H: 32, W: 32, K: 20, R: 3, S: 3, Stride: 1, Pad: 1},
+	{N: 3, C: 200, H: 5, W: 6, K: 300, R: 3, S: 3, Stride: 1, Pad: 1},
 }
 
 // TestWinogradAgainstFloat64: mochi's Winograd's three convolutions match
