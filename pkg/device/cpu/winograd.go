@@ -11,9 +11,12 @@ package cpu
 // Each convolution runs in phases, each split across the workers: the
 // filter's transform (by output channel), then per chunk of images the
 // input's (by channel), the 36 GEMMs (by ξ) and the output's (by channel).
-// The transforms of a chunk are shared, not per part, so a GEMM multiplies
-// every tile of the chunk and the filter gradient needs no partial per
-// part; the result does not depend on the thread count.
+// A batch that is a single chunk has its filter transformed (or its
+// gradient folded) block by block of output channels around each block's
+// GEMMs instead, to bound that memory. The transforms of a chunk are
+// shared, not per part, so a GEMM multiplies every tile of the chunk and
+// the filter gradient needs no partial per part; the result does not
+// depend on the thread count.
 
 // #cgo CFLAGS: -Wno-psabi
 // #include "winograd.h"
