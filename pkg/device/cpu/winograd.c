@@ -133,17 +133,16 @@ static inline void tile_next(tpos *p, int th_n, int tw_n) {
 	}
 }
 
-// Lane shuffles (GCC's generic vector shuffles; vunpck/vshuf/vperm2f128
-// on AVX2): unpacklo/unpackhi interleave the low/high pairs of each
-// 128-bit half, lo64/hi64 take the low/high 64 bits of each half of a and
-// b, lo128/hi128 join the low/high halves of a and b.
-typedef int v8i __attribute__((vector_size(32)));
-#define unpacklo(a, b) __builtin_shuffle(a, b, (v8i){0, 8, 1, 9, 4, 12, 5, 13})
-#define unpackhi(a, b) __builtin_shuffle(a, b, (v8i){2, 10, 3, 11, 6, 14, 7, 15})
-#define lo64(a, b) __builtin_shuffle(a, b, (v8i){0, 1, 8, 9, 4, 5, 12, 13})
-#define hi64(a, b) __builtin_shuffle(a, b, (v8i){2, 3, 10, 11, 6, 7, 14, 15})
-#define lo128(a, b) __builtin_shuffle(a, b, (v8i){0, 1, 2, 3, 8, 9, 10, 11})
-#define hi128(a, b) __builtin_shuffle(a, b, (v8i){4, 5, 6, 7, 12, 13, 14, 15})
+// Lane shuffles (vunpck/vshuf/vperm2f128 on AVX2): unpacklo/unpackhi
+// interleave the low/high pairs of each 128-bit half, lo64/hi64 take the
+// low/high 64 bits of each half of a and b, lo128/hi128 join the low/high
+// halves of a and b.
+#define unpacklo(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
+#define unpackhi(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
+#define lo64(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+#define hi64(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+#define lo128(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+#define hi128(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
 
 // transpose8 writes the columns of the 8×8 matrix of rows r[0…7] to c[0…7].
 static_inline void transpose8(const v8 *r, v8 *c) {
