@@ -9,7 +9,7 @@
 # relative error against direct's ≈ 2e-7), its learning must not.
 #
 #   scripts/conv-curve.sh [OUT]                     # blas and direct, seeds 1 2 3
-#   MODES="blas winograd" scripts/conv-curve.sh     # on an AVX-512 CPU, where winograd runs
+#   MODES="blas winograd" scripts/conv-curve.sh     # oneDNN's Winograd on AVX-512, else mochi's
 #   LIMIT=0 scripts/conv-curve.sh                   # the whole epoch (60,000 images)
 #
 # OUT (default /tmp/mochi-conv-curve) gets one run folder per mode and seed

@@ -14,7 +14,8 @@ import (
 const benchBatch = 64
 
 // resnetConvs are the 3×3 stride-1 convolutions of each stage of the CIFAR
-// ResNet-18 (widths 64–512) and of its width-16 variant (16–128).
+// ResNet-18 (widths 64–512) and of its width-16 variant (16–128), and the
+// two stems (RGB to 64 and 16 channels).
 var resnetConvs = []device.ConvShape{
 	{N: benchBatch, C: 64, H: 32, W: 32, K: 64, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: benchBatch, C: 128, H: 16, W: 16, K: 128, R: 3, S: 3, Stride: 1, Pad: 1},
@@ -24,6 +25,8 @@ var resnetConvs = []device.ConvShape{
 	{N: benchBatch, C: 32, H: 16, W: 16, K: 32, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: benchBatch, C: 64, H: 8, W: 8, K: 64, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: benchBatch, C: 128, H: 4, W: 4, K: 128, R: 3, S: 3, Stride: 1, Pad: 1},
+	{N: benchBatch, C: 3, H: 32, W: 32, K: 64, R: 3, S: 3, Stride: 1, Pad: 1},
+	{N: benchBatch, C: 3, H: 32, W: 32, K: 16, R: 3, S: 3, Stride: 1, Pad: 1},
 }
 
 func benchRandom(n int) device.Buffer {

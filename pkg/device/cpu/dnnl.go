@@ -17,10 +17,14 @@ const (
 	// (convolution_auto), which picks Winograd on AVX-512 CPUs, where
 	// mochi has not been measured.
 	ConvAuto ConvMode = "auto"
-	// ConvWinograd runs oneDNN's Winograd kernels wherever oneDNN has one
-	// for the shape (3×3 stride 1 on AVX-512 CPUs) and its direct kernels
-	// elsewhere. Winograd's transforms round more than a direct sum:
-	// relative error about 1e-6 against 2e-7.
+	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
+	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
+	// CPUs), elsewhere mochi's own F(4×4, 3×3) (winograd.go) where both
+	// sides have 64 channels or more (winoMinChannels; with fewer its
+	// transforms outweigh the multiplications saved); oneDNN's direct
+	// kernels run every other convolution. Winograd's transforms
+	// round more than a direct sum: relative error 1e-6–4e-6 against
+	// 1e-7–1e-6 on the ResNet's shapes.
 	ConvWinograd ConvMode = "winograd"
 	// ConvDirect runs oneDNN's direct kernels only: the closest float32
 	// numerics of the oneDNN paths.
@@ -32,6 +36,10 @@ const (
 
 // ConvModes lists the modes in the order of the documentation.
 var ConvModes = []ConvMode{ConvAuto, ConvWinograd, ConvDirect, ConvBLAS}
+
+// winoImpl names mochi's Winograd (winograd.go) where a oneDNN kernel name
+// would stand.
+const winoImpl = "mochi wino F(4x4,3x3)"
 
 // ParseConvMode returns the mode named s.
 func ParseConvMode(s string) (ConvMode, error) {
@@ -90,6 +98,10 @@ func (b *Backend) Device() string {
 	}
 	if m == ConvAuto {
 		name += ": direct"
+	}
+	if m == ConvWinograd {
+		name += " (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + ";"
+		return name + " others: " + OneDNN() + ")"
 	}
 	return name + " (" + OneDNN() + ")"
 }

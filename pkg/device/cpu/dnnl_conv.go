@@ -284,6 +284,7 @@ type dnnlConvs struct {
 	prims  map[dnnlKey]dnnlPrim
 	arenas []dnnlArena // per part
 	task   dnnlTask
+	wino   winoState // mochi's Winograd (winograd.go)
 }
 
 // dnnlArena is C memory of size bytes, 64-byte aligned.
@@ -305,6 +306,9 @@ type dnnlPrim struct {
 type dnnlState struct {
 	mode  ConvMode
 	convs *dnnlConvs
+	// winoAnyChannels lets mochi's Winograd run with any channel count
+	// (tests of odd sizes), not only from winoMinChannels.
+	winoAnyChannels bool
 }
 
 // free destroys the primitives and the engine.
@@ -331,9 +335,10 @@ func (m ConvMode) algorithm() C.dnnl_alg_kind_t {
 func dnnlStatus(st C.dnnl_status_t) string { return C.GoString(C.dnnl_status2str(st)) }
 
 // primitive returns the cached primitive of key, creating it on first use.
-// Winograd falls back to direct for a shape oneDNN has no Winograd kernel
-// for (any filter but 3×3 stride 1, channels that are not a multiple of its
-// vector width, a CPU without AVX-512).
+// Winograd falls back for a shape oneDNN has no Winograd kernel for (any
+// filter but 3×3 stride 1, channels that are not a multiple of its vector
+// width, a CPU without AVX-512): to mochi's Winograd for a 3×3 stride-1
+// pad-1 shape, when primitive returns nil, and to direct otherwise.
 func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 	c := b.dnnl.convs
 	if p, ok := c.prims[key]; ok {
@@ -344,6 +349,10 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW())}
 	var p *C.mochi_conv
 	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(key.alg), &dims[0])
+	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd && b.mochiWinograd(s) {
+		c.prims[key] = dnnlPrim{impl: winoImpl}
+		return nil, nil
+	}
 	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd {
 		st = C.mochi_conv_create(&p, c.engine, C.int(key.op), C.dnnl_convolution_direct, &dims[0])
 	}
@@ -428,6 +437,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 		prim, err := b.primitive(dnnlKey{op: op, s: part, alg: b.dnnl.mode.algorithm(), part: p})
 		if err != nil {
 			b.fail("%s: %v", opName(op), err)
+			return true
+		}
+		if prim == nil { // part 0's: mochi's Winograd runs the whole batch
+			b.winograd(op, s, Float32s(x), Float32s(w), Float32s(y))
 			return true
 		}
 		t.prims[p] = prim

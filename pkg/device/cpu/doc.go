@@ -17,6 +17,12 @@
 // batch gets its own primitive per shape, created on first use and cached,
 // whose operands are reordered between NCHW/OIHW and oneDNN's blocked
 // layouts inside the call, into a per-part arena that every shape reuses.
+// In mode winograd, the 3×3 stride-1 pad-1 convolutions with 64 channels
+// or more that oneDNN has no Winograd kernel for (any CPU without
+// AVX-512) run mochi's own Winograd F(4×4, 3×3) instead (winograd.go,
+// winograd.c): per chunk of images, transforms of the input and output
+// split across the workers by channel and 36 OpenBLAS GEMMs split by
+// transform point, in buffers reused by every later call.
 // In mode blas, and always in the purego build, they use im2col/col2im into
 // per-thread workspaces that grow on demand and are reused across calls;
 // images with small outputs are placed side by side so that each GEMM has
@@ -41,7 +47,8 @@
 // state are shared, so concurrent callers are safe but do not overlap. A
 // kernel's result does not depend on the thread count, except Gemm and the
 // convolutions, whose products are cut into different GEMMs or oneDNN
-// primitives (they agree within float32 rounding). After the workspaces
+// primitives (they agree within float32 rounding); mochi's Winograd's
+// chunks and GEMMs do not depend on it. After the workspaces
 // have grown and each convolution shape has its primitives, kernels
 // allocate nothing.
 //
