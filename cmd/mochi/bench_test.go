@@ -27,7 +27,7 @@ func TestBenchCommandCPU(t *testing.T) {
 // auto, and says which kernels that is in this build.
 func TestBenchDefaultConv(t *testing.T) {
 	out, _ := mustRun(t, "bench", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8", "--steps", "1", "--warmup", "0")
-	want := "convolutions auto: direct (" + cpu.OneDNN() + ")"
+	want := "convolutions auto (3×3 stride 1 from 64 channels: mochi wino F(4x4,3x3); others: direct, " + cpu.OneDNN() + ")"
 	if strings.HasPrefix(cpu.OneDNN(), "none") { // the purego build
 		want = "convolutions auto: blas (im2col + BLAS)"
 	}

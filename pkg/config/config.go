@@ -189,7 +189,7 @@ type Run struct {
 type CPU struct {
 	// Conv selects the convolution kernels: oneDNN's (auto, winograd,
 	// direct) or im2col + BLAS (package device/cpu's ConvMode).
-	Conv string `key:"conv" help:"CPU convolution kernels: auto (the default: the fastest measured, today direct; blas in the purego build), direct (oneDNN's direct kernels), winograd (Winograd F(4×4, 3×3) for 3×3 stride 1: oneDNN's on AVX-512 CPUs, else mochi's own from 64 channels; direct elsewhere) or blas (im2col + BLAS, the reference); the purego build has only auto and blas"`
+	Conv string `key:"conv" help:"CPU convolution kernels: auto (the default: the fastest kernels measured against PyTorch, mochi's Winograd F(4×4, 3×3) for 3×3 stride 1 from 64 channels and oneDNN's direct kernels elsewhere; blas in the purego build), direct (oneDNN's direct kernels), winograd (Winograd F(4×4, 3×3) for 3×3 stride 1: oneDNN's on AVX-512 CPUs, else mochi's own from 64 channels; direct elsewhere) or blas (im2col + BLAS, the reference); the purego build has only auto and blas"`
 }
 
 // Default returns the documented defaults: the MoCo-v2 recipe at small-data

@@ -12,10 +12,11 @@ type ConvMode string
 const (
 	// ConvAuto is the configuration's default: the fastest kernels this
 	// build has that were measured against PyTorch and pass its parity
-	// tests: oneDNN's direct kernels, or without oneDNN (build tag
-	// purego) ConvBLAS. It is not oneDNN's own choice
-	// (convolution_auto), which picks Winograd on AVX-512 CPUs, where
-	// mochi has not been measured.
+	// tests: mochi's Winograd F(4×4, 3×3) for the 3×3 stride-1 pad-1
+	// convolutions with 64 channels or more (as in ConvWinograd) and
+	// oneDNN's direct kernels for the others; without oneDNN (build tag
+	// purego) ConvBLAS. It never takes oneDNN's own Winograd kernels
+	// (AVX-512 CPUs only), which no measurement of mochi's has run.
 	ConvAuto ConvMode = "auto"
 	// ConvWinograd runs Winograd kernels for the 3×3 stride-1 pad-1
 	// convolutions: oneDNN's where oneDNN has one for the shape (AVX-512
@@ -85,8 +86,8 @@ func (b *Backend) ConvMode() ConvMode {
 }
 
 // Device describes what runs the convolutions (mochi bench prints it
-// beside the backend's name): the mode, the kernels auto stands for, and
-// the library.
+// beside the backend's name): the mode, the kernels it stands for, and the
+// library.
 func (b *Backend) Device() string {
 	m := b.ConvMode()
 	name := "convolutions " + string(m)
@@ -96,10 +97,10 @@ func (b *Backend) Device() string {
 		}
 		return name + " (im2col + BLAS)"
 	}
-	if m == ConvAuto {
-		name += ": direct"
-	}
-	if m == ConvWinograd {
+	switch m {
+	case ConvAuto:
+		return name + " (3×3 stride 1 from 64 channels: " + winoImpl + "; others: direct, " + OneDNN() + ")"
+	case ConvWinograd:
 		name += " (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + ";"
 		return name + " others: " + OneDNN() + ")"
 	}

@@ -263,13 +263,13 @@ func OneDNN() string {
 }
 
 // dnnlKey names one cached primitive: the kernel, the shape of its part of
-// the batch (N is the part's images), the oneDNN algorithm and the part
-// (each part runs concurrently with the others, so each has its own
-// primitive, buffers and stream).
+// the batch (N is the part's images), the mode and the part (each part
+// runs concurrently with the others, so each has its own primitive,
+// buffers and stream).
 type dnnlKey struct {
 	op   convOp
 	s    device.ConvShape
-	alg  C.dnnl_alg_kind_t
+	mode ConvMode
 	part int
 }
 
@@ -322,7 +322,7 @@ func (c *dnnlConvs) free() {
 	C.dnnl_engine_destroy(c.engine)
 }
 
-// algorithm is the oneDNN algorithm of a mode.
+// algorithm is the oneDNN algorithm of a mode's oneDNN kernels.
 func (m ConvMode) algorithm() C.dnnl_alg_kind_t {
 	switch m {
 	case ConvWinograd:
@@ -334,26 +334,32 @@ func (m ConvMode) algorithm() C.dnnl_alg_kind_t {
 // dnnlStatus formats a oneDNN status.
 func dnnlStatus(st C.dnnl_status_t) string { return C.GoString(C.dnnl_status2str(st)) }
 
-// primitive returns the cached primitive of key, creating it on first use.
-// Winograd falls back for a shape oneDNN has no Winograd kernel for (any
-// filter but 3×3 stride 1, channels that are not a multiple of its vector
-// width, a CPU without AVX-512): to mochi's Winograd for a 3×3 stride-1
-// pad-1 shape, when primitive returns nil, and to direct otherwise.
+// primitive returns the cached primitive of key, creating it on first use,
+// or nil where mochi's Winograd runs the shape: always in auto mode (for
+// the shapes mochiWinograd takes), and in winograd mode where oneDNN has no
+// Winograd kernel for it (any filter but 3×3 stride 1, channels that are
+// not a multiple of its vector width, a CPU without AVX-512). Winograd mode
+// falls back to direct for the other shapes.
 func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 	c := b.dnnl.convs
 	if p, ok := c.prims[key]; ok {
 		return p.conv, nil
 	}
 	s := key.s
-	dims := [11]C.long{C.long(s.N), C.long(s.C), C.long(s.H), C.long(s.W), C.long(s.K), C.long(s.R), C.long(s.S),
-		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW())}
-	var p *C.mochi_conv
-	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(key.alg), &dims[0])
-	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd && b.mochiWinograd(s) {
+	if key.mode == ConvAuto && b.mochiWinograd(s) {
 		c.prims[key] = dnnlPrim{impl: winoImpl}
 		return nil, nil
 	}
-	if st == C.dnnl_unimplemented && key.alg == C.dnnl_convolution_winograd {
+	dims := [11]C.long{C.long(s.N), C.long(s.C), C.long(s.H), C.long(s.W), C.long(s.K), C.long(s.R), C.long(s.S),
+		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW())}
+	var p *C.mochi_conv
+	alg := key.mode.algorithm()
+	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(alg), &dims[0])
+	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd && b.mochiWinograd(s) {
+		c.prims[key] = dnnlPrim{impl: winoImpl}
+		return nil, nil
+	}
+	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd {
 		st = C.mochi_conv_create(&p, c.engine, C.int(key.op), C.dnnl_convolution_direct, &dims[0])
 	}
 	if st != C.dnnl_success {
@@ -434,7 +440,7 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 	for p := range parts {
 		part := s
 		part.N = (p+1)*s.N/parts - p*s.N/parts // the split of workers.parallel
-		prim, err := b.primitive(dnnlKey{op: op, s: part, alg: b.dnnl.mode.algorithm(), part: p})
+		prim, err := b.primitive(dnnlKey{op: op, s: part, mode: b.dnnl.mode, part: p})
 		if err != nil {
 			b.fail("%s: %v", opName(op), err)
 			return true

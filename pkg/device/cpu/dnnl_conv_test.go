@@ -25,7 +25,7 @@ func (b *Backend) convImpl(op convOp, s device.ConvShape) string {
 	}
 	part := s
 	part.N = s.N / b.workers.parts(s.N, 1)
-	p, ok := b.dnnl.convs.prims[dnnlKey{op: op, s: part, alg: b.dnnl.mode.algorithm(), part: 0}]
+	p, ok := b.dnnl.convs.prims[dnnlKey{op: op, s: part, mode: b.dnnl.mode, part: 0}]
 	if !ok {
 		return ""
 	}
@@ -49,13 +49,15 @@ func (b *Backend) convImplName(result string, s device.ConvShape) string {
 // stride-1 convolution — oneDNN's where oneDNN has one (avx512_core only in
 // oneDNN 2.x), mochi's elsewhere, so always mochi's on a CPU without
 // AVX-512 — and none for a strided one, nor for the RGB stem (fewer than
-// winoMinChannels channels); direct mode never runs one. Which Winograd
-// ran on an AVX-512 CPU is logged: no AVX-512 machine has run this code yet.
+// winoMinChannels channels); auto mode runs mochi's for the same shapes on
+// every CPU; direct mode never runs one. Which Winograd ran in winograd
+// mode on an AVX-512 CPU is logged: no AVX-512 machine has run this code
+// yet.
 func TestWinogradWhereOffered(t *testing.T) {
 	wino := device.ConvShape{N: 4, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
 	strided := device.ConvShape{N: 4, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 2, Pad: 1}
 	stem := device.ConvShape{N: 4, C: 3, H: 16, W: 16, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
-	for _, m := range []ConvMode{ConvWinograd, ConvDirect} {
+	for _, m := range []ConvMode{ConvAuto, ConvWinograd, ConvDirect} {
 		be := modeBackend(t, 2, m)
 		for _, s := range []device.ConvShape{wino, strided, stem} {
 			c := newConvCase(s, 3)
@@ -67,10 +69,12 @@ func TestWinogradWhereOffered(t *testing.T) {
 			}
 			for _, op := range []convOp{convForward, convBackwardData, convBackwardFilter} {
 				impl := be.convImpl(op, s)
-				want := m == ConvWinograd && s == wino
+				want := m != ConvDirect && s == wino
 				switch ran := strings.Contains(impl, "wino"); {
 				case impl == "" || ran != want:
 					t.Errorf("%s %s %+v ran %q; want Winograd: %v", m, opName(op), s, impl, want)
+				case want && m == ConvAuto && impl != winoImpl:
+					t.Errorf("auto %s %+v ran %q: want mochi's %q on every CPU", opName(op), s, impl, winoImpl)
 				case want && !hasAVX512() && impl != winoImpl:
 					t.Errorf("%s %s %+v ran %q on a CPU without AVX-512, where oneDNN has no Winograd kernel: want %q", m, opName(op), s, impl, winoImpl)
 				}

@@ -28,10 +28,10 @@ func modeBackend(t testing.TB, threads int, m ConvMode) *Backend {
 	return be
 }
 
-// TestConformanceConvModes runs the conformance suite in winograd, direct
-// and blas (auto runs direct's kernels) on two threads and on three split as
-// finely as possible; in winograd mode mochi's Winograd runs the suite's
-// 3×3 stride-1 shapes whatever their channels. The suite's convolution
+// TestConformanceConvModes runs the conformance suite in every mode on two
+// threads and on three split as finely as possible; in auto and winograd
+// mode mochi's Winograd runs the suite's 3×3 stride-1 shapes whatever
+// their channels. The suite's convolution
 // bound (Tolerances.Gemm, 1e-4 of the largest element or the rms) holds
 // for Winograd too: its dot products have at most 7·7·3 = 147 terms, a
 // float32 direct sum of that length errs by about √147·2⁻²⁴ ≈ 7e-7 of the
@@ -40,7 +40,7 @@ func modeBackend(t testing.TB, threads int, m ConvMode) *Backend {
 // the worst element of a few hundred lies within 4× the typical one:
 // ≈ 4e-5, 2.5× below the bound.
 func TestConformanceConvModes(t *testing.T) {
-	for _, m := range []ConvMode{ConvWinograd, ConvDirect, ConvBLAS} {
+	for _, m := range ConvModes {
 		t.Run(string(m), func(t *testing.T) {
 			be := modeBackend(t, 2, m)
 			be.winogradAnyChannels()
@@ -121,11 +121,12 @@ func l2Diff(a, b []float32, ref []float64) float64 {
 // kernels against direct's 2e-7; mochi's (winograd.go, AVX2) measured
 // 8e-7–3.8e-6 at these shapes and 1e-7–2e-6 on the odd ones of
 // TestWinogradAgainstFloat64, growing with the channels like a direct
-// sum, so its bound is 5× direct's, 5e-5, 13× the worst measured. A
+// sum, so its bound (winograd, and auto, which runs mochi's) is 5×
+// direct's, 5e-5, 13× the worst measured. A
 // wrong transform, layout, padding or split errs by O(1) (a lost part of
 // dw: 0.7; a wrong transform coefficient: 0.3).
 func modeBound(m ConvMode) float64 {
-	if m == ConvWinograd {
+	if m == ConvWinograd || m == ConvAuto {
 		return 5e-5
 	}
 	return 1e-5
