@@ -69,6 +69,15 @@ func (gorgoniaAdd) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 	return nil
 }
 
+// name is the step's op as profiles list it: its String(), except for
+// Gorgonia's gradient sums, whose own ("+ false") says nothing.
+func (s *step) name() string {
+	if _, ok := s.k.(gorgoniaAdd); ok {
+		return "AddGradients{" + shapeString(s.node.Shape()) + "}"
+	}
+	return s.node.Op().String()
+}
+
 // kernelOf maps a node's op to its kernel. This package's ops are Kernels;
 // Gorgonia's own ops are unexported types, recognised by type name and
 // String: elemBinOp prints as "+ false" (operator, then whether the result

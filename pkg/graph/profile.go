@@ -115,7 +115,7 @@ func (p *Plan) RunProfiled(prof *Profile) error {
 		if err != nil {
 			return err
 		}
-		prof.Add(s.node.Op().String(), time.Since(start))
+		prof.Add(s.name(), time.Since(start))
 	}
 	prof.runs++
 	return nil
