@@ -13,16 +13,18 @@
 // machines without OpenBLAS.
 //
 // Convolutions run on oneDNN (cgo, -ldnnl; dnnl_conv.go) in modes auto,
-// winograd and direct (blas is the default) (SetConvMode, config key cpu.conv): each part of the
-// batch gets its own primitive per shape, created on first use and cached,
-// whose operands are reordered between NCHW/OIHW and oneDNN's blocked
-// layouts inside the call, into a per-part arena that every shape reuses.
-// In mode winograd, the 3×3 stride-1 pad-1 convolutions with 64 channels
-// or more that oneDNN has no Winograd kernel for (any CPU without
-// AVX-512) run mochi's own Winograd F(4×4, 3×3) instead (winograd.go,
-// winograd.c): per chunk of images, transforms of the input and output
-// split across the workers by channel and 36 OpenBLAS GEMMs split by
-// transform point, in buffers reused by every later call.
+// winograd and direct (a new Backend starts on blas, the reference; the
+// configuration's default is auto) (SetConvMode, config key cpu.conv):
+// each part of the batch gets its own primitive per shape, created on
+// first use and cached, whose operands are reordered between NCHW/OIHW and
+// oneDNN's blocked layouts inside the call, into a per-part arena that
+// every shape reuses. In mode auto, the 3×3 stride-1 pad-1 convolutions
+// with 64 channels or more run mochi's own Winograd F(4×4, 3×3) instead;
+// in mode winograd, those that oneDNN has no Winograd kernel for (any CPU
+// without AVX-512) do (winograd.go, winograd.c): per chunk of images,
+// transforms of the input and output split across the workers by channel
+// and 36 OpenBLAS GEMMs split by transform point, in buffers reused by
+// every later call.
 // In mode blas, and always in the purego build, they use im2col/col2im into
 // per-thread workspaces that grow on demand and are reused across calls;
 // images with small outputs are placed side by side so that each GEMM has
