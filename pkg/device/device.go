@@ -7,7 +7,7 @@
 // Contrastive (MoCHi's top-N, mixing and class-oracle masking). Backend is
 // all three, what training needs; a package that needs less takes less
 // (pkg/optim and pkg/queue take a Core). Optional abilities are small
-// interfaces found by a type assertion (ConvTF32).
+// interfaces found by a type assertion (ConvTF32, BatchNormReLU).
 //
 // The rest of the program sees only these interfaces. The CPU backend
 // (package device/cpu) is the ground truth; every other backend must pass the
@@ -275,4 +275,18 @@ type Contrastive interface {
 type ConvTF32 interface {
 	// SetConvTF32 switches the convolutions to TF32 (on) or back to fp32.
 	SetConvTF32(on bool) error
+}
+
+// BatchNormReLU is implemented by backends that fuse the ReLU following a
+// batch normalisation into its passes over memory. Each method gives bit
+// for bit what its Layers kernel followed by ReLU (forward) or preceded by
+// ReLUBackward (backward) gives; a backend without it runs those kernels.
+type BatchNormReLU interface {
+	// BatchNormReLUTrain is BatchNormTrain with y (out) = max(BN(x), 0).
+	BatchNormReLUTrain(s BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar Buffer, momentum, eps float32)
+	// BatchNormReLUInfer is BatchNormInfer with y (out) = max(BN(x), 0).
+	BatchNormReLUInfer(s BNShape, x, gamma, beta, runMean, runVar, y Buffer, eps float32)
+	// BatchNormReLUBackward is BatchNormBackward of dz = dy where y > 0,
+	// else 0, given the forward's x, its output y, mean and invStd.
+	BatchNormReLUBackward(s BNShape, x, y, dy, gamma, mean, invStd, dx, dgamma, dbeta Buffer)
 }

@@ -66,6 +66,18 @@ func (st *BNState) SetRunningStats(mean, variance []float32) error {
 // of the batch and the running statistics are updated; in evaluation mode
 // they are st's running statistics. Each BatchNorm node needs its own st.
 func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
+	return batchNorm(x, gamma, beta, st, false)
+}
+
+// BatchNormReLU returns ReLU(BatchNorm(x, γ, β)) as one node, the same
+// float32 values and gradients as the two nodes: a backend with the
+// device.BatchNormReLU ability runs the ReLU inside the batch norm's passes
+// over memory, any other runs its BatchNorm and ReLU kernels in turn.
+func BatchNormReLU(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
+	return batchNorm(x, gamma, beta, st, true)
+}
+
+func batchNorm(x, gamma, beta *gorgonia.Node, st *BNState, relu bool) (*gorgonia.Node, error) {
 	xs := x.Shape()
 	if len(xs) != 2 && len(xs) != 4 {
 		return nil, fmt.Errorf("BatchNorm: x must be N×C or N×C×H×W, got shape %v", xs)
@@ -83,18 +95,24 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 	if st.mean == nil || st.statsGroups != s.Groups {
 		st.mean, st.inv, st.statsGroups = st.be.Alloc(device.Float32, s.Groups*s.C), st.be.Alloc(device.Float32, s.Groups*s.C), s.Groups
 	}
-	return Apply(&bnOp{OpBase: NewOpBase(xs), x: xs, s: s, st: st}, x, gamma, beta)
+	op := &bnOp{OpBase: NewOpBase(xs), x: xs, s: s, st: st, relu: relu}
+	if relu {
+		op.ws = new(Workspace)
+	}
+	return Apply(op, x, gamma, beta)
 }
 
 // bnOp is (x, γ, β) → y, or with backward set (x, y, dy, γ) → [dx | dγ | dβ]
 // flattened into one vector (an op has one output; slice nodes take the
-// three apart). The backward takes y only to be ordered after the forward
-// whose statistics it reads.
+// three apart). Without relu the backward takes y only to be ordered after
+// the forward whose statistics it reads; with relu it reads y's signs.
 type bnOp struct {
 	OpBase
 	x        tensor.Shape
 	s        device.BNShape
 	st       *BNState
+	relu     bool       // y = ReLU(BatchNorm(x))
+	ws       *Workspace // with relu, the ReLU's gradient on a backend without device.BatchNormReLU
 	backward bool
 }
 
@@ -107,9 +125,12 @@ func (op *bnOp) Type() hm.Type {
 }
 
 func (op *bnOp) DiffWRT(int) []bool      { return []bool{true, true, true} }
-func (op *bnOp) orderingOnly(i int) bool { return op.backward && i == 1 }
+func (op *bnOp) orderingOnly(i int) bool { return op.backward && i == 1 && !op.relu }
 func (op *bnOp) String() string {
 	name := "BatchNorm"
+	if op.relu {
+		name += "ReLU"
+	}
 	if op.backward {
 		name += "Backward"
 	}
@@ -134,27 +155,50 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 		}
 		return nil
 	}
+	fused, _ := be.(device.BatchNormReLU)
+	if !op.relu {
+		fused = nil
+	}
 	if !op.backward {
 		return func() error {
 			if err := check(); err != nil {
 				return err
 			}
-			if st.Training {
+			switch {
+			case fused != nil && st.Training:
+				fused.BatchNormReLUTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+			case fused != nil:
+				fused.BatchNormReLUInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+			case st.Training:
 				be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
-			} else {
+			default:
 				be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+			}
+			if op.relu && fused == nil {
+				be.ReLU(out, out)
 			}
 			return nil
 		}
 	}
 	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
 	dx, dgamma, dbeta := be.View(out, 0, n), be.View(out, n, c), be.View(out, n+c, c)
+	dz := in[2] // the batch norm's upstream gradient
+	if op.relu && fused == nil {
+		dz = op.ws.Float32s(be, n)[0]
+	}
 	return func() error {
 		if err := check(); err != nil {
 			return err
 		}
-		// in: x, y (ordering only), dy, γ
-		be.BatchNormBackward(op.s, in[0], in[2], in[3], st.mean, st.inv, dx, dgamma, dbeta)
+		// in: x, y, dy, γ
+		switch {
+		case fused != nil:
+			fused.BatchNormReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dgamma, dbeta)
+			return nil
+		case op.relu:
+			be.ReLUBackward(in[1], in[2], dz)
+		}
+		be.BatchNormBackward(op.s, in[0], dz, in[3], st.mean, st.inv, dx, dgamma, dbeta)
 		return nil
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // smallNet is a residual conv net with every op of the package:
-// conv-BN-ReLU, a residual block (so Grad inserts its + to sum the two
+// conv-BatchNormReLU (split-BN), a residual block (so Grad inserts its + to sum the two
 // gradients of r1), max pooling, a strided conv, global average pooling, an
 // MLP head with a 1-d BatchNorm, L2 normalisation, logits against a fixed
 // "queue" and the softmax cross-entropy.
@@ -58,7 +58,9 @@ func newSmallNet(tb testing.TB, rng *rand.Rand, n, hw, width int) *smallNet {
 		labels[i] = int32(rng.Intn(queue))
 	}
 	x := input(g, "x", randomAwayFromZero(rng, n*3*hw*hw), n, 3, hw, hw) // x: N×3×H×W
-	r1 := must(ReLU(bn(must(Conv2D(x, param("w1", width, 3, 3, 3), 1, 1)), width, 2)))
+	st1 := NewBNState(Host(), width)
+	st1.Groups = 2
+	r1 := must(BatchNormReLU(must(Conv2D(x, param("w1", width, 3, 3, 3), 1, 1)), param("γ", width), param("β", width), st1))
 	b2 := bn(must(Conv2D(r1, param("w2", width, width, 3, 3), 1, 1)), width, 2)
 	r2 := must(ReLU(must(Add(b2, r1))))                                        // residual
 	p := must(MaxPool2D(r2, 2, 2, 0))                                          // N×W×H/2×W/2

@@ -198,13 +198,14 @@ func (b *builder) convBNReLU(conv, bn string, x *gorgonia.Node, cin, cout, k, st
 	st := graph.NewBNState(b.be, cout)
 	st.Momentum, st.Eps, st.Groups = float32(b.cfg.BNMomentum), float32(b.cfg.BNEps), b.cfg.BNGroups
 	b.m.Norms = append(b.m.Norms, Norm{Name: bn, State: st})
-	if y, err = graph.BatchNorm(y, gamma, beta, st); err != nil {
+	norm := graph.BatchNorm
+	if relu {
+		norm = graph.BatchNormReLU // one node: the ReLU runs inside the batch norm's passes
+	}
+	if y, err = norm(y, gamma, beta, st); err != nil {
 		return nil, fmt.Errorf("%s: %w", bn, err)
 	}
-	if !relu {
-		return y, nil
-	}
-	return graph.ReLU(y)
+	return y, nil
 }
 
 // linear is torch.nn.Linear(in, out) with bias and torch's default

@@ -86,7 +86,7 @@ func relErr(got, want []float32) float64 {
 
 // branchTensors lists, in forward order, what the backward of each ReLU and
 // max-pool node of g reads to choose its piecewise branch, from the last run:
-// a ReLU's output y (dy passes where y > 0) and a max-pool's input x (dy goes
+// a ReLU's (or BatchNormReLU's) output y (dy passes where y > 0) and a max-pool's input x (dy goes
 // to the first maximum of each window).
 func branchTensors(g *gorgonia.ExprGraph) []namedTensor {
 	var out []namedTensor
@@ -98,7 +98,7 @@ func branchTensors(g *gorgonia.ExprGraph) []namedTensor {
 		var kind string
 		v := n
 		switch s := op.String(); {
-		case strings.HasPrefix(s, "ReLU{"):
+		case strings.HasPrefix(s, "ReLU{"), strings.HasPrefix(s, "BatchNormReLU{"):
 			kind = "relu"
 		case strings.HasPrefix(s, "MaxPool2D{"):
 			kind = "maxpool"

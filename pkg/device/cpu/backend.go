@@ -71,7 +71,10 @@ type Backend struct {
 	dnnl   dnnlState // convolution mode and oneDNN primitives (dnnl*.go)
 }
 
-var _ device.Backend = (*Backend)(nil)
+var (
+	_ device.Backend       = (*Backend)(nil)
+	_ device.BatchNormReLU = (*Backend)(nil)
+)
 
 // New returns a CPU backend that runs kernels on threads goroutines
 // (threads ≤ 0: runtime.GOMAXPROCS(0)). It sets OpenBLAS to one thread: the

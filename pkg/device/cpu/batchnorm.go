@@ -17,9 +17,13 @@ const (
 )
 
 // bnTask runs a batch-norm kernel over a range of channels; every channel's
-// statistics are summed in float64 in a fixed order.
+// statistics are summed in float64 in a fixed order. With relu the ReLU
+// that follows runs on each plane while it is in cache: the forward's
+// y = max(y, 0) and the backward's dy·[y > 0], written into dx and read
+// back as dy, the same float32 operations as the separate kernels.
 type bnTask struct {
 	op              bnOp
+	relu            bool
 	s               device.BNShape
 	x, y, dy, dx    []float32
 	gamma, beta     []float32
@@ -58,7 +62,7 @@ func (t *bnTask) run(_, lo, hi int) {
 				a := float64(t.gamma[c]) * inv
 				a32, b32 := float32(a), float32(float64(t.beta[c])-a*mu)
 				for n := g * per; n < (g+1)*per; n++ {
-					affine(plane(t.x, n), plane(t.y, n), a32, b32)
+					t.affine(plane(t.x, n), plane(t.y, n), a32, b32)
 				}
 			}
 			mom := float64(t.momentum)
@@ -69,16 +73,23 @@ func (t *bnTask) run(_, lo, hi int) {
 			a := float64(t.gamma[c]) / math.Sqrt(float64(t.runVar[c])+float64(t.eps))
 			a32, b32 := float32(a), float32(float64(t.beta[c])-a*float64(t.runMean[c]))
 			for n := 0; n < s.N; n++ {
-				affine(plane(t.x, n), plane(t.y, n), a32, b32)
+				t.affine(plane(t.x, n), plane(t.y, n), a32, b32)
 			}
 		case bnBackward:
 			// dx = γ·invStd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·invStd
 			var dgamma, dbeta float64
+			dyOf := t.dy
+			if t.relu {
+				dyOf = t.dx // dz = dy·[y > 0], written by the sums' pass
+			}
 			for g := 0; g < s.Groups; g++ {
 				mu, inv := t.mean[g*s.C+c], t.invStd[g*s.C+c]
 				var sdy, sdyx float64
 				for n := g * per; n < (g+1)*per; n++ {
-					a, b := sumsDyAndDyXhat(plane(t.x, n), plane(t.dy, n), mu, inv)
+					if t.relu {
+						reluBackward(plane(t.y, n), plane(t.dy, n), plane(t.dx, n))
+					}
+					a, b := sumsDyAndDyXhat(plane(t.x, n), plane(dyOf, n), mu, inv)
 					sdy += a
 					sdyx += b
 				}
@@ -87,7 +98,7 @@ func (t *bnTask) run(_, lo, hi int) {
 				k := float32(float64(t.gamma[c]) * float64(inv))
 				c2, c3 := float32(sdy/m), float32(sdyx/m)
 				for n := g * per; n < (g+1)*per; n++ {
-					x, dy, dx := plane(t.x, n), plane(t.dy, n), plane(t.dx, n)
+					x, dy, dx := plane(t.x, n), plane(dyOf, n), plane(t.dx, n)
 					dy, dx = dy[:len(x)], dx[:len(x)]
 					for i := vec.BNBackward(x, dy, dx, k, c2, mu, inv, c3); i < len(x); i++ {
 						dx[i] = k * (dy[i] - c2 - (x[i]-mu)*inv*c3)
@@ -137,11 +148,14 @@ func sumSquaredDev(x []float32, mu float64) float64 {
 	return (s[0] + s[1]) + (s[2] + s[3])
 }
 
-// affine is y = a·x + b over x.
-func affine(x, y []float32, a, b float32) {
+// affine is y = a·x + b over x, then max(y, 0) with relu.
+func (t *bnTask) affine(x, y []float32, a, b float32) {
 	y = y[:len(x)]
 	for i := vec.Affine(x, y, a, b); i < len(x); i++ {
 		y[i] = a*x[i] + b
+	}
+	if t.relu {
+		relu(y, y)
 	}
 }
 
@@ -197,36 +211,69 @@ func (b *Backend) bnRun(t bnTask) {
 // updates the running statistics (averaged over the groups, unbiased
 // variance, PyTorch's momentum convention).
 func (b *Backend) BatchNormTrain(s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
-	const k = "BatchNormTrain"
+	b.bnTrain("BatchNormTrain", false, s, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps)
+}
+
+// BatchNormReLUTrain is BatchNormTrain then ReLU(y) in the same pass.
+func (b *Backend) BatchNormReLUTrain(s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
+	b.bnTrain("BatchNormReLUTrain", true, s, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps)
+}
+
+func (b *Backend) bnTrain(k string, relu bool, s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
 	if !b.bnCheck(k, s, true, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
 		!b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
 		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
 		return
 	}
-	b.bnRun(bnTask{op: bnTrain, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+	b.bnRun(bnTask{op: bnTrain, relu: relu, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
 		mean: Float32s(mean), invStd: Float32s(invStd), runMean: Float32s(runMean), runVar: Float32s(runVar),
 		momentum: momentum, eps: eps})
 }
 
 // BatchNormInfer: y = γ·(x − runMean)/√(runVar + eps) + β.
 func (b *Backend) BatchNormInfer(s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
-	const k = "BatchNormInfer"
+	b.bnInfer("BatchNormInfer", false, s, x, gamma, beta, runMean, runVar, y, eps)
+}
+
+// BatchNormReLUInfer is BatchNormInfer then ReLU(y) in the same pass.
+func (b *Backend) BatchNormReLUInfer(s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
+	b.bnInfer("BatchNormReLUInfer", true, s, x, gamma, beta, runMean, runVar, y, eps)
+}
+
+func (b *Backend) bnInfer(k string, relu bool, s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
 	if !b.bnCheck(k, s, false, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
 		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
 		return
 	}
-	b.bnRun(bnTask{op: bnInfer, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+	b.bnRun(bnTask{op: bnInfer, relu: relu, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
 		runMean: Float32s(runMean), runVar: Float32s(runVar), eps: eps})
 }
 
 // BatchNormBackward: dx, dgamma, dbeta given the forward's x, mean, invStd.
 func (b *Backend) BatchNormBackward(s device.BNShape, x, dy, gamma, mean, invStd, dx, dgamma, dbeta device.Buffer) {
 	const k = "BatchNormBackward"
-	if !b.bnCheck(k, s, true, x, dy, dx) || !b.need(k, "gamma", gamma, s.C) ||
-		!b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
+	if b.bnCheck(k, s, true, x, dy, dx) {
+		b.bnBackward(k, bnTask{op: bnBackward, s: s, x: Float32s(x), dy: Float32s(dy)}, gamma, mean, invStd, dx, dgamma, dbeta)
+	}
+}
+
+// BatchNormReLUBackward is ReLUBackward(y, dy) then BatchNormBackward in
+// the same passes, dx holding the ReLU's gradient in between.
+func (b *Backend) BatchNormReLUBackward(s device.BNShape, x, y, dy, gamma, mean, invStd, dx, dgamma, dbeta device.Buffer) {
+	const k = "BatchNormReLUBackward"
+	if b.bnCheck(k, s, true, x, y, dy, dx) {
+		b.bnBackward(k, bnTask{op: bnBackward, relu: true, s: s, x: Float32s(x), y: Float32s(y), dy: Float32s(dy)}, gamma, mean, invStd, dx, dgamma, dbeta)
+	}
+}
+
+// bnBackward checks the backward's other buffers and runs t with them.
+func (b *Backend) bnBackward(k string, t bnTask, gamma, mean, invStd, dx, dgamma, dbeta device.Buffer) {
+	s := t.s
+	if !b.need(k, "gamma", gamma, s.C) || !b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
 		!b.need(k, "dgamma", dgamma, s.C) || !b.need(k, "dbeta", dbeta, s.C) {
 		return
 	}
-	b.bnRun(bnTask{op: bnBackward, s: s, x: Float32s(x), dy: Float32s(dy), gamma: Float32s(gamma),
-		mean: Float32s(mean), invStd: Float32s(invStd), dx: Float32s(dx), dgamma: Float32s(dgamma), dbeta: Float32s(dbeta)})
+	t.gamma, t.mean, t.invStd = Float32s(gamma), Float32s(mean), Float32s(invStd)
+	t.dx, t.dgamma, t.dbeta = Float32s(dx), Float32s(dgamma), Float32s(dbeta)
+	b.bnRun(t)
 }

@@ -143,5 +143,30 @@ func BenchmarkBatchNorm(b *testing.B) {
 				be.BatchNormBackward(s, x, dy, gamma, mean, inv, dx, dg, db)
 			}
 		})
+		// With the ReLU that follows: the fused kernels against BatchNorm's
+		// then ReLU's (dz a scratch buffer), the same float32 results.
+		dz := benchRandom(n)
+		b.Run(fmt.Sprintf("TrainReLU/groups=%d", g), func(b *testing.B) {
+			for b.Loop() {
+				be.BatchNormReLUTrain(s, x, gamma, beta, y, mean, inv, rm, rv, 0.1, 1e-5)
+			}
+		})
+		b.Run(fmt.Sprintf("TrainThenReLU/groups=%d", g), func(b *testing.B) {
+			for b.Loop() {
+				be.BatchNormTrain(s, x, gamma, beta, y, mean, inv, rm, rv, 0.1, 1e-5)
+				be.ReLU(y, y)
+			}
+		})
+		b.Run(fmt.Sprintf("BackwardReLU/groups=%d", g), func(b *testing.B) {
+			for b.Loop() {
+				be.BatchNormReLUBackward(s, x, y, dy, gamma, mean, inv, dx, dg, db)
+			}
+		})
+		b.Run(fmt.Sprintf("ReLUThenBackward/groups=%d", g), func(b *testing.B) {
+			for b.Loop() {
+				be.ReLUBackward(y, dy, dz)
+				be.BatchNormBackward(s, x, dz, gamma, mean, inv, dx, dg, db)
+			}
+		})
 	}
 }

@@ -42,6 +42,22 @@ func positiveMask(v float32) uint32 {
 	return uint32(^((b - 1) >> 31) & ^(b >> 31)) // b ≥ 1: not 0, not negative, not −0
 }
 
+// relu is y = max(x, 0) over x (y may be x); BatchNormReLU runs it too.
+func relu(x, y []float32) {
+	y = y[:len(x)]
+	for i := vec.ReLU(x, y); i < len(x); i++ {
+		y[i] = max(x[i], 0)
+	}
+}
+
+// reluBackward is dx = dy where y > 0, else +0, over dx.
+func reluBackward(y, dy, dx []float32) {
+	y, dy = y[:len(dx)], dy[:len(dx)]
+	for i := vec.ReLUBackward(y, dy, dx); i < len(dx); i++ {
+		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & positiveMask(y[i]))
+	}
+}
+
 func (t *elementwiseTask) run(_, lo, hi int) {
 	switch t.op {
 	case opCopy: // y = x
@@ -69,17 +85,9 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 			z[i] = x[i] + y[i]
 		}
 	case opReLU: // y = max(x, 0)
-		x, y := t.x[lo:hi], t.y[lo:hi]
-		y = y[:len(x)]
-		for i := vec.ReLU(x, y); i < len(x); i++ {
-			y[i] = max(x[i], 0)
-		}
+		relu(t.x[lo:hi], t.y[lo:hi])
 	case opReLUBackward: // z = y where x > 0 (x is the forward output)
-		x, y, z := t.x[lo:hi], t.y[lo:hi], t.z[lo:hi]
-		x, y = x[:len(z)], y[:len(z)]
-		for i := vec.ReLUBackward(x, y, z); i < len(z); i++ {
-			z[i] = math.Float32frombits(math.Float32bits(y[i]) & positiveMask(x[i]))
-		}
+		reluBackward(t.x[lo:hi], t.y[lo:hi], t.z[lo:hi])
 	case opSGD: // x param, y grad, z velocity
 		p, g, v := t.x[lo:hi], t.y[lo:hi], t.z[lo:hi]
 		g, v = g[:len(p)], v[:len(p)]

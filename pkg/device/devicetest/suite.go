@@ -67,6 +67,7 @@ func Run(t *testing.T, be device.Backend, tol Tolerances) {
 		{"RowDot", testRowDot},
 		{"Conv2D", testConv2D},
 		{"BatchNorm", testBatchNorm},
+		{"BatchNormReLU", testBatchNormReLU},
 		{"ReLU", testReLU},
 		{"MaxPool", testMaxPool},
 		{"GlobalAvgPool", testGlobalAvgPool},
@@ -561,6 +562,54 @@ func testBatchNorm(h *harness, tol Tolerances) {
 		yi := h.poisoned(n)
 		h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
 		h.check("BatchNormInfer "+name, yi, refBNInfer(s, f64(x), f64(gamma), f64(beta), wantRM, wantRV, float64(float32(eps))), tol.Elementwise+tol.BatchNorm)
+	}
+}
+
+// testBatchNormReLU: a backend with the device.BatchNormReLU ability gives
+// bit for bit what its BatchNorm and ReLU kernels give in turn, over
+// bnShapes (split-BN included) and a plane of 20 elements, longer than a
+// vector of 8 with a tail. A backend without the ability has nothing to check.
+func testBatchNormReLU(h *harness, _ Tolerances) {
+	fused, ok := h.be.(device.BatchNormReLU)
+	if !ok {
+		return
+	}
+	const momentum, eps = 0.1, 1e-5
+	for _, s := range append(bnShapes, device.BNShape{N: 4, C: 3, HW: 20, Groups: 2}) {
+		name := fmt.Sprintf("%+v", s)
+		n := s.N * s.C * s.HW
+		x, dy := h.random(n, -1, 3), h.random(n, -1, 1)
+		gamma, beta := h.random(s.C, 0.5, 1.5), h.random(s.C, -0.5, 0.5)
+		rm, rv := h.random(s.C, -0.2, 0.2), h.random(s.C, 0.5, 1.5)
+		xb, gb, bb, dyb := h.upload(x), h.upload(gamma), h.upload(beta), h.upload(dy)
+		run := func(f func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer)) [][]float32 {
+			y, mean, inv, yi := h.poisoned(n), h.poisoned(s.Groups*s.C), h.poisoned(s.Groups*s.C), h.poisoned(n)
+			dx, dg, db := h.poisoned(n), h.poisoned(s.C), h.poisoned(s.C)
+			rmb, rvb := h.upload(rm), h.upload(rv)
+			f(y, mean, inv, rmb, rvb, dx, dg, db, yi)
+			var out [][]float32
+			for _, b := range []device.Buffer{y, mean, inv, rmb, rvb, dx, dg, db, yi} {
+				out = append(out, h.download(b))
+			}
+			return out
+		}
+		want := run(func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer) {
+			h.be.BatchNormTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
+			h.be.ReLU(y, y)
+			dz := h.alloc(device.Float32, n)
+			h.be.ReLUBackward(y, dyb, dz)
+			h.be.BatchNormBackward(s, xb, dz, gb, mean, inv, dx, dg, db)
+			h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
+			h.be.ReLU(yi, yi)
+		})
+		got := run(func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer) {
+			fused.BatchNormReLUTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
+			fused.BatchNormReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dg, db)
+			fused.BatchNormReLUInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
+		})
+		for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dgamma", "dbeta", "evaluation y"} {
+			h.checkExact("BatchNormReLU "+what+" "+name, got[i], want[i])
+		}
 	}
 }
 
