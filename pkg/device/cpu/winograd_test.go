@@ -18,13 +18,19 @@ import (
 // chunks of 3 and 2, winoChunkTiles), and a single chunk whose filter
 // transform is made in two blocks of output channels (winoFilterBytes).
 var winoShapes = []device.ConvShape{
-	{N: 1, C: 1, H: 1, W: 1, K: 1, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 3, C: 5, H: 5, W: 7, K: 3, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 2, C: 3, H: 4, W: 4, K: 11, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 5, C: 13, H: 9, W: 6, K: 17, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 4, C: 9, H: 1, W: 10, K: 2, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 5, C: 24, H: 32, W: 32, K: 20, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 3, C: 200, H: 5, W: 6, K: 300, R: 3, S: 3, Stride: 1, Pad: 1},
+	same3x3(1, 1, 1, 1, 1),
+	same3x3(3, 5, 5, 7, 3),
+	same3x3(2, 3, 4, 4, 11),
+	same3x3(5, 13, 9, 6, 17),
+	same3x3(4, 9, 1, 10, 2),
+	same3x3(5, 24, 32, 32, 20),
+	same3x3(3, 200, 5, 6, 300),
+}
+
+// same3x3 is the 3×3 stride-1 pad-1 convolution of n images of c×h×w to k
+// channels, the only shape mochi's Winograd takes.
+func same3x3(n, c, h, w, k int) device.ConvShape {
+	return device.ConvShape{N: n, C: c, H: h, W: w, K: k, R: 3, S: 3, Stride: 1, Pad: 1}
 }
 
 // TestWinogradAgainstFloat64: mochi's Winograd's three convolutions match
