@@ -8,12 +8,12 @@
 # blas, the reference: a mode's numerics may differ (Winograd's ≈ 1e-6
 # relative error against direct's ≈ 2e-7), its learning must not.
 #
-#   scripts/conv-curve.sh [OUT]                     # blas and direct, seeds 1 2 3
+#   scripts/conv-curve.sh [OUT]                     # blas and auto (the default), seeds 1 2 3
 #   MODES="blas winograd" scripts/conv-curve.sh     # oneDNN's Winograd on AVX-512, else mochi's
 #   LIMIT=0 scripts/conv-curve.sh                   # the whole epoch (60,000 images)
 #
 # OUT (default /tmp/mochi-conv-curve) gets one run folder per mode and seed
-# and curves.png. Environment: MODES ("blas direct"; blas is always run),
+# and curves.png. Environment: MODES ("blas auto"; blas is always run),
 # SEEDS ("1 2 3"), LIMIT (data.limit, 6400 images: 50 steps of 128), WINDOW
 # (20 steps, the moving average the check compares).
 #
@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 out=${1:-/tmp/mochi-conv-curve}
-modes=${MODES:-"blas direct"}
+modes=${MODES:-"blas auto"}
 seeds=${SEEDS:-"1 2 3"}
 limit=${LIMIT:-6400}
 window=${WINDOW:-20}
