@@ -36,7 +36,7 @@ demo: setup
 test: setup
 	$(MAKE) vet fmt-check
 	$(GO) test $(TESTFLAGS) ./...
-	$(GO) test -tags purego $(TESTFLAGS) -run 'Conv|Bench' ./pkg/device/cpu ./cmd/mochi
+	$(GO) test -tags purego $(TESTFLAGS) -run 'ConvModes|ConvPaths|SetConvMode|Bench' ./pkg/device/cpu ./cmd/mochi
 
 vet:
 	$(GO) vet ./...

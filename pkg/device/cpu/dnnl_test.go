@@ -28,6 +28,16 @@ func modeBackend(t testing.TB, threads int, m ConvMode) *Backend {
 	return be
 }
 
+// buildModes are the convolution modes this build has: every mode, or
+// without oneDNN (build tag purego) auto and blas (TestSetConvMode checks
+// that the others are refused there).
+func buildModes() []ConvMode {
+	if haveOneDNN {
+		return ConvModes
+	}
+	return []ConvMode{ConvAuto, ConvBLAS}
+}
+
 // TestConformanceConvModes runs the conformance suite in every mode on two
 // threads and on three split as finely as possible; in auto and winograd
 // mode mochi's Winograd runs the suite's 3×3 stride-1 shapes whatever
@@ -40,7 +50,7 @@ func modeBackend(t testing.TB, threads int, m ConvMode) *Backend {
 // the worst element of a few hundred lies within 4× the typical one:
 // ≈ 4e-5, 2.5× below the bound.
 func TestConformanceConvModes(t *testing.T) {
-	for _, m := range ConvModes {
+	for _, m := range buildModes() {
 		t.Run(string(m), func(t *testing.T) {
 			be := modeBackend(t, 2, m)
 			be.winogradAnyChannels()
@@ -160,13 +170,10 @@ func TestConvPathsAgree(t *testing.T) {
 		c := newConvCase(s, uint64(i))
 		t.Run(c.name, func(t *testing.T) {
 			got := map[ConvMode]result{}
-			for _, m := range ConvModes {
+			for _, m := range buildModes() {
 				be := New(2)
 				if err := be.SetConvMode(m); err != nil {
-					if haveOneDNN {
-						t.Fatal(err)
-					}
-					continue // the purego build: auto and blas only
+					t.Fatal(err)
 				}
 				r := result{make([]float32, len(c.y64)), make([]float32, len(c.x)), make([]float32, len(c.w))}
 				be.Conv2DForward(s, Wrap(c.x), Wrap(c.w), Wrap(r.y))
