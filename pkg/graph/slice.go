@@ -27,7 +27,8 @@ func (op *sliceOp) String() string {
 	return fmt.Sprintf("Slice{[%d:%d] of %d as %s}", op.off, op.off+op.out.TotalSize(), op.from, shapeString(op.out))
 }
 
-// Exec copies the slice (the TapeMachine path; a Plan aliases it instead).
+// Exec copies the slice (the TapeMachine path; a Plan aliases it, or runs
+// the copy bound by prepare where the slice is an output of its own).
 func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.Copy(out, be.View(in[0], op.off, op.out.TotalSize()))
 	return nil
