@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +42,16 @@ var ConvModes = []ConvMode{ConvAuto, ConvWinograd, ConvDirect, ConvBLAS}
 // winoImpl names mochi's Winograd (winograd.go) where a oneDNN kernel name
 // would stand.
 const winoImpl = "mochi wino F(4x4,3x3)"
+
+// winoMinChannels is the fewest input and output channels for which
+// mochi's Winograd runs: its transforms cost per channel what its GEMMs
+// cost per channel pair, so with few channels they outweigh the saved
+// multiplications. Against oneDNN's direct kernels at batch 64 on 2
+// threads (scripts/wino-bench.sh, medians of 5 interleaved rounds, AVX2):
+// the RGB stem 3–4× slower, 16 channels at 32×32 0.7–1.0×, 32 channels at
+// 16×16 0.9–1.45× over two runs (break-even: direct, which rounds less,
+// keeps it), 64 channels at 8×8 1.4–1.6×.
+const winoMinChannels = 64
 
 // ParseConvMode returns the mode named s.
 func ParseConvMode(s string) (ConvMode, error) {
@@ -99,7 +110,7 @@ func (b *Backend) Device() string {
 	}
 	switch m {
 	case ConvAuto:
-		return name + " (3×3 stride 1 from 64 channels: " + winoImpl + "; others: direct, " + OneDNN() + ")"
+		return name + " (3×3 stride 1 from " + strconv.Itoa(winoMinChannels) + " channels: " + winoImpl + "; others: direct, " + OneDNN() + ")"
 	case ConvWinograd:
 		name += " (3×3 stride 1: oneDNN's Winograd where it has one, else " + winoImpl + ";"
 		return name + " others: " + OneDNN() + ")"

@@ -28,16 +28,6 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/device"
 )
 
-// winoMinChannels is the fewest input and output channels for which
-// mochi's Winograd runs: its transforms cost per channel what its GEMMs
-// cost per channel pair, so with few channels they outweigh the saved
-// multiplications. Against oneDNN's direct kernels at batch 64 on 2
-// threads (scripts/wino-bench.sh, medians of 5 interleaved rounds, AVX2):
-// the RGB stem 3–4× slower, 16 channels at 32×32 0.7–1.0×, 32 channels at
-// 16×16 0.9–1.45× over two runs (break-even: direct, which rounds less,
-// keeps it), 64 channels at 8×8 1.4–1.6×.
-const winoMinChannels = 64
-
 // mochiWinograd reports a convolution mochi's Winograd runs where oneDNN
 // has no Winograd kernel: 3×3, stride 1, pad 1 (the output has the input's
 // size), with winoMinChannels channels or more on either side unless the
