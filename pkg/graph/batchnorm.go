@@ -137,6 +137,28 @@ func (op *bnOp) String() string {
 	return fmt.Sprintf("%s{%+v state=%p}", name, op.s, op.st)
 }
 
+// layoutSlots: x, y (and dy, dx) of an N×C×H×W batch norm share any
+// layout; γ, β are vectors.
+func (op *bnOp) layoutSlots(*gorgonia.Node, device.Blocked) ([]int, []layoutSlot) {
+	if len(op.x) != 4 {
+		if op.backward {
+			return []int{plainOperand, plainOperand, plainOperand, plainOperand, plainOperand}, nil
+		}
+		return []int{plainOperand, plainOperand, plainOperand, plainOperand}, nil
+	}
+	slots := []layoutSlot{{channels: op.s.C, want: -1}}
+	if op.backward { // (x, y, dy, γ) → [dx | dγ | dβ]
+		return []int{0, 0, 0, plainOperand, 0}, slots
+	}
+	return []int{0, plainOperand, plainOperand, 0}, slots // (x, γ, β) → y
+}
+
+func (op *bnOp) withBlocks(blocks []int) Kernel {
+	b := *op
+	b.s.Block = blocks[0]
+	return &b
+}
+
 // Exec normalises with batch or running statistics, or runs the backward.
 func (op *bnOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	return op.prepare(be, in, out)()

@@ -34,6 +34,17 @@ func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 	return nil
 }
 
+// layoutSlots: BatchNorm's dx (the slice at 0 of an activation's shape)
+// has the backward output's layout; dγ and dβ, behind dx, are vectors that
+// no layout changes.
+func (op *sliceOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	if op.off == 0 && len(op.out) == 4 {
+		return []int{0, 0}, []layoutSlot{{channels: op.out[1], want: -1}}
+	}
+	return []int{anyOperand, plainOperand}, nil
+}
+func (op *sliceOp) withBlocks([]int) Kernel { return op }
+
 // viewOf tells the plan that this node is a view of input 0 at offset off.
 func (op *sliceOp) viewOf() (input, off int) { return 0, op.off }
 
