@@ -7,7 +7,8 @@
 // Contrastive (MoCHi's top-N, mixing and class-oracle masking). Backend is
 // all three, what training needs; a package that needs less takes less
 // (pkg/optim and pkg/queue take a Core). Optional abilities are small
-// interfaces found by a type assertion (ConvTF32, BatchNormReLU, Blocked).
+// interfaces found by a type assertion (ConvTF32, BatchNormReLU,
+// BatchNormAddReLU, Blocked).
 //
 // The rest of the program sees only these interfaces. The CPU backend
 // (package device/cpu) is the ground truth; every other backend must pass the
@@ -315,4 +316,20 @@ type BatchNormReLU interface {
 	// BatchNormReLUBackward is BatchNormBackward of dz = dy where y > 0,
 	// else 0, given the forward's x, its output y, mean and invStd.
 	BatchNormReLUBackward(s BNShape, x, y, dy, gamma, mean, invStd, dx, dgamma, dbeta Buffer)
+}
+
+// BatchNormAddReLU is implemented by backends that fuse a residual
+// connection's sum and ReLU into the passes of the batch normalisation
+// before it: y = max(BN(x) + r, 0). Each method gives bit for bit what its
+// Layers kernels give in turn (BatchNorm, Add, ReLU; ReLUBackward, then
+// BatchNormBackward); a backend without it runs those kernels.
+type BatchNormAddReLU interface {
+	// BatchNormAddReLUTrain is BatchNormTrain with y (out) = max(BN(x) + r, 0).
+	BatchNormAddReLUTrain(s BNShape, x, gamma, beta, r, y, mean, invStd, runMean, runVar Buffer, momentum, eps float32)
+	// BatchNormAddReLUInfer is BatchNormInfer with y (out) = max(BN(x) + r, 0).
+	BatchNormAddReLUInfer(s BNShape, x, gamma, beta, r, runMean, runVar, y Buffer, eps float32)
+	// BatchNormAddReLUBackward writes dr = dy where y > 0, else 0 (the
+	// gradient of r and of BN(x)), then BatchNormBackward of dr, given the
+	// forward's x, its output y, mean and invStd.
+	BatchNormAddReLUBackward(s BNShape, x, y, dy, gamma, mean, invStd, dx, dr, dgamma, dbeta Buffer)
 }

@@ -66,7 +66,7 @@ func (st *BNState) SetRunningStats(mean, variance []float32) error {
 // of the batch and the running statistics are updated; in evaluation mode
 // they are st's running statistics. Each BatchNorm node needs its own st.
 func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
-	return batchNorm(x, gamma, beta, st, false)
+	return batchNorm(x, gamma, beta, nil, st, false)
 }
 
 // BatchNormReLU returns ReLU(BatchNorm(x, γ, β)) as one node, the same
@@ -74,10 +74,24 @@ func BatchNorm(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, erro
 // device.BatchNormReLU ability runs the ReLU inside the batch norm's passes
 // over memory, any other runs its BatchNorm and ReLU kernels in turn.
 func BatchNormReLU(x, gamma, beta *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
-	return batchNorm(x, gamma, beta, st, true)
+	return batchNorm(x, gamma, beta, nil, st, true)
 }
 
-func batchNorm(x, gamma, beta *gorgonia.Node, st *BNState, relu bool) (*gorgonia.Node, error) {
+// BatchNormAddReLU returns ReLU(BatchNorm(x, γ, β) + r) as one node (a
+// residual connection's end), the same float32 values and gradients as
+// the three nodes: a backend with the device.BatchNormAddReLU ability
+// runs the sum and the ReLU inside the batch norm's passes over memory,
+// any other runs its BatchNorm, Add and ReLU kernels in turn.
+func BatchNormAddReLU(x, gamma, beta, r *gorgonia.Node, st *BNState) (*gorgonia.Node, error) {
+	if !r.Shape().Eq(x.Shape()) {
+		return nil, fmt.Errorf("BatchNormAddReLU: x %v and the residual r %v must have the same shape", x.Shape(), r.Shape())
+	}
+	return batchNorm(x, gamma, beta, r, st, true)
+}
+
+// batchNorm builds the BatchNorm node, with ReLU after it (relu) and r
+// added before that (r not nil).
+func batchNorm(x, gamma, beta, r *gorgonia.Node, st *BNState, relu bool) (*gorgonia.Node, error) {
 	xs := x.Shape()
 	if len(xs) != 2 && len(xs) != 4 {
 		return nil, fmt.Errorf("BatchNorm: x must be N×C or N×C×H×W, got shape %v", xs)
@@ -95,7 +109,10 @@ func batchNorm(x, gamma, beta *gorgonia.Node, st *BNState, relu bool) (*gorgonia
 	if st.mean == nil || st.statsGroups != s.Groups {
 		st.mean, st.inv, st.statsGroups = st.be.Alloc(device.Float32, s.Groups*s.C), st.be.Alloc(device.Float32, s.Groups*s.C), s.Groups
 	}
-	op := &bnOp{OpBase: NewOpBase(xs), x: xs, s: s, st: st, relu: relu}
+	op := &bnOp{OpBase: NewOpBase(xs), x: xs, s: s, st: st, relu: relu, add: r != nil}
+	if r != nil {
+		return Apply(op, x, gamma, beta, r)
+	}
 	if relu {
 		op.ws = new(Workspace)
 	}
@@ -106,28 +123,43 @@ func batchNorm(x, gamma, beta *gorgonia.Node, st *BNState, relu bool) (*gorgonia
 // flattened into one vector (an op has one output; slice nodes take the
 // three apart). Without relu the backward takes y only to be ordered after
 // the forward whose statistics it reads; with relu it reads y's signs.
+// With add the forward takes the residual r too, (x, γ, β, r), and the
+// backward's vector is [dx | dr | dγ | dβ].
 type bnOp struct {
 	OpBase
 	x        tensor.Shape
 	s        device.BNShape
 	st       *BNState
 	relu     bool       // y = ReLU(BatchNorm(x))
-	ws       *Workspace // with relu, the ReLU's gradient on a backend without device.BatchNormReLU
+	add      bool       // y = ReLU(BatchNorm(x) + r)
+	ws       *Workspace // with relu but not add, the ReLU's gradient on a backend without device.BatchNormReLU
 	backward bool
 }
 
 func (op *bnOp) Type() hm.Type {
 	r := len(op.x)
-	if op.backward {
+	switch {
+	case op.backward:
 		return fnType(r, r, r, 1, 1)
+	case op.add:
+		return fnType(r, 1, 1, r, r)
 	}
 	return fnType(r, 1, 1, r)
 }
 
-func (op *bnOp) DiffWRT(int) []bool      { return []bool{true, true, true} }
+func (op *bnOp) DiffWRT(n int) []bool {
+	d := make([]bool, n)
+	for i := range d {
+		d[i] = true
+	}
+	return d
+}
 func (op *bnOp) orderingOnly(i int) bool { return op.backward && i == 1 && !op.relu }
 func (op *bnOp) String() string {
 	name := "BatchNorm"
+	if op.add {
+		name += "Add"
+	}
 	if op.relu {
 		name += "ReLU"
 	}
@@ -137,20 +169,27 @@ func (op *bnOp) String() string {
 	return fmt.Sprintf("%s{%+v state=%p}", name, op.s, op.st)
 }
 
-// layoutSlots: x, y (and dy, dx) of an N×C×H×W batch norm share any
-// layout; γ, β are vectors.
-func (op *bnOp) layoutSlots(*gorgonia.Node, device.Blocked) ([]int, []layoutSlot) {
+// layoutSlots: x, y (and r, dy, dx, dr) of an N×C×H×W batch norm share
+// any layout; γ, β are vectors.
+func (op *bnOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	operands := make([]int, op.Arity()+1)
+	for i := range operands {
+		operands[i] = plainOperand
+	}
 	if len(op.x) != 4 {
-		if op.backward {
-			return []int{plainOperand, plainOperand, plainOperand, plainOperand, plainOperand}, nil
-		}
-		return []int{plainOperand, plainOperand, plainOperand, plainOperand}, nil
+		return operands, nil
 	}
-	slots := []layoutSlot{{channels: op.s.C, want: -1}}
-	if op.backward { // (x, y, dy, γ) → [dx | dγ | dβ]
-		return []int{0, 0, 0, plainOperand, 0}, slots
+	shared := []int{0, len(operands) - 1} // x and y, or x and [dx | dr | dγ | dβ]
+	switch {
+	case op.backward: // (x, y, dy, γ)
+		shared = append(shared, 1, 2)
+	case op.add: // (x, γ, β, r)
+		shared = append(shared, 3)
 	}
-	return []int{0, plainOperand, plainOperand, 0}, slots // (x, γ, β) → y
+	for _, i := range shared {
+		operands[i] = 0
+	}
+	return operands, []layoutSlot{{channels: op.s.C, want: -1}}
 }
 
 func (op *bnOp) withBlocks(blocks []int) Kernel {
@@ -176,6 +215,9 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 			return fmt.Errorf("%v: the backward needs batch statistics: differentiate BatchNorm only with Training = true", op)
 		}
 		return nil
+	}
+	if op.add {
+		return op.prepareAdd(be, in, out, check)
 	}
 	fused, _ := be.(device.BatchNormReLU)
 	if !op.relu {
@@ -225,14 +267,63 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 	}
 }
 
-// SymDiff: one backward node computes dx, dγ, dβ; three slices take them apart.
+// prepareAdd is prepare for BatchNormAddReLU: in is (x, γ, β, r) forward,
+// (x, y, dy, γ) backward into [dx | dr | dγ | dβ].
+func (op *bnOp) prepareAdd(be device.Backend, in []device.Buffer, out device.Buffer, check func() error) func() error {
+	st := op.st
+	fused, _ := be.(device.BatchNormAddReLU)
+	if !op.backward {
+		return func() error {
+			if err := check(); err != nil {
+				return err
+			}
+			switch {
+			case fused != nil && st.Training:
+				fused.BatchNormAddReLUTrain(op.s, in[0], in[1], in[2], in[3], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+				return nil
+			case fused != nil:
+				fused.BatchNormAddReLUInfer(op.s, in[0], in[1], in[2], in[3], st.RunMean, st.RunVar, out, st.Eps)
+				return nil
+			case st.Training:
+				be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+			default:
+				be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+			}
+			be.Add(out, in[3], out)
+			be.ReLU(out, out)
+			return nil
+		}
+	}
+	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
+	dx, dr, dgamma, dbeta := be.View(out, 0, n), be.View(out, n, n), be.View(out, 2*n, c), be.View(out, 2*n+c, c)
+	return func() error {
+		if err := check(); err != nil {
+			return err
+		}
+		// in: x, y, dy, γ
+		if fused != nil {
+			fused.BatchNormAddReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dr, dgamma, dbeta)
+			return nil
+		}
+		be.ReLUBackward(in[1], in[2], dr)
+		be.BatchNormBackward(op.s, in[0], dr, in[3], st.mean, st.inv, dx, dgamma, dbeta)
+		return nil
+	}
+}
+
+// SymDiff: one backward node computes dx, dγ, dβ (and dr); slices take
+// them apart.
 func (op *bnOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Nodes, error) {
 	if op.backward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
 	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
+	xn := n // elements before dγ: dx, and dr with add
+	if op.add {
+		xn = 2 * n
+	}
 	b := *op
-	b.backward, b.out = true, tensor.Shape{n + 2*c}
+	b.backward, b.out = true, tensor.Shape{xn + 2*c}
 	all, err := Apply(&b, in[0], y, dy, in[1])
 	if err != nil {
 		return nil, err
@@ -241,10 +332,14 @@ func (op *bnOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Nodes
 	if err != nil {
 		return nil, err
 	}
-	dgamma, err := slice(all, n, tensor.Shape{c})
+	dgamma, err := slice(all, xn, tensor.Shape{c})
 	if err != nil {
 		return nil, err
 	}
-	dbeta, err := slice(all, n+c, tensor.Shape{c})
-	return gorgonia.Nodes{dx, dgamma, dbeta}, err
+	dbeta, err := slice(all, xn+c, tensor.Shape{c})
+	if err != nil || !op.add {
+		return gorgonia.Nodes{dx, dgamma, dbeta}, err
+	}
+	dr, err := slice(all, n, op.x)
+	return gorgonia.Nodes{dx, dgamma, dbeta, dr}, err
 }

@@ -12,23 +12,27 @@ import (
 	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 )
 
-// withoutFusion is a backend without the device.BatchNormReLU ability (as
-// CUDA): BatchNormReLU runs its BatchNorm and ReLU kernels in turn.
+// withoutFusion is a backend without the device.BatchNormReLU and
+// device.BatchNormAddReLU abilities (as CUDA): BatchNormReLU and
+// BatchNormAddReLU run their BatchNorm, Add and ReLU kernels in turn.
 type withoutFusion struct{ device.Backend }
 
 // TestBatchNormReLUMatchesUnfused checks BatchNormReLU against BatchNorm
-// then ReLU, bit for bit: the output, the gradients of x, γ and β (the
-// BatchNorm's and the ReLU's gradients, each checked by finite differences
-// in TestGradients), the running statistics, and the evaluation-mode
-// output, on the CPU backend (fused kernels) and on a backend without the
-// ability (the fallback), for split-BN too.
+// then ReLU, and BatchNormAddReLU against BatchNorm, Add (a residual r),
+// ReLU, bit for bit: the output, the gradients of x, γ, β and r (the
+// BatchNorm's, Add's and the ReLU's gradients, each checked by finite
+// differences in TestGradients), the running statistics, and the
+// evaluation-mode output, on the CPU backend (fused kernels) and on a
+// backend without the abilities (the fallback), for split-BN too.
 func TestBatchNormReLUMatchesUnfused(t *testing.T) {
 	shapes := [][]int{{4, 3, 5, 5}, {4, 2, 4, 4}, {6, 5}}
 	for _, shape := range shapes {
 		for _, groups := range []int{1, 2} {
 			for _, fallback := range []bool{false, true} {
-				name := fmt.Sprintf("%v groups %d fallback %v", shape, groups, fallback)
-				t.Run(name, func(t *testing.T) { checkBatchNormReLU(t, shape, groups, fallback) })
+				for _, residual := range []bool{false, true} {
+					name := fmt.Sprintf("%v groups %d fallback %v residual %v", shape, groups, fallback, residual)
+					t.Run(name, func(t *testing.T) { checkBatchNormReLU(t, shape, groups, fallback, residual) })
+				}
 			}
 		}
 	}
@@ -36,9 +40,9 @@ func TestBatchNormReLUMatchesUnfused(t *testing.T) {
 
 // bnReLURun is one graph's outputs: y in training mode, the gradients,
 // the running statistics, and y in evaluation mode.
-type bnReLURun struct{ y, dx, dgamma, dbeta, runMean, runVar, yEval []float32 }
+type bnReLURun struct{ y, dx, dgamma, dbeta, dr, runMean, runVar, yEval []float32 }
 
-func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
+func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback, residual bool) {
 	size := 1
 	for _, d := range shape {
 		size *= d
@@ -47,6 +51,7 @@ func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
 	rng := rand.New(rand.NewSource(11))
 	x, r := randomAwayFromZero(rng, size), randomAwayFromZero(rng, size)
 	gamma, beta := randomAwayFromZero(rng, c), randomAwayFromZero(rng, c)
+	res := randomAwayFromZero(rng, size)
 	run := func(fused bool) bnReLURun {
 		t.Helper()
 		base := cpu.New(2)
@@ -56,14 +61,24 @@ func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
 		}
 		g := gorgonia.NewGraph()
 		xn, gn, bn := input(g, "x", x, shape...), input(g, "γ", gamma, c), input(g, "β", beta, c)
+		rn := input(g, "r", res, shape...)
 		st := NewBNState(base, c)
 		st.Groups = groups
 		var y *gorgonia.Node
 		var err error
-		if fused {
+		switch {
+		case fused && residual:
+			y, err = BatchNormAddReLU(xn, gn, bn, rn, st)
+		case fused:
 			y, err = BatchNormReLU(xn, gn, bn, st)
-		} else if y, err = BatchNorm(xn, gn, bn, st); err == nil {
-			y, err = ReLU(y)
+		default:
+			y, err = BatchNorm(xn, gn, bn, st)
+			if err == nil && residual {
+				y, err = Add(y, rn)
+			}
+			if err == nil {
+				y, err = ReLU(y)
+			}
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +87,11 @@ func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		grads, err := gorgonia.Grad(loss, xn, gn, bn)
+		wrt := gorgonia.Nodes{xn, gn, bn}
+		if residual {
+			wrt = append(wrt, rn)
+		}
+		grads, err := gorgonia.Grad(loss, wrt...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +117,9 @@ func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
 		}
 		var out bnReLURun
 		out.y, out.dx, out.dgamma, out.dbeta = download(plan, y), download(plan, grads[0]), download(plan, grads[1]), download(plan, grads[2])
+		if residual {
+			out.dr = download(plan, grads[3])
+		}
 		out.runMean, out.runVar = st.RunningStats()
 		st.Training = false
 		if err := eval.Run(); err != nil {
@@ -123,7 +145,7 @@ func checkBatchNormReLU(t *testing.T, shape []int, groups int, fallback bool) {
 		what      string
 		got, want []float32
 	}{
-		{"y", got.y, want.y}, {"∂L/∂x", got.dx, want.dx}, {"∂L/∂γ", got.dgamma, want.dgamma}, {"∂L/∂β", got.dbeta, want.dbeta},
+		{"y", got.y, want.y}, {"∂L/∂x", got.dx, want.dx}, {"∂L/∂γ", got.dgamma, want.dgamma}, {"∂L/∂β", got.dbeta, want.dbeta}, {"∂L/∂r", got.dr, want.dr},
 		{"running mean", got.runMean, want.runMean}, {"running variance", got.runVar, want.runVar}, {"evaluation y", got.yEval, want.yEval},
 	} {
 		for i := range c.want {

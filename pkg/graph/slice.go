@@ -34,11 +34,12 @@ func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 	return nil
 }
 
-// layoutSlots: BatchNorm's dx (the slice at 0 of an activation's shape)
-// has the backward output's layout; dγ and dβ, behind dx, are vectors that
-// no layout changes.
-func (op *sliceOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
-	if op.off == 0 && len(op.out) == 4 {
+// layoutSlots: an activation of BatchNorm's backward output (dx, dr:
+// 4-d slices at a multiple of their size) has the layout of the vector,
+// whose activations the backward writes in one layout; dγ and dβ, behind
+// them, are vectors that no layout changes.
+func (op *sliceOp) layoutSlots(*gorgonia.Node, device.Blocked) ([]int, []layoutSlot) {
+	if len(op.out) == 4 && op.off%op.out.TotalSize() == 0 {
 		return []int{0, 0}, []layoutSlot{{channels: op.out[1], want: -1}}
 	}
 	return []int{anyOperand, plainOperand}, nil

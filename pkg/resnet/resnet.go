@@ -144,10 +144,11 @@ func (b *builder) basic(name string, x *gorgonia.Node, inplanes, planes, stride 
 	if err != nil {
 		return nil, err
 	}
-	if y, err = b.convBNReLU(name+".conv2", name+".bn2", y, planes, planes, 3, 1, 1, false); err != nil {
+	last, err := b.convBN(name+".conv2", name+".bn2", y, planes, planes, 3, 1, 1)
+	if err != nil {
 		return nil, err
 	}
-	return b.residual(name, x, y, inplanes, planes, stride)
+	return b.residual(name, x, last, inplanes, planes, stride)
 }
 
 // bottleneck is torchvision's Bottleneck (v1.5, stride on the 3×3):
@@ -160,15 +161,19 @@ func (b *builder) bottleneck(name string, x *gorgonia.Node, inplanes, planes, st
 	if y, err = b.convBNReLU(name+".conv2", name+".bn2", y, planes, planes, 3, stride, 1, true); err != nil {
 		return nil, err
 	}
-	if y, err = b.convBNReLU(name+".conv3", name+".bn3", y, planes, planes*4, 1, 1, 0, false); err != nil {
+	last, err := b.convBN(name+".conv3", name+".bn3", y, planes, planes*4, 1, 1, 0)
+	if err != nil {
 		return nil, err
 	}
-	return b.residual(name, x, y, inplanes, planes*4, stride)
+	return b.residual(name, x, last, inplanes, planes*4, stride)
 }
 
-// residual returns relu(y + identity), where identity is x or, when the
-// shape changes, downsample(x) = bn(conv1×1/stride(x)).
-func (b *builder) residual(name string, x, y *gorgonia.Node, inplanes, outplanes, stride int) (*gorgonia.Node, error) {
+// residual returns relu(bn(last) + identity), where identity is x or, when
+// the shape changes, downsample(x) = bn(conv1×1/stride(x)): one
+// BatchNormAddReLU node after the downsample's, whose parameters are
+// created after last's (torchvision's order, which the seeded weights
+// follow).
+func (b *builder) residual(name string, x *gorgonia.Node, last convBN, inplanes, outplanes, stride int) (*gorgonia.Node, error) {
 	identity := x
 	if stride != 1 || inplanes != outplanes {
 		var err error
@@ -177,32 +182,51 @@ func (b *builder) residual(name string, x, y *gorgonia.Node, inplanes, outplanes
 			return nil, err
 		}
 	}
-	sum, err := graph.Add(y, identity)
+	y, err := graph.BatchNormAddReLU(last.y, last.gamma, last.beta, identity, last.st)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", last.bn, err)
 	}
-	return graph.ReLU(sum)
+	return y, nil
 }
 
-// convBNReLU is conv (no bias) → BatchNorm → optional ReLU.
-func (b *builder) convBNReLU(conv, bn string, x *gorgonia.Node, cin, cout, k, stride, pad int, relu bool) (*gorgonia.Node, error) {
+// convBN is a convolution's output y and the BatchNorm that follows it,
+// its parameters and state created but not yet applied.
+type convBN struct {
+	bn          string
+	y           *gorgonia.Node
+	gamma, beta *gorgonia.Node
+	st          *graph.BNState
+}
+
+// convBN is conv (no bias), then BatchNorm's parameters and state.
+func (b *builder) convBN(conv, bn string, x *gorgonia.Node, cin, cout, k, stride, pad int) (convBN, error) {
 	// Kaiming normal, mode fan_out, gain √2: std = √(2/(cout·k·k)).
 	std := math.Sqrt(2 / float64(cout*k*k))
 	w := b.param(conv+".weight", []int{cout, cin, k, k}, func() float64 { return std * b.rng.NormFloat64() })
 	y, err := graph.Conv2D(x, w, stride, pad)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", conv, err)
+		return convBN{}, fmt.Errorf("%s: %w", conv, err)
 	}
 	gamma := b.param(bn+".weight", []int{cout}, func() float64 { return 1 })
 	beta := b.param(bn+".bias", []int{cout}, func() float64 { return 0 })
 	st := graph.NewBNState(b.be, cout)
 	st.Momentum, st.Eps, st.Groups = float32(b.cfg.BNMomentum), float32(b.cfg.BNEps), b.cfg.BNGroups
 	b.m.Norms = append(b.m.Norms, Norm{Name: bn, State: st})
+	return convBN{bn: bn, y: y, gamma: gamma, beta: beta, st: st}, nil
+}
+
+// convBNReLU is conv (no bias) → BatchNorm → optional ReLU.
+func (b *builder) convBNReLU(conv, bn string, x *gorgonia.Node, cin, cout, k, stride, pad int, relu bool) (*gorgonia.Node, error) {
+	c, err := b.convBN(conv, bn, x, cin, cout, k, stride, pad)
+	if err != nil {
+		return nil, err
+	}
 	norm := graph.BatchNorm
 	if relu {
 		norm = graph.BatchNormReLU // one node: the ReLU runs inside the batch norm's passes
 	}
-	if y, err = norm(y, gamma, beta, st); err != nil {
+	y, err := norm(c.y, c.gamma, c.beta, c.st)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bn, err)
 	}
 	return y, nil

@@ -86,8 +86,9 @@ func relErr(got, want []float32) float64 {
 
 // branchTensors lists, in forward order, what the backward of each ReLU and
 // max-pool node of g reads to choose its piecewise branch, from the last run:
-// a ReLU's (or BatchNormReLU's) output y (dy passes where y > 0) and a max-pool's input x (dy goes
-// to the first maximum of each window).
+// a ReLU's (or BatchNormReLU's, BatchNormAddReLU's) output y (dy passes
+// where y > 0) and a max-pool's input x (dy goes to the first maximum of
+// each window).
 func branchTensors(g *gorgonia.ExprGraph) []namedTensor {
 	var out []namedTensor
 	for _, n := range g.AllNodes() {
@@ -98,7 +99,7 @@ func branchTensors(g *gorgonia.ExprGraph) []namedTensor {
 		var kind string
 		v := n
 		switch s := op.String(); {
-		case strings.HasPrefix(s, "ReLU{"), strings.HasPrefix(s, "BatchNormReLU{"):
+		case strings.HasPrefix(s, "ReLU{"), strings.HasPrefix(s, "BatchNormReLU{"), strings.HasPrefix(s, "BatchNormAddReLU{"):
 			kind = "relu"
 		case strings.HasPrefix(s, "MaxPool2D{"):
 			kind = "maxpool"

@@ -19,13 +19,15 @@ const (
 // bnTask runs a batch-norm kernel over a range of channels; every channel's
 // statistics are summed in float64 in a fixed order. With relu the ReLU
 // that follows runs on each plane while it is in cache: the forward's
-// y = max(y, 0) and the backward's dy·[y > 0], written into dx and read
-// back as dy, the same float32 operations as the separate kernels.
+// y = max(y, 0) and the backward's dy·[y > 0], written into dx (or dr)
+// and read back as dy, the same float32 operations as the separate
+// kernels; with r also the residual sum before it, y += r.
 type bnTask struct {
 	op              bnOp
 	relu            bool
 	s               device.BNShape
 	x, y, dy, dx    []float32
+	r, dr           []float32 // the residual added before the ReLU, its gradient; nil without
 	gamma, beta     []float32
 	mean, invStd    []float32 // Groups×C
 	runMean, runVar []float32
@@ -62,7 +64,7 @@ func (t *bnTask) run(_, lo, hi int) {
 				a := float64(t.gamma[c]) * inv
 				a32, b32 := float32(a), float32(float64(t.beta[c])-a*mu)
 				for n := g * per; n < (g+1)*per; n++ {
-					t.affine(plane(t.x, n), plane(t.y, n), a32, b32)
+					t.affine(plane(t.x, n), t.residual(plane, n), plane(t.y, n), a32, b32)
 				}
 			}
 			mom := float64(t.momentum)
@@ -73,21 +75,24 @@ func (t *bnTask) run(_, lo, hi int) {
 			a := float64(t.gamma[c]) / math.Sqrt(float64(t.runVar[c])+float64(t.eps))
 			a32, b32 := float32(a), float32(float64(t.beta[c])-a*float64(t.runMean[c]))
 			for n := 0; n < s.N; n++ {
-				t.affine(plane(t.x, n), plane(t.y, n), a32, b32)
+				t.affine(plane(t.x, n), t.residual(plane, n), plane(t.y, n), a32, b32)
 			}
 		case bnBackward:
 			// dx = γ·invStd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), x̂ = (x − μ)·invStd
 			var dgamma, dbeta float64
 			dyOf := t.dy
-			if t.relu {
-				dyOf = t.dx // dz = dy·[y > 0], written by the sums' pass
+			switch {
+			case t.dr != nil:
+				dyOf = t.dr // dz = dy·[y > 0], written by the sums' pass
+			case t.relu:
+				dyOf = t.dx // the same, kept only until dx overwrites it
 			}
 			for g := 0; g < s.Groups; g++ {
 				mu, inv := t.mean[g*s.C+c], t.invStd[g*s.C+c]
 				var sdy, sdyx float64
 				for n := g * per; n < (g+1)*per; n++ {
 					if t.relu {
-						reluBackward(plane(t.y, n), plane(t.dy, n), plane(t.dx, n))
+						reluBackward(plane(t.y, n), plane(t.dy, n), plane(dyOf, n))
 					}
 					a, b := sumsDyAndDyXhat(plane(t.x, n), plane(dyOf, n), mu, inv)
 					sdy += a
@@ -148,11 +153,23 @@ func sumSquaredDev(x []float32, mu float64) float64 {
 	return (s[0] + s[1]) + (s[2] + s[3])
 }
 
-// affine is y = a·x + b over x, then max(y, 0) with relu.
-func (t *bnTask) affine(x, y []float32, a, b float32) {
+// residual is plane n of r, or nil without r.
+func (t *bnTask) residual(plane func([]float32, int) []float32, n int) []float32 {
+	if t.r == nil {
+		return nil
+	}
+	return plane(t.r, n)
+}
+
+// affine is y = a·x + b over x, then y + r with r, then max(y, 0) with
+// relu.
+func (t *bnTask) affine(x, r, y []float32, a, b float32) {
 	y = y[:len(x)]
 	for i := vec.Affine(x, y, a, b); i < len(x); i++ {
 		y[i] = a*x[i] + b
+	}
+	if r != nil {
+		add(y, r, y)
 	}
 	if t.relu {
 		relu(y, y)
@@ -219,41 +236,67 @@ func (b *Backend) bnRun(t bnTask) {
 // updates the running statistics (averaged over the groups, unbiased
 // variance, PyTorch's momentum convention).
 func (b *Backend) BatchNormTrain(s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
-	b.bnTrain("BatchNormTrain", false, s, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps)
+	b.bnTrain("BatchNormTrain", false, s, x, gamma, beta, nil, y, mean, invStd, runMean, runVar, momentum, eps)
 }
 
 // BatchNormReLUTrain is BatchNormTrain then ReLU(y) in the same pass.
 func (b *Backend) BatchNormReLUTrain(s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
-	b.bnTrain("BatchNormReLUTrain", true, s, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps)
+	b.bnTrain("BatchNormReLUTrain", true, s, x, gamma, beta, nil, y, mean, invStd, runMean, runVar, momentum, eps)
 }
 
-func (b *Backend) bnTrain(k string, relu bool, s device.BNShape, x, gamma, beta, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
+// BatchNormAddReLUTrain is BatchNormTrain then y + r and ReLU in the same
+// pass.
+func (b *Backend) BatchNormAddReLUTrain(s device.BNShape, x, gamma, beta, r, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
+	if b.bnCheck("BatchNormAddReLUTrain", s, true, r) {
+		b.bnTrain("BatchNormAddReLUTrain", true, s, x, gamma, beta, r, y, mean, invStd, runMean, runVar, momentum, eps)
+	}
+}
+
+// bnTrain runs the training forward, with r (may be nil) added before the ReLU.
+func (b *Backend) bnTrain(k string, relu bool, s device.BNShape, x, gamma, beta, r, y, mean, invStd, runMean, runVar device.Buffer, momentum, eps float32) {
 	if !b.bnCheck(k, s, true, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
 		!b.need(k, "mean", mean, s.Groups*s.C) || !b.need(k, "invStd", invStd, s.Groups*s.C) ||
 		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
 		return
 	}
-	b.bnRun(bnTask{op: bnTrain, relu: relu, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+	b.bnRun(bnTask{op: bnTrain, relu: relu, s: s, x: Float32s(x), r: optional(r), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
 		mean: Float32s(mean), invStd: Float32s(invStd), runMean: Float32s(runMean), runVar: Float32s(runVar),
 		momentum: momentum, eps: eps})
 }
 
+// optional is Float32s(x), or nil for a nil x.
+func optional(x device.Buffer) []float32 {
+	if x == nil {
+		return nil
+	}
+	return Float32s(x)
+}
+
 // BatchNormInfer: y = γ·(x − runMean)/√(runVar + eps) + β.
 func (b *Backend) BatchNormInfer(s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
-	b.bnInfer("BatchNormInfer", false, s, x, gamma, beta, runMean, runVar, y, eps)
+	b.bnInfer("BatchNormInfer", false, s, x, gamma, beta, nil, runMean, runVar, y, eps)
 }
 
 // BatchNormReLUInfer is BatchNormInfer then ReLU(y) in the same pass.
 func (b *Backend) BatchNormReLUInfer(s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
-	b.bnInfer("BatchNormReLUInfer", true, s, x, gamma, beta, runMean, runVar, y, eps)
+	b.bnInfer("BatchNormReLUInfer", true, s, x, gamma, beta, nil, runMean, runVar, y, eps)
 }
 
-func (b *Backend) bnInfer(k string, relu bool, s device.BNShape, x, gamma, beta, runMean, runVar, y device.Buffer, eps float32) {
+// BatchNormAddReLUInfer is BatchNormInfer then y + r and ReLU in the same
+// pass.
+func (b *Backend) BatchNormAddReLUInfer(s device.BNShape, x, gamma, beta, r, runMean, runVar, y device.Buffer, eps float32) {
+	if b.bnCheck("BatchNormAddReLUInfer", s, false, r) {
+		b.bnInfer("BatchNormAddReLUInfer", true, s, x, gamma, beta, r, runMean, runVar, y, eps)
+	}
+}
+
+// bnInfer runs the evaluation forward, with r (may be nil) added before the ReLU.
+func (b *Backend) bnInfer(k string, relu bool, s device.BNShape, x, gamma, beta, r, runMean, runVar, y device.Buffer, eps float32) {
 	if !b.bnCheck(k, s, false, x, y) || !b.need(k, "gamma", gamma, s.C) || !b.need(k, "beta", beta, s.C) ||
 		!b.need(k, "runMean", runMean, s.C) || !b.need(k, "runVar", runVar, s.C) {
 		return
 	}
-	b.bnRun(bnTask{op: bnInfer, relu: relu, s: s, x: Float32s(x), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
+	b.bnRun(bnTask{op: bnInfer, relu: relu, s: s, x: Float32s(x), r: optional(r), gamma: Float32s(gamma), beta: Float32s(beta), y: Float32s(y),
 		runMean: Float32s(runMean), runVar: Float32s(runVar), eps: eps})
 }
 
@@ -271,6 +314,15 @@ func (b *Backend) BatchNormReLUBackward(s device.BNShape, x, y, dy, gamma, mean,
 	const k = "BatchNormReLUBackward"
 	if b.bnCheck(k, s, true, x, y, dy, dx) {
 		b.bnBackward(k, bnTask{op: bnBackward, relu: true, s: s, x: Float32s(x), y: Float32s(y), dy: Float32s(dy)}, gamma, mean, invStd, dx, dgamma, dbeta)
+	}
+}
+
+// BatchNormAddReLUBackward is ReLUBackward(y, dy) into dr, then
+// BatchNormBackward of dr, in the same passes.
+func (b *Backend) BatchNormAddReLUBackward(s device.BNShape, x, y, dy, gamma, mean, invStd, dx, dr, dgamma, dbeta device.Buffer) {
+	const k = "BatchNormAddReLUBackward"
+	if b.bnCheck(k, s, true, x, y, dy, dx, dr) {
+		b.bnBackward(k, bnTask{op: bnBackward, relu: true, s: s, x: Float32s(x), y: Float32s(y), dy: Float32s(dy), dr: Float32s(dr)}, gamma, mean, invStd, dx, dgamma, dbeta)
 	}
 }
 

@@ -91,9 +91,9 @@ static_inline v8d mochi_bnb_sqdev(mochi_bnb s, const float *x, long n0, long n1,
 	return sum;
 }
 
-// mochi_bnb_affine is y = a·x + b over images [n0, n1), then max(y, 0)
-// with relu.
-static_inline void mochi_bnb_affine(mochi_bnb s, const float *x, float *y, long n0, long n1, v8 a, v8 b, int relu) {
+// mochi_bnb_affine is y = a·x + b over images [n0, n1), then y + r where
+// r is not NULL, then max(y, 0) with relu.
+static_inline void mochi_bnb_affine(mochi_bnb s, const float *x, const float *r, float *y, long n0, long n1, v8 a, v8 b, int relu) {
 	long hw = s.hw, blk = s.block;
 	for (long n = n0; n < n1; n++) {
 		size_t at = mochi_bnb_at(s, n);
@@ -102,12 +102,13 @@ static_inline void mochi_bnb_affine(mochi_bnb s, const float *x, float *y, long 
 		for (long i = 0; i < hw; i++) {
 			v8 v = a * ld8(p + i * blk);
 			v = v + b;
+			if (r) v = v + ld8(r + at + i * blk);
 			st8(q + i * blk, relu ? where_pos(v, v) : v);
 		}
 	}
 }
 
-MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, float *y, const float *gamma, const float *beta,
+MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, const float *r, float *y, const float *gamma, const float *beta,
 	float *mean, float *inv_std, float *run_mean, float *run_var, double momentum, double eps, int relu) {
 	long per = s.n / s.groups, c0 = s.c0;
 	double m = (double)per * s.hw;
@@ -128,7 +129,7 @@ MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, float *y, const floa
 		}
 		mu_sum += mu;
 		var_sum += sq / (m - 1); // unbiased: PyTorch's running_var
-		mochi_bnb_affine(s, x, y, n0, n1, a, b, relu);
+		mochi_bnb_affine(s, x, r, y, n0, n1, a, b, relu);
 	}
 	double groups = (double)s.groups;
 	for (int l = 0; l < 8; l++) {
@@ -137,7 +138,7 @@ MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, float *y, const floa
 	}
 }
 
-MOCHI_HOT void mochi_bnb_infer(mochi_bnb s, const float *x, float *y, const float *gamma, const float *beta,
+MOCHI_HOT void mochi_bnb_infer(mochi_bnb s, const float *x, const float *r, float *y, const float *gamma, const float *beta,
 	const float *run_mean, const float *run_var, double eps, int relu) {
 	v8 a, b;
 	for (int l = 0; l < 8; l++) {
@@ -146,7 +147,7 @@ MOCHI_HOT void mochi_bnb_infer(mochi_bnb s, const float *x, float *y, const floa
 		a[l] = (float)al;
 		b[l] = (float)((double)beta[c] - al * (double)run_mean[c]);
 	}
-	mochi_bnb_affine(s, x, y, 0, s.n, a, b, relu);
+	mochi_bnb_affine(s, x, r, y, 0, s.n, a, b, relu);
 }
 
 // mochi_bnb_dz is the upstream gradient of the batch norm at offset i: dy,

@@ -37,12 +37,16 @@ func (t *bnBlockedTask) run(_, lo, hi int) {
 		shape := C.mochi_bnb{n: C.long(s.N), c: C.long(s.C), hw: C.long(s.HW), groups: C.long(s.Groups), block: C.long(s.Block), c0: C.long(8 * g)}
 		switch t.op {
 		case bnTrain:
-			C.mochi_bnb_train(shape, f32(t.x), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.mean), f32(t.invStd),
+			C.mochi_bnb_train(shape, f32(t.x), f32(t.r), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.mean), f32(t.invStd),
 				f32(t.runMean), f32(t.runVar), C.double(t.momentum), C.double(t.eps), relu)
 		case bnInfer:
-			C.mochi_bnb_infer(shape, f32(t.x), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.runMean), f32(t.runVar), C.double(t.eps), relu)
+			C.mochi_bnb_infer(shape, f32(t.x), f32(t.r), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.runMean), f32(t.runVar), C.double(t.eps), relu)
 		case bnBackward:
-			C.mochi_bnb_backward(shape, f32(t.x), f32(t.y), f32(t.dy), f32(t.dx), f32(t.dx), f32(t.gamma), f32(t.mean), f32(t.invStd),
+			dz := t.dx // the ReLU's gradient: dr, else dx until dx overwrites it
+			if t.dr != nil {
+				dz = t.dr
+			}
+			C.mochi_bnb_backward(shape, f32(t.x), f32(t.y), f32(t.dy), f32(dz), f32(t.dx), f32(t.gamma), f32(t.mean), f32(t.invStd),
 				f32(t.dgamma), f32(t.dbeta), relu)
 		}
 	}

@@ -56,8 +56,9 @@ func within(got, want []float32, tol float64) int {
 	return -1
 }
 
-// TestBlockedBatchNormMatchesPlain runs every batch-norm kernel (with and
-// without the fused ReLU) on channel-blocked activations and on the same
+// TestBlockedBatchNormMatchesPlain runs every batch-norm kernel (alone,
+// with the fused ReLU, with the fused residual sum and ReLU) on
+// channel-blocked activations and on the same
 // values in NCHW. The blocked kernels add each channel's float32 values in
 // float64 in another order than the plain ones; with at most a few hundred
 // values a channel the float64 sums differ by ~1e-14 relatively, so their
@@ -77,51 +78,61 @@ func TestBlockedBatchNormMatchesPlain(t *testing.T) {
 			if s.C%block != 0 {
 				continue
 			}
-			for _, relu := range []bool{false, true} {
+			for _, fused := range []string{"", "ReLU", "AddReLU"} {
 				bs := s
 				bs.Block = block
 				n, c, gc := s.N*s.C*s.HW, s.C, s.Groups*s.C
-				x, dy := randomFloats(rng, n, 3), randomFloats(rng, n, 0)
+				x, dy, r := randomFloats(rng, n, 3), randomFloats(rng, n, 0), randomFloats(rng, n, 0)
 				gamma, beta := randomFloats(rng, c, 1), randomFloats(rng, c, 0)
 				runMean, runVar := randomFloats(rng, c, 0), randomFloats(rng, c, 2)
-				type result struct{ y, mean, inv, rm, rv, yInfer, dx, dg, db []float32 }
-				run := func(s device.BNShape, x, dy []float32) result {
+				type result struct{ y, mean, inv, rm, rv, yInfer, dx, dr, dg, db []float32 }
+				run := func(s device.BNShape, x, dy, r []float32) result {
 					be := newFine(3)
-					r := result{y: make([]float32, n), mean: make([]float32, gc), inv: make([]float32, gc),
+					res := result{y: make([]float32, n), mean: make([]float32, gc), inv: make([]float32, gc),
 						rm: append([]float32(nil), runMean...), rv: append([]float32(nil), runVar...),
-						yInfer: make([]float32, n), dx: make([]float32, n), dg: make([]float32, c), db: make([]float32, c)}
-					if relu {
-						be.BatchNormReLUTrain(s, Wrap(x), Wrap(gamma), Wrap(beta), Wrap(r.y), Wrap(r.mean), Wrap(r.inv), Wrap(r.rm), Wrap(r.rv), 0.1, 1e-5)
-						be.BatchNormReLUInfer(s, Wrap(x), Wrap(gamma), Wrap(beta), Wrap(runMean), Wrap(runVar), Wrap(r.yInfer), 1e-5)
-						be.BatchNormReLUBackward(s, Wrap(x), Wrap(r.y), Wrap(dy), Wrap(gamma), Wrap(r.mean), Wrap(r.inv), Wrap(r.dx), Wrap(r.dg), Wrap(r.db))
-					} else {
-						be.BatchNormTrain(s, Wrap(x), Wrap(gamma), Wrap(beta), Wrap(r.y), Wrap(r.mean), Wrap(r.inv), Wrap(r.rm), Wrap(r.rv), 0.1, 1e-5)
-						be.BatchNormInfer(s, Wrap(x), Wrap(gamma), Wrap(beta), Wrap(runMean), Wrap(runVar), Wrap(r.yInfer), 1e-5)
-						be.BatchNormBackward(s, Wrap(x), Wrap(dy), Wrap(gamma), Wrap(r.mean), Wrap(r.inv), Wrap(r.dx), Wrap(r.dg), Wrap(r.db))
+						yInfer: make([]float32, n), dx: make([]float32, n), dr: make([]float32, n), dg: make([]float32, c), db: make([]float32, c)}
+					X, G, B, Y, DY := Wrap(x), Wrap(gamma), Wrap(beta), Wrap(res.y), Wrap(dy)
+					M, I, RM, RV, DX, DG, DB := Wrap(res.mean), Wrap(res.inv), Wrap(res.rm), Wrap(res.rv), Wrap(res.dx), Wrap(res.dg), Wrap(res.db)
+					switch fused {
+					case "":
+						be.BatchNormTrain(s, X, G, B, Y, M, I, RM, RV, 0.1, 1e-5)
+						be.BatchNormInfer(s, X, G, B, Wrap(runMean), Wrap(runVar), Wrap(res.yInfer), 1e-5)
+						be.BatchNormBackward(s, X, DY, G, M, I, DX, DG, DB)
+					case "ReLU":
+						be.BatchNormReLUTrain(s, X, G, B, Y, M, I, RM, RV, 0.1, 1e-5)
+						be.BatchNormReLUInfer(s, X, G, B, Wrap(runMean), Wrap(runVar), Wrap(res.yInfer), 1e-5)
+						be.BatchNormReLUBackward(s, X, Y, DY, G, M, I, DX, DG, DB)
+					default:
+						be.BatchNormAddReLUTrain(s, X, G, B, Wrap(r), Y, M, I, RM, RV, 0.1, 1e-5)
+						be.BatchNormAddReLUInfer(s, X, G, B, Wrap(r), Wrap(runMean), Wrap(runVar), Wrap(res.yInfer), 1e-5)
+						be.BatchNormAddReLUBackward(s, X, Y, DY, G, M, I, DX, Wrap(res.dr), DG, DB)
 					}
 					if err := be.Sync(); err != nil {
 						t.Fatal(err)
 					}
-					return r
+					return res
 				}
-				want := run(s, x, dy)
-				got := run(bs, toBlocked(x, s.N, s.C, s.HW, block), toBlocked(dy, s.N, s.C, s.HW, block))
+				want := run(s, x, dy, r)
+				blk := func(v []float32) []float32 { return toBlocked(v, s.N, s.C, s.HW, block) }
+				unblk := func(v []float32) []float32 { return fromBlocked(v, s.N, s.C, s.HW, block) }
+				got := run(bs, blk(x), blk(dy), blk(r))
 				for _, v := range []struct {
 					name      string
 					got, want []float32
 				}{
-					{"y", fromBlocked(got.y, s.N, s.C, s.HW, block), want.y},
+					{"y", unblk(got.y), want.y},
 					{"mean", got.mean, want.mean},
 					{"invStd", got.inv, want.inv},
 					{"runMean", got.rm, want.rm},
 					{"runVar", got.rv, want.rv},
-					{"inference y", fromBlocked(got.yInfer, s.N, s.C, s.HW, block), want.yInfer},
-					{"dx", fromBlocked(got.dx, s.N, s.C, s.HW, block), want.dx},
+					{"inference y", unblk(got.yInfer), want.yInfer},
+					{"dx", unblk(got.dx), want.dx},
+					{"dr", unblk(got.dr), want.dr},
 					{"dgamma", got.dg, want.dg},
 					{"dbeta", got.db, want.db},
 				} {
 					if i := within(v.got, v.want, tol); i >= 0 {
-						t.Errorf("%+v relu=%v: blocked %s[%d] = %v, plain %v", bs, relu, v.name, i, v.got[i], v.want[i])
+						t.Errorf("BatchNorm%s %+v: blocked %s[%d] = %v, plain %v", fused, bs, v.name, i, v.got[i], v.want[i])
 					}
 				}
 			}

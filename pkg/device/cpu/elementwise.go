@@ -42,6 +42,14 @@ func positiveMask(v float32) uint32 {
 	return uint32(^((b - 1) >> 31) & ^(b >> 31)) // b ≥ 1: not 0, not negative, not −0
 }
 
+// add is z = x + y over z (z may be x or y); BatchNormAddReLU runs it too.
+func add(x, y, z []float32) {
+	x, y = x[:len(z)], y[:len(z)]
+	for i := vec.Add(x, y, z); i < len(z); i++ {
+		z[i] = x[i] + y[i]
+	}
+}
+
 // relu is y = max(x, 0) over x (y may be x); BatchNormReLU runs it too.
 func relu(x, y []float32) {
 	y = y[:len(x)]
@@ -79,11 +87,7 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 			y[i] += t.alpha * v
 		}
 	case opAdd: // z = x + y
-		x, y, z := t.x[lo:hi], t.y[lo:hi], t.z[lo:hi]
-		x, y = x[:len(z)], y[:len(z)]
-		for i := vec.Add(x, y, z); i < len(z); i++ {
-			z[i] = x[i] + y[i]
-		}
+		add(t.x[lo:hi], t.y[lo:hi], t.z[lo:hi])
 	case opReLU: // y = max(x, 0)
 		relu(t.x[lo:hi], t.y[lo:hi])
 	case opReLUBackward: // z = y where x > 0 (x is the forward output)

@@ -68,6 +68,7 @@ func Run(t *testing.T, be device.Backend, tol Tolerances) {
 		{"Conv2D", testConv2D},
 		{"BatchNorm", testBatchNorm},
 		{"BatchNormReLU", testBatchNormReLU},
+		{"BatchNormAddReLU", testBatchNormAddReLU},
 		{"ReLU", testReLU},
 		{"MaxPool", testMaxPool},
 		{"GlobalAvgPool", testGlobalAvgPool},
@@ -609,6 +610,55 @@ func testBatchNormReLU(h *harness, _ Tolerances) {
 		})
 		for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dgamma", "dbeta", "evaluation y"} {
 			h.checkExact("BatchNormReLU "+what+" "+name, got[i], want[i])
+		}
+	}
+}
+
+// testBatchNormAddReLU: a backend with the device.BatchNormAddReLU ability
+// gives bit for bit what its BatchNorm, Add and ReLU kernels give in turn
+// (ReLUBackward and BatchNormBackward backward), over the shapes of
+// testBatchNormReLU. A backend without the ability has nothing to check.
+func testBatchNormAddReLU(h *harness, _ Tolerances) {
+	fused, ok := h.be.(device.BatchNormAddReLU)
+	if !ok {
+		return
+	}
+	const momentum, eps = 0.1, 1e-5
+	for _, s := range append(bnShapes, device.BNShape{N: 4, C: 3, HW: 20, Groups: 2}) {
+		name := fmt.Sprintf("%+v", s)
+		n := s.N * s.C * s.HW
+		x, r, dy := h.random(n, -1, 3), h.random(n, -2, 1), h.random(n, -1, 1)
+		gamma, beta := h.random(s.C, 0.5, 1.5), h.random(s.C, -0.5, 0.5)
+		rm, rv := h.random(s.C, -0.2, 0.2), h.random(s.C, 0.5, 1.5)
+		xb, rb, gb, bb, dyb := h.upload(x), h.upload(r), h.upload(gamma), h.upload(beta), h.upload(dy)
+		run := func(f func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer)) [][]float32 {
+			y, mean, inv, yi := h.poisoned(n), h.poisoned(s.Groups*s.C), h.poisoned(s.Groups*s.C), h.poisoned(n)
+			dx, dr, dg, db := h.poisoned(n), h.poisoned(n), h.poisoned(s.C), h.poisoned(s.C)
+			rmb, rvb := h.upload(rm), h.upload(rv)
+			f(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi)
+			var out [][]float32
+			for _, b := range []device.Buffer{y, mean, inv, rmb, rvb, dx, dr, dg, db, yi} {
+				out = append(out, h.download(b))
+			}
+			return out
+		}
+		want := run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
+			h.be.BatchNormTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
+			h.be.Add(y, rb, y)
+			h.be.ReLU(y, y)
+			h.be.ReLUBackward(y, dyb, dr)
+			h.be.BatchNormBackward(s, xb, dr, gb, mean, inv, dx, dg, db)
+			h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
+			h.be.Add(yi, rb, yi)
+			h.be.ReLU(yi, yi)
+		})
+		got := run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
+			fused.BatchNormAddReLUTrain(s, xb, gb, bb, rb, y, mean, inv, rmb, rvb, momentum, eps)
+			fused.BatchNormAddReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dr, dg, db)
+			fused.BatchNormAddReLUInfer(s, xb, gb, bb, rb, rmb, rvb, yi, eps)
+		})
+		for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dr", "dgamma", "dbeta", "evaluation y"} {
+			h.checkExact("BatchNormAddReLU "+what+" "+name, got[i], want[i])
 		}
 	}
 }
