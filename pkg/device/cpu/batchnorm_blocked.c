@@ -1,14 +1,16 @@
 //go:build !purego
 
-// Batch normalisation (and its fusion with the ReLU that follows) on
-// activations in a channel-blocked layout (device.Blocked): each call
-// handles 8 consecutive channels c0…c0+7 of one block, which sit side by
-// side at every pixel, so one 8-lane vector holds the 8 channels of a
-// pixel. The arithmetic is batchnorm.go's, lane by lane: statistics summed
-// in float64 (per image, even and odd pixels apart, images in order, so
-// the sums depend on neither the thread count nor the block), the
-// per-channel coefficients in float64, the elementwise passes in float32
-// (products and sums rounded apart, as the plain kernels round them).
+// Batch normalisation (and its fusions with the residual sum and the ReLU
+// that follow) on activations in a channel-blocked layout
+// (device.Blocked): each call handles 8 consecutive channels c0…c0+7 of
+// one block, which sit side by side at every pixel, so one 8-lane vector
+// holds the 8 channels of a pixel. The arithmetic is batchnorm.go's, lane
+// by lane: statistics summed in float64 (per image, even and odd pixels
+// apart, images in order, so the sums depend neither on the thread count
+// nor on the block), the per-channel coefficients in float64, the
+// elementwise passes in float32 (products and sums rounded apart, as the
+// plain kernels round them), the ReLU and its gradient as elementwise.go
+// has them.
 
 #include <math.h>
 #include <stddef.h>
@@ -21,9 +23,13 @@
 #define MOCHI_HOT
 #endif
 
-// v8 is the 8 channels of one pixel; v8d the same in float64.
+// v8 is the 8 channels of one pixel; a float64 sum of them is two v4d,
+// the low and the high 4 channels (GCC keeps 8 doubles, wider than an
+// AVX2 register, in memory).
 typedef float v8 __attribute__((vector_size(32)));
-typedef double v8d __attribute__((vector_size(64)));
+typedef float v4 __attribute__((vector_size(16)));
+typedef int v8i __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
 #define static_inline static inline __attribute__((always_inline))
 
 static_inline v8 ld8(const float *p) {
@@ -34,15 +40,27 @@ static_inline v8 ld8(const float *p) {
 
 static_inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
-static_inline v8d wide(v8 v) { return __builtin_convertvector(v, v8d); }
+static_inline v4d lo(v8 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d); }
+static_inline v4d hi(v8 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d); }
 
-typedef int v8i __attribute__((vector_size(32)));
+// sum8 is a float64 value per channel.
+typedef struct {
+	v4d lo, hi;
+} sum8;
 
-// where_pos is v where c > 0, else +0: the ReLU (c = v) and its gradient
-// (c = y) as elementwise.go has them.
-static_inline v8 where_pos(v8 c, v8 v) {
+static_inline sum8 add8(sum8 a, sum8 b) { return (sum8){a.lo + b.lo, a.hi + b.hi}; }
+static_inline double lane(sum8 s, int l) { return l < 4 ? s.lo[l] : s.hi[l - 4]; }
+
+// relu8 is max(v, 0) as Go's max: v where v > 0 or v is NaN, else +0.
+static_inline v8 relu8(v8 v) {
 	v8 zero = {0};
-	return (v8)((v8i)v & (c > zero));
+	return (v8)((v8i)v & ((v > zero) | (v != v)));
+}
+
+// relu_grad8 is d where y's bits as an int32 are ≥ 1 (positiveMask), else +0.
+static_inline v8 relu_grad8(v8 y, v8 d) {
+	v8i zero = {0};
+	return (v8)((v8i)d & ((v8i)y > zero));
 }
 
 // mochi_bnb_at is where the 8 channels c0… of image n start: the images'
@@ -51,42 +69,54 @@ static_inline size_t mochi_bnb_at(mochi_bnb s, long n) {
 	return ((size_t)n * (s.c / s.block) + s.c0 / s.block) * s.hw * s.block + s.c0 % s.block;
 }
 
-// mochi_bnb_sum is Σ x over images [n0, n1) per lane.
-static_inline v8d mochi_bnb_sum(mochi_bnb s, const float *x, long n0, long n1) {
-	v8d sum = {0};
+// mochi_bnb_sum is Σ x over images [n0, n1) per channel.
+static_inline sum8 mochi_bnb_sum(mochi_bnb s, const float *x, long n0, long n1) {
+	sum8 sum = {0};
 	long hw = s.hw, b = s.block;
 	for (long n = n0; n < n1; n++) {
 		const float *p = x + mochi_bnb_at(s, n);
-		v8d a0 = {0}, a1 = {0};
+		sum8 a0 = {0}, a1 = {0};
 		long i = 0;
 		for (; i + 2 <= hw; i += 2) {
-			a0 += wide(ld8(p + i * b));
-			a1 += wide(ld8(p + (i + 1) * b));
+			v8 v0 = ld8(p + i * b), v1 = ld8(p + (i + 1) * b);
+			a0.lo += lo(v0);
+			a0.hi += hi(v0);
+			a1.lo += lo(v1);
+			a1.hi += hi(v1);
 		}
-		if (i < hw) a0 += wide(ld8(p + i * b));
-		sum += a0 + a1;
+		if (i < hw) {
+			v8 v = ld8(p + i * b);
+			a0.lo += lo(v);
+			a0.hi += hi(v);
+		}
+		sum = add8(sum, add8(a0, a1));
 	}
 	return sum;
 }
 
-// mochi_bnb_sqdev is Σ (x − mu)² over images [n0, n1) per lane.
-static_inline v8d mochi_bnb_sqdev(mochi_bnb s, const float *x, long n0, long n1, v8d mu) {
-	v8d sum = {0};
+// mochi_bnb_sqdev is Σ (x − mu)² over images [n0, n1) per channel.
+static_inline sum8 mochi_bnb_sqdev(mochi_bnb s, const float *x, long n0, long n1, sum8 mu) {
+	sum8 sum = {0};
 	long hw = s.hw, b = s.block;
 	for (long n = n0; n < n1; n++) {
 		const float *p = x + mochi_bnb_at(s, n);
-		v8d a0 = {0}, a1 = {0};
+		sum8 a0 = {0}, a1 = {0};
 		long i = 0;
 		for (; i + 2 <= hw; i += 2) {
-			v8d d0 = wide(ld8(p + i * b)) - mu, d1 = wide(ld8(p + (i + 1) * b)) - mu;
-			a0 += d0 * d0;
-			a1 += d1 * d1;
+			v8 v0 = ld8(p + i * b), v1 = ld8(p + (i + 1) * b);
+			v4d d0l = lo(v0) - mu.lo, d0h = hi(v0) - mu.hi, d1l = lo(v1) - mu.lo, d1h = hi(v1) - mu.hi;
+			a0.lo += d0l * d0l;
+			a0.hi += d0h * d0h;
+			a1.lo += d1l * d1l;
+			a1.hi += d1h * d1h;
 		}
 		if (i < hw) {
-			v8d d = wide(ld8(p + i * b)) - mu;
-			a0 += d * d;
+			v8 v = ld8(p + i * b);
+			v4d dl = lo(v) - mu.lo, dh = hi(v) - mu.hi;
+			a0.lo += dl * dl;
+			a0.hi += dh * dh;
 		}
-		sum += a0 + a1;
+		sum = add8(sum, add8(a0, a1));
 	}
 	return sum;
 }
@@ -103,7 +133,7 @@ static_inline void mochi_bnb_affine(mochi_bnb s, const float *x, const float *r,
 			v8 v = a * ld8(p + i * blk);
 			v = v + b;
 			if (r) v = v + ld8(r + at + i * blk);
-			st8(q + i * blk, relu ? where_pos(v, v) : v);
+			st8(q + i * blk, relu ? relu8(v) : v);
 		}
 	}
 }
@@ -112,23 +142,27 @@ MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, const float *r, floa
 	float *mean, float *inv_std, float *run_mean, float *run_var, double momentum, double eps, int relu) {
 	long per = s.n / s.groups, c0 = s.c0;
 	double m = (double)per * s.hw;
-	v8d mu_sum = {0}, var_sum = {0};
+	double mu_sum[8] = {0}, var_sum[8] = {0};
 	for (long g = 0; g < s.groups; g++) {
 		long n0 = g * per, n1 = n0 + per;
-		v8d mu = mochi_bnb_sum(s, x, n0, n1) / m;
-		v8d sq = mochi_bnb_sqdev(s, x, n0, n1, mu);
+		sum8 mu = mochi_bnb_sum(s, x, n0, n1);
+		mu.lo /= m;
+		mu.hi /= m;
+		sum8 sq = mochi_bnb_sqdev(s, x, n0, n1, mu);
 		v8 a, b;
 		for (int l = 0; l < 8; l++) {
-			double variance = sq[l] / m; // biased: normalises the batch
+			double mul = lane(mu, l), sql = lane(sq, l);
+			double variance = sql / m; // biased: normalises the batch
 			double inv = 1 / sqrt(variance + eps);
-			mean[g * s.c + c0 + l] = (float)mu[l];
+			mean[g * s.c + c0 + l] = (float)mul;
 			inv_std[g * s.c + c0 + l] = (float)inv;
+			mu_sum[l] += mul;
+			var_sum[l] += sql / (m - 1); // unbiased: PyTorch's running_var
+			// y = γ·(x − μ)·invStd + β = a·x + (β − a·μ)
 			double al = (double)gamma[c0 + l] * inv;
 			a[l] = (float)al;
-			b[l] = (float)((double)beta[c0 + l] - al * mu[l]);
+			b[l] = (float)((double)beta[c0 + l] - al * mul);
 		}
-		mu_sum += mu;
-		var_sum += sq / (m - 1); // unbiased: PyTorch's running_var
 		mochi_bnb_affine(s, x, r, y, n0, n1, a, b, relu);
 	}
 	double groups = (double)s.groups;
@@ -155,7 +189,7 @@ MOCHI_HOT void mochi_bnb_infer(mochi_bnb s, const float *x, const float *r, floa
 static_inline v8 mochi_bnb_dz(const float *dy, const float *y, float *dz, long i, int relu) {
 	v8 d = ld8(dy + i);
 	if (relu) {
-		d = where_pos(ld8(y + i), d);
+		d = relu_grad8(ld8(y + i), d);
 		st8(dz + i, d);
 	}
 	return d;
@@ -172,39 +206,47 @@ MOCHI_HOT void mochi_bnb_backward(mochi_bnb s, const float *x, const float *y, c
 	// dz is the batch norm's upstream gradient: dy, or with relu
 	// dy·[y > 0], written by the sums' pass and read by the second.
 	const float *dzr = relu ? dz : dy;
-	v8d dg = {0}, db = {0};
+	double dg[8] = {0}, db[8] = {0};
 	for (long g = 0; g < s.groups; g++) {
 		long n0 = g * per, n1 = n0 + per;
 		v8 mu = ld8(mean + g * s.c + c0), inv = ld8(inv_std + g * s.c + c0);
-		v8d sdy = {0}, sdyx = {0};
+		sum8 sdy = {0}, sdyx = {0};
 		for (long n = n0; n < n1; n++) {
 			size_t at = mochi_bnb_at(s, n);
 			const float *px = x + at, *pdy = dy + at, *py = y + at;
 			float *pdz = dz + at;
-			v8d s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}; // Σdy, Σdy·x̂ over even and odd pixels
+			sum8 s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}; // Σdy, Σdy·x̂ over even and odd pixels
 			long i = 0;
 			for (; i + 2 <= hw; i += 2) {
 				v8 d0 = mochi_bnb_dz(pdy, py, pdz, i * blk, relu), d1 = mochi_bnb_dz(pdy, py, pdz, (i + 1) * blk, relu);
-				s0 += wide(d0);
-				s1 += wide(d1);
-				t0 += wide(d0) * wide(mochi_bnb_xhat(px, i * blk, mu, inv));
-				t1 += wide(d1) * wide(mochi_bnb_xhat(px, (i + 1) * blk, mu, inv));
+				v8 x0 = mochi_bnb_xhat(px, i * blk, mu, inv), x1 = mochi_bnb_xhat(px, (i + 1) * blk, mu, inv);
+				s0.lo += lo(d0);
+				s0.hi += hi(d0);
+				s1.lo += lo(d1);
+				s1.hi += hi(d1);
+				t0.lo += lo(d0) * lo(x0);
+				t0.hi += hi(d0) * hi(x0);
+				t1.lo += lo(d1) * lo(x1);
+				t1.hi += hi(d1) * hi(x1);
 			}
 			if (i < hw) {
-				v8 d = mochi_bnb_dz(pdy, py, pdz, i * blk, relu);
-				s0 += wide(d);
-				t0 += wide(d) * wide(mochi_bnb_xhat(px, i * blk, mu, inv));
+				v8 d = mochi_bnb_dz(pdy, py, pdz, i * blk, relu), xh = mochi_bnb_xhat(px, i * blk, mu, inv);
+				s0.lo += lo(d);
+				s0.hi += hi(d);
+				t0.lo += lo(d) * lo(xh);
+				t0.hi += hi(d) * hi(xh);
 			}
-			sdy += s0 + s1;
-			sdyx += t0 + t1;
+			sdy = add8(sdy, add8(s0, s1));
+			sdyx = add8(sdyx, add8(t0, t1));
 		}
-		dg += sdyx;
-		db += sdy;
 		v8 k, c2, c3;
 		for (int l = 0; l < 8; l++) {
+			double sl = lane(sdy, l), tl = lane(sdyx, l);
+			dg[l] += tl;
+			db[l] += sl;
 			k[l] = (float)((double)gamma[c0 + l] * (double)inv[l]);
-			c2[l] = (float)(sdy[l] / m);
-			c3[l] = (float)(sdyx[l] / m);
+			c2[l] = (float)(sl / m);
+			c3[l] = (float)(tl / m);
 		}
 		// dx = γ·invStd·(dz − Σdz/M − x̂·Σ(dz·x̂)/M)
 		for (long n = n0; n < n1; n++) {
@@ -213,8 +255,7 @@ MOCHI_HOT void mochi_bnb_backward(mochi_bnb s, const float *x, const float *y, c
 			float *pdx = dx + at;
 			for (long i = 0; i < hw; i++) {
 				v8 t = ld8(pdz + i * blk) - c2;
-				v8 u = (ld8(px + i * blk) - mu) * inv;
-				u = u * c3;
+				v8 u = mochi_bnb_xhat(px, i * blk, mu, inv) * c3;
 				st8(pdx + i * blk, k * (t - u));
 			}
 		}

@@ -3,6 +3,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -251,6 +252,35 @@ func TestBlockedConvMatchesPlain(t *testing.T) {
 		be.Conv2DForward(bs, buf(2*64*64), buf(64*64*9), buf(2*64*64))
 		if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "channel blocks") {
 			t.Errorf("mode %s: a blocked shape for NCHW kernels gave error %v, want one naming the channel blocks", m, err)
+		}
+	}
+}
+
+// BenchmarkBatchNormBlocked: the fused batch norm + ReLU, forward and
+// backward, at the ResNet-18's 16- and 32-channel stages of base width 16
+// on two threads, in NCHW (block 0) and in oneDNN's nChw8c (block 8): the
+// blocked kernels must not cost more than the reorders they spare.
+func BenchmarkBatchNormBlocked(b *testing.B) {
+	for _, s := range []device.BNShape{{N: benchBatch, C: 16, HW: 32 * 32, Groups: 1}, {N: benchBatch, C: 32, HW: 16 * 16, Groups: 1}} {
+		n := s.N * s.C * s.HW
+		be := New(2)
+		x, y, dy, dx := benchRandom(n), benchRandom(n), benchRandom(n), benchRandom(n)
+		gamma, beta, rm, rv := benchRandom(s.C), benchRandom(s.C), benchRandom(s.C), benchRandom(s.C)
+		mean, inv, dg, db := benchRandom(s.C), benchRandom(s.C), benchRandom(s.C), benchRandom(s.C)
+		for _, block := range []int{0, 8} {
+			s.Block = block
+			b.Run(fmt.Sprintf("TrainReLU/C=%d/block=%d", s.C, block), func(b *testing.B) {
+				b.SetBytes(int64(8 * n))
+				for b.Loop() {
+					be.BatchNormReLUTrain(s, x, gamma, beta, y, mean, inv, rm, rv, 0.1, 1e-5)
+				}
+			})
+			b.Run(fmt.Sprintf("BackwardReLU/C=%d/block=%d", s.C, block), func(b *testing.B) {
+				b.SetBytes(int64(16 * n))
+				for b.Loop() {
+					be.BatchNormReLUBackward(s, x, y, dy, gamma, mean, inv, dx, dg, db)
+				}
+			})
 		}
 	}
 }
