@@ -30,22 +30,7 @@ func newLayoutNet(tb testing.TB, n int) *layoutNet {
 	rng := rand.New(rand.NewSource(11))
 	g := gorgonia.NewGraph()
 	net := &layoutNet{g: g}
-	param := func(name string, shape ...int) *gorgonia.Node {
-		size := 1
-		for _, d := range shape {
-			size *= d
-		}
-		p := input(g, fmt.Sprintf("%s%d", name, len(net.params)), randomAwayFromZero(rng, size), shape...)
-		net.params = append(net.params, p)
-		return p
-	}
-	must := func(y *gorgonia.Node, err error) *gorgonia.Node {
-		tb.Helper()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return y
-	}
+	param, must := paramMaker(g, rng, &net.params), mustNode(tb)
 	bn := func(x *gorgonia.Node, c int, relu bool) *gorgonia.Node {
 		st := NewBNState(Host(), c)
 		st.Groups = 2
@@ -143,10 +128,8 @@ func TestLayoutsChosen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Free()
-	for _, s := range ref.steps {
-		if k, ok := s.k.(*convOp); ok && (k.s.XBlock != 0 || k.s.YBlock != 0) {
-			t.Fatalf("%v on a backend without device.Blocked", k)
-		}
+	if k := blockedConv(ref); k != nil {
+		t.Fatalf("%v on a backend without device.Blocked", k)
 	}
 	// The blocked BatchNorm sums each channel in float64 in another order,
 	// which may move a float32 statistic by an ulp: 1e-5 of the largest
@@ -177,9 +160,17 @@ func TestLayoutsChosen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer withR2.Free()
-	for _, s := range withR2.steps {
+	if k := blockedConv(withR2); k != nil {
+		t.Errorf("%v: with r2 a plan output (NCHW for the host), its group and every group it joins must stay NCHW", k)
+	}
+}
+
+// blockedConv returns a convolution of p with a blocked operand, or nil.
+func blockedConv(p *Plan) *convOp {
+	for _, s := range p.steps {
 		if k, ok := s.k.(*convOp); ok && (k.s.XBlock != 0 || k.s.YBlock != 0) {
-			t.Errorf("%v: with r2 a plan output (NCHW for the host), its group and every group it joins must stay NCHW", k)
+			return k
 		}
 	}
+	return nil
 }

@@ -14,31 +14,14 @@
 
 #include <math.h>
 #include <stddef.h>
-#include <string.h>
 #include "batchnorm_blocked.h"
+#include "simd.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MOCHI_HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define MOCHI_HOT
-#endif
-
-// v8 is the 8 channels of one pixel; a float64 sum of them is two v4d,
-// the low and the high 4 channels (GCC keeps 8 doubles, wider than an
-// AVX2 register, in memory).
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
+// A float64 sum of the 8 channels of a pixel is two v4d, the low and the
+// high 4 channels (GCC keeps 8 doubles, wider than an AVX2 register, in
+// memory).
 typedef int v8i __attribute__((vector_size(32)));
 typedef double v4d __attribute__((vector_size(32)));
-#define static_inline static inline __attribute__((always_inline))
-
-static_inline v8 ld8(const float *p) {
-	v8 v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static_inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 static_inline v4d lo(v8 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d); }
 static_inline v4d hi(v8 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d); }
@@ -69,53 +52,31 @@ static_inline size_t mochi_bnb_at(mochi_bnb s, long n) {
 	return ((size_t)n * (s.c / s.block) + s.c0 / s.block) * s.hw * s.block + s.c0 % s.block;
 }
 
-// mochi_bnb_sum is Σ x over images [n0, n1) per channel.
-static_inline sum8 mochi_bnb_sum(mochi_bnb s, const float *x, long n0, long n1) {
-	sum8 sum = {0};
-	long hw = s.hw, b = s.block;
-	for (long n = n0; n < n1; n++) {
-		const float *p = x + mochi_bnb_at(s, n);
-		sum8 a0 = {0}, a1 = {0};
-		long i = 0;
-		for (; i + 2 <= hw; i += 2) {
-			v8 v0 = ld8(p + i * b), v1 = ld8(p + (i + 1) * b);
-			a0.lo += lo(v0);
-			a0.hi += hi(v0);
-			a1.lo += lo(v1);
-			a1.hi += hi(v1);
-		}
-		if (i < hw) {
-			v8 v = ld8(p + i * b);
-			a0.lo += lo(v);
-			a0.hi += hi(v);
-		}
-		sum = add8(sum, add8(a0, a1));
+// mochi_bnb_term adds pixel v's term to a: x (square 0) or (x − mu)².
+static_inline void mochi_bnb_term(sum8 *a, v8 v, sum8 mu, int square) {
+	v4d l = lo(v), h = hi(v);
+	if (square) {
+		l = (l - mu.lo) * (l - mu.lo);
+		h = (h - mu.hi) * (h - mu.hi);
 	}
-	return sum;
+	a->lo += l;
+	a->hi += h;
 }
 
-// mochi_bnb_sqdev is Σ (x − mu)² over images [n0, n1) per channel.
-static_inline sum8 mochi_bnb_sqdev(mochi_bnb s, const float *x, long n0, long n1, sum8 mu) {
+// mochi_bnb_moment is Σ x (square 0) or Σ (x − mu)² (square 1) over
+// images [n0, n1) per channel.
+static_inline sum8 mochi_bnb_moment(mochi_bnb s, const float *x, long n0, long n1, sum8 mu, int square) {
 	sum8 sum = {0};
 	long hw = s.hw, b = s.block;
 	for (long n = n0; n < n1; n++) {
 		const float *p = x + mochi_bnb_at(s, n);
-		sum8 a0 = {0}, a1 = {0};
+		sum8 a0 = {0}, a1 = {0}; // even and odd pixels
 		long i = 0;
 		for (; i + 2 <= hw; i += 2) {
-			v8 v0 = ld8(p + i * b), v1 = ld8(p + (i + 1) * b);
-			v4d d0l = lo(v0) - mu.lo, d0h = hi(v0) - mu.hi, d1l = lo(v1) - mu.lo, d1h = hi(v1) - mu.hi;
-			a0.lo += d0l * d0l;
-			a0.hi += d0h * d0h;
-			a1.lo += d1l * d1l;
-			a1.hi += d1h * d1h;
+			mochi_bnb_term(&a0, ld8(p + i * b), mu, square);
+			mochi_bnb_term(&a1, ld8(p + (i + 1) * b), mu, square);
 		}
-		if (i < hw) {
-			v8 v = ld8(p + i * b);
-			v4d dl = lo(v) - mu.lo, dh = hi(v) - mu.hi;
-			a0.lo += dl * dl;
-			a0.hi += dh * dh;
-		}
+		if (i < hw) mochi_bnb_term(&a0, ld8(p + i * b), mu, square);
 		sum = add8(sum, add8(a0, a1));
 	}
 	return sum;
@@ -145,10 +106,10 @@ MOCHI_HOT void mochi_bnb_train(mochi_bnb s, const float *x, const float *r, floa
 	double mu_sum[8] = {0}, var_sum[8] = {0};
 	for (long g = 0; g < s.groups; g++) {
 		long n0 = g * per, n1 = n0 + per;
-		sum8 mu = mochi_bnb_sum(s, x, n0, n1);
+		sum8 zero = {0}, mu = mochi_bnb_moment(s, x, n0, n1, zero, 0);
 		mu.lo /= m;
 		mu.hi /= m;
-		sum8 sq = mochi_bnb_sqdev(s, x, n0, n1, mu);
+		sum8 sq = mochi_bnb_moment(s, x, n0, n1, mu, 1);
 		v8 a, b;
 		for (int l = 0; l < 8; l++) {
 			double mul = lane(mu, l), sql = lane(sq, l);
