@@ -63,10 +63,11 @@ func newLayoutNet(tb testing.TB, n int) *layoutNet {
 }
 
 // plainBackend hides a backend's device.Blocked (and keeps its fused
-// BatchNorm+ReLU): a plan compiled on it keeps every activation NCHW.
+// batch-norm kernels): a plan compiled on it keeps every activation NCHW.
 type plainBackend struct {
 	device.Backend
 	device.BatchNormReLU
+	device.BatchNormAddReLU
 }
 
 // TestLayoutsChosen compiles layoutNet on a CPU backend in mode auto: the
@@ -123,7 +124,7 @@ func TestLayoutsChosen(t *testing.T) {
 		t.Errorf("%d blocked batch norms, %d blocked poolings; want the 16-channel ones' forwards and backwards, 4 and 2", blockedBN, blockedPool)
 	}
 
-	ref, err := Compile(net.g, plainBackend{be, be}, outputs...)
+	ref, err := Compile(net.g, plainBackend{be, be, be}, outputs...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,10 +123,11 @@ func TestTrainingStepsOnPlan(t *testing.T) {
 }
 
 // plainBackend hides a backend's device.Blocked (keeping its fused
-// BatchNorm+ReLU): a plan compiled on it keeps every activation NCHW.
+// batch-norm kernels): a plan compiled on it keeps every activation NCHW.
 type plainBackend struct {
 	device.Backend
 	device.BatchNormReLU
+	device.BatchNormAddReLU
 }
 
 // TestBlockedLayoutMatchesNCHW compiles a ResNet-18 of base width 16 on
@@ -151,7 +152,7 @@ func TestBlockedLayoutMatchesNCHW(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blocked.Free()
-	plain, err := graph.Compile(lg.g, plainBackend{be, be}, outputs...)
+	plain, err := graph.Compile(lg.g, plainBackend{be, be, be}, outputs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +161,24 @@ func TestBlockedLayoutMatchesNCHW(t *testing.T) {
 	if err := blocked.RunProfiled(prof); err != nil {
 		t.Fatal(err)
 	}
+	// Every batch norm (plain, +ReLU, +Add+ReLU, forward and backward) of
+	// the 16- and 32-channel stages and every convolution between them
+	// runs blocked.
 	if x, _ := be.ConvBlocks(device.ConvShape{N: 4, C: 16, H: 16, W: 16, K: 16, R: 3, S: 3, Stride: 1, Pad: 1}); x != 0 {
+		bn, conv := fmt.Sprintf("Block:%d}", x), fmt.Sprintf("XBlock:%d YBlock:%d}", x, x)
 		n := 0
 		for _, e := range prof.Entries() {
-			if strings.Contains(e.Op, fmt.Sprintf("XBlock:%d YBlock:%d", x, x)) {
+			inner := strings.Contains(e.Op, " C:16 ") || strings.Contains(e.Op, " C:32 ")
+			switch {
+			case strings.HasPrefix(e.Op, "BatchNorm") && inner && !strings.Contains(e.Op, bn),
+				strings.HasPrefix(e.Op, "Conv2D") && inner && (strings.Contains(e.Op, " K:16 ") || strings.Contains(e.Op, " K:32 ")) && !strings.Contains(e.Op, conv):
+				t.Errorf("%s runs on NCHW activations, want blocks of %d", e.Op, x)
+			case strings.HasPrefix(e.Op, "BatchNormAddReLU") && inner:
 				n++
 			}
 		}
-		if n == 0 {
-			t.Errorf("no convolution runs on blocked activations; kernels: %v", prof.Entries())
+		if n != 8 { // profiles name each BatchNorm apart (by its state)
+			t.Errorf("%d blocked BatchNormAddReLU kernels of 16 or 32 channels, want 8 (2 stages × 2 blocks, forward and backward)", n)
 		}
 	}
 	for run := range 2 {
