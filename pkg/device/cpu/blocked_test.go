@@ -237,6 +237,20 @@ func TestBlockedConvMatchesPlain(t *testing.T) {
 			}
 		}
 	}
+	// oneDNN reorders no blocked activation: the primitives' user layouts
+	// are their own.
+	for k, p := range be.dnnl.convs.prims {
+		x, y := 0, 2 // mochi_conv's operands: forward (x, w, y)
+		switch k.op {
+		case convBackwardData: // (dy, w, dx)
+			x, y = 2, 0
+		case convBackwardFilter: // (x, dy, dw)
+			x, y = 0, 1
+		}
+		if p.conv != nil && (k.s.XBlock != 0 && p.conv.reorder[x] != nil || k.s.YBlock != 0 && p.conv.reorder[y] != nil) {
+			t.Errorf("%s %+v: oneDNN reorders a blocked activation", opName(k.op), k.s)
+		}
+	}
 
 	wino := device.ConvShape{N: 2, C: 64, H: 8, W: 8, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
 	for _, m := range []ConvMode{ConvAuto, ConvBLAS} {
