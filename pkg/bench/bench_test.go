@@ -167,14 +167,21 @@ func TestMoCoStepTrains(t *testing.T) {
 }
 
 // TestMoCoStepAllocatesNothing: after warm-up a MoCo/MoCHi step, on one
-// thread and on two, makes no heap allocation (the plans' buffers, the
-// kernels' scratch, the mixing draw and the queue's copy are all reused),
-// so a long run puts no load on the garbage collector.
+// thread and on two, with the reference convolutions (blas) and the
+// default ones (auto: oneDNN's, with activations kept in its channel
+// blocks from 8 channels), makes no heap allocation (the plans' buffers,
+// the kernels' scratch, the mixing draw and the queue's copy are all
+// reused), so a long run puts no load on the garbage collector.
 func TestMoCoStepAllocatesNothing(t *testing.T) {
-	for _, threads := range []int{1, 2} {
+	for i := range 4 {
+		threads, mode := 1+i%2, []cpu.ConvMode{cpu.ConvBLAS, cpu.ConvAuto}[i/2]
 		c := MoCoConfig{Config: tinyBench(), K: 20, M: 0.99, Mix: hardneg.Config{N: 6, S: 4, SPrime: 2, Tau: 0.1}}
 		c.EmbedDim = 8
-		s, err := NewMoCoStep(c, cpu.New(threads))
+		be := cpu.New(threads)
+		if err := be.SetConvMode(mode); err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewMoCoStep(c, be)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +195,7 @@ func TestMoCoStepAllocatesNothing(t *testing.T) {
 		// K = 20 is not a multiple of the batch of 8: the steps measured
 		// include enqueues that wrap around the queue's end.
 		if n := testing.AllocsPerRun(5, run); n != 0 {
-			t.Errorf("%d threads: %v heap allocations per MoCo step after warm-up, want 0", threads, n)
+			t.Errorf("%d threads, cpu.conv %s: %v heap allocations per MoCo step after warm-up, want 0", threads, mode, n)
 		}
 		if runErr != nil {
 			t.Fatal(runErr)

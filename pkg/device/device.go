@@ -8,7 +8,7 @@
 // all three, what training needs; a package that needs less takes less
 // (pkg/optim and pkg/queue take a Core). Optional abilities are small
 // interfaces found by a type assertion (ConvTF32, BatchNormReLU,
-// BatchNormAddReLU).
+// BatchNormAddReLU, Blocked).
 //
 // The rest of the program sees only these interfaces. The CPU backend
 // (package device/cpu) is the ground truth; every other backend must pass the
@@ -50,10 +50,13 @@ type Buffer interface {
 
 // ConvShape describes a 2-D convolution without groups or dilation:
 // input x N×C×H×W, filter w K×C×R×S, output y N×K×OutH()×OutW().
+// XBlock and YBlock are the layouts of x (dx) and y (dy): 0 for NCHW, else
+// a channel block (see Blocked); filters are always K×C×R×S.
 type ConvShape struct {
-	N, C, H, W  int // input batch, channels, height, width
-	K, R, S     int // output channels, filter height, filter width
-	Stride, Pad int // same in both spatial directions
+	N, C, H, W     int // input batch, channels, height, width
+	K, R, S        int // output channels, filter height, filter width
+	Stride, Pad    int // same in both spatial directions
+	XBlock, YBlock int // 0: NCHW; else x's, y's channel block
 }
 
 // OutH is the output height: (H + 2·Pad − R)/Stride + 1.
@@ -66,16 +69,21 @@ func (s ConvShape) OutW() int { return (s.W+2*s.Pad-s.S)/s.Stride + 1 }
 // a fully connected layer). Groups splits the batch into that many equal
 // consecutive groups with their own statistics (split-BN, which stands in
 // for MoCo's ShuffleBN on one device); Groups = 1 is ordinary BatchNorm.
-// N must be a multiple of Groups.
+// N must be a multiple of Groups. Block is the layout of x, y, dy, dx:
+// 0 for N×C×HW, else a channel block (see Blocked).
 type BNShape struct {
 	N, C, HW, Groups int
+	Block            int
 }
 
 // PoolShape describes a max pooling with a Size×Size window:
-// input N×C×H×W, output N×C×OutH()×OutW(). Padding counts as −∞.
+// input N×C×H×W, output N×C×OutH()×OutW(). Padding counts as −∞. Block
+// is the layout of x, y, dy, dx: 0 for NCHW, else a channel block (see
+// Blocked).
 type PoolShape struct {
 	N, C, H, W        int
 	Size, Stride, Pad int
+	Block             int
 }
 
 // OutH is the pooled height: (H + 2·Pad − Size)/Stride + 1.
@@ -276,6 +284,24 @@ type Contrastive interface {
 type ConvTF32 interface {
 	// SetConvTF32 switches the convolutions to TF32 (on) or back to fp32.
 	SetConvTF32(on bool) error
+}
+
+// Blocked is implemented by backends whose convolution kernels keep
+// activations in a channel-blocked layout and whose BatchNorm, BatchNormReLU
+// and max-pooling kernels take that layout too, so that a plan (pkg/graph)
+// can keep activations blocked between the convolutions instead of
+// reordering them at every call. With channel block B (B divides C), an
+// N×C×H×W tensor holds element (n, c, h, w) at
+// ((n·C/B + c/B)·H·W + h·W + w)·B + c mod B — oneDNN's nChw8c for B = 8.
+// The images stay outermost, so a range of whole images is contiguous,
+// and the elementwise kernels (Add, ReLU, ReLUBackward, Copy) need no
+// change. A backend without this ability is never given a nonzero block.
+type Blocked interface {
+	// ConvBlocks returns the channel blocks the backend's kernel for the
+	// convolution s (its blocks ignored) keeps x (and dx) and y (and dy)
+	// in: 0 where that kernel takes plain NCHW (then passing a block
+	// only costs reorders), else the block that spares them.
+	ConvBlocks(s ConvShape) (x, y int)
 }
 
 // BatchNormReLU is implemented by backends that fuse the ReLU following a

@@ -25,6 +25,11 @@ func (op *addOp) Type() hm.Type      { r := len(op.out); return fnType(r, r, r) 
 func (op *addOp) String() string     { return fmt.Sprintf("Add{%s}", shapeString(op.out)) }
 func (op *addOp) DiffWRT(int) []bool { return []bool{true, true} }
 
+func (op *addOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	return elementwiseSlots(n, 2)
+}
+func (op *addOp) withBlocks([]int) Kernel { return op }
+
 // Exec runs the elementwise addition.
 func (op *addOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	be.Add(in[0], in[1], out)

@@ -169,6 +169,35 @@ func (op *bnOp) String() string {
 	return fmt.Sprintf("%s{%+v state=%p}", name, op.s, op.st)
 }
 
+// layoutSlots: x, y (and r, dy, dx, dr) of an N×C×H×W batch norm share
+// any layout; γ, β are vectors.
+func (op *bnOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	operands := make([]int, op.Arity()+1)
+	for i := range operands {
+		operands[i] = plainOperand
+	}
+	if len(op.x) != 4 {
+		return operands, nil
+	}
+	shared := []int{0, len(operands) - 1} // x and y, or x and [dx | dr | dγ | dβ]
+	switch {
+	case op.backward: // (x, y, dy, γ)
+		shared = append(shared, 1, 2)
+	case op.add: // (x, γ, β, r)
+		shared = append(shared, 3)
+	}
+	for _, i := range shared {
+		operands[i] = 0
+	}
+	return operands, []layoutSlot{{channels: op.s.C, want: -1}}
+}
+
+func (op *bnOp) withBlocks(blocks []int) Kernel {
+	b := *op
+	b.s.Block = blocks[0]
+	return &b
+}
+
 // Exec normalises with batch or running statistics, or runs the backward.
 func (op *bnOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	return op.prepare(be, in, out)()

@@ -62,6 +62,26 @@ func (op *convOp) String() string {
 	return fmt.Sprintf("%s%+v", convPassName[op.pass], op.s)
 }
 
+// layoutSlots: slot 0 is x (dx), slot 1 y (dy), in the layouts the
+// backend's kernel for the shape keeps them in; w (dw) is K×C×R×S.
+func (op *convOp) layoutSlots(_ *gorgonia.Node, bl device.Blocked) ([]int, []layoutSlot) {
+	x, y := bl.ConvBlocks(op.s)
+	slots := []layoutSlot{{channels: op.s.C, want: x}, {channels: op.s.K, want: y}}
+	switch op.pass {
+	case convForward: // (x, w) → y
+		return []int{0, plainOperand, 1}, slots
+	case convBackData: // (dy, w) → dx
+		return []int{1, plainOperand, 0}, slots
+	}
+	return []int{0, 1, plainOperand}, slots // (x, dy) → dw
+}
+
+func (op *convOp) withBlocks(blocks []int) Kernel {
+	b := *op
+	b.s.XBlock, b.s.YBlock = blocks[0], blocks[1]
+	return &b
+}
+
 // Exec runs the pass's convolution kernel.
 func (op *convOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	switch op.pass {

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"testing"
@@ -35,6 +36,33 @@ func distinct(rng *rand.Rand, n int) []float32 {
 }
 
 var f64 = numconv.Slice[float64, float32]
+
+// paramMaker returns param(name, shape...), which adds to g an input node
+// of random values away from zero, named name and its index in *params
+// (names must be unique: Gorgonia merges input nodes of equal name and
+// shape), and appends it to *params.
+func paramMaker(g *gorgonia.ExprGraph, rng *rand.Rand, params *[]*gorgonia.Node) func(name string, shape ...int) *gorgonia.Node {
+	return func(name string, shape ...int) *gorgonia.Node {
+		size := 1
+		for _, d := range shape {
+			size *= d
+		}
+		p := input(g, fmt.Sprintf("%s%d", name, len(*params)), randomAwayFromZero(rng, size), shape...)
+		*params = append(*params, p)
+		return p
+	}
+}
+
+// mustNode returns must(y, err), which fails tb on err and returns y.
+func mustNode(tb testing.TB) func(y *gorgonia.Node, err error) *gorgonia.Node {
+	return func(y *gorgonia.Node, err error) *gorgonia.Node {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return y
+	}
+}
 
 // input adds a float32 tensor node bound to data.
 func input(g *gorgonia.ExprGraph, name string, data []float32, shape ...int) *gorgonia.Node {

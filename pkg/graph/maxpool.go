@@ -46,6 +46,21 @@ func (op *maxPoolOp) String() string {
 	return fmt.Sprintf("MaxPool2D{%+v}", op.s)
 }
 
+// layoutSlots: x, y (and dy, dx) share any layout.
+func (op *maxPoolOp) layoutSlots(*gorgonia.Node, device.Blocked) ([]int, []layoutSlot) {
+	operands := []int{0, 0}
+	if op.backward {
+		operands = append(operands, 0)
+	}
+	return operands, []layoutSlot{{channels: op.s.C, want: -1}}
+}
+
+func (op *maxPoolOp) withBlocks(blocks []int) Kernel {
+	b := *op
+	b.s.Block = blocks[0]
+	return &b
+}
+
 // Exec runs the pooling or its backward.
 func (op *maxPoolOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	if op.backward {

@@ -69,11 +69,20 @@ func (gorgoniaAdd) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 	return nil
 }
 
-// name is the step's op as profiles list it: its String(), except for
-// Gorgonia's gradient sums, whose own ("+ false") says nothing.
+func (gorgoniaAdd) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	return elementwiseSlots(n, 2)
+}
+func (k gorgoniaAdd) withBlocks([]int) Kernel { return k }
+
+// name is the step's op as profiles list it: its kernel's String() (the
+// op's, with the layouts chosen at compile time), except for Gorgonia's
+// gradient sums, whose own ("+ false") says nothing.
 func (s *step) name() string {
 	if _, ok := s.k.(gorgoniaAdd); ok {
 		return "AddGradients{" + shapeString(s.node.Shape()) + "}"
+	}
+	if k, ok := s.k.(fmt.Stringer); ok {
+		return k.String()
 	}
 	return s.node.Op().String()
 }
@@ -185,6 +194,10 @@ func compile(g *gorgonia.ExprGraph, be device.Backend, lender *Plan, outputs []*
 				lastRead[c] = i
 			}
 		}
+	}
+
+	if bl, ok := be.(device.Blocked); ok {
+		chooseLayouts(bl, order, kids, kernels, p.keep)
 	}
 
 	// Where each value lives: a root has memory of its own, a view lives

@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"fmt"
 	"math/rand"
 	"slices"
 	"strings"
@@ -30,23 +29,7 @@ func newSmallNet(tb testing.TB, rng *rand.Rand, n, hw, width int) *smallNet {
 	tb.Helper()
 	g := gorgonia.NewGraph()
 	net := &smallNet{g: g}
-	param := func(name string, shape ...int) *gorgonia.Node {
-		size := 1
-		for _, d := range shape {
-			size *= d
-		}
-		// Names must be unique: Gorgonia merges input nodes of equal name and shape.
-		p := input(g, fmt.Sprintf("%s%d", name, len(net.params)), randomAwayFromZero(rng, size), shape...)
-		net.params = append(net.params, p)
-		return p
-	}
-	must := func(y *gorgonia.Node, err error) *gorgonia.Node {
-		tb.Helper()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return y
-	}
+	param, must := paramMaker(g, rng, &net.params), mustNode(tb)
 	bn := func(x *gorgonia.Node, c, groups int) *gorgonia.Node {
 		st := NewBNState(Host(), c)
 		st.Groups = groups

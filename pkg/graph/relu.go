@@ -35,6 +35,15 @@ func (op *reluOp) String() string {
 	return fmt.Sprintf("ReLU{%s}", shapeString(op.out))
 }
 
+// layoutSlots: the forward's x, y and the backward's y, dy, dx share any layout.
+func (op *reluOp) layoutSlots(n *gorgonia.Node, _ device.Blocked) ([]int, []layoutSlot) {
+	if op.backward {
+		return elementwiseSlots(n, 2)
+	}
+	return elementwiseSlots(n, 1)
+}
+func (op *reluOp) withBlocks([]int) Kernel { return op }
+
 // Exec runs ReLU or its backward.
 func (op *reluOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	if op.backward {

@@ -34,6 +34,18 @@ func (op *sliceOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer
 	return nil
 }
 
+// layoutSlots: an activation of BatchNorm's backward output (dx, dr:
+// 4-d slices at a multiple of their size) has the layout of the vector,
+// whose activations the backward writes in one layout; dγ and dβ, behind
+// them, are vectors that no layout changes.
+func (op *sliceOp) layoutSlots(*gorgonia.Node, device.Blocked) ([]int, []layoutSlot) {
+	if len(op.out) == 4 && op.off%op.out.TotalSize() == 0 {
+		return []int{0, 0}, []layoutSlot{{channels: op.out[1], want: -1}}
+	}
+	return []int{anyOperand, plainOperand}, nil
+}
+func (op *sliceOp) withBlocks([]int) Kernel { return op }
+
 // viewOf tells the plan that this node is a view of input 0 at offset off.
 func (op *sliceOp) viewOf() (input, off int) { return 0, op.off }
 

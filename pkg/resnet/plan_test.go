@@ -1,11 +1,15 @@
 package resnet
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"gorgonia.org/gorgonia"
 
+	"github.com/mochi-ssl/mochi/pkg/device"
+	"github.com/mochi-ssl/mochi/pkg/device/cpu"
 	"github.com/mochi-ssl/mochi/pkg/graph"
 	"github.com/mochi-ssl/mochi/pkg/optim"
 )
@@ -115,5 +119,79 @@ func TestTrainingStepsOnPlan(t *testing.T) {
 	}
 	if got := download(plan, lg.m.Params[0].Node); math.Abs(float64(got[0]-initial["conv1.weight"][0])) != 0 {
 		t.Error("LoadWeights did not reach the plan's buffer")
+	}
+}
+
+// plainBackend hides a backend's device.Blocked (keeping its fused
+// batch-norm kernels): a plan compiled on it keeps every activation NCHW.
+type plainBackend struct {
+	device.Backend
+	device.BatchNormReLU
+	device.BatchNormAddReLU
+}
+
+// TestBlockedLayoutMatchesNCHW compiles a ResNet-18 of base width 16 on
+// the CPU backend in mode auto, where the activations of the 16- and
+// 32-channel stages stay in oneDNN's channel blocks between its
+// convolutions, and on the same backend with every activation NCHW: the
+// loss, the embedding and every gradient agree within 1e-5 (relative, per
+// tensor; the blocked BatchNorm sums each channel's float64 statistics in
+// another order, which can move a float32 statistic by an ulp), over two
+// runs. The PyTorch parity tests (TestMatchesTorch) run the TapeMachine,
+// whose kernels are the NCHW ones this compares against.
+func TestBlockedLayoutMatchesNCHW(t *testing.T) {
+	be := cpu.New(2)
+	if err := be.SetConvMode(cpu.ConvAuto); err != nil {
+		t.Fatal(err)
+	}
+	lg := newLossGraph(t, Config{Depth: 18, Stem: SmallStem, Width: 16, EmbedDim: 16, Seed: 41}, 4, 16, 16)
+	lg.differentiate(t)
+	outputs := append(gorgonia.Nodes{lg.loss, lg.m.Embedding}, lg.grads...)
+	blocked, err := graph.Compile(lg.g, be, outputs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocked.Free()
+	plain, err := graph.Compile(lg.g, plainBackend{be, be, be}, outputs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Free()
+	prof := graph.NewProfile()
+	if err := blocked.RunProfiled(prof); err != nil {
+		t.Fatal(err)
+	}
+	// Every batch norm (plain, +ReLU, +Add+ReLU, forward and backward) of
+	// the 16- and 32-channel stages and every convolution between them
+	// runs blocked.
+	if x, _ := be.ConvBlocks(device.ConvShape{N: 4, C: 16, H: 16, W: 16, K: 16, R: 3, S: 3, Stride: 1, Pad: 1}); x != 0 {
+		bn, conv := fmt.Sprintf("Block:%d}", x), fmt.Sprintf("XBlock:%d YBlock:%d}", x, x)
+		n := 0
+		for _, e := range prof.Entries() {
+			inner := strings.Contains(e.Op, " C:16 ") || strings.Contains(e.Op, " C:32 ")
+			switch {
+			case strings.HasPrefix(e.Op, "BatchNorm") && inner && !strings.Contains(e.Op, bn),
+				strings.HasPrefix(e.Op, "Conv2D") && inner && (strings.Contains(e.Op, " K:16 ") || strings.Contains(e.Op, " K:32 ")) && !strings.Contains(e.Op, conv):
+				t.Errorf("%s runs on NCHW activations, want blocks of %d", e.Op, x)
+			case strings.HasPrefix(e.Op, "BatchNormAddReLU") && inner:
+				n++
+			}
+		}
+		if n != 8 { // profiles name each BatchNorm apart (by its state)
+			t.Errorf("%d blocked BatchNormAddReLU kernels of 16 or 32 channels, want 8 (2 stages × 2 blocks, forward and backward)", n)
+		}
+	}
+	for run := range 2 {
+		if err := plain.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if err := blocked.Run(); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range outputs {
+			if e := relErr(download(blocked, n), download(plain, n)); e > 1e-5 {
+				t.Errorf("run %d, %v: blocked plan differs from the NCHW one by %.2g (relative)", run+1, n.Name(), e)
+			}
+		}
 	}
 }

@@ -74,6 +74,7 @@ type Backend struct {
 var (
 	_ device.Backend       = (*Backend)(nil)
 	_ device.BatchNormReLU = (*Backend)(nil)
+	_ device.Blocked       = (*Backend)(nil)
 )
 
 // New returns a CPU backend that runs kernels on threads goroutines

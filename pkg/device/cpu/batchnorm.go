@@ -203,6 +203,10 @@ func (b *Backend) bnCheck(kernel string, s device.BNShape, train bool, xs ...dev
 		b.fail("%s: shape %+v: N must be a positive multiple of Groups", kernel, s)
 		return false
 	}
+	if !validBlock(s.Block, s.C) {
+		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
+		return false
+	}
 	if train && s.N/s.Groups*s.HW < 2 {
 		b.fail("%s: shape %+v has one value per channel and group: the batch statistics are undefined", kernel, s)
 		return false
@@ -220,7 +224,11 @@ func (b *Backend) bnRun(t bnTask) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tasks.bn = t
-	b.workers.parallel(t.s.C, max(1, elemGrain/(t.s.N*t.s.HW)), &b.tasks.bn)
+	if t.s.Block != 0 {
+		b.bnBlocked()
+	} else {
+		b.workers.parallel(t.s.C, max(1, elemGrain/(t.s.N*t.s.HW)), &b.tasks.bn)
+	}
 	b.tasks.bn = bnTask{}
 }
 

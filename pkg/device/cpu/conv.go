@@ -351,12 +351,25 @@ func addVector(dst, src []float32) {
 	}
 }
 
+// validBlock reports a channel block the kernels take for c channels:
+// none (0), or 8 or 16 dividing c (oneDNN's nChw8c and nChw16c).
+func validBlock(block, c int) bool {
+	return block == 0 || (block == 8 || block == 16) && c%block == 0
+}
+
+// blocked reports a convolution with an operand in a channel-blocked layout.
+func blocked(s device.ConvShape) bool { return s.XBlock != 0 || s.YBlock != 0 }
+
 // conv checks the buffers of a convolution and runs op over the batch, one
 // part per range of images.
 func (b *Backend) conv(kernel string, op convOp, s device.ConvShape, x, w, y device.Buffer) {
 	oh, ow := s.OutH(), s.OutW()
 	if s.N < 0 || s.C <= 0 || s.K <= 0 || s.R <= 0 || s.S <= 0 || s.Stride <= 0 || oh <= 0 || ow <= 0 {
 		b.fail("%s: invalid shape %+v", kernel, s)
+		return
+	}
+	if !validBlock(s.XBlock, s.C) || !validBlock(s.YBlock, s.K) {
+		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
 		return
 	}
 	xname, yname := "x", "dy"
@@ -371,6 +384,10 @@ func (b *Backend) conv(kernel string, op convOp, s device.ConvShape, x, w, y dev
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dnnlConv(op, s, x, w, y) {
+		return
+	}
+	if blocked(s) {
+		b.fail("%s %+v: im2col + BLAS takes NCHW activations, not channel blocks; compile the plan after SetConvMode (it asks ConvBlocks)", kernel, s)
 		return
 	}
 	crs, ohw := s.C*s.R*s.S, oh*ow

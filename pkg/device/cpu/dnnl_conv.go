@@ -73,18 +73,38 @@ static dnnl_status_t mochi_user_attr(dnnl_primitive_attr_t *attr) {
 	return dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
 }
 
-// mochi_conv_create builds the primitive of op for the shape with oneDNN's
-// algorithm alg (direct, winograd or auto); dims are n, c, h, w, k, r, s,
-// stride, pad, oh, ow. A dnnl_unimplemented status means oneDNN has no
-// kernel of that algorithm for the shape on this CPU.
-static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int op, int alg, const long *d) {
-	omp_set_num_threads(1);
-	dnnl_status_t st;
-	dnnl_primitive_attr_t attr = NULL;
-	dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL, rpd = NULL;
-	mochi_conv *m = calloc(1, sizeof *m);
-	if (!m) return dnnl_out_of_memory;
+// mochi_act_tag is the layout of an activation with channel block b:
+// NCHW for 0, nChw8c or nChw16c (oneDNN's aBcd8b, aBcd16b); the Go side
+// passes no other block.
+static dnnl_format_tag_t mochi_act_tag(long b) {
+	switch (b) {
+	case 8: return dnnl_aBcd8b;
+	case 16: return dnnl_aBcd16b;
+	}
+	return dnnl_nchw;
+}
 
+// mochi_act_block is the channel block of md's layout: 8 or 16 where it is
+// nChw8c or nChw16c, else 0.
+static long mochi_act_block(const dnnl_memory_desc_t *md) {
+	long blocks[] = {8, 16};
+	for (int i = 0; i < 2; i++) {
+		dnnl_memory_desc_t b;
+		if (dnnl_memory_desc_init_by_tag(&b, 4, md->dims, dnnl_f32, mochi_act_tag(blocks[i])) == dnnl_success &&
+		    dnnl_memory_desc_equal(&b, md)) {
+			return blocks[i];
+		}
+	}
+	return 0;
+}
+
+// mochi_conv_descs sets the descriptors of the shape d (n, c, h, w, k, r,
+// s, stride, pad, oh, ow, then x's and y's channel blocks): the forward
+// convolution of algorithm alg on layouts left to oneDNN, and the caller's
+// layouts of x, w and y.
+static dnnl_status_t mochi_conv_descs(const long *d, int alg, dnnl_convolution_desc_t *fwd,
+	dnnl_memory_desc_t *x_user, dnnl_memory_desc_t *w_user, dnnl_memory_desc_t *y_user) {
+	dnnl_status_t st;
 	long n = d[0], c = d[1], h = d[2], w = d[3], k = d[4], r = d[5], s = d[6];
 	long stride = d[7], pad = d[8], oh = d[9], ow = d[10];
 	dnnl_dims_t xd = {n, c, h, w}, wd = {k, c, r, s}, yd = {n, k, oh, ow};
@@ -94,17 +114,53 @@ static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int 
 	long prh = (oh - 1) * stride + r - h - pad, prw = (ow - 1) * stride + s - w - pad;
 	dnnl_dims_t pr = {prh > 0 ? prh : 0, prw > 0 ? prw : 0};
 
-	dnnl_memory_desc_t x_any, w_any, y_any, x_user, w_user, y_user;
+	dnnl_memory_desc_t x_any, w_any, y_any;
 	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, dnnl_format_tag_any));
 	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any));
 	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, dnnl_format_tag_any));
-	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&x_user, 4, xd, dnnl_f32, dnnl_nchw));
-	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&w_user, 4, wd, dnnl_f32, dnnl_oihw));
-	MOCHI_TRY(dnnl_memory_desc_init_by_tag(&y_user, 4, yd, dnnl_f32, dnnl_nchw));
-	MOCHI_TRY(mochi_user_attr(&attr));
+	MOCHI_TRY(dnnl_memory_desc_init_by_tag(x_user, 4, xd, dnnl_f32, mochi_act_tag(d[11])));
+	MOCHI_TRY(dnnl_memory_desc_init_by_tag(w_user, 4, wd, dnnl_f32, dnnl_oihw));
+	MOCHI_TRY(dnnl_memory_desc_init_by_tag(y_user, 4, yd, dnnl_f32, mochi_act_tag(d[12])));
+	MOCHI_TRY(dnnl_convolution_forward_desc_init(fwd, dnnl_forward_training, alg, &x_any, &w_any, NULL, &y_any, strides, pl, pr));
+fail:
+	return st;
+}
+
+// mochi_conv_blocks sets xb and yb to the channel blocks of the layouts
+// oneDNN's forward kernel of algorithm alg chooses for x and y of the
+// shape d (as in mochi_conv_descs, blocks ignored).
+static dnnl_status_t mochi_conv_blocks(dnnl_engine_t eng, int alg, const long *d, long *xb, long *yb) {
+	dnnl_status_t st;
+	dnnl_convolution_desc_t fwd;
+	dnnl_memory_desc_t x_user, w_user, y_user;
+	dnnl_primitive_desc_t pd = NULL;
+	MOCHI_TRY(mochi_conv_descs(d, alg, &fwd, &x_user, &w_user, &y_user));
+	MOCHI_TRY(dnnl_primitive_desc_create(&pd, &fwd, NULL, eng, NULL));
+	*xb = mochi_act_block(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+	*yb = mochi_act_block(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+fail:
+	if (pd) dnnl_primitive_desc_destroy(pd);
+	return st;
+}
+
+// mochi_conv_create builds the primitive of op for the shape d (as in
+// mochi_conv_descs) with oneDNN's algorithm alg (direct, winograd or
+// auto). A dnnl_unimplemented status means oneDNN has no kernel of that
+// algorithm for the shape on this CPU.
+static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int op, int alg, const long *d) {
+	omp_set_num_threads(1);
+	dnnl_status_t st;
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL, rpd = NULL;
+	mochi_conv *m = calloc(1, sizeof *m);
+	if (!m) return dnnl_out_of_memory;
 
 	dnnl_convolution_desc_t fwd, desc;
-	MOCHI_TRY(dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg, &x_any, &w_any, NULL, &y_any, strides, pl, pr));
+	dnnl_memory_desc_t x_user, w_user, y_user;
+	MOCHI_TRY(mochi_conv_descs(d, alg, &fwd, &x_user, &w_user, &y_user));
+	MOCHI_TRY(mochi_user_attr(&attr));
+	// The backwards' descriptors on the forward's layouts left to oneDNN.
+	const dnnl_memory_desc_t *x_any = &fwd.src_desc, *w_any = &fwd.weights_desc, *y_any = &fwd.dst_desc;
 	const dnnl_memory_desc_t *users[3];
 	dnnl_query_t queries[3];
 	switch (op) {
@@ -116,7 +172,7 @@ static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int 
 		break;
 	case MOCHI_BWD_DATA:
 		MOCHI_TRY(dnnl_primitive_desc_create(&fwd_pd, &fwd, NULL, eng, NULL));
-		MOCHI_TRY(dnnl_convolution_backward_data_desc_init(&desc, alg, &x_any, &w_any, &y_any, strides, pl, pr));
+		MOCHI_TRY(dnnl_convolution_backward_data_desc_init(&desc, alg, x_any, w_any, y_any, fwd.strides, fwd.padding[0], fwd.padding[1]));
 		MOCHI_TRY(dnnl_primitive_desc_create(&pd, &desc, attr, eng, fwd_pd));
 		m->arg[0] = DNNL_ARG_DIFF_DST; m->arg[1] = DNNL_ARG_WEIGHTS; m->arg[2] = DNNL_ARG_DIFF_SRC;
 		users[0] = &y_user; users[1] = &w_user; users[2] = &x_user;
@@ -124,7 +180,7 @@ static dnnl_status_t mochi_conv_create(mochi_conv **out, dnnl_engine_t eng, int 
 		break;
 	default:
 		MOCHI_TRY(dnnl_primitive_desc_create(&fwd_pd, &fwd, NULL, eng, NULL));
-		MOCHI_TRY(dnnl_convolution_backward_weights_desc_init(&desc, alg, &x_any, &w_any, NULL, &y_any, strides, pl, pr));
+		MOCHI_TRY(dnnl_convolution_backward_weights_desc_init(&desc, alg, x_any, w_any, NULL, y_any, fwd.strides, fwd.padding[0], fwd.padding[1]));
 		MOCHI_TRY(dnnl_primitive_desc_create(&pd, &desc, attr, eng, fwd_pd));
 		m->arg[0] = DNNL_ARG_SRC; m->arg[1] = DNNL_ARG_DIFF_DST; m->arg[2] = DNNL_ARG_DIFF_WEIGHTS;
 		users[0] = &x_user; users[1] = &y_user; users[2] = &w_user;
@@ -350,8 +406,7 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 		c.prims[key] = dnnlPrim{impl: winoImpl}
 		return nil, nil
 	}
-	dims := [11]C.long{C.long(s.N), C.long(s.C), C.long(s.H), C.long(s.W), C.long(s.K), C.long(s.R), C.long(s.S),
-		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW())}
+	dims := convDims(s)
 	var p *C.mochi_conv
 	alg := key.mode.algorithm()
 	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(alg), &dims[0])
@@ -367,6 +422,53 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 	}
 	c.prims[key] = dnnlPrim{conv: p, impl: C.GoString(p.impl)}
 	return p, nil
+}
+
+// convDims is the shape as mochi_conv_descs takes it.
+func convDims(s device.ConvShape) [13]C.long {
+	return [13]C.long{C.long(s.N), C.long(s.C), C.long(s.H), C.long(s.W), C.long(s.K), C.long(s.R), C.long(s.S),
+		C.long(s.Stride), C.long(s.Pad), C.long(s.OutH()), C.long(s.OutW()), C.long(s.XBlock), C.long(s.YBlock)}
+}
+
+// ConvBlocks returns the channel blocks of the layouts oneDNN's forward
+// kernel for s keeps x and y in (nChw8c on AVX2, nChw16c on AVX-512 where
+// the channels allow), 0 where it takes NCHW, and 0, 0 for the
+// convolutions oneDNN does not run: in mode blas, on mochi's Winograd, and
+// in mode winograd, whose kernels differ by CPU. The backward kernels of
+// the same shape use the forward's layouts (else oneDNN reorders, which
+// is only slower).
+func (b *Backend) ConvBlocks(s device.ConvShape) (x, y int) {
+	s.XBlock, s.YBlock = 0, 0
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := b.dnnl.mode; (m != ConvAuto && m != ConvDirect) || (m == ConvAuto && b.mochiWinograd(s)) || s.N == 0 {
+		return 0, 0
+	}
+	c := b.dnnlEngine()
+	if c == nil {
+		return 0, 0
+	}
+	var xb, yb C.long
+	dims := convDims(s)
+	if C.mochi_conv_blocks(c.engine, C.dnnl_convolution_direct, &dims[0], &xb, &yb) != C.dnnl_success {
+		return 0, 0 // the convolution itself will report the error
+	}
+	return int(xb), int(yb)
+}
+
+// dnnlEngine returns the oneDNN state, creating the engine on first use,
+// or nil after recording the error. Called with b.mu held.
+func (b *Backend) dnnlEngine() *dnnlConvs {
+	if b.dnnl.convs == nil {
+		c := &dnnlConvs{prims: map[dnnlKey]dnnlPrim{}}
+		if st := C.dnnl_engine_create(&c.engine, C.dnnl_cpu, 0); st != C.dnnl_success {
+			b.fail("oneDNN: no CPU engine (%s): use cpu.conv blas", dnnlStatus(st))
+			return nil
+		}
+		b.dnnl.convs = c
+		runtime.AddCleanup(b, func(c *dnnlConvs) { c.free() }, c)
+	}
+	return b.dnnl.convs
 }
 
 // opName names a convolution kernel in messages.
@@ -421,16 +523,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 	if b.dnnl.mode == ConvBLAS || s.N == 0 {
 		return false
 	}
-	if b.dnnl.convs == nil {
-		c := &dnnlConvs{prims: map[dnnlKey]dnnlPrim{}}
-		if st := C.dnnl_engine_create(&c.engine, C.dnnl_cpu, 0); st != C.dnnl_success {
-			b.fail("oneDNN: no CPU engine (%s): use cpu.conv blas", dnnlStatus(st))
-			return true
-		}
-		b.dnnl.convs = c
-		runtime.AddCleanup(b, func(c *dnnlConvs) { c.free() }, c)
+	c := b.dnnlEngine()
+	if c == nil {
+		return true
 	}
-	c := b.dnnl.convs
 	t := &c.task
 	parts := b.workers.parts(s.N, 1)
 	t.prims, t.arenas, t.status = grow(t.prims, parts), grow(t.arenas, parts), grow(t.status, parts)
@@ -443,6 +539,10 @@ func (b *Backend) dnnlConv(op convOp, s device.ConvShape, x, w, y device.Buffer)
 		prim, err := b.primitive(dnnlKey{op: op, s: part, mode: b.dnnl.mode, part: p})
 		if err != nil {
 			b.fail("%s: %v", opName(op), err)
+			return true
+		}
+		if prim == nil && blocked(s) {
+			b.fail("%s %+v: mochi's Winograd takes NCHW activations, not channel blocks; compile the plan after SetConvMode (it asks ConvBlocks)", opName(op), s)
 			return true
 		}
 		if prim == nil { // part 0's: mochi's Winograd runs the whole batch

@@ -21,3 +21,6 @@ type dnnlState struct {
 func (b *Backend) dnnlConv(convOp, device.ConvShape, device.Buffer, device.Buffer, device.Buffer) bool {
 	return false
 }
+
+// ConvBlocks returns 0, 0: im2col + BLAS takes NCHW activations only.
+func (b *Backend) ConvBlocks(device.ConvShape) (x, y int) { return 0, 0 }

@@ -18,7 +18,11 @@
 // each part of the batch gets its own primitive per shape, created on
 // first use and cached, whose operands are reordered between NCHW/OIHW and
 // oneDNN's blocked layouts inside the call, into a per-part arena that
-// every shape reuses. In mode auto, the 3×3 stride-1 pad-1 convolutions
+// every shape reuses — unless the shape's activations are already in the
+// primitive's channel blocks (device.Blocked: ConvBlocks names them, the
+// batch norms take them in C, batchnorm_blocked.c, and max pooling in Go,
+// so a compiled plan keeps activations blocked between oneDNN's
+// convolutions). In mode auto, the 3×3 stride-1 pad-1 convolutions
 // with 64 channels or more run mochi's own Winograd F(4×4, 3×3) instead;
 // in mode winograd, those that oneDNN has no Winograd kernel for (any CPU
 // without AVX-512) do (winograd.go, winograd.c): per chunk of images,

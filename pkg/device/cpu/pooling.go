@@ -7,7 +7,9 @@ import (
 )
 
 // poolTask runs max pooling (forward, or backward when backward is set) over
-// a range of N·C planes.
+// a range of N·C planes. In a channel-blocked layout (s.Block = B) plane
+// q = n·C + c starts at (q/B)·H·W·B + q mod B and its elements are B
+// apart; plain NCHW is B = 1.
 type poolTask struct {
 	s        device.PoolShape
 	backward bool
@@ -15,15 +17,15 @@ type poolTask struct {
 	dx       []float32
 }
 
-// argmax returns the offset in plane (H×W) of the first maximal element of
-// output (i, j)'s window in row-major order, or −1 for an all-padding window.
-func argmax(s device.PoolShape, plane []float32, i, j int) int {
+// argmax returns the index h·W + w in plane (H×W elements, step apart) of
+// the first maximal element of output (i, j)'s window in row-major order,
+// or −1 for an all-padding window.
+func argmax(s device.PoolShape, plane []float32, step, i, j int) int {
 	best, at := float32(math.Inf(-1)), -1
 	h0, w0 := i*s.Stride-s.Pad, j*s.Stride-s.Pad
 	for h := max(h0, 0); h < min(h0+s.Size, s.H); h++ {
-		row := plane[h*s.W : (h+1)*s.W]
 		for w := max(w0, 0); w < min(w0+s.Size, s.W); w++ {
-			if v := row[w]; v > best || at < 0 {
+			if v := plane[(h*s.W+w)*step]; v > best || at < 0 {
 				best, at = v, h*s.W+w
 			}
 		}
@@ -34,26 +36,30 @@ func argmax(s device.PoolShape, plane []float32, i, j int) int {
 func (t *poolTask) run(_, lo, hi int) {
 	s := t.s
 	hw, oh, ow := s.H*s.W, s.OutH(), s.OutW()
-	for p := lo; p < hi; p++ {
-		x, y := t.x[p*hw:(p+1)*hw], t.y[p*oh*ow:(p+1)*oh*ow]
+	step := max(s.Block, 1)
+	for q := lo; q < hi; q++ {
+		in, out := q/step*hw*step+q%step, q/step*oh*ow*step+q%step
+		x, y := t.x[in:], t.y[out:]
 		if !t.backward {
 			for i := 0; i < oh; i++ {
 				for j := 0; j < ow; j++ {
-					if a := argmax(s, x, i, j); a >= 0 {
-						y[i*ow+j] = x[a]
+					if a := argmax(s, x, step, i, j); a >= 0 {
+						y[(i*ow+j)*step] = x[a*step]
 					} else {
-						y[i*ow+j] = float32(math.Inf(-1))
+						y[(i*ow+j)*step] = float32(math.Inf(-1))
 					}
 				}
 			}
 			continue
 		}
-		dx := t.dx[p*hw : (p+1)*hw]
-		clear(dx)
+		dx := t.dx[in:]
+		for i := 0; i < hw; i++ {
+			dx[i*step] = 0
+		}
 		for i := 0; i < oh; i++ {
 			for j := 0; j < ow; j++ {
-				if a := argmax(s, x, i, j); a >= 0 {
-					dx[a] += y[i*ow+j]
+				if a := argmax(s, x, step, i, j); a >= 0 {
+					dx[a*step] += y[(i*ow+j)*step]
 				}
 			}
 		}
@@ -63,6 +69,10 @@ func (t *poolTask) run(_, lo, hi int) {
 func (b *Backend) maxPool(kernel string, s device.PoolShape, x, y, dx device.Buffer) {
 	if s.N < 0 || s.C <= 0 || s.Size <= 0 || s.Stride <= 0 || s.OutH() <= 0 || s.OutW() <= 0 {
 		b.fail("%s: invalid shape %+v", kernel, s)
+		return
+	}
+	if !validBlock(s.Block, s.C) {
+		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
 		return
 	}
 	planes := s.N * s.C

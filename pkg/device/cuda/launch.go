@@ -119,6 +119,9 @@ func validConv(s device.ConvShape) error {
 	if s.N < 1 || s.C < 1 || s.H < 1 || s.W < 1 || s.K < 1 || s.R < 1 || s.S < 1 || s.Stride < 1 || s.Pad < 0 {
 		return fmt.Errorf("invalid convolution shape %+v: sizes and stride must be ≥ 1, padding ≥ 0", s)
 	}
+	if s.XBlock != 0 || s.YBlock != 0 {
+		return fmt.Errorf("convolution shape %+v: %s", s, noBlocks)
+	}
 	if s.OutH() < 1 || s.OutW() < 1 {
 		return fmt.Errorf("convolution shape %+v has an empty output", s)
 	}
@@ -129,10 +132,17 @@ func validConv(s device.ConvShape) error {
 	return nil
 }
 
+// noBlocks says why a shape with a channel block fails: this backend has
+// no device.Blocked, so a plan compiled for it never passes one.
+const noBlocks = "channel-blocked activations are the CPU backend's layout (device.Blocked); the CUDA kernels take NCHW only: compile the plan on this backend"
+
 // validPool reports a pooling shape the kernels cannot run.
 func validPool(s device.PoolShape) error {
 	if s.N < 1 || s.C < 1 || s.H < 1 || s.W < 1 || s.Size < 1 || s.Stride < 1 || s.Pad < 0 {
 		return fmt.Errorf("invalid pooling shape %+v: sizes and stride must be ≥ 1, padding ≥ 0", s)
+	}
+	if s.Block != 0 {
+		return fmt.Errorf("pooling shape %+v: %s", s, noBlocks)
 	}
 	if s.OutH() < 1 || s.OutW() < 1 {
 		return fmt.Errorf("pooling shape %+v has an empty output", s)
@@ -144,6 +154,9 @@ func validPool(s device.PoolShape) error {
 func validBN(s device.BNShape) error {
 	if s.N < 1 || s.C < 1 || s.HW < 1 || s.Groups < 1 || s.N%s.Groups != 0 {
 		return fmt.Errorf("invalid batch-norm shape %+v: sizes ≥ 1 and N a multiple of Groups", s)
+	}
+	if s.Block != 0 {
+		return fmt.Errorf("batch-norm shape %+v: %s", s, noBlocks)
 	}
 	return nil
 }

@@ -82,6 +82,16 @@ func TestShapeValidation(t *testing.T) {
 	if validBN(device.BNShape{N: 6, C: 1, HW: 1, Groups: 4}) == nil || validBN(device.BNShape{N: 8, C: 1, HW: 1, Groups: 4}) != nil {
 		t.Error("validBN must require N to be a multiple of Groups")
 	}
+	// The CUDA backend has no device.Blocked: a channel block is an error.
+	for _, err := range []error{
+		validConv(device.ConvShape{N: 1, C: 8, H: 3, W: 3, K: 8, R: 3, S: 3, Stride: 1, Pad: 1, YBlock: 8}),
+		validPool(device.PoolShape{N: 1, C: 8, H: 3, W: 3, Size: 3, Stride: 1, Pad: 1, Block: 8}),
+		validBN(device.BNShape{N: 2, C: 8, HW: 9, Groups: 1, Block: 8}),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "channel-blocked") {
+			t.Errorf("a shape with a channel block gave %v, want an error naming the layout", err)
+		}
+	}
 	if err := validMix(device.MixShape{B: 1, D: 4, K: 3, N: 4}); err == nil || !strings.Contains(err.Error(), "N ≤ K") {
 		t.Errorf("validMix with N > K: %v", err)
 	}
