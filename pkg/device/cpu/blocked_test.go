@@ -175,7 +175,8 @@ func TestBlockedMaxPoolMatchesPlain(t *testing.T) {
 	}
 }
 
-// TestBlockedConvMatchesPlain runs oneDNN's direct kernels with the
+// TestBlockedConvMatchesPlain runs oneDNN's kernels (modes direct and
+// winograd: direct, or oneDNN's Winograd on a CPU that has it) with the
 // activations in the blocks ConvBlocks names and in NCHW: the same kernel
 // on the same values (only the reorders differ), so the three passes agree
 // bit for bit. It also checks where ConvBlocks says NCHW: mode blas and
@@ -184,9 +185,49 @@ func TestBlockedMaxPoolMatchesPlain(t *testing.T) {
 func TestBlockedConvMatchesPlain(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 1))
 	be := newFine(2)
-	if err := be.SetConvMode(ConvDirect); err != nil {
-		t.Fatal(err)
+	for _, mode := range []ConvMode{ConvDirect, ConvWinograd} {
+		if err := be.SetConvMode(mode); err != nil {
+			t.Fatal(err)
+		}
+		checkBlockedConvs(t, be, rng)
 	}
+	// oneDNN reorders no blocked activation: the primitives' user layouts
+	// are their own.
+	for k, p := range be.dnnl.convs.prims {
+		x, y := 0, 2 // mochi_conv's operands: forward (x, w, y)
+		switch k.op {
+		case convBackwardData: // (dy, w, dx)
+			x, y = 2, 0
+		case convBackwardFilter: // (x, dy, dw)
+			x, y = 0, 1
+		}
+		if p.conv != nil && (k.s.XBlock != 0 && p.conv.reorder[x] != nil || k.s.YBlock != 0 && p.conv.reorder[y] != nil) {
+			t.Errorf("%s %+v: oneDNN reorders a blocked activation", opName(k.op), k.s)
+		}
+	}
+
+	wino := device.ConvShape{N: 2, C: 64, H: 8, W: 8, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
+	for _, m := range []ConvMode{ConvAuto, ConvBLAS} {
+		if err := be.SetConvMode(m); err != nil {
+			t.Fatal(err)
+		}
+		if x, y := be.ConvBlocks(wino); x != 0 || y != 0 {
+			t.Errorf("mode %s: ConvBlocks(%+v) = %d, %d; mochi's Winograd and im2col take NCHW", m, wino, x, y)
+		}
+		bs := wino
+		bs.XBlock, bs.YBlock = 8, 8
+		buf := func(n int) device.Buffer { return be.Alloc(device.Float32, n) }
+		be.Conv2DForward(bs, buf(2*64*64), buf(64*64*9), buf(2*64*64))
+		if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "channel blocks") {
+			t.Errorf("mode %s: a blocked shape for NCHW kernels gave error %v, want one naming the channel blocks", m, err)
+		}
+	}
+}
+
+// checkBlockedConvs is TestBlockedConvMatchesPlain's comparison in be's
+// mode.
+func checkBlockedConvs(t *testing.T, be *Backend, rng *rand.Rand) {
+	t.Helper()
 	for _, s := range []device.ConvShape{
 		{N: 3, C: 16, H: 9, W: 8, K: 16, R: 3, S: 3, Stride: 1, Pad: 1},
 		{N: 3, C: 3, H: 9, W: 8, K: 16, R: 3, S: 3, Stride: 1, Pad: 1}, // the RGB stem: x stays NCHW
@@ -194,7 +235,7 @@ func TestBlockedConvMatchesPlain(t *testing.T) {
 	} {
 		xb, yb := be.ConvBlocks(s)
 		if yb == 0 || (s.C%8 == 0) != (xb != 0) {
-			t.Errorf("%+v: ConvBlocks = %d, %d; oneDNN's direct kernels block the channels that are a multiple of 8", s, xb, yb)
+			t.Errorf("mode %s %+v: ConvBlocks = %d, %d; oneDNN's kernels block the channels that are a multiple of 8", be.ConvMode(), s, xb, yb)
 			continue
 		}
 		bs := s
@@ -233,39 +274,8 @@ func TestBlockedConvMatchesPlain(t *testing.T) {
 		}
 		for i, name := range []string{"y", "dx", "dw"} {
 			if j := within(got[i], want[i], 0); j >= 0 {
-				t.Errorf("%+v: blocked %s[%d] = %v, plain %v", bs, name, j, got[i][j], want[i][j])
+				t.Errorf("mode %s %+v: blocked %s[%d] = %v, plain %v", be.ConvMode(), bs, name, j, got[i][j], want[i][j])
 			}
-		}
-	}
-	// oneDNN reorders no blocked activation: the primitives' user layouts
-	// are their own.
-	for k, p := range be.dnnl.convs.prims {
-		x, y := 0, 2 // mochi_conv's operands: forward (x, w, y)
-		switch k.op {
-		case convBackwardData: // (dy, w, dx)
-			x, y = 2, 0
-		case convBackwardFilter: // (x, dy, dw)
-			x, y = 0, 1
-		}
-		if p.conv != nil && (k.s.XBlock != 0 && p.conv.reorder[x] != nil || k.s.YBlock != 0 && p.conv.reorder[y] != nil) {
-			t.Errorf("%s %+v: oneDNN reorders a blocked activation", opName(k.op), k.s)
-		}
-	}
-
-	wino := device.ConvShape{N: 2, C: 64, H: 8, W: 8, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
-	for _, m := range []ConvMode{ConvAuto, ConvBLAS} {
-		if err := be.SetConvMode(m); err != nil {
-			t.Fatal(err)
-		}
-		if x, y := be.ConvBlocks(wino); x != 0 || y != 0 {
-			t.Errorf("mode %s: ConvBlocks(%+v) = %d, %d; mochi's Winograd and im2col take NCHW", m, wino, x, y)
-		}
-		bs := wino
-		bs.XBlock, bs.YBlock = 8, 8
-		buf := func(n int) device.Buffer { return be.Alloc(device.Float32, n) }
-		be.Conv2DForward(bs, buf(2*64*64), buf(64*64*9), buf(2*64*64))
-		if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "channel blocks") {
-			t.Errorf("mode %s: a blocked shape for NCHW kernels gave error %v, want one naming the channel blocks", m, err)
 		}
 	}
 }

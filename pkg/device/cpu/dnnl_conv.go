@@ -433,15 +433,17 @@ func convDims(s device.ConvShape) [13]C.long {
 // ConvBlocks returns the channel blocks of the layouts oneDNN's forward
 // kernel for s keeps x and y in (nChw8c on AVX2, nChw16c on AVX-512 where
 // the channels allow), 0 where it takes NCHW, and 0, 0 for the
-// convolutions oneDNN does not run: in mode blas, on mochi's Winograd, and
-// in mode winograd, whose kernels differ by CPU. The backward kernels of
-// the same shape use the forward's layouts (else oneDNN reorders, which
-// is only slower).
+// convolutions oneDNN does not run: in mode blas and on mochi's Winograd.
+// It asks for the kernel primitive would create: in mode winograd
+// oneDNN's Winograd where the CPU has one, else mochi's or direct. The
+// backward kernels of the same shape use the forward's layouts (else
+// oneDNN reorders, which is only slower).
 func (b *Backend) ConvBlocks(s device.ConvShape) (x, y int) {
 	s.XBlock, s.YBlock = 0, 0
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if m := b.dnnl.mode; (m != ConvAuto && m != ConvDirect) || (m == ConvAuto && b.mochiWinograd(s)) || s.N == 0 {
+	m := b.dnnl.mode
+	if m == "" || m == ConvBLAS || (m == ConvAuto && b.mochiWinograd(s)) || s.N == 0 {
 		return 0, 0
 	}
 	c := b.dnnlEngine()
@@ -450,7 +452,15 @@ func (b *Backend) ConvBlocks(s device.ConvShape) (x, y int) {
 	}
 	var xb, yb C.long
 	dims := convDims(s)
-	if C.mochi_conv_blocks(c.engine, C.dnnl_convolution_direct, &dims[0], &xb, &yb) != C.dnnl_success {
+	alg := m.algorithm()
+	st := C.mochi_conv_blocks(c.engine, C.int(alg), &dims[0], &xb, &yb)
+	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd {
+		if b.mochiWinograd(s) {
+			return 0, 0
+		}
+		st = C.mochi_conv_blocks(c.engine, C.dnnl_convolution_direct, &dims[0], &xb, &yb)
+	}
+	if st != C.dnnl_success {
 		return 0, 0 // the convolution itself will report the error
 	}
 	return int(xb), int(yb)
