@@ -68,7 +68,6 @@ func Run(t *testing.T, be device.Backend, tol Tolerances) {
 		{"Conv2D", testConv2D},
 		{"BatchNorm", testBatchNorm},
 		{"BatchNormReLU", testBatchNormReLU},
-		{"BatchNormAddReLU", testBatchNormAddReLU},
 		{"ReLU", testReLU},
 		{"MaxPool", testMaxPool},
 		{"GlobalAvgPool", testGlobalAvgPool},
@@ -567,60 +566,16 @@ func testBatchNorm(h *harness, tol Tolerances) {
 }
 
 // testBatchNormReLU: a backend with the device.BatchNormReLU ability gives
-// bit for bit what its BatchNorm and ReLU kernels give in turn, over
+// bit for bit what its BatchNorm and ReLU kernels give in turn, and one
+// with device.BatchNormAddReLU what BatchNorm, Add (a residual r) and ReLU
+// give (backward: ReLUBackward into dr, then BatchNormBackward), over
 // bnShapes (split-BN included) and a plane of 20 elements, longer than a
-// vector of 8 with a tail. A backend without the ability has nothing to check.
+// vector of 8 with a tail. A backend without the abilities has nothing to
+// check.
 func testBatchNormReLU(h *harness, _ Tolerances) {
-	fused, ok := h.be.(device.BatchNormReLU)
-	if !ok {
-		return
-	}
-	const momentum, eps = 0.1, 1e-5
-	for _, s := range append(bnShapes, device.BNShape{N: 4, C: 3, HW: 20, Groups: 2}) {
-		name := fmt.Sprintf("%+v", s)
-		n := s.N * s.C * s.HW
-		x, dy := h.random(n, -1, 3), h.random(n, -1, 1)
-		gamma, beta := h.random(s.C, 0.5, 1.5), h.random(s.C, -0.5, 0.5)
-		rm, rv := h.random(s.C, -0.2, 0.2), h.random(s.C, 0.5, 1.5)
-		xb, gb, bb, dyb := h.upload(x), h.upload(gamma), h.upload(beta), h.upload(dy)
-		run := func(f func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer)) [][]float32 {
-			y, mean, inv, yi := h.poisoned(n), h.poisoned(s.Groups*s.C), h.poisoned(s.Groups*s.C), h.poisoned(n)
-			dx, dg, db := h.poisoned(n), h.poisoned(s.C), h.poisoned(s.C)
-			rmb, rvb := h.upload(rm), h.upload(rv)
-			f(y, mean, inv, rmb, rvb, dx, dg, db, yi)
-			var out [][]float32
-			for _, b := range []device.Buffer{y, mean, inv, rmb, rvb, dx, dg, db, yi} {
-				out = append(out, h.download(b))
-			}
-			return out
-		}
-		want := run(func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer) {
-			h.be.BatchNormTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
-			h.be.ReLU(y, y)
-			dz := h.alloc(device.Float32, n)
-			h.be.ReLUBackward(y, dyb, dz)
-			h.be.BatchNormBackward(s, xb, dz, gb, mean, inv, dx, dg, db)
-			h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
-			h.be.ReLU(yi, yi)
-		})
-		got := run(func(y, mean, inv, rmb, rvb, dx, dg, db, yi device.Buffer) {
-			fused.BatchNormReLUTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
-			fused.BatchNormReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dg, db)
-			fused.BatchNormReLUInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
-		})
-		for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dgamma", "dbeta", "evaluation y"} {
-			h.checkExact("BatchNormReLU "+what+" "+name, got[i], want[i])
-		}
-	}
-}
-
-// testBatchNormAddReLU: a backend with the device.BatchNormAddReLU ability
-// gives bit for bit what its BatchNorm, Add and ReLU kernels give in turn
-// (ReLUBackward and BatchNormBackward backward), over the shapes of
-// testBatchNormReLU. A backend without the ability has nothing to check.
-func testBatchNormAddReLU(h *harness, _ Tolerances) {
-	fused, ok := h.be.(device.BatchNormAddReLU)
-	if !ok {
+	plain, _ := h.be.(device.BatchNormReLU)
+	residual, _ := h.be.(device.BatchNormAddReLU)
+	if plain == nil && residual == nil {
 		return
 	}
 	const momentum, eps = 0.1, 1e-5
@@ -631,6 +586,8 @@ func testBatchNormAddReLU(h *harness, _ Tolerances) {
 		gamma, beta := h.random(s.C, 0.5, 1.5), h.random(s.C, -0.5, 0.5)
 		rm, rv := h.random(s.C, -0.2, 0.2), h.random(s.C, 0.5, 1.5)
 		xb, rb, gb, bb, dyb := h.upload(x), h.upload(r), h.upload(gamma), h.upload(beta), h.upload(dy)
+		// run gives y, mean, invStd, runMean, runVar, dx, dr, dgamma,
+		// dbeta and the evaluation y that f writes.
 		run := func(f func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer)) [][]float32 {
 			y, mean, inv, yi := h.poisoned(n), h.poisoned(s.Groups*s.C), h.poisoned(s.Groups*s.C), h.poisoned(n)
 			dx, dr, dg, db := h.poisoned(n), h.poisoned(n), h.poisoned(s.C), h.poisoned(s.C)
@@ -642,23 +599,43 @@ func testBatchNormAddReLU(h *harness, _ Tolerances) {
 			}
 			return out
 		}
-		want := run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
-			h.be.BatchNormTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
-			h.be.Add(y, rb, y)
-			h.be.ReLU(y, y)
-			h.be.ReLUBackward(y, dyb, dr)
-			h.be.BatchNormBackward(s, xb, dr, gb, mean, inv, dx, dg, db)
-			h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
-			h.be.Add(yi, rb, yi)
-			h.be.ReLU(yi, yi)
-		})
-		got := run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
-			fused.BatchNormAddReLUTrain(s, xb, gb, bb, rb, y, mean, inv, rmb, rvb, momentum, eps)
-			fused.BatchNormAddReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dr, dg, db)
-			fused.BatchNormAddReLUInfer(s, xb, gb, bb, rb, rmb, rvb, yi, eps)
-		})
-		for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dr", "dgamma", "dbeta", "evaluation y"} {
-			h.checkExact("BatchNormAddReLU "+what+" "+name, got[i], want[i])
+		// inTurn runs the separate kernels, adding r before the ReLU with add.
+		inTurn := func(add bool) [][]float32 {
+			return run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
+				h.be.BatchNormTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
+				if add {
+					h.be.Add(y, rb, y)
+				}
+				h.be.ReLU(y, y)
+				h.be.ReLUBackward(y, dyb, dr)
+				h.be.BatchNormBackward(s, xb, dr, gb, mean, inv, dx, dg, db)
+				h.be.BatchNormInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
+				if add {
+					h.be.Add(yi, rb, yi)
+				}
+				h.be.ReLU(yi, yi)
+			})
+		}
+		compare := func(kernel string, got, want [][]float32, dr bool) {
+			for i, what := range []string{"y", "mean", "invStd", "runMean", "runVar", "dx", "dr", "dgamma", "dbeta", "evaluation y"} {
+				if what != "dr" || dr {
+					h.checkExact(kernel+" "+what+" "+name, got[i], want[i])
+				}
+			}
+		}
+		if plain != nil {
+			compare("BatchNormReLU", run(func(y, mean, inv, rmb, rvb, dx, _, dg, db, yi device.Buffer) {
+				plain.BatchNormReLUTrain(s, xb, gb, bb, y, mean, inv, rmb, rvb, momentum, eps)
+				plain.BatchNormReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dg, db)
+				plain.BatchNormReLUInfer(s, xb, gb, bb, rmb, rvb, yi, eps)
+			}), inTurn(false), false)
+		}
+		if residual != nil {
+			compare("BatchNormAddReLU", run(func(y, mean, inv, rmb, rvb, dx, dr, dg, db, yi device.Buffer) {
+				residual.BatchNormAddReLUTrain(s, xb, gb, bb, rb, y, mean, inv, rmb, rvb, momentum, eps)
+				residual.BatchNormAddReLUBackward(s, xb, y, dyb, gb, mean, inv, dx, dr, dg, db)
+				residual.BatchNormAddReLUInfer(s, xb, gb, bb, rb, rmb, rvb, yi, eps)
+			}), inTurn(true), true)
 		}
 	}
 }
