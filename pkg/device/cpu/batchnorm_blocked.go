@@ -12,20 +12,10 @@ package cpu
 // #include "batchnorm_blocked.h"
 import "C"
 
-import "unsafe"
-
 // bnBlockedTask is a bnTask on channel-blocked activations, run over
 // groups of 8 channels: the statistics of each channel are summed in
 // float64 in an order independent of the thread count.
 type bnBlockedTask bnTask
-
-// f32 is the C pointer to x's memory, nil for an empty slice.
-func f32(x []float32) *C.float {
-	if len(x) == 0 {
-		return nil
-	}
-	return (*C.float)(unsafe.Pointer(&x[0]))
-}
 
 func (t *bnBlockedTask) run(_, lo, hi int) {
 	s := t.s
@@ -37,17 +27,17 @@ func (t *bnBlockedTask) run(_, lo, hi int) {
 		shape := C.mochi_bnb{n: C.long(s.N), c: C.long(s.C), hw: C.long(s.HW), groups: C.long(s.Groups), block: C.long(s.Block), c0: C.long(8 * g)}
 		switch t.op {
 		case bnTrain:
-			C.mochi_bnb_train(shape, f32(t.x), f32(t.r), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.mean), f32(t.invStd),
-				f32(t.runMean), f32(t.runVar), C.double(t.momentum), C.double(t.eps), relu)
+			C.mochi_bnb_train(shape, fp(t.x), fp(t.r), fp(t.y), fp(t.gamma), fp(t.beta), fp(t.mean), fp(t.invStd),
+				fp(t.runMean), fp(t.runVar), C.double(t.momentum), C.double(t.eps), relu)
 		case bnInfer:
-			C.mochi_bnb_infer(shape, f32(t.x), f32(t.r), f32(t.y), f32(t.gamma), f32(t.beta), f32(t.runMean), f32(t.runVar), C.double(t.eps), relu)
+			C.mochi_bnb_infer(shape, fp(t.x), fp(t.r), fp(t.y), fp(t.gamma), fp(t.beta), fp(t.runMean), fp(t.runVar), C.double(t.eps), relu)
 		case bnBackward:
 			dz := t.dx // the ReLU's gradient: dr, else dx until dx overwrites it
 			if t.dr != nil {
 				dz = t.dr
 			}
-			C.mochi_bnb_backward(shape, f32(t.x), f32(t.y), f32(t.dy), f32(dz), f32(t.dx), f32(t.gamma), f32(t.mean), f32(t.invStd),
-				f32(t.dgamma), f32(t.dbeta), relu)
+			C.mochi_bnb_backward(shape, fp(t.x), fp(t.y), fp(t.dy), fp(dz), fp(t.dx), fp(t.gamma), fp(t.mean), fp(t.invStd),
+				fp(t.dgamma), fp(t.dbeta), relu)
 		}
 	}
 }

@@ -96,7 +96,8 @@ type winoTask struct {
 	pad        [][]float32 // per part
 }
 
-// fp is the C pointer to s's first element.
+// fp is the C pointer to s's first element (nil for a nil slice); the
+// blocked batch norm (batchnorm_blocked.go) passes its operands with it too.
 func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
 
 func (t *winoTask) run(part, lo, hi int) {
