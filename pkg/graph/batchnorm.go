@@ -198,6 +198,16 @@ func (op *bnOp) withBlocks(blocks []int) Kernel {
 	return &b
 }
 
+// activationGrads is the length of the backward vector before dγ: dx, and
+// dr with add.
+func (op *bnOp) activationGrads() int {
+	n := op.s.N * op.s.C * op.s.HW
+	if op.add {
+		return 2 * n
+	}
+	return n
+}
+
 // Exec normalises with batch or running statistics, or runs the backward.
 func (op *bnOp) Exec(be device.Backend, in []device.Buffer, out device.Buffer) error {
 	return op.prepare(be, in, out)()
@@ -216,12 +226,15 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 		}
 		return nil
 	}
-	if op.add {
-		return op.prepareAdd(be, in, out, check)
+	// The fused kernel of be for this node, where be has one: with add
+	// device.BatchNormAddReLU, with relu alone device.BatchNormReLU.
+	fusedAdd, _ := be.(device.BatchNormAddReLU)
+	fusedReLU, _ := be.(device.BatchNormReLU)
+	if !op.add {
+		fusedAdd = nil
 	}
-	fused, _ := be.(device.BatchNormReLU)
-	if !op.relu {
-		fused = nil
+	if !op.relu || op.add {
+		fusedReLU = nil
 	}
 	if !op.backward {
 		return func() error {
@@ -229,25 +242,38 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 				return err
 			}
 			switch {
-			case fused != nil && st.Training:
-				fused.BatchNormReLUTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
-			case fused != nil:
-				fused.BatchNormReLUInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
-			case st.Training:
-				be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
-			default:
-				be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
-			}
-			if op.relu && fused == nil {
-				be.ReLU(out, out)
+			case fusedAdd != nil && st.Training:
+				fusedAdd.BatchNormAddReLUTrain(op.s, in[0], in[1], in[2], in[3], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+			case fusedAdd != nil:
+				fusedAdd.BatchNormAddReLUInfer(op.s, in[0], in[1], in[2], in[3], st.RunMean, st.RunVar, out, st.Eps)
+			case fusedReLU != nil && st.Training:
+				fusedReLU.BatchNormReLUTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+			case fusedReLU != nil:
+				fusedReLU.BatchNormReLUInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+			default: // the kernels in turn
+				if st.Training {
+					be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
+				} else {
+					be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
+				}
+				if op.add {
+					be.Add(out, in[3], out)
+				}
+				if op.relu {
+					be.ReLU(out, out)
+				}
 			}
 			return nil
 		}
 	}
-	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
-	dx, dgamma, dbeta := be.View(out, 0, n), be.View(out, n, c), be.View(out, n+c, c)
-	dz := in[2] // the batch norm's upstream gradient
-	if op.relu && fused == nil {
+	// out is [dx | dγ | dβ], or [dx | dr | dγ | dβ] with add.
+	n, c, xn := op.s.N*op.s.C*op.s.HW, op.s.C, op.activationGrads()
+	dx, dgamma, dbeta := be.View(out, 0, n), be.View(out, xn, c), be.View(out, xn+c, c)
+	dz := in[2] // the batch norm's upstream gradient: dy, or the ReLU's gradient
+	switch {
+	case op.add:
+		dz = be.View(out, n, n) // dr: the residual's gradient too
+	case op.relu && fusedReLU == nil:
 		dz = op.ws.Float32s(be, n)[0]
 	}
 	return func() error {
@@ -256,57 +282,16 @@ func (op *bnOp) prepare(be device.Backend, in []device.Buffer, out device.Buffer
 		}
 		// in: x, y, dy, γ
 		switch {
-		case fused != nil:
-			fused.BatchNormReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dgamma, dbeta)
+		case fusedAdd != nil:
+			fusedAdd.BatchNormAddReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dz, dgamma, dbeta)
+			return nil
+		case fusedReLU != nil:
+			fusedReLU.BatchNormReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dgamma, dbeta)
 			return nil
 		case op.relu:
 			be.ReLUBackward(in[1], in[2], dz)
 		}
 		be.BatchNormBackward(op.s, in[0], dz, in[3], st.mean, st.inv, dx, dgamma, dbeta)
-		return nil
-	}
-}
-
-// prepareAdd is prepare for BatchNormAddReLU: in is (x, γ, β, r) forward,
-// (x, y, dy, γ) backward into [dx | dr | dγ | dβ].
-func (op *bnOp) prepareAdd(be device.Backend, in []device.Buffer, out device.Buffer, check func() error) func() error {
-	st := op.st
-	fused, _ := be.(device.BatchNormAddReLU)
-	if !op.backward {
-		return func() error {
-			if err := check(); err != nil {
-				return err
-			}
-			switch {
-			case fused != nil && st.Training:
-				fused.BatchNormAddReLUTrain(op.s, in[0], in[1], in[2], in[3], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
-				return nil
-			case fused != nil:
-				fused.BatchNormAddReLUInfer(op.s, in[0], in[1], in[2], in[3], st.RunMean, st.RunVar, out, st.Eps)
-				return nil
-			case st.Training:
-				be.BatchNormTrain(op.s, in[0], in[1], in[2], out, st.mean, st.inv, st.RunMean, st.RunVar, st.Momentum, st.Eps)
-			default:
-				be.BatchNormInfer(op.s, in[0], in[1], in[2], st.RunMean, st.RunVar, out, st.Eps)
-			}
-			be.Add(out, in[3], out)
-			be.ReLU(out, out)
-			return nil
-		}
-	}
-	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
-	dx, dr, dgamma, dbeta := be.View(out, 0, n), be.View(out, n, n), be.View(out, 2*n, c), be.View(out, 2*n+c, c)
-	return func() error {
-		if err := check(); err != nil {
-			return err
-		}
-		// in: x, y, dy, γ
-		if fused != nil {
-			fused.BatchNormAddReLUBackward(op.s, in[0], in[1], in[2], in[3], st.mean, st.inv, dx, dr, dgamma, dbeta)
-			return nil
-		}
-		be.ReLUBackward(in[1], in[2], dr)
-		be.BatchNormBackward(op.s, in[0], dr, in[3], st.mean, st.inv, dx, dgamma, dbeta)
 		return nil
 	}
 }
@@ -317,11 +302,7 @@ func (op *bnOp) SymDiff(in gorgonia.Nodes, y, dy *gorgonia.Node) (gorgonia.Nodes
 	if op.backward {
 		return nil, fmt.Errorf("%v: second derivatives are not implemented", op)
 	}
-	n, c := op.s.N*op.s.C*op.s.HW, op.s.C
-	xn := n // elements before dγ: dx, and dr with add
-	if op.add {
-		xn = 2 * n
-	}
+	n, c, xn := op.s.N*op.s.C*op.s.HW, op.s.C, op.activationGrads()
 	b := *op
 	b.backward, b.out = true, tensor.Shape{xn + 2*c}
 	all, err := Apply(&b, in[0], y, dy, in[1])
