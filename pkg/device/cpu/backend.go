@@ -72,9 +72,10 @@ type Backend struct {
 }
 
 var (
-	_ device.Backend       = (*Backend)(nil)
-	_ device.BatchNormReLU = (*Backend)(nil)
-	_ device.Blocked       = (*Backend)(nil)
+	_ device.Backend          = (*Backend)(nil)
+	_ device.BatchNormReLU    = (*Backend)(nil)
+	_ device.BatchNormAddReLU = (*Backend)(nil)
+	_ device.Blocked          = (*Backend)(nil)
 )
 
 // New returns a CPU backend that runs kernels on threads goroutines

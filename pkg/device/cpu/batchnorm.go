@@ -204,7 +204,7 @@ func (b *Backend) bnCheck(kernel string, s device.BNShape, train bool, xs ...dev
 		return false
 	}
 	if !validBlock(s.Block, s.C) {
-		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
+		b.fail(badBlock, kernel, s)
 		return false
 	}
 	if train && s.N/s.Groups*s.HW < 2 {

@@ -357,6 +357,9 @@ func validBlock(block, c int) bool {
 	return block == 0 || (block == 8 || block == 16) && c%block == 0
 }
 
+// badBlock is the error format (kernel, shape) of a block validBlock refuses.
+const badBlock = "%s: shape %+v: a channel block must be 8 or 16 and divide the channels"
+
 // blocked reports a convolution with an operand in a channel-blocked layout.
 func blocked(s device.ConvShape) bool { return s.XBlock != 0 || s.YBlock != 0 }
 
@@ -369,7 +372,7 @@ func (b *Backend) conv(kernel string, op convOp, s device.ConvShape, x, w, y dev
 		return
 	}
 	if !validBlock(s.XBlock, s.C) || !validBlock(s.YBlock, s.K) {
-		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
+		b.fail(badBlock, kernel, s)
 		return
 	}
 	xname, yname := "x", "dy"

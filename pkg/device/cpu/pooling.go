@@ -72,7 +72,7 @@ func (b *Backend) maxPool(kernel string, s device.PoolShape, x, y, dx device.Buf
 		return
 	}
 	if !validBlock(s.Block, s.C) {
-		b.fail("%s: shape %+v: a channel block must be 8 or 16 and divide the channels", kernel, s)
+		b.fail(badBlock, kernel, s)
 		return
 	}
 	planes := s.N * s.C
