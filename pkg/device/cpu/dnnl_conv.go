@@ -390,6 +390,28 @@ func (m ConvMode) algorithm() C.dnnl_alg_kind_t {
 // dnnlStatus formats a oneDNN status.
 func dnnlStatus(st C.dnnl_status_t) string { return C.GoString(C.dnnl_status2str(st)) }
 
+// kernelOf picks the kernel mode m runs convolution s on, as try (called
+// with a oneDNN algorithm) finds oneDNN's kernels: mochi reports mochi's
+// Winograd (always in auto for the shapes mochiWinograd takes, and in
+// winograd where oneDNN has no Winograd kernel for the shape); else st is
+// try's status for oneDNN's algorithm of m, or for direct where winograd
+// finds none. primitive and ConvBlocks both decide with it, so the layouts
+// ConvBlocks names are those of the kernel that runs.
+func (b *Backend) kernelOf(m ConvMode, s device.ConvShape, try func(alg C.int) C.dnnl_status_t) (mochi bool, st C.dnnl_status_t) {
+	if m == ConvAuto && b.mochiWinograd(s) {
+		return true, C.dnnl_success
+	}
+	alg := m.algorithm()
+	st = try(C.int(alg))
+	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd {
+		if b.mochiWinograd(s) {
+			return true, C.dnnl_success
+		}
+		st = try(C.dnnl_convolution_direct)
+	}
+	return false, st
+}
+
 // primitive returns the cached primitive of key, creating it on first use,
 // or nil where mochi's Winograd runs the shape: always in auto mode (for
 // the shapes mochiWinograd takes), and in winograd mode where oneDNN has no
@@ -402,20 +424,14 @@ func (b *Backend) primitive(key dnnlKey) (*C.mochi_conv, error) {
 		return p.conv, nil
 	}
 	s := key.s
-	if key.mode == ConvAuto && b.mochiWinograd(s) {
-		c.prims[key] = dnnlPrim{impl: winoImpl}
-		return nil, nil
-	}
 	dims := convDims(s)
 	var p *C.mochi_conv
-	alg := key.mode.algorithm()
-	st := C.mochi_conv_create(&p, c.engine, C.int(key.op), C.int(alg), &dims[0])
-	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd && b.mochiWinograd(s) {
+	mochi, st := b.kernelOf(key.mode, s, func(alg C.int) C.dnnl_status_t {
+		return C.mochi_conv_create(&p, c.engine, C.int(key.op), alg, &dims[0])
+	})
+	if mochi {
 		c.prims[key] = dnnlPrim{impl: winoImpl}
 		return nil, nil
-	}
-	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd {
-		st = C.mochi_conv_create(&p, c.engine, C.int(key.op), C.dnnl_convolution_direct, &dims[0])
 	}
 	if st != C.dnnl_success {
 		return nil, fmt.Errorf("oneDNN has no %s convolution primitive for %+v (%s): use cpu.conv blas", opName(key.op), s, dnnlStatus(st))
@@ -443,7 +459,7 @@ func (b *Backend) ConvBlocks(s device.ConvShape) (x, y int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := b.dnnl.mode
-	if m == "" || m == ConvBLAS || (m == ConvAuto && b.mochiWinograd(s)) || s.N == 0 {
+	if m == "" || m == ConvBLAS || s.N == 0 {
 		return 0, 0
 	}
 	c := b.dnnlEngine()
@@ -452,16 +468,11 @@ func (b *Backend) ConvBlocks(s device.ConvShape) (x, y int) {
 	}
 	var xb, yb C.long
 	dims := convDims(s)
-	alg := m.algorithm()
-	st := C.mochi_conv_blocks(c.engine, C.int(alg), &dims[0], &xb, &yb)
-	if st == C.dnnl_unimplemented && alg == C.dnnl_convolution_winograd {
-		if b.mochiWinograd(s) {
-			return 0, 0
-		}
-		st = C.mochi_conv_blocks(c.engine, C.dnnl_convolution_direct, &dims[0], &xb, &yb)
-	}
-	if st != C.dnnl_success {
-		return 0, 0 // the convolution itself will report the error
+	mochi, st := b.kernelOf(m, s, func(alg C.int) C.dnnl_status_t {
+		return C.mochi_conv_blocks(c.engine, alg, &dims[0], &xb, &yb)
+	})
+	if mochi || st != C.dnnl_success {
+		return 0, 0 // NCHW for mochi's Winograd; a failure the convolution itself will report
 	}
 	return int(xb), int(yb)
 }
